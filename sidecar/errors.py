@@ -1,0 +1,77 @@
+"""One exception hierarchy for the whole sidecar.
+
+SidecarError
+├── InvalidRequest     a caller's mistake found before going upstream (names the field)
+├── S2Error            S2 (or the emulator) answered with an error status
+│   └── RangeNotSatisfiable   416: the start is past the tail (carries the tail)
+├── TransportError     the upstream could not be reached or the connection broke
+└── ProtocolError      the upstream answered something that is not S2's wire format
+"""
+
+from __future__ import annotations
+
+from sidecar.types import StreamPosition
+
+# S2's retry table (SEMANTICS.md): statuses that are worth retrying, and 409 codes that are.
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+RETRYABLE_CODES = frozenset({"transaction_conflict", "server_draining", "request_timeout", "rate_limited"})
+
+
+class SidecarError(Exception):
+    """Base of every error the sidecar raises on purpose."""
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+class InvalidRequest(SidecarError):
+    """A request that cannot be sent upstream; `field` names what to change."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class S2Error(SidecarError):
+    """An error answer from S2: HTTP status, S2's error code and message."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after_ms: int | None = None) -> None:
+        super().__init__(f"S2 answered {status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after_ms = retry_after_ms
+
+    @property
+    def retryable(self) -> bool:
+        if self.status == 409:
+            return self.code == "transaction_conflict"
+        return self.status in RETRYABLE_STATUSES or self.code in RETRYABLE_CODES
+
+
+class RangeNotSatisfiable(S2Error):
+    """416: the requested start is past the stream's tail."""
+
+    def __init__(self, tail: StreamPosition) -> None:
+        super().__init__(
+            416, "range_not_satisfiable", f"start is past the tail (next seq_num {tail.seq_num})"
+        )
+        self.tail = tail
+
+
+class TransportError(SidecarError):
+    """Connecting to, or reading from, the upstream failed (refused, reset, timed out, truncated)."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class ProtocolError(SidecarError):
+    """The upstream's answer did not follow S2's wire format. Retryable: a fresh request may succeed."""
+
+    @property
+    def retryable(self) -> bool:
+        return True

@@ -1,0 +1,5 @@
+"""S2's wire formats as pure, sans-IO code: JSON and protobuf mapping, SSE and s2s framing,
+query parameters and names. Bytes in, values out; no sockets, no asyncio.
+
+Used by the upstream client (to read S2) and by the emulator (to serve the same formats).
+"""

@@ -1,0 +1,200 @@
+"""S2's protobuf messages (`application/protobuf` bodies and s2s frame payloads).
+
+Batches travel as bytes: the sidecar's gRPC batches share S2's field numbers, so a batch read
+from upstream is forwarded as it came. `ReadBatch` wraps those bytes with the few facts the
+read logic needs (count, last position, tail), decoded once by upb in C.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from sidecar._proto.s2.v1 import records_pb2 as pb
+from sidecar.errors import ProtocolError
+from sidecar.types import AppendRecord, Record, StreamPosition, metered_size
+
+__all__ = [
+    "ReadBatch",
+    "batch_from_records",
+    "decode_append_ack",
+    "decode_append_input",
+    "decode_read_batch",
+    "encode_append_ack",
+    "encode_append_input",
+    "encode_batch",
+    "encode_position",
+    "encode_record_field",
+    "metered_size",
+    "records_from_fields",
+]
+
+_RECORDS_TAG = b"\x0a"  # field 1, length-delimited: ReadBatch.records
+_TAIL_TAG = b"\x12"  # field 2, length-delimited: ReadBatch.tail
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBatch:
+    """One batch from a read: S2's `ReadBatch` protobuf bytes and what is known of them."""
+
+    data: bytes
+    count: int
+    first_seq_num: int | None
+    last_seq_num: int | None
+    last_timestamp: int | None
+    tail: StreamPosition | None
+
+    @property
+    def is_heartbeat(self) -> bool:
+        return self.count == 0
+
+    def records(self) -> list[Record]:
+        """Decode every record (off the hot path: tests, JSON fallbacks)."""
+        msg = pb.ReadBatch.FromString(self.data)
+        return [
+            Record(r.seq_num, r.timestamp, tuple((h.name, h.value) for h in r.headers), r.body)
+            for r in msg.records
+        ]
+
+    def metered_bytes(self) -> int:
+        """Metered size of all records; costs a pass over them, so only asked when `bytes` is bounded."""
+        msg = pb.ReadBatch.FromString(self.data)
+        return sum(
+            8 + 2 * len(r.headers) + sum(len(h.name) + len(h.value) for h in r.headers) + len(r.body)
+            for r in msg.records
+        )
+
+
+def decode_read_batch(data: bytes) -> ReadBatch:
+    """Parse a serialized `ReadBatch`, keeping the bytes for forwarding."""
+    try:
+        msg = pb.ReadBatch.FromString(data)
+    except DecodeError as e:
+        raise ProtocolError(f"malformed protobuf ReadBatch from upstream: {e}") from None
+    records = msg.records
+    n = len(records)
+    tail = StreamPosition(msg.tail.seq_num, msg.tail.timestamp) if msg.HasField("tail") else None
+    if n == 0:
+        return ReadBatch(data, 0, None, None, None, tail)
+    last = records[n - 1]
+    first_seq, last_seq = records[0].seq_num, last.seq_num
+    if last_seq - first_seq != n - 1:
+        raise ProtocolError(f"upstream batch is not contiguous: {n} records from {first_seq} to {last_seq}")
+    return ReadBatch(data, n, first_seq, last_seq, last.timestamp, tail)
+
+
+def batch_from_records(records: Sequence[Record], tail: StreamPosition | None) -> ReadBatch:
+    """Build a batch from decoded records (the JSON/SSE path)."""
+    fields = [encode_record_field(r.seq_num, r.timestamp, r.headers, r.body) for r in records]
+    data = encode_batch(fields, tail)
+    if not records:
+        return ReadBatch(data, 0, None, None, None, tail)
+    return ReadBatch(data, len(records), records[0].seq_num, records[-1].seq_num, records[-1].timestamp, tail)
+
+
+def encode_record_field(
+    seq_num: int, timestamp: int, headers: Iterable[tuple[bytes, bytes]], body: bytes
+) -> bytes:
+    """One record as a complete `ReadBatch.records` field (tag, length, message).
+
+    A batch is then the concatenation of such fields plus the tail: the emulator stores records
+    in this form so that serving a protobuf or s2s read is a join, not a rebuild.
+    """
+    msg = pb.SequencedRecord(
+        seq_num=seq_num,
+        timestamp=timestamp,
+        headers=[pb.Header(name=n, value=v) for n, v in headers],
+        body=body,
+    ).SerializeToString()
+    return _RECORDS_TAG + _varint(len(msg)) + msg
+
+
+def records_from_fields(fields: Iterable[bytes]) -> list[Record]:
+    """Decode record fields made by `encode_record_field`."""
+    msg = pb.ReadBatch.FromString(b"".join(fields))
+    return [
+        Record(r.seq_num, r.timestamp, tuple((h.name, h.value) for h in r.headers), r.body)
+        for r in msg.records
+    ]
+
+
+def encode_position(pos: StreamPosition) -> bytes:
+    return pb.StreamPosition(seq_num=pos.seq_num, timestamp=pos.timestamp).SerializeToString()
+
+
+def encode_batch(record_fields: Sequence[bytes], tail: StreamPosition | None) -> bytes:
+    """A serialized `ReadBatch` from record fields and an optional tail."""
+    if tail is None:
+        return b"".join(record_fields)
+    t = encode_position(tail)
+    return b"".join(record_fields) + _TAIL_TAG + _varint(len(t)) + t
+
+
+def decode_append_input(data: bytes) -> tuple[list[AppendRecord], int | None, str | None]:
+    """Parse an `AppendInput`: (records, match_seq_num, fencing_token)."""
+    try:
+        msg = pb.AppendInput.FromString(data)
+    except DecodeError as e:
+        raise ProtocolError(f"malformed protobuf AppendInput: {e}") from None
+    records = [
+        AppendRecord(
+            body=r.body,
+            headers=tuple((h.name, h.value) for h in r.headers),
+            timestamp=r.timestamp if r.HasField("timestamp") else None,
+        )
+        for r in msg.records
+    ]
+    return (
+        records,
+        msg.match_seq_num if msg.HasField("match_seq_num") else None,
+        msg.fencing_token if msg.HasField("fencing_token") else None,
+    )
+
+
+def encode_append_input(
+    records: Iterable[AppendRecord], match_seq_num: int | None = None, fencing_token: str | None = None
+) -> bytes:
+    msg = pb.AppendInput(
+        records=[
+            pb.AppendRecord(
+                body=r.body,
+                headers=[pb.Header(name=n, value=v) for n, v in r.headers],
+                timestamp=r.timestamp,
+            )
+            for r in records
+        ],
+        match_seq_num=match_seq_num,
+        fencing_token=fencing_token,
+    )
+    return msg.SerializeToString()
+
+
+def encode_append_ack(start: StreamPosition, end: StreamPosition, tail: StreamPosition) -> bytes:
+    return pb.AppendAck(
+        start=pb.StreamPosition(seq_num=start.seq_num, timestamp=start.timestamp),
+        end=pb.StreamPosition(seq_num=end.seq_num, timestamp=end.timestamp),
+        tail=pb.StreamPosition(seq_num=tail.seq_num, timestamp=tail.timestamp),
+    ).SerializeToString()
+
+
+def decode_append_ack(data: bytes) -> tuple[StreamPosition, StreamPosition, StreamPosition]:
+    try:
+        msg = pb.AppendAck.FromString(data)
+    except DecodeError as e:
+        raise ProtocolError(f"malformed protobuf AppendAck: {e}") from None
+
+    def pos(p: pb.StreamPosition) -> StreamPosition:
+        return StreamPosition(p.seq_num, p.timestamp)
+
+    return pos(msg.start), pos(msg.end), pos(msg.tail)
