@@ -135,8 +135,7 @@ def append_input_from_json(obj: Any, fmt: Format) -> tuple[list[AppendRecord], i
                 raise ValueError("each record must be an object")
             headers = r.get("headers") or []
             if not isinstance(headers, list) or any(
-                not isinstance(h, list) or len(h) != 2 or not all(isinstance(x, str) for x in h)
-                for h in headers
+                not isinstance(h, list) or len(h) != 2 or not all(isinstance(x, str) for x in h) for h in headers
             ):
                 raise ValueError("`headers` must be a list of [name, value] string pairs")
             body = r.get("body") or ""

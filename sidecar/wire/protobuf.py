@@ -63,8 +63,7 @@ class ReadBatch:
         """Decode every record (off the hot path: tests, JSON fallbacks)."""
         msg = pb.ReadBatch.FromString(self.data)
         return [
-            Record(r.seq_num, r.timestamp, tuple((h.name, h.value) for h in r.headers), r.body)
-            for r in msg.records
+            Record(r.seq_num, r.timestamp, tuple((h.name, h.value) for h in r.headers), r.body) for r in msg.records
         ]
 
     def metered_bytes(self) -> int:
@@ -103,9 +102,7 @@ def batch_from_records(records: Sequence[Record], tail: StreamPosition | None) -
     return ReadBatch(data, len(records), records[0].seq_num, records[-1].seq_num, records[-1].timestamp, tail)
 
 
-def encode_record_field(
-    seq_num: int, timestamp: int, headers: Iterable[tuple[bytes, bytes]], body: bytes
-) -> bytes:
+def encode_record_field(seq_num: int, timestamp: int, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> bytes:
     """One record as a complete `ReadBatch.records` field (tag, length, message).
 
     A batch is then the concatenation of such fields plus the tail: the emulator stores records
@@ -123,10 +120,7 @@ def encode_record_field(
 def records_from_fields(fields: Iterable[bytes]) -> list[Record]:
     """Decode record fields made by `encode_record_field`."""
     msg = pb.ReadBatch.FromString(b"".join(fields))
-    return [
-        Record(r.seq_num, r.timestamp, tuple((h.name, h.value) for h in r.headers), r.body)
-        for r in msg.records
-    ]
+    return [Record(r.seq_num, r.timestamp, tuple((h.name, h.value) for h in r.headers), r.body) for r in msg.records]
 
 
 def encode_position(pos: StreamPosition) -> bytes:

@@ -1,0 +1,157 @@
+"""Errors to gRPC statuses, with `google.rpc.Status` details a person (and grpcurl) can act on.
+
+| what happened                      | gRPC code            | details                            |
+|------------------------------------|----------------------|------------------------------------|
+| bad request field                  | INVALID_ARGUMENT     | ErrorInfo(reason=invalid_argument) + BadRequest |
+| S2 400 / 422                       | INVALID_ARGUMENT     | ErrorInfo(reason=S2 code)          |
+| S2 401                             | UNAUTHENTICATED      | ErrorInfo                          |
+| S2 403 (quota_exhausted)           | PERMISSION_DENIED (RESOURCE_EXHAUSTED) | ErrorInfo        |
+| S2 404                             | NOT_FOUND            | ErrorInfo                          |
+| S2 409 transaction_conflict        | ABORTED              | ErrorInfo, RetryInfo               |
+| S2 409 other                       | FAILED_PRECONDITION  | ErrorInfo                          |
+| S2 416                             | OUT_OF_RANGE         | ErrorInfo(metadata tail), `s2-tail-seq-num` |
+| S2 429                             | RESOURCE_EXHAUSTED   | ErrorInfo, RetryInfo               |
+| S2 408/5xx, transport, malformed   | UNAVAILABLE          | ErrorInfo, RetryInfo               |
+| session out of retries / draining  | UNAVAILABLE          | ErrorInfo, RetryInfo, `s2-next-seq-num` |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from sidecar.errors import (
+    InvalidRequest,
+    ProtocolError,
+    RangeNotSatisfiable,
+    S2Error,
+    SidecarError,
+    TransportError,
+)
+from sidecar.reads import SessionInterrupted
+
+DOMAIN = "s2.dev"
+NEXT_SEQ_NUM_KEY = "s2-next-seq-num"
+TAIL_SEQ_NUM_KEY = "s2-tail-seq-num"
+TAIL_TIMESTAMP_KEY = "s2-tail-timestamp"
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+
+class Draining(SidecarError):
+    """The sidecar is shutting down (SIGTERM): the app should reconnect and resume."""
+
+
+@dataclass(frozen=True)
+class RpcError:
+    """A status to end a call with: code, message and trailing metadata (details included)."""
+
+    code: grpc.StatusCode
+    message: str
+    trailing_metadata: Metadata
+
+
+def _s2_code(e: S2Error) -> grpc.StatusCode:
+    status = e.status
+    if status in (400, 422):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if status == 401:
+        return grpc.StatusCode.UNAUTHENTICATED
+    if status == 403:
+        return grpc.StatusCode.RESOURCE_EXHAUSTED if e.code == "quota_exhausted" else grpc.StatusCode.PERMISSION_DENIED
+    if status == 404:
+        return grpc.StatusCode.NOT_FOUND
+    if status == 409:
+        return grpc.StatusCode.ABORTED if e.code == "transaction_conflict" else grpc.StatusCode.FAILED_PRECONDITION
+    if status == 416:
+        return grpc.StatusCode.OUT_OF_RANGE
+    if status == 429:
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    return grpc.StatusCode.UNAVAILABLE
+
+
+def _pack(msg: error_details_pb2.ErrorInfo | error_details_pb2.RetryInfo | error_details_pb2.BadRequest) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(msg)
+    return packed
+
+
+def build(
+    code: grpc.StatusCode,
+    message: str,
+    *,
+    reason: str,
+    metadata: dict[str, str] | None = None,
+    retry_after: float | None = None,
+    field: str | None = None,
+    extra: Metadata = (),
+) -> RpcError:
+    """An `RpcError` whose trailing metadata carries a `google.rpc.Status` with details."""
+    details = [_pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata or {}))]
+    if retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(int(retry_after * 1000))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+    if field is not None:
+        violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=message)
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=details)
+    return RpcError(code, message, ((STATUS_DETAILS_KEY, status.SerializeToString()), *extra))
+
+
+def from_exception(e: BaseException, *, next_seq_num: int | None = None) -> RpcError:
+    """Map any error from the read path to a status. Unknown exceptions become INTERNAL."""
+    extra: Metadata = ()
+    meta: dict[str, str] = {}
+    if next_seq_num is not None:
+        extra = ((NEXT_SEQ_NUM_KEY, str(next_seq_num)),)
+        meta["next_seq_num"] = str(next_seq_num)
+    if isinstance(e, InvalidRequest):
+        return build(grpc.StatusCode.INVALID_ARGUMENT, str(e), reason="invalid_argument", field=e.field, extra=extra)
+    if isinstance(e, RangeNotSatisfiable):
+        tail = e.tail
+        message = (
+            f"start is past the tail: the next seq_num is {tail.seq_num} (last timestamp {tail.timestamp}); "
+            "start at or before it, or set clamp to start at the tail"
+        )
+        return build(
+            grpc.StatusCode.OUT_OF_RANGE,
+            message,
+            reason="range_not_satisfiable",
+            metadata={"tail_seq_num": str(tail.seq_num), "tail_timestamp": str(tail.timestamp), **meta},
+            extra=((TAIL_SEQ_NUM_KEY, str(tail.seq_num)), (TAIL_TIMESTAMP_KEY, str(tail.timestamp)), *extra),
+        )
+    if isinstance(e, S2Error):
+        code = _s2_code(e)
+        hint = _HINTS.get(e.code, "")
+        retry = (e.retry_after_ms / 1000 if e.retry_after_ms is not None else 1.0) if e.retryable else None
+        return build(
+            code,
+            f"S2 answered {e.status} {e.code}: {e.message}{hint}",
+            reason=e.code,
+            metadata={"http_status": str(e.status), **meta},
+            retry_after=retry,
+            extra=extra,
+        )
+    if isinstance(e, TransportError | ProtocolError):
+        kind = "upstream_unreachable" if isinstance(e, TransportError) else "upstream_protocol"
+        return build(grpc.StatusCode.UNAVAILABLE, str(e), reason=kind, metadata=meta, retry_after=1.0, extra=extra)
+    if isinstance(e, Draining):
+        return build(
+            grpc.StatusCode.UNAVAILABLE, str(e), reason="draining", metadata=meta, retry_after=1.0, extra=extra
+        )
+    if isinstance(e, SessionInterrupted):
+        return from_exception(e.cause, next_seq_num=e.next_seq_num)
+    return build(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}", reason="internal", extra=extra)
+
+
+_HINTS = {
+    "stream_not_found": " (check the stream name, or create the stream first)",
+    "basin_not_found": " (check the basin name and that the token's account owns it)",
+    "authn": " (check S2_ACCESS_TOKEN given to the sidecar)",
+    "permission_denied": " (the sidecar's token lacks access to this basin or stream)",
+}

@@ -1,0 +1,76 @@
+"""Request messages to the domain: validation with messages that name the field and the rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sidecar._proto.s2sidecar.v1 import stream_pb2 as api_pb
+from sidecar.errors import InvalidRequest
+from sidecar.types import (
+    MAX_UNARY_WAIT_SECONDS,
+    ReadLimit,
+    ReadQuery,
+    ReadStart,
+    SeqNum,
+    TailOffset,
+    Timestamp,
+)
+from sidecar.wire.names import basin_name_problem, stream_name_problem
+
+_TAIL_OFFSET_MAX = 2**63 - 1  # S2 takes tail_offset as a signed 64-bit integer
+
+
+@dataclass(frozen=True)
+class StreamRef:
+    basin: str
+    stream: str
+
+
+def stream_ref(request: api_pb.ReadRequest | api_pb.ReadSessionRequest | api_pb.CheckTailRequest,
+               default_basin: str | None) -> StreamRef:  # fmt: skip
+    basin = request.basin or default_basin
+    if not basin:
+        raise InvalidRequest(
+            "basin", "required: name the basin, or start the sidecar with --default-basin / S2_SIDECAR_DEFAULT_BASIN"
+        )
+    if problem := basin_name_problem(basin):
+        raise InvalidRequest("basin", f"{problem} (got {basin!r:.60})")
+    if not request.stream:
+        raise InvalidRequest("stream", "required: name the stream to read")
+    if problem := stream_name_problem(request.stream):
+        raise InvalidRequest("stream", problem)
+    return StreamRef(basin, request.stream)
+
+
+def read_query(request: api_pb.ReadRequest | api_pb.ReadSessionRequest, *, unary: bool) -> ReadQuery:
+    """The `ReadQuery` a request asks for. Both request messages share field names and numbers."""
+    start: ReadStart
+    match request.WhichOneof("start"):
+        case "seq_num":
+            start = SeqNum(request.seq_num)
+        case "timestamp":
+            start = Timestamp(request.timestamp)
+        case "tail_offset":
+            if request.tail_offset > _TAIL_OFFSET_MAX:
+                raise InvalidRequest("tail_offset", f"must be at most {_TAIL_OFFSET_MAX}")
+            start = TailOffset(request.tail_offset)
+        case _:
+            start = TailOffset(0)
+    until = request.until if request.HasField("until") else None
+    if isinstance(start, Timestamp) and until is not None and start.value >= until:
+        raise InvalidRequest("until", f"must be greater than the start timestamp {start.value} (until is exclusive)")
+    wait = request.wait if request.HasField("wait") else None
+    if unary and wait is not None and wait > MAX_UNARY_WAIT_SECONDS:
+        raise InvalidRequest(
+            "wait", f"at most {MAX_UNARY_WAIT_SECONDS} seconds for Read, got {wait}; use ReadSession to wait longer"
+        )
+    return ReadQuery(
+        start=start,
+        limit=ReadLimit(
+            count=request.count if request.HasField("count") else None,
+            bytes=request.bytes if request.HasField("bytes") else None,
+        ),
+        until=until,
+        clamp=request.clamp,
+        wait=wait,
+    )

@@ -1,0 +1,148 @@
+"""The gRPC servicer for `s2sidecar.v1.StreamService`. Thin: validate, call the read logic,
+send batches, map errors. No S2 logic lives here.
+
+Batches are sent as the bytes S2 sent: our response messages share S2's `ReadBatch` field
+numbers, so `Read` and `ReadSession` register an identity serializer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any, NoReturn
+
+import grpc
+
+from sidecar._proto.s2sidecar.v1 import stream_pb2 as api_pb
+from sidecar.api import errors
+from sidecar.api.requests import read_query, stream_ref
+from sidecar.errors import SidecarError
+from sidecar.reads import ResumePlan, StreamReader
+from sidecar.types import SeqNum, StreamPosition
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "s2sidecar.v1.StreamService"
+_DRAIN_MESSAGE = "the sidecar is shutting down; resume from the seq_num in trailing metadata s2-next-seq-num"
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+class StreamService:
+    def __init__(self, reader: StreamReader, *, default_basin: str | None = None) -> None:
+        self.reader = reader
+        self.default_basin = default_basin
+        self._draining = asyncio.Event()
+        self.open_sessions = 0
+
+    def drain(self) -> None:
+        """End every open session with UNAVAILABLE and its resume point (SIGTERM)."""
+        self._draining.set()
+
+    async def _abort(
+        self, context: grpc.aio.ServicerContext[Any, Any], e: BaseException, *, next_seq_num: int | None = None
+    ) -> NoReturn:
+        if not isinstance(e, SidecarError):
+            log.error("unexpected error in a call", exc_info=e)
+        err = errors.from_exception(e, next_seq_num=next_seq_num)
+        await context.abort(err.code, err.message, err.trailing_metadata)
+        raise AssertionError("unreachable: context.abort raises")
+
+    @staticmethod
+    def _deadline(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
+        remaining = context.time_remaining()
+        return None if remaining is None else time.monotonic() + remaining
+
+    async def read(self, request: api_pb.ReadRequest, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        try:
+            ref = stream_ref(request, self.default_basin)
+            query = read_query(request, unary=True)
+            remaining = context.time_remaining()
+            if remaining is not None and query.wait:
+                # Answer "no records yet" before the caller's deadline rather than DEADLINE_EXCEEDED.
+                query = replace(query, wait=max(0, min(query.wait, int(remaining - 1))))
+            batch = await self.reader.read(ref.basin, ref.stream, query, deadline=self._deadline(context))
+        except Exception as e:
+            await self._abort(context, e)
+        return batch.data
+
+    async def check_tail(
+        self, request: api_pb.CheckTailRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb.CheckTailResponse:
+        try:
+            ref = stream_ref(request, self.default_basin)
+            tail = await self.reader.check_tail(ref.basin, ref.stream, deadline=self._deadline(context))
+        except Exception as e:
+            await self._abort(context, e)
+        return api_pb.CheckTailResponse(tail=_position(tail))
+
+    async def read_session(
+        self, request: api_pb.ReadSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[bytes]:
+        # An async generator, not context.write(): OpenTelemetry's aio interceptor needs this form.
+        try:
+            ref = stream_ref(request, self.default_basin)
+            query = read_query(request, unary=False)
+        except Exception as e:
+            await self._abort(context, e)
+        if self._draining.is_set():
+            await self._abort(context, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(ResumePlan(query)))
+        plan = ResumePlan(query)
+        batches = aiter(self.reader.session(ref.basin, ref.stream, query, plan=plan))
+        drained = asyncio.ensure_future(self._draining.wait())
+        self.open_sessions += 1
+        try:
+            while True:
+                step = asyncio.ensure_future(anext(batches))
+                done, _ = await asyncio.wait((step, drained), return_when=asyncio.FIRST_COMPLETED)
+                if step not in done:
+                    step.cancel()
+                    await self._abort(context, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(plan))
+                try:
+                    batch = step.result()
+                except StopAsyncIteration:
+                    return
+                except Exception as e:
+                    await self._abort(context, e, next_seq_num=_resume_point(plan))
+                yield batch.data
+        finally:
+            self.open_sessions -= 1
+            drained.cancel()
+            await batches.aclose()  # type: ignore[attr-defined]  # closes the upstream request at once
+
+    def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME,
+            {
+                "Read": grpc.unary_unary_rpc_method_handler(
+                    self.read, request_deserializer=api_pb.ReadRequest.FromString, response_serializer=_identity
+                ),
+                "ReadSession": grpc.unary_stream_rpc_method_handler(
+                    self.read_session,
+                    request_deserializer=api_pb.ReadSessionRequest.FromString,
+                    response_serializer=_identity,
+                ),
+                "CheckTail": grpc.unary_unary_rpc_method_handler(
+                    self.check_tail,
+                    request_deserializer=api_pb.CheckTailRequest.FromString,
+                    response_serializer=api_pb.CheckTailResponse.SerializeToString,
+                ),
+            },
+        )
+
+
+def _resume_point(plan: ResumePlan) -> int | None:
+    """Where the app should resume: after the last record sent, or where it asked to start."""
+    if plan.next_seq_num is not None:
+        return plan.next_seq_num
+    start = plan.query.start
+    return start.value if isinstance(start, SeqNum) else None
+
+
+def _position(pos: StreamPosition) -> api_pb.StreamPosition:
+    return api_pb.StreamPosition(seq_num=pos.seq_num, timestamp=pos.timestamp)

@@ -1,0 +1,177 @@
+"""Configuration: every setting is a flag and an environment variable, with a documented default.
+
+S2's own variable names are used where they exist (`S2_ACCESS_TOKEN`, `S2_BASIN_ENDPOINT`,
+`S2_ACCOUNT_ENDPOINT`); the sidecar's own settings are `S2_SIDECAR_*`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class UpstreamFormat(Enum):
+    """How to talk to S2: protobuf one-shot reads and s2s sessions, or JSON and SSE."""
+
+    PROTOBUF = "protobuf"
+    JSON = "json"
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: tuple[str, ...] = ("127.0.0.1:50051",)
+    basin_endpoint: str | None = None
+    account_endpoint: str | None = None
+    access_token: str | None = field(default=None, repr=False)  # secret: never printed
+    default_basin: str | None = None
+    emulator_listen: str = "127.0.0.1:8080"
+    emulator_data_dir: str | None = None
+    admin_listen: str | None = "127.0.0.1:9090"
+    session_connections: int = 1000
+    unary_connections: int = 100
+    connect_timeout: float = 5.0
+    request_timeout: float = 10.0
+    heartbeat_timeout: float = 20.0
+    upstream_format: UpstreamFormat = UpstreamFormat.PROTOBUF
+    retry_attempts: int = 10
+    grace_period: float = 10.0
+    unix_socket_mode: int = 0o600
+    log_level: str = "info"
+    log_format: str = "text"
+
+    @property
+    def uses_emulator(self) -> bool:
+        return not self.basin_endpoint
+
+
+@dataclass(frozen=True)
+class _Setting:
+    name: str  # Config field
+    flag: str
+    env: str | None
+    help: str
+    parse: Callable[[str], Any] = str
+    metavar: str | None = None
+
+
+def _listen_list(value: str) -> tuple[str, ...]:
+    addrs = tuple(a.strip() for a in value.split(",") if a.strip())
+    if not addrs:
+        raise ValueError("at least one address is needed")
+    return addrs
+
+
+def _positive(kind: Callable[[str], float | int]) -> Callable[[str], Any]:
+    def parse(value: str) -> float | int:
+        n = kind(value)
+        if n <= 0:
+            raise ValueError("must be positive")
+        return n
+
+    return parse
+
+
+def _optional_addr(value: str) -> str | None:
+    return None if value.lower() in ("", "off", "none") else value
+
+
+SETTINGS: Sequence[_Setting] = (
+    _Setting("listen", "--listen", "S2_SIDECAR_LISTEN",
+             "gRPC listen address, host:port or unix:PATH; repeat the flag or comma-separate for several",
+             _listen_list, "ADDR"),
+    _Setting("basin_endpoint", "--basin-endpoint", "S2_BASIN_ENDPOINT",
+             "S2 basin endpoint URL: https://{basin}.b.s2.dev/v1 for hosted S2, or one URL that takes the "
+             "s2-basin header. Unset: start the embedded emulator and read from it", metavar="URL"),
+    _Setting("account_endpoint", "--account-endpoint", "S2_ACCOUNT_ENDPOINT",
+             "S2 account endpoint URL (not needed for reads)", metavar="URL"),
+    _Setting("default_basin", "--default-basin", "S2_SIDECAR_DEFAULT_BASIN",
+             "basin used when a request leaves `basin` empty", metavar="BASIN"),
+    _Setting("emulator_listen", "--emulator-listen", "S2_SIDECAR_EMULATOR_LISTEN",
+             "where the embedded emulator listens when no basin endpoint is set", metavar="HOST:PORT"),
+    _Setting("emulator_data_dir", "--emulator-data-dir", "S2_SIDECAR_EMULATOR_DATA_DIR",
+             "keep the embedded emulator's streams in this directory (default: in memory)", metavar="DIR"),
+    _Setting("admin_listen", "--admin-listen", "S2_SIDECAR_ADMIN_LISTEN",
+             "admin HTTP listener (/healthz, /readyz, /metrics); 'off' disables it", _optional_addr,
+             "HOST:PORT"),
+    _Setting("session_connections", "--session-connections", "S2_SIDECAR_SESSION_CONNECTIONS",
+             "upstream connections for sessions (each open session holds one)", _positive(int), "N"),
+    _Setting("unary_connections", "--unary-connections", "S2_SIDECAR_UNARY_CONNECTIONS",
+             "upstream connections for Read and CheckTail", _positive(int), "N"),
+    _Setting("connect_timeout", "--connect-timeout", "S2_SIDECAR_CONNECT_TIMEOUT",
+             "seconds to connect to the upstream", _positive(float), "SECONDS"),
+    _Setting("request_timeout", "--request-timeout", "S2_SIDECAR_REQUEST_TIMEOUT",
+             "seconds for an upstream unary request, on top of any long-poll wait", _positive(float), "SECONDS"),
+    _Setting("heartbeat_timeout", "--heartbeat-timeout", "S2_SIDECAR_HEARTBEAT_TIMEOUT",
+             "seconds of upstream session silence (no batch, no heartbeat) before reconnecting",
+             _positive(float), "SECONDS"),
+    _Setting("upstream_format", "--upstream-format", "S2_SIDECAR_UPSTREAM_FORMAT",
+             "protobuf (protobuf reads, s2s sessions; falls back to SSE if s2s is refused) or json "
+             "(JSON reads, SSE sessions)", UpstreamFormat, "FORMAT"),
+    _Setting("retry_attempts", "--retry-attempts", "S2_SIDECAR_RETRY_ATTEMPTS",
+             "upstream retries in a row before giving up (reset by each delivered batch)", _positive(int), "N"),
+    _Setting("grace_period", "--grace-period", "S2_SIDECAR_GRACE_PERIOD",
+             "seconds to drain on SIGTERM before cancelling what is left", _positive(float), "SECONDS"),
+    _Setting("unix_socket_mode", "--unix-socket-mode", "S2_SIDECAR_UNIX_SOCKET_MODE",
+             "permissions of unix: sockets, octal", lambda v: int(v, 8), "MODE"),
+    _Setting("log_level", "--log-level", "S2_SIDECAR_LOG_LEVEL", "debug, info, warning or error",
+             str.lower, "LEVEL"),
+    _Setting("log_format", "--log-format", "S2_SIDECAR_LOG_FORMAT", "text or json", str.lower, "FORMAT"),
+)  # fmt: skip
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0o600:
+        return "0600"
+    return "unset" if value is None else str(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting; help shows the variable and the default."""
+    defaults = Config()
+    for s in SETTINGS:
+        env = f" [env {s.env}]" if s.env else ""
+        kwargs: dict[str, Any] = {
+            "dest": s.name,
+            "metavar": s.metavar,
+            "default": None,
+            "help": f"{s.help} (default: {_default_text(getattr(defaults, s.name))}){env}",
+        }
+        if s.name == "listen":
+            kwargs["action"] = "append"
+        parser.add_argument(s.flag, **kwargs)
+
+
+def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Config:
+    """Flags win over environment variables, which win over defaults. Raises ValueError."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        raw = getattr(args, s.name, None)
+        source = s.flag
+        if s.name == "listen" and raw is not None:
+            raw = ",".join(raw)
+        if raw is None and s.env and environ.get(s.env, "") != "":
+            raw, source = environ[s.env], s.env
+        if raw is None:
+            continue
+        try:
+            values[s.name] = s.parse(raw)
+        except ValueError as e:
+            raise ValueError(f"{source}={raw!r}: {e}") from None
+    token = environ.get("S2_ACCESS_TOKEN")
+    if token:
+        values["access_token"] = token
+    config = Config(**values)
+    if config.log_format not in ("text", "json"):
+        raise ValueError(f"--log-format must be text or json, got {config.log_format!r}")
+    if config.log_level not in ("debug", "info", "warning", "error"):
+        raise ValueError(f"--log-level must be debug, info, warning or error, got {config.log_level!r}")
+    return config

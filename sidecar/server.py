@@ -1,0 +1,188 @@
+"""Assembly: the upstream client, the read logic and the gRPC server, plus the embedded emulator
+when no S2 endpoint is configured, and a graceful drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import stat
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sidecar._proto.s2sidecar.v1 import stream_pb2 as api_pb
+from sidecar.api import SERVICE_NAME, StreamService
+from sidecar.config import Config
+from sidecar.reads import StreamReader
+from sidecar.upstream import BasinEndpoint, RetryPolicy, UpstreamClient
+
+log = logging.getLogger(__name__)
+
+EMULATOR_DEFAULT_BASIN = "local-basin"
+
+# Keep idle sessions alive through NATs and proxies, and let clients ping as often as every 10 s
+# without being sent GOAWAY(too_many_pings).
+GRPC_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_send_message_length", 8 * 1024 * 1024),
+]
+
+
+def _host_port(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {addr!r}")
+    return host.strip("[]"), int(port)
+
+
+def _unix_path(addr: str) -> str | None:
+    if not addr.startswith("unix:"):
+        return None
+    path = addr[len("unix:") :]
+    return path[2:] if path.startswith("//") else path
+
+
+def _remove_socket(path: str) -> None:
+    p = Path(path)
+    if p.exists() and stat.S_ISSOCK(p.stat().st_mode):
+        p.unlink()
+
+
+class Sidecar:
+    """One running sidecar. `start()`, then `stop()`; tests use it in-process, `run()` as a daemon."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.default_basin = config.default_basin or (EMULATOR_DEFAULT_BASIN if config.uses_emulator else None)
+        self.emulator: object | None = None
+        self.emulator_url: str | None = None
+        self.client: UpstreamClient | None = None
+        self.service: StreamService | None = None
+        self.health = health_aio.HealthServicer()
+        self.addresses: list[str] = []
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        cfg = self.config
+        if cfg.uses_emulator:
+            from sidecar.emulator import Emulator, EmulatorConfig  # only dev mode pays for it
+
+            host, port = _host_port(cfg.emulator_listen)
+            data_dir = Path(cfg.emulator_data_dir) if cfg.emulator_data_dir else None
+            emulator = Emulator(EmulatorConfig(host=host, port=port, data_dir=data_dir))
+            await emulator.start()
+            self.emulator, self.emulator_url = emulator, emulator.url
+            endpoint = BasinEndpoint.parse(emulator.url + "/v1")
+        else:
+            assert cfg.basin_endpoint is not None
+            endpoint = BasinEndpoint.parse(cfg.basin_endpoint)
+        self.client = UpstreamClient(
+            endpoint,
+            access_token=cfg.access_token,
+            upstream_format=cfg.upstream_format,
+            session_connections=cfg.session_connections,
+            unary_connections=cfg.unary_connections,
+            connect_timeout=cfg.connect_timeout,
+            request_timeout=cfg.request_timeout,
+            heartbeat_timeout=cfg.heartbeat_timeout,
+        )
+        await self.client.start()
+        reader = StreamReader(self.client, RetryPolicy(max_attempts=cfg.retry_attempts))
+        self.service = StreamService(reader, default_basin=self.default_basin)
+
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        server.add_generic_rpc_handlers([self.service.handler()])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            [
+                api_pb.DESCRIPTOR.services_by_name["StreamService"].full_name,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            server,
+        )
+        # grpcurl resolves the rich error details by name through reflection.
+        from google.rpc import error_details_pb2  # noqa: F401
+
+        sockets: list[str] = []
+        for addr in cfg.listen:
+            if (path := _unix_path(addr)) is not None:
+                _remove_socket(path)  # a stale socket from a previous run
+                server.add_insecure_port(f"unix:{path}")
+                sockets.append(path)
+                self.addresses.append(f"unix:{path}")
+            else:
+                host, _ = _host_port(addr)
+                port = server.add_insecure_port(addr)
+                if port == 0:
+                    raise OSError(f"cannot listen on {addr}")
+                self.addresses.append(f"{host}:{port}")
+        await server.start()
+        for path in sockets:
+            os.chmod(path, cfg.unix_socket_mode)
+        self._server = server
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain: health NOT_SERVING, refuse new calls, let unary calls finish, end sessions with
+        UNAVAILABLE and their resume point, then close upstream and the emulator."""
+        grace = self.config.grace_period if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        if self.service is not None:
+            self.service.drain()
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self.client is not None:
+            await self.client.close()
+        if self.emulator is not None:
+            await self.emulator.stop()  # type: ignore[attr-defined]
+        for addr in self.addresses:
+            if (path := _unix_path(addr)) is not None:
+                _remove_socket(path)
+
+    async def wait_for_termination(self) -> None:
+        assert self._server is not None
+        await self._server.wait_for_termination()
+
+
+def banner(sidecar: Sidecar) -> str:
+    addr = sidecar.addresses[0]
+    target = f"-unix {addr[5:]}" if addr.startswith("unix:") else addr
+    lines = [f"s2-sidecar serving gRPC on {', '.join(sidecar.addresses)}"]
+    if sidecar.emulator_url:
+        lines += [
+            f"upstream: embedded S2 emulator at {sidecar.emulator_url} (set S2_BASIN_ENDPOINT to read real S2)",
+            f"default basin: {sidecar.default_basin}",
+            "try:",
+            f"  curl -s -X POST {sidecar.emulator_url}/v1/streams/demo/records -H 's2-basin: {sidecar.default_basin}'"
+            ' -H \'content-type: application/json\' -d \'{"records":[{"body":"hello"}]}\'',
+            f'  grpcurl -plaintext -d \'{{"stream":"demo","seq_num":0}}\' {target} s2sidecar.v1.StreamService/Read',
+        ]
+    else:
+        lines.append(f"upstream: {sidecar.config.basin_endpoint}")
+    return "\n".join(lines)
+
+
+async def run(config: Config) -> None:
+    """Serve until SIGTERM or SIGINT, then drain within the grace period."""
+    sidecar = Sidecar(config)
+    await sidecar.start()
+    print(banner(sidecar), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining for up to %.1fs", config.grace_period)
+    await sidecar.stop()
+    log.info("stopped")

@@ -1,0 +1,34 @@
+"""S2's retry policy, in one place: which errors retry, and how long to wait before the next try.
+
+Backoff as S2's SDKs do it: base = min(100 ms * 2^attempt, 1 s), delay = base + uniform(0, base),
+at least `retry-after-ms` when the server sent one, and no wait at all for `server_draining`
+(the server asked us to reconnect elsewhere). Callers reset the attempt count after progress.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from sidecar.errors import S2Error, SidecarError
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 10
+    base_delay: float = 0.1
+    max_base_delay: float = 1.0
+
+    def should_retry(self, error: BaseException, attempt: int) -> bool:
+        """`attempt` counts failures so far in this run (1 after the first)."""
+        return isinstance(error, SidecarError) and error.retryable and attempt <= self.max_attempts
+
+    def delay(self, error: BaseException, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number `attempt` (1-based)."""
+        if isinstance(error, S2Error) and error.code == "server_draining":
+            return 0.0
+        base: float = min(self.base_delay * 2.0 ** (attempt - 1), self.max_base_delay)
+        delay = base + (rng or random).uniform(0, base)
+        if isinstance(error, S2Error) and error.retry_after_ms is not None:
+            delay = max(delay, error.retry_after_ms / 1000)
+        return delay
