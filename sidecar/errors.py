@@ -55,9 +55,7 @@ class RangeNotSatisfiable(S2Error):
     """416: the requested start is past the stream's tail."""
 
     def __init__(self, tail: StreamPosition) -> None:
-        super().__init__(
-            416, "range_not_satisfiable", f"start is past the tail (next seq_num {tail.seq_num})"
-        )
+        super().__init__(416, "range_not_satisfiable", f"start is past the tail (next seq_num {tail.seq_num})")
         self.tail = tail
 
 
