@@ -93,7 +93,7 @@ SETTINGS: Sequence[_Setting] = (
     _Setting("emulator_listen", "--emulator-listen", "S2_SIDECAR_EMULATOR_LISTEN",
              "where the embedded emulator listens when no basin endpoint is set", metavar="HOST:PORT"),
     _Setting("emulator_data_dir", "--emulator-data-dir", "S2_SIDECAR_EMULATOR_DATA_DIR",
-             "keep the embedded emulator's streams in this directory (default: in memory)", metavar="DIR"),
+             "keep the embedded emulator's streams in this directory (unset: in memory)", metavar="DIR"),
     _Setting("admin_listen", "--admin-listen", "S2_SIDECAR_ADMIN_LISTEN",
              "admin HTTP listener (/healthz, /readyz, /metrics); 'off' disables it", _optional_addr,
              "HOST:PORT"),

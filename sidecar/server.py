@@ -13,10 +13,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as api_pb
-from sidecar.api import SERVICE_NAME, StreamService
+from sidecar.admin import AdminServer, UpstreamProbe
+from sidecar.api import SERVICE_NAME, StreamService, reflection
 from sidecar.config import Config
 from sidecar.reads import StreamReader
 from sidecar.upstream import BasinEndpoint, RetryPolicy, UpstreamClient
@@ -70,6 +70,8 @@ class Sidecar:
         self.health = health_aio.HealthServicer()
         self.addresses: list[str] = []
         self._server: grpc.aio.Server | None = None
+        self.admin: AdminServer | None = None
+        self.serving = False
 
     async def start(self) -> None:
         cfg = self.config
@@ -102,13 +104,12 @@ class Sidecar:
         server = grpc.aio.server(options=GRPC_OPTIONS)
         server.add_generic_rpc_handlers([self.service.handler()])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
+        reflection.enable(
+            server,
             [
                 api_pb.DESCRIPTOR.services_by_name["StreamService"].full_name,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
             ],
-            server,
         )
         # grpcurl resolves the rich error details by name through reflection.
         from google.rpc import error_details_pb2  # noqa: F401
@@ -132,11 +133,18 @@ class Sidecar:
         self._server = server
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        self.serving = True
+        if cfg.admin_listen:
+            self.admin = AdminServer(
+                cfg.admin_listen, serving=lambda: self.serving, probe=UpstreamProbe(endpoint.base_url("probe"))
+            )
+            await self.admin.start()
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: health NOT_SERVING, refuse new calls, let unary calls finish, end sessions with
         UNAVAILABLE and their resume point, then close upstream and the emulator."""
         grace = self.config.grace_period if grace is None else grace
+        self.serving = False
         await self.health.enter_graceful_shutdown()
         if self.service is not None:
             self.service.drain()
@@ -144,6 +152,8 @@ class Sidecar:
             await self._server.stop(grace)
         if self.client is not None:
             await self.client.close()
+        if self.admin is not None:
+            await self.admin.stop()
         if self.emulator is not None:
             await self.emulator.stop()  # type: ignore[attr-defined]
         for addr in self.addresses:
@@ -159,6 +169,8 @@ def banner(sidecar: Sidecar) -> str:
     addr = sidecar.addresses[0]
     target = f"-unix {addr[5:]}" if addr.startswith("unix:") else addr
     lines = [f"s2-sidecar serving gRPC on {', '.join(sidecar.addresses)}"]
+    if sidecar.admin is not None:
+        lines.append(f"admin: {sidecar.admin.url}/healthz, /readyz")
     if sidecar.emulator_url:
         lines += [
             f"upstream: embedded S2 emulator at {sidecar.emulator_url} (set S2_BASIN_ENDPOINT to read real S2)",

@@ -61,7 +61,7 @@ class SidecarHarness:
         self.sidecar = Sidecar(dataclasses.replace(cfg, **self.config_overrides))
         await self.sidecar.start()
         self.channel = grpc.aio.insecure_channel(self.address)
-        self.stub = stream_pb2_grpc.StreamServiceStub(self.channel)
+        self.stub = stream_pb2_grpc.StreamServiceStub(self.channel)  # type: ignore[no-untyped-call]
 
     @property
     def address(self) -> str:
@@ -70,7 +70,7 @@ class SidecarHarness:
 
     async def __aexit__(self, *exc: object) -> None:
         if self.channel is not None:
-            await self.channel.close()
+            await self.channel.close(None)
         if self.sidecar is not None:
             await self.sidecar.stop(grace=0.5)
         if self.http is not None:
@@ -129,3 +129,87 @@ class SidecarHarness:
         async with self.http.post(f"{self.emulator.url}/_emulator/faults", json=fault) as resp:
             if resp.status >= 300:
                 raise RuntimeError(f"fault injection refused: {await resp.text()}")
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (for child processes that need one up front)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class SidecarProcess:
+    """`s2-sidecar` as a child process, as users run it (embedded emulator unless env says otherwise).
+
+    Waits for the startup banner; `output` collects everything the process printed."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        import os
+
+        self.grpc_port = free_port()
+        self.emulator_port = free_port()
+        self.args = [
+            "--listen", f"127.0.0.1:{self.grpc_port}",
+            "--emulator-listen", f"127.0.0.1:{self.emulator_port}",
+            "--admin-listen", "off",
+            *args,
+        ]  # fmt: skip
+        self.env = {**os.environ, **(env or {})}
+        self.output = ""
+        self.proc: Any = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def emulator_url(self) -> str:
+        return f"http://127.0.0.1:{self.emulator_port}"
+
+    async def __aenter__(self) -> SidecarProcess:
+        import asyncio
+        import sys
+
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sidecar", *self.args,
+            env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        self._reader = asyncio.create_task(self._collect())
+        for _ in range(200):
+            if "serving gRPC on" in self.output or self.proc.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        if "serving gRPC on" not in self.output:
+            await self.kill()
+            raise RuntimeError(f"s2-sidecar did not start:\n{self.output}")
+        return self
+
+    async def _collect(self) -> None:
+        assert self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            self.output += line.decode(errors="replace")
+
+    def terminate(self) -> None:
+        import signal
+
+        self.proc.send_signal(signal.SIGTERM)
+
+    async def wait(self, within: float = 30) -> int:
+        """The exit code, waiting at most `within` seconds."""
+        import asyncio
+
+        code: int = await asyncio.wait_for(self.proc.wait(), within)
+        await self._reader
+        return code
+
+    async def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        await self._reader
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.kill()

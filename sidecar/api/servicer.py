@@ -22,6 +22,7 @@ from sidecar.api.requests import read_query, stream_ref
 from sidecar.errors import SidecarError
 from sidecar.reads import ResumePlan, StreamReader
 from sidecar.types import SeqNum, StreamPosition
+from sidecar.wire.protobuf import ReadBatch
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +96,14 @@ class StreamService:
         plan = ResumePlan(query)
         batches = aiter(self.reader.session(ref.basin, ref.stream, query, plan=plan))
         drained = asyncio.ensure_future(self._draining.wait())
+        step: asyncio.Future[ReadBatch] | None = None
         self.open_sessions += 1
         try:
             while True:
+                # Race the next batch against a drain, so SIGTERM ends idle sessions promptly.
                 step = asyncio.ensure_future(anext(batches))
                 done, _ = await asyncio.wait((step, drained), return_when=asyncio.FIRST_COMPLETED)
                 if step not in done:
-                    step.cancel()
                     await self._abort(context, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(plan))
                 try:
                     batch = step.result()
@@ -113,7 +115,10 @@ class StreamService:
         finally:
             self.open_sessions -= 1
             drained.cancel()
-            await batches.aclose()  # type: ignore[attr-defined]  # closes the upstream request at once
+            if step is not None and not step.done():
+                step.cancel()  # the cancellation runs through the upstream request and closes it
+                await asyncio.wait((step,))
+            await batches.aclose()  # type: ignore[attr-defined]  # no-op if the step closed it
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
         return grpc.method_handlers_generic_handler(

@@ -1,5 +1,7 @@
 """The SSE parser and writer, without sockets."""
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -35,7 +37,7 @@ def test_any_chunking_gives_the_same_events(cuts: list[int]) -> None:
     parser = SSEParser()
     events = []
     bounds = [0, *sorted(cuts), len(S2_STREAM)]
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         events += parser.feed(S2_STREAM[lo:hi])
     assert events == EXPECTED
 

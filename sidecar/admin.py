@@ -1,0 +1,81 @@
+"""The admin HTTP listener: `/healthz` (alive) and `/readyz` (serving, and the upstream reachable).
+
+Kubernetes probes connect to the pod IP and cannot reach a loopback-only gRPC API, so health
+lives on its own listener (the chart binds it to 0.0.0.0 while the API stays on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+
+class UpstreamProbe:
+    """Is the upstream reachable? A TCP connect to its host, remembered for `ttl` seconds."""
+
+    def __init__(self, base_url: str, *, timeout: float = 2.0, ttl: float = 1.0) -> None:
+        parts = urlsplit(base_url.replace("{basin}", "probe"))
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._timeout, self._ttl = timeout, ttl
+        self._checked_at = -1e9
+        self._ok = False
+        self._lock = asyncio.Lock()
+
+    async def reachable(self) -> bool:
+        async with self._lock:
+            if time.monotonic() - self._checked_at < self._ttl:
+                return self._ok
+            try:
+                async with asyncio.timeout(self._timeout):
+                    _, writer = await asyncio.open_connection(self.host, self.port)
+                writer.close()
+                await writer.wait_closed()
+                self._ok = True
+            except (OSError, TimeoutError):
+                self._ok = False
+            self._checked_at = time.monotonic()
+            return self._ok
+
+
+class AdminServer:
+    def __init__(self, listen: str, *, serving: Callable[[], bool], probe: UpstreamProbe) -> None:
+        host, _, port = listen.rpartition(":")
+        self.host, self.port = host.strip("[]"), int(port)
+        self._serving, self._probe = serving, probe
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        self._runner = web.AppRunner(app, access_log=None)
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        if not self._serving():
+            return web.Response(status=503, text="not ready: draining\n")
+        if not await self._probe.reachable():
+            where = f"{self._probe.host}:{self._probe.port}"
+            return web.Response(status=503, text=f"not ready: upstream {where} unreachable\n")
+        return web.Response(text="ready\n")
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        if self.port == 0:
+            self.port = int(self._runner.addresses[0][1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()

@@ -1,0 +1,150 @@
+"""The sidecar as users run it: a child process with the embedded emulator, reflection, health,
+grpcurl, unix sockets, the CLI, and SIGTERM with an open session."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
+from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
+from sidecar.testing import SidecarHarness, SidecarProcess
+from tests.api.helpers import trailing
+
+GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
+
+
+async def grpcurl(*args: str, stdin: str | None = None, timeout: float = 30) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        GRPCURL, *args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), timeout)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def curl_append(url: str, basin: str, stream: str, body: str) -> dict:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{url}/v1/streams/{stream}/records",
+            headers={"s2-basin": basin, "content-type": "application/json"},
+            json={"records": [{"body": body}]},
+        ) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+def test_help_documents_every_setting_with_its_default_and_variable() -> None:
+    out = subprocess.run([sys.executable, "-m", "sidecar", "--help"], capture_output=True, text=True, check=True)
+    text = " ".join(out.stdout.split())
+    for needle in ("S2_BASIN_ENDPOINT", "S2_SIDECAR_LISTEN", "default: 127.0.0.1:50051", "S2_ACCESS_TOKEN",
+                   "S2_SIDECAR_DEFAULT_BASIN", "S2_SIDECAR_EMULATOR_LISTEN", "default: 127.0.0.1:8080",
+                   "S2_SIDECAR_SESSION_CONNECTIONS", "S2_SIDECAR_UNARY_CONNECTIONS", "S2_SIDECAR_GRACE_PERIOD"):  # fmt: skip
+        assert needle in text, needle
+
+
+def test_bad_configuration_is_a_clear_usage_error() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "sidecar", "--session-connections", "0"], capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert "--session-connections='0': must be positive" in out.stderr
+
+
+async def test_out_of_the_box_with_grpcurl_and_curl() -> None:
+    """The README's walk-through: reflection, describe, all three methods, and a record appended
+    with curl showing up in a following ReadSession within a second."""
+    async with SidecarProcess() as sc:
+        assert "local-basin" in sc.output and "grpcurl" in sc.output
+        code, out, err = await grpcurl("-plaintext", sc.address, "list")
+        assert code == 0, err
+        assert "s2sidecar.v1.StreamService" in out.split() and "grpc.health.v1.Health" in out.split()
+        code, out, _ = await grpcurl("-plaintext", sc.address, "describe", "s2sidecar.v1.ReadRequest")
+        assert "tail_offset" in out and "Start this many records before the tail" in out
+
+        await curl_append(sc.emulator_url, "local-basin", "demo", "hello")
+        code, out, err = await grpcurl(
+            "-plaintext", "-d", '{"stream":"demo"}', sc.address, "s2sidecar.v1.StreamService/CheckTail"
+        )
+        assert code == 0, err
+        assert json.loads(out)["tail"]["seqNum"] == "1"
+        code, out, err = await grpcurl(
+            "-plaintext", "-d", '{"stream":"demo","seq_num":0}', sc.address, "s2sidecar.v1.StreamService/Read"
+        )
+        assert code == 0, err
+        assert json.loads(out)["records"][0]["body"] == "aGVsbG8="  # base64("hello")
+
+        session = asyncio.create_task(
+            grpcurl(
+                "-plaintext",
+                "-max-time",
+                "4",
+                "-d",
+                '{"stream":"demo","tail_offset":0}',
+                sc.address,
+                "s2sidecar.v1.StreamService/ReadSession",
+            )
+        )
+        await asyncio.sleep(1.5)
+        appended = time.monotonic()
+        await curl_append(sc.emulator_url, "local-basin", "demo", "live")
+        _, out, _ = await session
+        assert '"body": "bGl2ZQ=="' in out  # base64("live")
+        assert time.monotonic() - appended < 4
+
+
+async def test_health_and_reflection_in_process(harness: SidecarHarness) -> None:
+    stub = health_pb2_grpc.HealthStub(harness.channel)
+    for service in ("", "s2sidecar.v1.StreamService"):
+        resp = await stub.Check(health_pb2.HealthCheckRequest(service=service))
+        assert resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_unix_socket_listener_is_owner_only(tmp_path: Path) -> None:
+    sock = tmp_path / "sidecar.sock"
+    async with SidecarHarness(listen=(f"unix:{sock}",)) as h:
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+        await h.append("unix", [b"over a unix socket"])
+        async with grpc.aio.insecure_channel(f"unix:{sock}") as channel:
+            resp = await stream_pb2_grpc.StreamServiceStub(channel).Read(pb.ReadRequest(stream="unix", seq_num=0))
+        assert resp.records[0].body == b"over a unix socket"
+    assert not sock.exists()
+
+
+async def test_sigterm_ends_open_sessions_with_a_resume_point_and_exits() -> None:
+    async with SidecarProcess("--grace-period", "3") as sc:
+        await curl_append(sc.emulator_url, "local-basin", "drain", "one")
+        await curl_append(sc.emulator_url, "local-basin", "drain", "two")
+        async with grpc.aio.insecure_channel(sc.address) as channel:
+            stub = stream_pb2_grpc.StreamServiceStub(channel)
+            call = stub.ReadSession(pb.ReadSessionRequest(stream="drain", seq_num=0))
+            got = []
+            async for msg in call:
+                got += [r.seq_num for r in msg.records]
+                if got == [0, 1]:
+                    break
+            started = time.monotonic()
+            sc.terminate()
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                async for _ in call:
+                    pass
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert trailing(info.value)["s2-next-seq-num"] == "2"
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.CheckTail(pb.CheckTailRequest(stream="drain"), timeout=2)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert await sc.wait(within=15) == 0
+        assert time.monotonic() - started < 5
