@@ -1,0 +1,472 @@
+"""The S2 basin API (`/v1/streams...`) and the test hooks (`/_emulator/...`) as an aiohttp app.
+
+Every `/v1` request goes through `_s2_api`: route, count, authorize, resolve the basin, take a
+fault, run the operation. Operations return a `Reply` (sent whole, shaped by a fault when one
+was taken) or, for sessions, write their own streaming response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from sidecar.errors import ProtocolError, S2Error
+from sidecar.types import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_RECORDS,
+    MAX_UNARY_WAIT_SECONDS,
+    ReadQuery,
+    SeqNum,
+)
+from sidecar.wire import query as wire_query
+from sidecar.wire import s2s, sse
+from sidecar.wire.json import Format, append_input_from_json, batch_to_json, position_to_json, tail_to_json
+from sidecar.wire.names import basin_name_problem, stream_name_problem
+from sidecar.wire.protobuf import decode_append_input, encode_append_ack, encode_batch, records_from_fields
+
+from .config import EmulatorConfig
+from .faults import Action, Corrupt, Cut, Fail, Faults, Stall, Stats, parse_fault
+from .output import PROTOBUF, CutConnection, Output, Reply, send_reply
+from .sessions import Heartbeats, LiveReads, S2SWriter, SessionWriter, SSEWriter, run_session
+from .store import Store, Stream
+
+log = logging.getLogger("sidecar.emulator")
+
+# A 1 MiB metered batch as JSON can be several MiB (base64, or escapes in raw text).
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+MAX_LIST_LIMIT = 1000
+PROTOBUF_TYPES = frozenset({"application/protobuf", "application/x-protobuf"})
+DEFAULT_STREAM_CONFIG: dict[str, Any] = {
+    "storage_class": "express",
+    "retention_policy": {"age": 604800},
+    "timestamping": {"mode": "client-prefer", "uncapped": False},
+    "delete_on_empty": {"min_age_secs": 0},
+}
+
+
+@dataclass
+class EmulatorState:
+    config: EmulatorConfig
+    store: Store
+    faults: Faults = field(default_factory=Faults)
+    stats: Stats = field(default_factory=Stats)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    live: LiveReads = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.live = LiveReads(self.stats)
+
+
+STATE = web.AppKey("emulator_state", EmulatorState)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a `/v1` request asks for: the operation, its kind (faults, stats) and the stream."""
+
+    op: str
+    kind: str
+    stream: str | None = None
+    mode: str | None = None  # reads: "s2s", "sse", "protobuf" or "json"
+
+    @property
+    def stat_names(self) -> tuple[str, ...]:
+        if self.op == "read":
+            detail = f"session_{self.mode}" if self.kind == "session" else f"read_{self.mode}"
+            return (self.kind, detail)
+        return (self.kind,) if self.op == self.kind else (self.kind, self.op)
+
+
+def _media_types(value: str) -> list[str]:
+    return [part.split(";", 1)[0].strip().lower() for part in value.split(",")]
+
+
+def read_mode(headers: Mapping[str, str]) -> str:
+    """S2's choice of read response, by request headers, in S2's order."""
+    if _media_types(headers.get("Content-Type", ""))[0] == s2s.CONTENT_TYPE:
+        return "s2s"
+    accept = _media_types(headers.get("Accept", ""))
+    if accept[0] == "text/event-stream":
+        return "sse"
+    if PROTOBUF_TYPES.intersection(accept):
+        return "protobuf"
+    return "json"
+
+
+def _route(method: str, raw_path: str, headers: Mapping[str, str]) -> Target:
+    # Split the raw path before unquoting: a stream name may contain an encoded "/".
+    if raw_path.rstrip("/") == "/v1/streams":
+        if method == "GET":
+            return Target("list", "streams")
+        if method == "POST":
+            return Target("create", "streams")
+        raise S2Error(405, "method_not_allowed", f"{method} is not allowed on /v1/streams")
+    if not raw_path.startswith("/v1/streams/"):
+        raise S2Error(404, "not_found", f"no such endpoint: {raw_path[:200]}")
+    first, *sub = raw_path[len("/v1/streams/") :].split("/")
+    try:
+        stream = unquote(first, errors="strict")
+    except UnicodeDecodeError:
+        raise S2Error(400, "bad_path", "stream name in the path is not valid percent-encoded UTF-8") from None
+    match method, sub:
+        case "GET", []:
+            return Target("config", "streams", stream)
+        case "PUT", []:
+            return Target("ensure", "streams", stream)
+        case "DELETE", []:
+            return Target("delete", "streams", stream)
+        case "GET", ["records"]:
+            mode = read_mode(headers)
+            return Target("read", "session" if mode in ("s2s", "sse") else "read", stream, mode)
+        case "POST", ["records"]:
+            return Target("append", "append", stream)
+        case "GET", ["records", "tail"]:
+            return Target("tail", "tail", stream)
+    raise S2Error(404, "not_found", f"no such endpoint: {method} {raw_path[:200]}")
+
+
+def _basin_from(headers: Mapping[str, str]) -> str | None:
+    """`s2-basin`, else the `{basin}.` prefix of a Host name (not of an IP address)."""
+    if (basin := headers.get("s2-basin")) is not None:
+        return basin
+    host = headers.get("Host", "")
+    if host.startswith("["):  # IPv6 literal
+        return None
+    hostname = host.rsplit(":", 1)[0]
+    if "." not in hostname:
+        return None
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(hostname)
+        return None
+    return hostname.split(".", 1)[0]
+
+
+def _authorize(headers: Mapping[str, str], token: str | None) -> None:
+    if token is None:
+        return
+    scheme, _, given = headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise S2Error(401, "authn", "missing bearer token")
+    # Constant time; and the message never repeats what was given.
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise S2Error(401, "authn", "invalid bearer token")
+
+
+async def _s2_api(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    basin = _basin_from(request.headers)
+    try:
+        target = _route(request.method, request.rel_url.raw_path, request.headers)
+    except S2Error as err:
+        state.stats.count(f"{basin or ''}/")
+        return await send_reply(request, Reply.error(err), None, state.stopping)
+    state.stats.count(f"{basin or ''}/{target.stream or ''}", *target.stat_names)
+    action: Action | None = None
+    try:
+        _authorize(request.headers, state.config.require_token)
+        if basin is None:
+            raise S2Error(400, "bad_header", "missing `s2-basin` header (or a `{basin}.` prefix in Host)")
+        if problem := basin_name_problem(basin):
+            raise S2Error(400, "bad_header", f"invalid basin {basin[:60]!r}: {problem}")
+        if target.stream is not None and (problem := stream_name_problem(target.stream)):
+            raise S2Error(400, "bad_path", f"invalid stream name: {problem}")
+        action = state.faults.take(target.kind, basin, target.stream)
+        if isinstance(action, Fail):
+            raise action.error
+        result = await _OPERATIONS[target.op](request, state, basin, target, action)
+    except S2Error as err:
+        result = Reply.error(err)
+    except ConnectionError:
+        return web.Response(status=499)  # the client went away; there is no one to answer
+    except Exception:
+        log.exception("emulator: unexpected error in %s %s", request.method, request.rel_url.raw_path[:200])
+        result = Reply.error(S2Error(500, "other", "internal error in the emulator"))
+    if isinstance(result, Reply):
+        return await send_reply(request, result, action, state.stopping)
+    return result
+
+
+Operation = Callable[[web.Request, EmulatorState, str, Target, Action | None], Awaitable[Reply | web.StreamResponse]]
+
+
+async def _json_body(request: web.Request, allow_empty: bool = False) -> Any:
+    data = await _read_body(request)
+    if allow_empty and not data.strip():
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise S2Error(400, "bad_json", f"request body is not JSON: {e}") from None
+
+
+async def _read_body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise S2Error(422, "invalid", f"request body exceeds {MAX_REQUEST_BYTES} bytes") from None
+
+
+def _config_json(config: dict[str, Any] | None) -> dict[str, Any]:
+    return {**DEFAULT_STREAM_CONFIG, **{k: v for k, v in (config or {}).items() if v is not None}}
+
+
+def _check_config(config: Any) -> dict[str, Any] | None:
+    if config is not None and not isinstance(config, dict):
+        raise S2Error(400, "bad_json", "`config` must be an object or null")
+    return config
+
+
+async def _list(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+    q = request.query
+    prefix, start_after, raw_limit = q.get("prefix", ""), q.get("start_after", ""), q.get("limit")
+    limit = MAX_LIST_LIMIT
+    if raw_limit is not None:
+        if not raw_limit.isascii() or not raw_limit.isdigit():
+            raise S2Error(400, "bad_query", "invalid `limit`: expected an integer from 0 to 1000")
+        limit = min(int(raw_limit), MAX_LIST_LIMIT)  # S2 caps larger limits
+    if start_after and prefix and start_after < prefix:
+        raise S2Error(422, "invalid", "`start_after` must be greater than or equal to `prefix`")
+    streams, more = state.store.list(basin, prefix, start_after, limit)
+    return Reply.json({"streams": [s.info() for s in streams], "has_more": more})
+
+
+async def _create(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+    body = await _json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("stream"), str):
+        raise S2Error(400, "bad_json", "expected an object with a `stream` name")
+    name: str = body["stream"]
+    if problem := stream_name_problem(name):
+        raise S2Error(422, "invalid", f"invalid stream name: {problem}")
+    config = _check_config(body.get("config"))
+    if state.store.get(basin, name) is not None:
+        raise S2Error(409, "resource_already_exists", f"stream {name!r} already exists")
+    return Reply.json(state.store.create(basin, name, config).info(), 201)
+
+
+async def _ensure(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+    assert t.stream is not None
+    config = _check_config(await _json_body(request, allow_empty=True))
+    stream = state.store.get(basin, t.stream)
+    if stream is not None:
+        return Reply.json(stream.info(), 200)
+    return Reply.json(state.store.create(basin, t.stream, config).info(), 201)
+
+
+async def _config(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+    assert t.stream is not None
+    return Reply.json(_config_json(state.store.require(basin, t.stream).config))
+
+
+async def _delete(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+    assert t.stream is not None
+    state.store.delete(basin, t.stream)
+    return Reply(202, b"")
+
+
+async def _tail(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+    assert t.stream is not None
+    return Reply.json(tail_to_json(state.store.require(basin, t.stream).tail))
+
+
+async def _append(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+    assert t.stream is not None
+    fmt = Format.from_header(request.headers.get("s2-format"))
+    if request.content_type in PROTOBUF_TYPES:
+        try:
+            records, match, token = decode_append_input(await _read_body(request))
+        except ProtocolError as e:
+            raise S2Error(400, "bad_proto", str(e)) from None
+    else:
+        records, match, token = append_input_from_json(await _json_body(request), fmt)
+    ack = state.store.append(basin, t.stream, records, match, token)
+    if PROTOBUF_TYPES.intersection(_media_types(request.headers.get("Accept", ""))):
+        return Reply(200, encode_append_ack(ack.start, ack.end, ack.tail), PROTOBUF)
+    return Reply.json(
+        {"start": position_to_json(ack.start), "end": position_to_json(ack.end), "tail": position_to_json(ack.tail)}
+    )
+
+
+async def _read(
+    request: web.Request, state: EmulatorState, basin: str, t: Target, action: Action | None
+) -> Reply | web.StreamResponse:
+    assert t.stream is not None and t.mode is not None
+    query = wire_query.from_params(request.query)
+    fmt = Format.from_header(request.headers.get("s2-format"))
+    stream = state.store.require(basin, t.stream)
+    if t.kind == "session":
+        return await _session(request, state, stream, query, t.mode, fmt, action)
+    return await _one_shot(state, stream, query, t.mode, fmt)
+
+
+async def _long_poll(state: EmulatorState, stream: Stream, pos: int, wait: float) -> bool:
+    """Wait at the tail until a record arrives (True) or `wait` seconds pass (False)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    with state.live.open(stream, session=False) as live:
+        while True:
+            live.wake.clear()
+            if live.close_error is not None:
+                raise live.close_error
+            if stream.deleted:
+                raise S2Error(404, "stream_not_found", f"stream {stream.name!r} was deleted")
+            if stream.next_seq > pos:
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            await live.wait(left)
+
+
+async def _one_shot(state: EmulatorState, stream: Stream, query: ReadQuery, mode: str, fmt: Format) -> Reply:
+    # One-shot reads are always bounded (capped at one batch), so they follow only with wait > 0.
+    wait = min(query.wait or 0, MAX_UNARY_WAIT_SECONDS)
+    pos = stream.start_index(query, can_follow=wait > 0)
+    count = MAX_BATCH_RECORDS if query.limit.count is None else min(query.limit.count, MAX_BATCH_RECORDS)
+    nbytes = MAX_BATCH_BYTES if query.limit.bytes is None else min(query.limit.bytes, MAX_BATCH_BYTES)
+    end = pos
+    if count > 0 and nbytes > 0:  # count=0 or bytes=0 ends at once, with an empty batch
+        if pos == stream.next_seq and not await _long_poll(state, stream, pos, wait):
+            # The wait ran out: S2 answers an empty batch without a tail.
+            return Reply(200, b"", PROTOBUF) if mode == "protobuf" else Reply.json({"records": []})
+        end = stream.end_index(pos, count, nbytes, query.until)
+    # S2 includes the tail when a batch is served from recent records; the emulator always
+    # serves from memory, so its batches always carry it.
+    if mode == "protobuf":
+        return Reply(200, encode_batch(stream.fields[pos:end], stream.tail), PROTOBUF)
+    records = records_from_fields(stream.fields[pos:end]) if end > pos else []
+    return Reply.json(batch_to_json(records, stream.tail, fmt))
+
+
+def _accepts_gzip(value: str) -> bool:
+    for part in value.split(","):
+        name, _, params = part.strip().partition(";")
+        if name.strip().lower() == "gzip":
+            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+async def _session(
+    request: web.Request,
+    state: EmulatorState,
+    stream: Stream,
+    query: ReadQuery,
+    mode: str,
+    fmt: Format,
+    action: Action | None,
+) -> web.StreamResponse:
+    delivered = (0, 0)
+    if mode == "sse" and (last_id := request.headers.get("Last-Event-ID", "").strip()):
+        try:
+            last_seq, count, nbytes = sse.parse_event_id(last_id)
+        except ValueError as e:
+            raise S2Error(400, "bad_header", f"invalid Last-Event-ID: {e}") from None
+        # Resume after the last delivered record; run_session reduces count/bytes by what was delivered.
+        query = replace(query, start=SeqNum(last_seq + 1))
+        delivered = (count, nbytes)
+    start = stream.start_index(query, query.can_follow)  # errors so far are plain HTTP answers
+
+    if mode == "sse":
+        headers = {"content-type": "text/event-stream", "cache-control": "no-cache"}
+    else:
+        headers = {"content-type": s2s.CONTENT_TYPE}
+    response = web.StreamResponse(status=200, headers=headers)
+    await response.prepare(request)
+    out = Output(request, response, action.after_bytes if isinstance(action, Cut) else None)
+    corrupt = isinstance(action, Corrupt)
+    writer: SessionWriter = (
+        SSEWriter(out, fmt, corrupt)
+        if mode == "sse"
+        else S2SWriter(out, _accepts_gzip(request.headers.get("Accept-Encoding", "")), corrupt)
+    )
+    heartbeats = Heartbeats(state.config.heartbeat_min, state.config.heartbeat_max)
+    stall = action.seconds if isinstance(action, Stall) else 0.0
+    with state.live.open(stream, session=True) as live:
+        try:
+            await run_session(stream, query, start, writer, live, heartbeats, delivered, stall)
+        except (CutConnection, ConnectionError):
+            return response  # cut on purpose, or the client went away: nothing more to say
+        except Exception:
+            log.exception("emulator: unexpected error in a %s session on %s", mode, stream.name)
+            with contextlib.suppress(Exception):
+                await writer.error(S2Error(500, "other", "internal error in the emulator"))
+    with contextlib.suppress(ConnectionError):
+        await response.write_eof()
+    return response
+
+
+_OPERATIONS: dict[str, Operation] = {
+    "list": _list,
+    "create": _create,
+    "ensure": _ensure,
+    "config": _config,
+    "delete": _delete,
+    "tail": _tail,
+    "append": _append,
+    "read": _read,
+}
+
+
+# Test hooks: not S2. JSON in and out, no auth.
+
+
+def _hook_error(message: str) -> web.Response:
+    return web.json_response({"code": "bad_request", "message": message}, status=400)
+
+
+async def _stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].stats.to_json())
+
+
+async def _add_fault(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        fault = parse_fault(await request.json())
+    except ValueError as e:  # includes malformed JSON
+        return _hook_error(str(e))
+    state.faults.add(fault)
+    return web.json_response({"pending_faults": len(state.faults)})
+
+
+async def _clear_faults(request: web.Request) -> web.Response:
+    request.app[STATE].faults.clear()
+    return web.json_response({"pending_faults": 0})
+
+
+async def _reset(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    state.faults.clear()
+    state.stats.reset()
+    return web.json_response({})
+
+
+async def _close_sessions(request: web.Request) -> web.Response:
+    q = request.query
+    raw_status = q.get("status", "503")
+    if not raw_status.isdigit() or not 400 <= int(raw_status) <= 599:
+        return _hook_error("`status` must be an HTTP error status")
+    code = q.get("code", "server_draining")
+    error = S2Error(int(raw_status), code, q.get("message", f"session closed by the emulator ({code})"))
+    closed = request.app[STATE].live.close(error, q.get("basin") or None, q.get("stream") or None)
+    return web.json_response({"closed": closed})
+
+
+def build_app(state: EmulatorState) -> web.Application:
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app[STATE] = state
+    app.router.add_get("/_emulator/stats", _stats)
+    app.router.add_post("/_emulator/faults", _add_fault)
+    app.router.add_delete("/_emulator/faults", _clear_faults)
+    app.router.add_post("/_emulator/reset", _reset)
+    app.router.add_post("/_emulator/sessions/close", _close_sessions)
+    app.router.add_route("*", "/v1/{path:.*}", _s2_api)
+    return app

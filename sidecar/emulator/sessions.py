@@ -1,0 +1,260 @@
+"""Reads that wait: open reads (sessions and long polls) and the SSE and s2s session loop.
+
+A waiting read sleeps on its own `asyncio.Event`, registered with its stream: an append, a
+delete, `sessions/close` or `stop()` sets it. Nothing polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from sidecar.errors import S2Error
+from sidecar.types import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, ReadQuery, StreamPosition
+from sidecar.wire import s2s, sse
+from sidecar.wire.json import Format, batch_to_json, dumps, position_to_json
+from sidecar.wire.protobuf import encode_batch, records_from_fields
+
+from .faults import Stats
+from .output import GARBAGE_PROTOBUF, Output, error_payload
+from .store import Stream, now_ms
+
+GZIP_MIN_BYTES = 1024  # s2s.md: messages smaller than 1 KiB should not be compressed
+
+
+class Live:
+    """One open read waiting at a tail, and the error that ends it early (set by close)."""
+
+    def __init__(self, basin: str, stream: str, session: bool) -> None:
+        self.basin = basin
+        self.stream = stream
+        self.session = session
+        self.wake = asyncio.Event()
+        self.close_error: S2Error | None = None
+
+    async def wait(self, seconds: float | None) -> bool:
+        """Wait for a wake-up; False when `seconds` passed without one."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self.wake.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+class LiveReads:
+    """Registry of open reads, for closing them (`sessions/close`, `stop()`) and counting sessions."""
+
+    def __init__(self, stats: Stats) -> None:
+        self._stats = stats
+        self._open: set[Live] = set()
+
+    @contextlib.contextmanager
+    def open(self, stream: Stream, session: bool) -> Iterator[Live]:
+        live = Live(stream.basin, stream.name, session)
+        key = f"{stream.basin}/{stream.name}"
+        self._open.add(live)
+        stream.waiters.add(live.wake)
+        if session:
+            self._stats.open_sessions[key] += 1
+        try:
+            yield live
+        finally:
+            self._open.discard(live)
+            stream.waiters.discard(live.wake)
+            if session:
+                self._stats.open_sessions[key] -= 1
+                if self._stats.open_sessions[key] <= 0:
+                    del self._stats.open_sessions[key]
+
+    def close(
+        self, error: S2Error, basin: str | None = None, stream: str | None = None, sessions_only: bool = True
+    ) -> int:
+        """End matching open reads with `error`; returns how many."""
+        n = 0
+        for live in self._open:
+            if (sessions_only and not live.session) or live.close_error is not None:
+                continue
+            if (basin is None or live.basin == basin) and (stream is None or live.stream == stream):
+                live.close_error = error
+                live.wake.set()
+                n += 1
+        return n
+
+
+class SessionWriter(Protocol):
+    """How one session format puts batches, heartbeats, errors and the end on the wire."""
+
+    async def batch(self, stream: Stream, start: int, end: int, count_so_far: int, bytes_so_far: int) -> None: ...
+    async def heartbeat(self, tail: StreamPosition) -> None: ...
+    async def error(self, err: S2Error) -> None: ...
+    async def done(self) -> None: ...
+
+
+class SSEWriter:
+    def __init__(self, out: Output, fmt: Format, corrupt: bool) -> None:
+        self._out = out
+        self._fmt = fmt
+        self._corrupt = corrupt
+
+    async def _event(self, data: str, event: str | None, id: str | None = None) -> None:
+        if self._corrupt:  # the corrupt fault: this one event carries a data line that is not JSON
+            self._corrupt = False
+            data = '{"records": [garbage'
+        await self._out.write(sse.encode_event(data, event, id))
+
+    async def batch(self, stream: Stream, start: int, end: int, count_so_far: int, bytes_so_far: int) -> None:
+        # JSON needs decoded records: decode just this slice of the stored protobuf fields.
+        records = records_from_fields(stream.fields[start:end])
+        data = dumps(batch_to_json(records, stream.tail, self._fmt)).decode()
+        await self._event(data, "batch", sse.format_event_id(end - 1, count_so_far, bytes_so_far))
+
+    async def heartbeat(self, tail: StreamPosition) -> None:
+        await self._event(dumps({"timestamp": now_ms(), "tail": position_to_json(tail)}).decode(), "ping")
+
+    async def error(self, err: S2Error) -> None:
+        await self._event(dumps(error_payload(err)).decode(), "error")
+
+    async def done(self) -> None:
+        await self._event(sse.DONE, None)
+
+
+class S2SWriter:
+    def __init__(self, out: Output, gzip: bool, corrupt: bool) -> None:
+        self._out = out
+        self._gzip = gzip
+        self._corrupt = corrupt
+
+    async def _frame(self, payload: bytes) -> None:
+        if self._corrupt:  # the corrupt fault: this one frame's payload is not a valid ReadBatch
+            self._corrupt = False
+            payload = GARBAGE_PROTOBUF
+        compress = self._gzip and len(payload) >= GZIP_MIN_BYTES
+        await self._out.write(
+            s2s.encode_frame(payload, compression=s2s.Compression.GZIP if compress else s2s.Compression.NONE)
+        )
+
+    async def batch(self, stream: Stream, start: int, end: int, count_so_far: int, bytes_so_far: int) -> None:
+        # Stored records are complete ReadBatch.records fields: a batch is a join, not a rebuild.
+        await self._frame(encode_batch(stream.fields[start:end], stream.tail))
+
+    async def heartbeat(self, tail: StreamPosition) -> None:
+        await self._frame(encode_batch([], tail))
+
+    async def error(self, err: S2Error) -> None:
+        await self._out.write(s2s.encode_terminal(err.status, dumps(error_payload(err))))
+
+    async def done(self) -> None:
+        pass  # a clean s2s end is the end of the body
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeats:
+    """Random gaps between heartbeats, in seconds (S2: 5-15 s)."""
+
+    min: float
+    max: float
+
+    def gap(self) -> float:
+        return random.uniform(self.min, self.max)
+
+
+def _remaining(limit: int | None, used: int) -> int | None:
+    return None if limit is None else max(0, limit - used)
+
+
+async def run_session(
+    stream: Stream,
+    query: ReadQuery,
+    start: int,
+    writer: SessionWriter,
+    live: Live,
+    heartbeats: Heartbeats,
+    delivered: tuple[int, int] = (0, 0),
+    stall: float = 0.0,
+) -> None:
+    """Catch up from `start`, then follow live, until a bound, the wait, a close or a delete ends it.
+
+    `delivered` is (records, metered bytes) already delivered before a resumption (Last-Event-ID):
+    the session's bounds are reduced by it and its event ids continue from it.
+    """
+    loop = asyncio.get_running_loop()
+    count_so_far, bytes_so_far = delivered
+    count_left = _remaining(query.limit.count, count_so_far)
+    bytes_left = _remaining(query.limit.bytes, bytes_so_far)
+    # S2's default wait: 0 when bounded, forever (None) when not.
+    wait: float | None = query.wait if query.wait is not None else (0 if query.bounded else None)
+    pos = start
+    following = False
+    deadline: float | None = None
+    next_heartbeat = 0.0
+
+    if stall > 0:  # the stall fault: headers are out, now nothing at all (not even heartbeats)
+        until = loop.time() + stall
+        while live.close_error is None and (left := until - loop.time()) > 0:
+            live.wake.clear()
+            await live.wait(left)
+
+    while True:
+        if live.close_error is not None:
+            await writer.error(live.close_error)
+            return
+        if stream.deleted:
+            await writer.error(S2Error(404, "stream_not_found", f"stream {stream.name!r} was deleted"))
+            return
+        if count_left == 0 or bytes_left == 0:
+            await writer.done()
+            return
+        if pos < stream.next_seq:
+            end = stream.end_index(
+                pos,
+                MAX_BATCH_RECORDS if count_left is None else min(count_left, MAX_BATCH_RECORDS),
+                MAX_BATCH_BYTES if bytes_left is None else min(bytes_left, MAX_BATCH_BYTES),
+                query.until,
+            )
+            if end == pos:
+                # A batch cap always admits one record (records are <= 1 MiB), so an empty run
+                # means the session's own `bytes` or `until` bound is reached.
+                await writer.done()
+                return
+            size = stream.metered(pos, end)
+            count_so_far += end - pos
+            bytes_so_far += size
+            count_left = _remaining(query.limit.count, count_so_far)
+            bytes_left = _remaining(query.limit.bytes, bytes_so_far)
+            await writer.batch(stream, pos, end, count_so_far, bytes_so_far)
+            pos = end
+            if following:
+                now = loop.time()
+                next_heartbeat = now + heartbeats.gap()
+                deadline = None if wait is None else now + wait
+            continue
+
+        # Caught up with the tail.
+        now = loop.time()
+        if not following:
+            if wait == 0:
+                await writer.done()
+                return
+            following = True
+            await writer.heartbeat(stream.tail)
+            now = loop.time()
+            next_heartbeat = now + heartbeats.gap()
+            deadline = None if wait is None else now + wait
+        live.wake.clear()
+        if pos < stream.next_seq or live.close_error is not None or stream.deleted:
+            continue  # something happened while the last write was draining
+        wake_at = next_heartbeat if deadline is None else min(next_heartbeat, deadline)
+        if await live.wait(max(0.0, wake_at - now)):
+            continue
+        now = loop.time()
+        if deadline is not None and now >= deadline:
+            await writer.done()
+            return
+        if now >= next_heartbeat:
+            await writer.heartbeat(stream.tail)
+            next_heartbeat = loop.time() + heartbeats.gap()
