@@ -146,3 +146,14 @@ async def test_sse_upstream_gives_the_same_records(fmt: UpstreamFormat) -> None:
         assert [r.seq_num for r in read.records] == list(range(290, 300))
         stats = await h.emulator_stats()
         assert stats["requests"][f"{h.basin}/sse"].get("session_sse", 0) == 1
+
+
+async def test_falls_back_to_sse_when_the_upstream_refuses_s2s(caplog: pytest.LogCaptureFixture) -> None:
+    async with SidecarHarness() as h:
+        await h.append_many("fallback", 30)
+        await h.inject_fault(kind="session", stream="fallback", fail=1, status=415, code="bad_header")
+        records, _ = await collect(h.stub.ReadSession(pb.ReadSessionRequest(stream="fallback", seq_num=0, count=30)))
+        assert [r.seq_num for r in records] == list(range(30))
+        counts = (await h.emulator_stats())["requests"][f"{h.basin}/fallback"]
+        assert (counts.get("session_s2s", 0), counts.get("session_sse", 0)) == (1, 1)
+        assert "falling back to SSE" in caplog.text
