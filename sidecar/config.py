@@ -38,6 +38,7 @@ class Config:
     heartbeat_timeout: float = 20.0
     upstream_format: UpstreamFormat = UpstreamFormat.PROTOBUF
     retry_attempts: int = 10
+    retry_base_delay: float = 0.1
     grace_period: float = 10.0
     unix_socket_mode: int = 0o600
     log_level: str = "info"
@@ -113,6 +114,9 @@ SETTINGS: Sequence[_Setting] = (
              "(JSON reads, SSE sessions)", UpstreamFormat, "FORMAT"),
     _Setting("retry_attempts", "--retry-attempts", "S2_SIDECAR_RETRY_ATTEMPTS",
              "upstream retries in a row before giving up (reset by each delivered batch)", _positive(int), "N"),
+    _Setting("retry_base_delay", "--retry-base-delay", "S2_SIDECAR_RETRY_BASE_DELAY",
+             "first retry delay in seconds; doubles per failure up to 1 s, plus jitter (S2's policy)",
+             _positive(float), "SECONDS"),
     _Setting("grace_period", "--grace-period", "S2_SIDECAR_GRACE_PERIOD",
              "seconds to drain on SIGTERM before cancelling what is left", _positive(float), "SECONDS"),
     _Setting("unix_socket_mode", "--unix-socket-mode", "S2_SIDECAR_UNIX_SOCKET_MODE",

@@ -98,7 +98,9 @@ class Sidecar:
             heartbeat_timeout=cfg.heartbeat_timeout,
         )
         await self.client.start()
-        reader = StreamReader(self.client, RetryPolicy(max_attempts=cfg.retry_attempts))
+        reader = StreamReader(
+            self.client, RetryPolicy(max_attempts=cfg.retry_attempts, base_delay=cfg.retry_base_delay)
+        )
         self.service = StreamService(reader, default_basin=self.default_basin)
 
         server = grpc.aio.server(options=GRPC_OPTIONS)

@@ -117,6 +117,17 @@ class SidecarHarness:
             if resp.status >= 300:
                 raise wjson.error_from_response(resp.status, await resp.read())
 
+    async def restart_emulator(self, down_for: float = 0.0) -> None:
+        """Stop the emulator, stay down for `down_for` seconds (connections are refused), and start
+        it again on the same port. Streams survive only with a `data_dir`."""
+        import asyncio
+
+        port = self.emulator.port
+        await self.emulator.stop()
+        await asyncio.sleep(down_for)
+        self.emulator = Emulator(dataclasses.replace(self.emulator_config, port=port))
+        await self.emulator.start()
+
     async def emulator_stats(self) -> dict[str, Any]:
         assert self.http is not None
         async with self.http.get(f"{self.emulator.url}/_emulator/stats") as resp:

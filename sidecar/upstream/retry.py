@@ -27,7 +27,7 @@ class RetryPolicy:
         """Seconds to wait before retry number `attempt` (1-based)."""
         if isinstance(error, S2Error) and error.code == "server_draining":
             return 0.0
-        base: float = min(self.base_delay * 2.0 ** (attempt - 1), self.max_base_delay)
+        base: float = min(self.base_delay * 2.0 ** (attempt - 1), max(self.max_base_delay, self.base_delay))
         delay = base + (rng or random).uniform(0, base)
         if isinstance(error, S2Error) and error.retry_after_ms is not None:
             delay = max(delay, error.retry_after_ms / 1000)

@@ -1,0 +1,137 @@
+"""Nothing lost, nothing repeated: a 100,000-record session cut at least 20 times at random
+points under each kind of upstream fault still delivers seq_nums 0..99,999 exactly once, in order.
+
+Faults come from the emulator's hooks over real sockets. Pending faults are taken oldest first,
+one per request, so a list [cut, fault, cut, fault, ...] makes every session request die at a
+random byte (often inside a frame: a truncated frame) and every reconnect meet the fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
+from sidecar.config import UpstreamFormat
+from sidecar.emulator import EmulatorConfig
+from sidecar.testing import SidecarHarness
+
+N = 100_000
+CUTS = 22
+BODY = 12  # bytes per record body: ~20 bytes per record on the wire, ~2 MB per session
+
+# Cuts may land before a whole batch got through, so failures can follow each other without
+# progress: a larger budget than the default, and short backoff to keep the suite quick.
+FAST_RETRIES: dict[str, Any] = {"retry_attempts": 40, "retry_base_delay": 0.005, "heartbeat_timeout": 0.3}
+
+# One entry per fault kind of the issue: what a reconnect meets after each cut.
+RECONNECT_FAULTS: dict[str, dict[str, Any] | None] = {
+    "connection reset": None,  # the cut alone
+    "408": {"fail": 1, "status": 408, "code": "request_timeout"},
+    "429": {"fail": 1, "status": 429, "code": "rate_limited", "retry_after_ms": 30},
+    "500": {"fail": 1, "status": 500, "code": "storage"},
+    "502": {"fail": 1, "status": 502, "code": "hot_server"},
+    "503": {"fail": 1, "status": 503, "code": "unavailable"},
+    "504": {"fail": 1, "status": 504, "code": "upstream_timeout"},
+    "transaction_conflict": {"fail": 1, "status": 409, "code": "transaction_conflict"},
+    "server_draining": {"fail": 1, "status": 503, "code": "server_draining"},
+    "malformed frame": {"corrupt": True, "times": 1},
+    "silence": {"stall_seconds": 0.6, "times": 1},
+}
+
+
+async def read_all(h: SidecarHarness, stream: str) -> list[int]:
+    seen: list[int] = []
+    req = pb.ReadSessionRequest(stream=stream, seq_num=0, count=N)
+    async for msg in h.stub.ReadSession(req, timeout=120):
+        seen.extend(r.seq_num for r in msg.records)
+    return seen
+
+
+def assert_exactly_once(seen: list[int]) -> None:
+    assert len(seen) == N, f"got {len(seen)} records"
+    assert seen == list(range(N)), "records lost, repeated or out of order"
+
+
+async def inject_cuts(h: SidecarHarness, stream: str, rng: random.Random, then: dict[str, Any] | None) -> None:
+    for _ in range(CUTS):
+        await h.inject_fault(kind="session", stream=stream, cut_after_bytes=rng.randrange(1, 90_000))
+        if then is not None:
+            await h.inject_fault(kind="session", stream=stream, **then)
+
+
+@pytest.mark.parametrize("fault", list(RECONNECT_FAULTS))
+async def test_session_survives_repeated_faults(fault: str) -> None:
+    rng = random.Random(fault)  # reproducible cut points per fault kind
+    async with SidecarHarness(**FAST_RETRIES) as h:
+        await h.append_many("chaos", N, size=BODY)
+        await inject_cuts(h, "chaos", rng, RECONNECT_FAULTS[fault])
+        assert_exactly_once(await read_all(h, "chaos"))
+        counts = (await h.emulator_stats())["requests"][f"{h.basin}/chaos"]
+        assert counts["session_s2s"] >= CUTS + 1
+
+
+@pytest.mark.parametrize("fault", ["connection reset", "503", "malformed frame"])
+async def test_sse_session_survives_repeated_faults(fault: str) -> None:
+    rng = random.Random(fault)
+    async with SidecarHarness(**FAST_RETRIES, upstream_format=UpstreamFormat.JSON) as h:
+        await h.append_many("chaos", N, size=BODY)
+        await inject_cuts(h, "chaos", rng, RECONNECT_FAULTS[fault])
+        assert_exactly_once(await read_all(h, "chaos"))
+        assert (await h.emulator_stats())["requests"][f"{h.basin}/chaos"]["session_sse"] >= CUTS + 1
+
+
+async def test_session_survives_the_upstream_going_away(tmp_path: Path) -> None:
+    """Connection refused: the emulator is restarted (on disk) 20 times while a session reads."""
+    emulator = EmulatorConfig(port=0, data_dir=tmp_path, heartbeat_min=0.2, heartbeat_max=0.4)
+    async with SidecarHarness(emulator=emulator, heartbeat_timeout=1.0, retry_attempts=40, retry_base_delay=0.02) as h:
+        await h.append_many("chaos", N, size=BODY)
+        seen: list[int] = []
+        done = asyncio.Event()
+
+        async def reader() -> None:
+            # A follower that ends when it has everything: restarts can't be "at the end" of it.
+            req = pb.ReadSessionRequest(stream="chaos", seq_num=0)
+            async for msg in h.stub.ReadSession(req, timeout=120):
+                seen.extend(r.seq_num for r in msg.records)
+                if len(seen) >= N:
+                    break
+                await asyncio.sleep(0.05)  # a slow app: the restarts below land inside the session
+            done.set()
+
+        task = asyncio.create_task(reader())
+        restarts = 0
+        while not done.is_set() and restarts < 20:
+            await asyncio.sleep(0.05)
+            await h.restart_emulator(down_for=0.1)
+            restarts += 1
+        assert restarts == 20 and not done.is_set(), "the session ended before the upstream restarts"
+        await asyncio.wait_for(task, 120)
+        assert_exactly_once(seen[:N])
+        assert len(seen) == N
+
+
+async def test_session_survives_server_draining_mid_stream(harness: SidecarHarness, stream: str) -> None:
+    """`server_draining` on an open session: reconnect at once, nothing lost."""
+    await harness.append_many(stream, 50)
+    seen: list[int] = []
+    call = harness.stub.ReadSession(pb.ReadSessionRequest(stream=stream, seq_num=0))
+    closes = 0
+    async for msg in call:
+        seen.extend(r.seq_num for r in msg.records)
+        if not msg.records and closes < 5:  # caught up: drain the upstream, then append more
+            closes += 1
+            async with harness.http.post(  # type: ignore[union-attr]
+                f"{harness.emulator.url}/_emulator/sessions/close",
+                params={"basin": harness.basin, "stream": stream, "status": "503", "code": "server_draining"},
+            ) as resp:
+                assert resp.status < 300
+            await harness.append_many(stream, 10)
+        if len(seen) >= 100:
+            break
+    call.cancel()
+    assert seen == list(range(100))
