@@ -20,6 +20,7 @@ Serves s2sidecar.v1.StreamService (Read, ReadSession, CheckTail) with gRPC healt
 Every flag has an environment variable; flags win. With no S2_BASIN_ENDPOINT the sidecar starts an
 embedded S2 emulator and reads from it, so it works on a laptop with no account.
 S2_ACCESS_TOKEN (env only) is the S2 access token; it is never logged.
+S2_SIDECAR_APP_TOKEN (env only), if set, must be sent by apps as `authorization: Bearer <token>`.
 """
 
 

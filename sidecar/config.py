@@ -27,6 +27,7 @@ class Config:
     basin_endpoint: str | None = None
     account_endpoint: str | None = None
     access_token: str | None = field(default=None, repr=False)  # secret: never printed
+    app_token: str | None = field(default=None, repr=False)  # secret: never printed
     default_basin: str | None = None
     emulator_listen: str = "127.0.0.1:8080"
     emulator_data_dir: str | None = None
@@ -170,9 +171,11 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None
             values[s.name] = s.parse(raw)
         except ValueError as e:
             raise ValueError(f"{source}={raw!r}: {e}") from None
-    token = environ.get("S2_ACCESS_TOKEN")
-    if token:
+    # Secrets come from the environment only: flags show up in `ps` and shell history.
+    if token := environ.get("S2_ACCESS_TOKEN"):
         values["access_token"] = token
+    if app_token := environ.get("S2_SIDECAR_APP_TOKEN"):
+        values["app_token"] = app_token
     config = Config(**values)
     if config.log_format not in ("text", "json"):
         raise ValueError(f"--log-format must be text or json, got {config.log_format!r}")

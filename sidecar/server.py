@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as api_pb
 from sidecar.admin import AdminServer, UpstreamProbe
 from sidecar.api import SERVICE_NAME, StreamService, reflection
+from sidecar.api.auth import AppTokenInterceptor
 from sidecar.config import Config
 from sidecar.reads import StreamReader
 from sidecar.upstream import BasinEndpoint, RetryPolicy, UpstreamClient
@@ -103,7 +104,8 @@ class Sidecar:
         )
         self.service = StreamService(reader, default_basin=self.default_basin)
 
-        server = grpc.aio.server(options=GRPC_OPTIONS)
+        interceptors = [AppTokenInterceptor(cfg.app_token)] if cfg.app_token else []
+        server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=interceptors)
         server.add_generic_rpc_handlers([self.service.handler()])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable(

@@ -1,0 +1,110 @@
+"""Secrets stay secret; apps can be required to present a token."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
+from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
+from sidecar.config import Config
+from sidecar.emulator import Emulator, EmulatorConfig
+from sidecar.testing import SidecarHarness, SidecarProcess, free_port
+
+S2_TOKEN = "s2tok-7f3a9c1e-secret-do-not-log"
+WRONG_TOKEN = "s2tok-wrong-0b1d2e-also-secret"
+APP_TOKEN = "app-token-5e6f-secret"
+
+
+async def test_app_token_is_required_when_configured() -> None:
+    async with SidecarHarness(app_token=APP_TOKEN) as h:
+        await h.append("s", [b"x"])
+        for metadata in ((), (("authorization", "Bearer nope"),), (("authorization", APP_TOKEN),)):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await h.stub.Read(pb.ReadRequest(stream="s", seq_num=0), metadata=metadata)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert APP_TOKEN not in (info.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in h.stub.ReadSession(pb.ReadSessionRequest(stream="s", seq_num=0)):
+                pass
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        ok = await h.stub.Read(
+            pb.ReadRequest(stream="s", seq_num=0), metadata=(("authorization", f"Bearer {APP_TOKEN}"),)
+        )
+        assert ok.records[0].body == b"x"
+        health = await health_pb2_grpc.HealthStub(h.channel).Check(health_pb2.HealthCheckRequest())
+        assert health.status == health_pb2.HealthCheckResponse.SERVING  # probes need no token
+
+
+def test_config_repr_hides_secrets() -> None:
+    text = repr(Config(access_token=S2_TOKEN, app_token=APP_TOKEN))
+    assert S2_TOKEN not in text and APP_TOKEN not in text
+
+
+async def test_the_access_token_never_appears_in_output_or_errors() -> None:
+    """A real sidecar process with debug logs reads from an emulator that checks the token; then
+    one with a wrong token fails. Neither token appears anywhere the app or an operator can see."""
+    port = free_port()
+    emulator = Emulator(EmulatorConfig(port=port, require_token=S2_TOKEN))
+    await emulator.start()
+    seen: list[str] = []
+    try:
+        for token, expect_ok in ((S2_TOKEN, True), (WRONG_TOKEN, False)):
+            env = {"S2_ACCESS_TOKEN": token, "S2_SIDECAR_APP_TOKEN": APP_TOKEN}
+            args = ("--basin-endpoint", f"{emulator.url}/v1", "--default-basin", "secure-basin",
+                    "--log-level", "debug", "--retry-attempts", "1")  # fmt: skip
+            async with SidecarProcess(*args, env=env) as sc:
+                async with grpc.aio.insecure_channel(sc.address) as channel:
+                    stub = stream_pb2_grpc.StreamServiceStub(channel)
+                    md = (("authorization", f"Bearer {APP_TOKEN}"),)
+                    calls = [
+                        stub.CheckTail(pb.CheckTailRequest(stream="missing"), metadata=md),
+                        stub.Read(pb.ReadRequest(stream="missing", seq_num=0), metadata=md),
+                    ]
+                    for call in calls:
+                        with pytest.raises(grpc.aio.AioRpcError) as info:
+                            await call
+                        err = info.value
+                        expected = grpc.StatusCode.NOT_FOUND if expect_ok else grpc.StatusCode.UNAUTHENTICATED
+                        assert err.code() == expected
+                        seen += [err.details() or "", err.debug_error_string() or "", repr(err.trailing_metadata())]
+                    session = stub.ReadSession(pb.ReadSessionRequest(stream="missing", seq_num=0), metadata=md)
+                    with pytest.raises(grpc.aio.AioRpcError) as info:
+                        async for _ in session:
+                            pass
+                    seen.append(info.value.details() or "")
+                sc.terminate()
+                await sc.wait()
+                seen.append(sc.output)
+        assert "debug" in " ".join(seen).lower() or "DEBUG" in " ".join(seen)  # debug logging really was on
+        everything = "\n".join(seen)
+        for secret in (S2_TOKEN, WRONG_TOKEN, APP_TOKEN):
+            assert secret not in everything, f"a secret leaked: {secret[:6]}…"
+    finally:
+        await emulator.stop()
+
+
+def test_help_does_not_offer_secrets_as_flags() -> None:
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "sidecar", "--help"], capture_output=True, text=True, check=True)
+    assert "--access-token" not in out.stdout and "--app-token" not in out.stdout
+    assert "S2_SIDECAR_APP_TOKEN" in out.stdout
+
+
+async def test_wrong_token_is_unauthenticated_with_a_hint() -> None:
+    emulator = Emulator(EmulatorConfig(port=0, require_token=S2_TOKEN))
+    await emulator.start()
+    try:
+        async with SidecarHarness(basin_endpoint=f"{emulator.url}/v1", access_token=WRONG_TOKEN) as h:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await h.stub.CheckTail(pb.CheckTailRequest(stream="s"))
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert "S2_ACCESS_TOKEN" in (info.value.details() or "")
+    finally:
+        await emulator.stop()
+    await asyncio.sleep(0)
