@@ -21,7 +21,7 @@ from sidecar.upstream.endpoint import BasinEndpoint
 from sidecar.wire import json as wjson
 from sidecar.wire import query as wquery
 from sidecar.wire import s2s, sse
-from sidecar.wire.protobuf import ReadBatch, batch_from_records, decode_read_batch
+from sidecar.wire.protobuf import ReadBatch, batch_from_records, decode_read_batch, merge_batches
 
 log = logging.getLogger(__name__)
 
@@ -196,23 +196,29 @@ class UpstreamClient:
                     yield None
                     return
                 await _raise_for_error(resp)
-                content = resp.content
+                reader = _FrameReader(resp.content)
                 while True:
-                    try:
-                        prefix = await content.readexactly(s2s.PREFIX_BYTES)
-                    except asyncio.IncompleteReadError as e:
-                        if e.partial:
-                            raise TransportError("upstream s2s session cut inside a frame header") from e
+                    first = await reader.next_batch()
+                    if first is None:
                         return  # clean end: the body ended on a frame boundary
-                    n = s2s.frame_length(prefix)
-                    try:
-                        payload = await content.readexactly(n)
-                    except asyncio.IncompleteReadError as e:
-                        raise TransportError(f"upstream s2s frame truncated ({len(e.partial)}/{n} bytes)") from e
-                    frame = s2s.parse_frame(payload)
-                    if frame.terminal:
-                        raise wjson.error_from_response(frame.status or 500, frame.body)
-                    yield decode_read_batch(frame.body)
+                    if not first.count:
+                        yield first  # a heartbeat goes out on its own
+                        continue
+                    # Frames already received go out together (see merge_batches): catch-up
+                    # traffic gets large messages, live traffic is never held back.
+                    batches, size = [first], len(first.data)
+                    while size < MERGE_BYTES and reader.buffered() >= s2s.PREFIX_BYTES:
+                        try:
+                            nxt = await reader.next_batch()
+                        except Exception:
+                            yield merge_batches(batches)  # deliver what arrived whole, then fail
+                            raise
+                        if nxt is None or not nxt.count:
+                            reader.push_back(nxt)
+                            break
+                        batches.append(nxt)
+                        size += len(nxt.data)
+                    yield merge_batches(batches)
         except _TRANSPORT_ERRORS as e:
             raise TransportError(f"upstream s2s session for {basin}/{stream}: {e!r}") from e
 
@@ -244,6 +250,50 @@ class UpstreamClient:
                 raise TransportError("upstream SSE session ended without [DONE]")
         except _TRANSPORT_ERRORS as e:
             raise TransportError(f"upstream SSE session for {basin}/{stream}: {e!r}") from e
+
+
+# Merge already-received frames up to this size: well under gRPC's default 4 MiB receive limit.
+MERGE_BYTES = 2 * 1024 * 1024
+
+
+class _FrameReader:
+    """s2s frames from an aiohttp body with `readexactly` (no extra copies), plus how many bytes
+    are already buffered so the caller can merge what has arrived without waiting for more."""
+
+    def __init__(self, content: aiohttp.StreamReader) -> None:
+        self._content = content
+        self._consumed = 0
+        self._pushed_back: list[ReadBatch | None] = []
+
+    def buffered(self) -> int:
+        if self._pushed_back:
+            return s2s.PREFIX_BYTES
+        return self._content.total_bytes - self._consumed
+
+    def push_back(self, batch: ReadBatch | None) -> None:
+        self._pushed_back.append(batch)
+
+    async def next_batch(self) -> ReadBatch | None:
+        """The next frame's batch; None at a clean end of the body."""
+        if self._pushed_back:
+            return self._pushed_back.pop()
+        content = self._content
+        try:
+            prefix = await content.readexactly(s2s.PREFIX_BYTES)
+        except asyncio.IncompleteReadError as e:
+            if e.partial:
+                raise TransportError("upstream s2s session cut inside a frame header") from e
+            return None
+        n = s2s.frame_length(prefix)
+        try:
+            payload = await content.readexactly(n)
+        except asyncio.IncompleteReadError as e:
+            raise TransportError(f"upstream s2s frame truncated ({len(e.partial)}/{n} bytes)") from e
+        self._consumed += s2s.PREFIX_BYTES + n
+        frame = s2s.parse_frame(payload)
+        if frame.terminal:
+            raise wjson.error_from_response(frame.status or 500, frame.body)
+        return decode_read_batch(frame.body)
 
 
 def _sse_error(data: str) -> S2Error:

@@ -89,7 +89,7 @@ async def test_session_survives_the_upstream_going_away(tmp_path: Path) -> None:
     """Connection refused: the emulator is restarted (on disk) 20 times while a session reads."""
     emulator = EmulatorConfig(port=0, data_dir=tmp_path, heartbeat_min=0.2, heartbeat_max=0.4)
     async with SidecarHarness(emulator=emulator, heartbeat_timeout=1.0, retry_attempts=40, retry_base_delay=0.02) as h:
-        await h.append_many("chaos", N, size=BODY)
+        await h.append_many("chaos", N, size=200)  # ~22 MB: many messages, so the app can be slow
         seen: list[int] = []
         done = asyncio.Event()
 
@@ -100,7 +100,8 @@ async def test_session_survives_the_upstream_going_away(tmp_path: Path) -> None:
                 seen.extend(r.seq_num for r in msg.records)
                 if len(seen) >= N:
                     break
-                await asyncio.sleep(0.05)  # a slow app: the restarts below land inside the session
+                # A slow app (~8 s for the stream): the restarts below land inside the session.
+                await asyncio.sleep(0.4 * len(msg.records) / 5000)
             done.set()
 
         task = asyncio.create_task(reader())
