@@ -1,0 +1,68 @@
+# syntax=docker/dockerfile:1
+# s2-sidecar: serves S2 stream reads to the app in the same pod over localhost gRPC.
+#
+#   docker build -t s2-sidecar:0.1.0 .
+#   docker run --rm -p 50051:50051 -p 9090:9090 -e S2_SIDECAR_LISTEN=0.0.0.0:50051 s2-sidecar:0.1.0
+#
+# The gRPC API listens on 127.0.0.1:50051 by default (the app shares the pod's loopback); outside a
+# pod, set S2_SIDECAR_LISTEN as above. The admin listener (/healthz, /readyz, /metrics) is set to
+# 0.0.0.0:9090 here so kubelet probes reach it on the pod IP.
+#
+# The base image is pinned by exact tag. Production builds should also pin it by digest, e.g.
+#   FROM python:3.11.14-slim-bookworm@sha256:<digest>
+# (get the digest with `docker buildx imagetools inspect python:3.11.14-slim-bookworm`), and let a
+# bot such as Renovate/Dependabot bump tag and digest together.
+
+# ---- build: install the project and its dependencies into a self-contained venv ----------------
+FROM python:3.11.14-slim-bookworm AS build
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python -m venv /opt/venv
+WORKDIR /src
+# README.md* : the wheel's long description; optional (a missing readme is only a warning).
+COPY pyproject.toml README.md* ./
+COPY sidecar ./sidecar
+# Byte-compile once here: the runtime root filesystem is read-only and PYTHONDONTWRITEBYTECODE=1,
+# so nothing could cache .pyc files later (unchecked-hash: valid whatever the files' mtimes).
+# pip/setuptools are dropped from the venv: not needed at run time.
+RUN /opt/venv/bin/pip install --no-compile . \
+ && /opt/venv/bin/pip uninstall -y pip setuptools \
+ && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv \
+ && /opt/venv/bin/s2-sidecar --help >/dev/null
+
+# ---- runtime: the venv on a clean base, non-root, nothing written to disk ----------------------
+FROM python:3.11.14-slim-bookworm
+
+LABEL org.opencontainers.image.title="s2-sidecar" \
+      org.opencontainers.image.description="Read S2 streams from any language over localhost gRPC" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+# Fixed numeric UID/GID (65532, the "nonroot" convention) so Kubernetes runAsNonRoot can verify it
+# and the Helm chart's runAsUser/runAsGroup match.
+RUN groupadd --system --gid 65532 s2sidecar \
+ && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin s2sidecar
+
+COPY --from=build /opt/venv /opt/venv
+
+# MALLOC_*: glibc malloc tuned for ~1 MiB buffers (see PERFORMANCE.md): much faster serialization of
+# large gRPC messages and reads of large upstream bodies.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    MALLOC_MMAP_THRESHOLD_=4194304 \
+    MALLOC_TRIM_THRESHOLD_=67108864 \
+    MALLOC_TOP_PAD_=16777216 \
+    S2_SIDECAR_ADMIN_LISTEN=0.0.0.0:9090
+
+WORKDIR /
+USER 65532:65532
+# 50051: gRPC API (loopback by default); 9090: admin HTTP (/healthz, /readyz, /metrics).
+EXPOSE 50051 9090
+# The process handles SIGTERM itself (health NOT_SERVING, drain, exit within S2_SIDECAR_GRACE_PERIOD).
+STOPSIGNAL SIGTERM
+# Exec form: s2-sidecar is PID 1 and receives SIGTERM directly (no shell in between).
+ENTRYPOINT ["s2-sidecar"]
