@@ -1,0 +1,256 @@
+'use strict';
+// A small Node.js client for s2-sidecar: promise-based `read` / `checkTail`, an async iterator for
+// `readSession`, and typed errors built from the gRPC status, its google.rpc.Status details
+// (ErrorInfo, RetryInfo, BadRequest) and the sidecar's trailing metadata.
+//
+//   const { S2SidecarClient } = require('./src/client');
+//   const client = new S2SidecarClient('127.0.0.1:50051');
+//   const batch = await client.read('orders', { seqNum: 0, count: 100 });
+//   for await (const batch of client.readSession('orders', { tailOffset: 10 })) { ... }
+//
+// Numbers: uint64 fields arrive as strings (JS numbers lose precision above 2^53); bodies and
+// header names/values as Buffers. Heartbeats are skipped unless `{ heartbeats: true }`.
+
+const path = require('node:path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+const protobuf = require('protobufjs');
+
+// The contract, loaded at run time (nothing generated). S2SIDECAR_PROTO overrides the path.
+const PROTO = process.env.S2SIDECAR_PROTO ||
+  path.resolve(__dirname, '..', '..', '..', 'proto', 's2sidecar', 'v1', 'stream.proto');
+
+const definition = protoLoader.loadSync(PROTO, {
+  keepCase: true, // snake_case field names, as in the .proto and S2's docs
+  longs: String,
+  bytes: Buffer,
+  defaults: true,
+  oneofs: true,
+});
+const StreamService = grpc.loadPackageDefinition(definition).s2sidecar.v1.StreamService;
+
+// google.rpc.Status and the three detail messages the sidecar sends (same field numbers as
+// googleapis' google/rpc/status.proto and error_details.proto).
+const rpc = protobuf.Root.fromJSON({
+  nested: {
+    google: {
+      nested: {
+        protobuf: {
+          nested: {
+            Any: { fields: { type_url: { type: 'string', id: 1 }, value: { type: 'bytes', id: 2 } } },
+            Duration: { fields: { seconds: { type: 'int64', id: 1 }, nanos: { type: 'int32', id: 2 } } },
+          },
+        },
+        rpc: {
+          nested: {
+            Status: {
+              fields: {
+                code: { type: 'int32', id: 1 },
+                message: { type: 'string', id: 2 },
+                details: { rule: 'repeated', type: 'google.protobuf.Any', id: 3 },
+              },
+            },
+            ErrorInfo: {
+              fields: {
+                reason: { type: 'string', id: 1 },
+                domain: { type: 'string', id: 2 },
+                metadata: { keyType: 'string', type: 'string', id: 3 },
+              },
+            },
+            RetryInfo: { fields: { retry_delay: { type: 'google.protobuf.Duration', id: 1 } } },
+            BadRequest: {
+              fields: { field_violations: { rule: 'repeated', type: 'FieldViolation', id: 1 } },
+              nested: {
+                FieldViolation: {
+                  fields: { field: { type: 'string', id: 1 }, description: { type: 'string', id: 2 } },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+});
+const Status = rpc.lookupType('google.rpc.Status');
+const DETAIL_TYPES = {
+  'type.googleapis.com/google.rpc.ErrorInfo': rpc.lookupType('google.rpc.ErrorInfo'),
+  'type.googleapis.com/google.rpc.RetryInfo': rpc.lookupType('google.rpc.RetryInfo'),
+  'type.googleapis.com/google.rpc.BadRequest': rpc.lookupType('google.rpc.BadRequest'),
+};
+
+/** Any failed call. `code` is the gRPC status name ("NOT_FOUND"), `reason` S2's error code. */
+class SidecarError extends Error {
+  constructor(status, info) {
+    super(info.message);
+    this.name = this.constructor.name;
+    this.code = grpc.status[status.code] || String(status.code);
+    this.grpcCode = status.code;
+    this.reason = info.reason;
+    this.metadata = info.metadata;
+    this.retryAfterMs = info.retryAfterMs;
+    this.field = info.field;
+    this.trailers = info.trailers;
+  }
+}
+class InvalidArgument extends SidecarError {}
+class NotFound extends SidecarError {}
+class StreamNotFound extends NotFound {}
+class BasinNotFound extends NotFound {}
+class RangeNotSatisfiable extends SidecarError {
+  /** The tail: `{ seq_num, timestamp }` (strings). */
+  get tail() {
+    return {
+      seq_num: this.trailers['s2-tail-seq-num'] || this.metadata.tail_seq_num,
+      timestamp: this.trailers['s2-tail-timestamp'] || this.metadata.tail_timestamp,
+    };
+  }
+}
+class Unavailable extends SidecarError {
+  /** Where a failed session should resume (`{ seqNum: nextSeqNum }`), if the sidecar said. */
+  get nextSeqNum() {
+    return this.trailers['s2-next-seq-num'] || this.metadata.next_seq_num;
+  }
+}
+class Unauthenticated extends SidecarError {}
+class PermissionDenied extends SidecarError {}
+class ResourceExhausted extends SidecarError {}
+class DeadlineExceeded extends SidecarError {}
+
+const BY_CODE = {
+  [grpc.status.INVALID_ARGUMENT]: InvalidArgument,
+  [grpc.status.NOT_FOUND]: NotFound,
+  [grpc.status.OUT_OF_RANGE]: RangeNotSatisfiable,
+  [grpc.status.UNAVAILABLE]: Unavailable,
+  [grpc.status.UNAUTHENTICATED]: Unauthenticated,
+  [grpc.status.PERMISSION_DENIED]: PermissionDenied,
+  [grpc.status.RESOURCE_EXHAUSTED]: ResourceExhausted,
+  [grpc.status.DEADLINE_EXCEEDED]: DeadlineExceeded,
+};
+const BY_REASON = { stream_not_found: StreamNotFound, basin_not_found: BasinNotFound };
+
+/** The typed error for a grpc-js ServiceError (`{ code, details, metadata }`). */
+function toSidecarError(err) {
+  if (err instanceof SidecarError || err.code === undefined) return err;
+  const trailers = {};
+  const info = { message: err.details || err.message, reason: undefined, metadata: {}, retryAfterMs: undefined, field: undefined, trailers };
+  const md = err.metadata ? err.metadata.getMap() : {};
+  for (const [key, value] of Object.entries(md)) {
+    if (key === 'grpc-status-details-bin') {
+      const status = Status.decode(value);
+      info.message = status.message || info.message;
+      for (const any of status.details) {
+        const type = DETAIL_TYPES[any.type_url];
+        if (!type) continue;
+        const detail = type.toObject(type.decode(any.value), { longs: Number });
+        if (any.type_url.endsWith('ErrorInfo')) {
+          info.reason = detail.reason;
+          info.metadata = detail.metadata || {};
+        } else if (any.type_url.endsWith('RetryInfo')) {
+          const d = detail.retry_delay || {};
+          info.retryAfterMs = (d.seconds || 0) * 1000 + Math.floor((d.nanos || 0) / 1e6);
+        } else if (detail.field_violations && detail.field_violations.length) {
+          info.field = detail.field_violations[0].field;
+        }
+      }
+    } else {
+      trailers[key] = Buffer.isBuffer(value) ? value.toString('base64') : value;
+    }
+  }
+  let Cls = BY_CODE[err.code] || SidecarError;
+  if (Cls === NotFound) Cls = BY_REASON[info.reason] || NotFound;
+  return new Cls(err, info);
+}
+
+// Builds a ReadRequest / ReadSessionRequest from
+// { seqNum | timestamp | tailOffset, count, bytes, until, clamp, wait }.
+function readRequest(basin, stream, opts = {}) {
+  const req = { basin: basin || '', stream };
+  const starts = ['seqNum', 'timestamp', 'tailOffset'].filter((k) => opts[k] !== undefined);
+  if (starts.length > 1) throw new TypeError(`give at most one start, not ${starts.join(' and ')}`);
+  if (opts.seqNum !== undefined) req.seq_num = String(opts.seqNum);
+  if (opts.timestamp !== undefined) req.timestamp = String(opts.timestamp);
+  if (opts.tailOffset !== undefined) req.tail_offset = String(opts.tailOffset);
+  for (const k of ['count', 'bytes', 'until']) if (opts[k] !== undefined) req[k] = String(opts[k]);
+  if (opts.clamp) req.clamp = true;
+  if (opts.wait !== undefined) req.wait = opts.wait;
+  return req;
+}
+
+function batchOf(msg) {
+  return { records: msg.records, tail: msg.tail || null };
+}
+
+class S2SidecarClient {
+  /**
+   * @param {string} target "host:port" or "unix:/path/to.sock"
+   * @param {{ basin?: string, token?: string, timeoutMs?: number }} [options] basin: empty uses the
+   *   sidecar's default; token: the sidecar's app token (S2_SIDECAR_APP_TOKEN), sent as
+   *   `authorization: Bearer <token>`; timeoutMs: deadline for read / checkTail (plus any `wait`).
+   */
+  constructor(target = '127.0.0.1:50051', { basin = '', token, timeoutMs = 30000 } = {}) {
+    this.basin = basin;
+    this.timeoutMs = timeoutMs;
+    this.metadata = new grpc.Metadata();
+    if (token) this.metadata.set('authorization', `Bearer ${token}`);
+    this.stub = new StreamService(target, grpc.credentials.createInsecure());
+  }
+
+  close() {
+    this.stub.close();
+  }
+
+  _unary(method, req, extraMs = 0) {
+    const deadline = new Date(Date.now() + this.timeoutMs + extraMs);
+    return new Promise((resolve, reject) => {
+      this.stub[method](req, this.metadata, { deadline }, (err, resp) => (err ? reject(toSidecarError(err)) : resolve(resp)));
+    });
+  }
+
+  /** One batch: `{ records: [{ seq_num, timestamp, headers, body }], tail }`. Default start: seq_num 0. */
+  async read(stream, opts = {}) {
+    const hasStart = ['seqNum', 'timestamp', 'tailOffset'].some((k) => opts[k] !== undefined);
+    const req = readRequest(this.basin, stream, hasStart ? opts : { seqNum: 0, ...opts });
+    return batchOf(await this._unary('Read', req, (opts.wait || 0) * 1000));
+  }
+
+  /** `{ seq_num, timestamp }`: the next seq_num and the last record's timestamp. */
+  async checkTail(stream) {
+    const resp = await this._unary('CheckTail', { basin: this.basin, stream });
+    return resp.tail;
+  }
+
+  /**
+   * An async iterator of batches from a start (default: the tail). Without a stop (count, bytes,
+   * until) it follows for ever; `break` out of the loop to end it (the call is cancelled).
+   * Heartbeats (no records, `tail` set) are skipped unless `opts.heartbeats`.
+   */
+  async *readSession(stream, opts = {}) {
+    const call = this.stub.ReadSession(readRequest(this.basin, stream, opts), this.metadata);
+    try {
+      for await (const msg of call) {
+        if (msg.records.length || opts.heartbeats) yield batchOf(msg);
+      }
+    } catch (err) {
+      throw toSidecarError(err);
+    } finally {
+      call.cancel();
+    }
+  }
+}
+
+module.exports = {
+  S2SidecarClient,
+  SidecarError,
+  InvalidArgument,
+  NotFound,
+  StreamNotFound,
+  BasinNotFound,
+  RangeNotSatisfiable,
+  Unavailable,
+  Unauthenticated,
+  PermissionDenied,
+  ResourceExhausted,
+  DeadlineExceeded,
+  toSidecarError,
+};

@@ -1,0 +1,66 @@
+"""Python client for s2-sidecar: read S2 streams over localhost gRPC.
+
+from s2sidecar_client import S2SidecarClient, SeqNum, TailOffset, ReadLimit
+
+async with S2SidecarClient("127.0.0.1:50051") as client:
+    batch = await client.read("orders", start=SeqNum(0), limit=ReadLimit(count=100))
+    tail = await client.check_tail("orders")
+    async for batch in client.read_session("orders", start=TailOffset(10)):
+        for record in batch.records:
+            print(record.seq_num, record.body)
+"""
+
+from s2sidecar_client.client import ReadSession, S2SidecarClient
+from s2sidecar_client.errors import (
+    BasinNotFound,
+    Cancelled,
+    Conflict,
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RangeNotSatisfiable,
+    ResourceExhausted,
+    SidecarError,
+    StreamNotFound,
+    Unauthenticated,
+    Unavailable,
+)
+from s2sidecar_client.sync import S2SidecarSyncClient
+from s2sidecar_client.types import (
+    ReadBatch,
+    ReadLimit,
+    SeqNum,
+    SequencedRecord,
+    Start,
+    StreamPosition,
+    TailOffset,
+    Timestamp,
+)
+
+__all__ = [
+    "BasinNotFound",
+    "Cancelled",
+    "Conflict",
+    "DeadlineExceeded",
+    "InvalidArgument",
+    "NotFound",
+    "PermissionDenied",
+    "RangeNotSatisfiable",
+    "ReadBatch",
+    "ReadLimit",
+    "ReadSession",
+    "ResourceExhausted",
+    "S2SidecarClient",
+    "S2SidecarSyncClient",
+    "SeqNum",
+    "SequencedRecord",
+    "SidecarError",
+    "Start",
+    "StreamNotFound",
+    "StreamPosition",
+    "TailOffset",
+    "Timestamp",
+    "Unauthenticated",
+    "Unavailable",
+]

@@ -1,0 +1,102 @@
+"""Fixtures for the client tests: one real `s2-sidecar` process (embedded emulator) for the
+whole session, listening on TCP and on a unix socket, and helpers to write test data.
+
+Every client test uses the same data shape (`fill`): records "record-0" .. "record-19" with
+timestamps BASE_TS + i * 1000, so tail = (20, BASE_TS + 19000).
+
+The Python client is imported from `clients/python/src` (put on sys.path here), not installed."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from sidecar.testing import SidecarProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "clients" / "python" / "src"))
+
+BASIN = "local-basin"
+BASE_TS = 1_700_000_000_000  # in the past: the emulator caps client timestamps at arrival time
+N_RECORDS = 20
+
+_names = itertools.count()
+
+
+class Live:
+    """The running sidecar plus an emulator writer."""
+
+    def __init__(self, sc: SidecarProcess, socket_path: str, http: aiohttp.ClientSession) -> None:
+        self.sc = sc
+        self.address = sc.address
+        self.socket_path = socket_path
+        self.emulator_url = sc.emulator_url
+        self.http = http
+
+    async def append(self, stream: str, records: list[dict[str, Any]]) -> None:
+        async with self.http.post(
+            f"{self.emulator_url}/v1/streams/{stream}/records",
+            json={"records": records},
+            headers={"s2-basin": BASIN},
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+
+    async def fill(self, stream: str, n: int = N_RECORDS) -> None:
+        await self.append(stream, [{"body": f"record-{i}", "timestamp": BASE_TS + i * 1000} for i in range(n)])
+
+
+@pytest.fixture(scope="session")
+def socket_dir() -> Iterator[str]:
+    # a short path: unix socket paths are limited to ~107 bytes
+    with tempfile.TemporaryDirectory(prefix="s2sc-", dir="/tmp") as d:
+        yield d
+
+
+@pytest.fixture(scope="session")
+async def live(socket_dir: str) -> AsyncIterator[Live]:
+    sock = os.path.join(socket_dir, "sidecar.sock")
+    async with SidecarProcess("--listen", f"unix:{sock}") as sc, aiohttp.ClientSession() as http:
+        yield Live(sc, sock, http)
+
+
+APP_TOKEN = "s3cret-app-token"
+
+
+@pytest.fixture(scope="session")
+async def optional_token_live(socket_dir: str) -> AsyncIterator[Live | None]:
+    """A second sidecar that requires `authorization: Bearer APP_TOKEN` (S2_SIDECAR_APP_TOKEN),
+    or None when this sidecar build does not enforce app tokens."""
+    import grpc
+
+    sock = os.path.join(socket_dir, "token.sock")
+    env = {"S2_SIDECAR_APP_TOKEN": APP_TOKEN}
+    async with SidecarProcess("--listen", f"unix:{sock}", env=env) as sc, aiohttp.ClientSession() as http:
+        enforced = False
+        async with grpc.aio.insecure_channel(sc.address) as channel:
+            check = channel.unary_unary("/s2sidecar.v1.StreamService/CheckTail")
+            try:
+                await check(b"\x12\x01x", timeout=10)  # CheckTailRequest(stream="x"), no token
+            except grpc.aio.AioRpcError as e:
+                enforced = e.code() == grpc.StatusCode.UNAUTHENTICATED
+        yield Live(sc, sock, http) if enforced else None
+
+
+@pytest.fixture
+def token_live(optional_token_live: Live | None) -> Live:
+    if optional_token_live is None:
+        pytest.skip("this sidecar does not enforce S2_SIDECAR_APP_TOKEN")
+    return optional_token_live
+
+
+@pytest.fixture
+def stream(request: pytest.FixtureRequest) -> str:
+    """A stream name no other test uses."""
+    return f"{request.node.name[:60]}-{os.getpid()}-{next(_names)}".replace("[", "-").replace("]", "")
