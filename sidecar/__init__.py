@@ -1,6 +1,7 @@
 """s2-sidecar: read S2 streams from any language over localhost gRPC."""
 
 from sidecar.errors import (
+    DeadlineExceeded,
     InvalidRequest,
     ProtocolError,
     RangeNotSatisfiable,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AppendRecord",
+    "DeadlineExceeded",
     "InvalidRequest",
     "ProtocolError",
     "RangeNotSatisfiable",

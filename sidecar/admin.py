@@ -1,4 +1,5 @@
-"""The admin HTTP listener: `/healthz` (alive) and `/readyz` (serving, and the upstream reachable).
+"""The admin HTTP listener: `/healthz` (alive), `/readyz` (serving, and the upstream reachable) and,
+when given a `Metrics`, `/metrics` (Prometheus text format 0.0.4).
 
 Kubernetes probes connect to the pod IP and cannot reach a loopback-only gRPC API, so health
 lives on its own listener (the chart binds it to 0.0.0.0 while the API stays on 127.0.0.1).
@@ -13,6 +14,9 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
+
+from sidecar.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from sidecar.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +50,17 @@ class UpstreamProbe:
 
 
 class AdminServer:
-    def __init__(self, listen: str, *, serving: Callable[[], bool], probe: UpstreamProbe) -> None:
+    def __init__(
+        self, listen: str, *, serving: Callable[[], bool], probe: UpstreamProbe, metrics: Metrics | None = None
+    ) -> None:
         host, _, port = listen.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
-        self._serving, self._probe = serving, probe
+        self._serving, self._probe, self._metrics = serving, probe, metrics
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        if metrics is not None:
+            app.router.add_get("/metrics", self._metrics_page)
         self._runner = web.AppRunner(app, access_log=None)
 
     async def _healthz(self, _: web.Request) -> web.Response:
@@ -65,6 +73,11 @@ class AdminServer:
             where = f"{self._probe.host}:{self._probe.port}"
             return web.Response(status=503, text=f"not ready: upstream {where} unreachable\n")
         return web.Response(text="ready\n")
+
+    async def _metrics_page(self, _: web.Request) -> web.Response:
+        assert self._metrics is not None
+        body = self._metrics.render().encode()
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def start(self) -> None:
         await self._runner.setup()

@@ -41,6 +41,10 @@ class Config:
     retry_attempts: int = 10
     retry_base_delay: float = 0.1
     grace_period: float = 10.0
+    tail_max_staleness: float = 1.0
+    tail_cache_size: int = 10_000
+    share_sessions: bool = True
+    subscriber_queue: int = 64
     unix_socket_mode: int = 0o600
     log_level: str = "info"
     log_format: str = "text"
@@ -75,6 +79,22 @@ def _positive(kind: Callable[[str], float | int]) -> Callable[[str], Any]:
         return n
 
     return parse
+
+
+def _non_negative(value: str) -> float:
+    n = float(value)
+    if n < 0:
+        raise ValueError("must not be negative")
+    return n
+
+
+def _bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
 
 
 def _optional_addr(value: str) -> str | None:
@@ -118,6 +138,17 @@ SETTINGS: Sequence[_Setting] = (
     _Setting("retry_base_delay", "--retry-base-delay", "S2_SIDECAR_RETRY_BASE_DELAY",
              "first retry delay in seconds; doubles per failure up to 1 s, plus jitter (S2's policy)",
              _positive(float), "SECONDS"),
+    _Setting("tail_max_staleness", "--tail-max-staleness", "S2_SIDECAR_TAIL_MAX_STALENESS",
+             "seconds a cached tail may be old for CheckTail (a request's max_staleness_ms overrides it)",
+             _non_negative, "SECONDS"),
+    _Setting("tail_cache_size", "--tail-cache-size", "S2_SIDECAR_TAIL_CACHE_SIZE",
+             "streams whose tail is cached (least recently used are forgotten)", _positive(int), "N"),
+    _Setting("share_sessions", "--share-sessions", "S2_SIDECAR_SHARE_SESSIONS",
+             "share one upstream session among ReadSessions that follow the same stream live (true/false)",
+             _bool, "BOOL"),
+    _Setting("subscriber_queue", "--subscriber-queue", "S2_SIDECAR_SUBSCRIBER_QUEUE",
+             "batches a shared-session subscriber may fall behind before it moves to its own session",
+             _positive(int), "N"),
     _Setting("grace_period", "--grace-period", "S2_SIDECAR_GRACE_PERIOD",
              "seconds to drain on SIGTERM before cancelling what is left", _positive(float), "SECONDS"),
     _Setting("unix_socket_mode", "--unix-socket-mode", "S2_SIDECAR_UNIX_SOCKET_MODE",
@@ -133,7 +164,9 @@ def _default_text(value: Any) -> str:
         return ",".join(value)
     if isinstance(value, Enum):
         return str(value.value)
-    if isinstance(value, int) and not isinstance(value, bool) and value == 0o600:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int) and value == 0o600:
         return "0600"
     return "unset" if value is None else str(value)
 

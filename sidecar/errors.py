@@ -73,3 +73,7 @@ class ProtocolError(SidecarError):
     @property
     def retryable(self) -> bool:
         return True
+
+
+class DeadlineExceeded(SidecarError):
+    """The caller's deadline passed before the upstream answered."""

@@ -20,6 +20,7 @@ from sidecar.api import SERVICE_NAME, StreamService, reflection
 from sidecar.api.auth import AppTokenInterceptor
 from sidecar.config import Config
 from sidecar.reads import StreamReader
+from sidecar.reads.tails import TailCache
 from sidecar.upstream import BasinEndpoint, RetryPolicy, UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class Sidecar:
         self.emulator_url: str | None = None
         self.client: UpstreamClient | None = None
         self.service: StreamService | None = None
+        self.reader: StreamReader | None = None
         self.health = health_aio.HealthServicer()
         self.addresses: list[str] = []
         self._server: grpc.aio.Server | None = None
@@ -99,10 +101,17 @@ class Sidecar:
             heartbeat_timeout=cfg.heartbeat_timeout,
         )
         await self.client.start()
-        reader = StreamReader(
-            self.client, RetryPolicy(max_attempts=cfg.retry_attempts, base_delay=cfg.retry_base_delay)
+        self.reader = StreamReader(
+            self.client,
+            RetryPolicy(max_attempts=cfg.retry_attempts, base_delay=cfg.retry_base_delay),
+            cache=TailCache(cfg.tail_cache_size),
+            share_sessions=cfg.share_sessions,
+            subscriber_queue=cfg.subscriber_queue,
+            silence_bound=cfg.heartbeat_timeout,
         )
-        self.service = StreamService(reader, default_basin=self.default_basin)
+        self.service = StreamService(
+            self.reader, default_basin=self.default_basin, tail_max_staleness=cfg.tail_max_staleness
+        )
 
         interceptors = [AppTokenInterceptor(cfg.app_token)] if cfg.app_token else []
         server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=interceptors)
@@ -154,6 +163,8 @@ class Sidecar:
             self.service.drain()
         if self._server is not None:
             await self._server.stop(grace)
+        if self.reader is not None:
+            await self.reader.close()
         if self.client is not None:
             await self.client.close()
         if self.admin is not None:

@@ -24,6 +24,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from sidecar.errors import (
+    DeadlineExceeded,
     InvalidRequest,
     ProtocolError,
     RangeNotSatisfiable,
@@ -140,12 +141,15 @@ def from_exception(e: BaseException, *, next_seq_num: int | None = None) -> RpcE
     if isinstance(e, TransportError | ProtocolError):
         kind = "upstream_unreachable" if isinstance(e, TransportError) else "upstream_protocol"
         return build(grpc.StatusCode.UNAVAILABLE, str(e), reason=kind, metadata=meta, retry_after=1.0, extra=extra)
+    if isinstance(e, DeadlineExceeded):
+        return build(grpc.StatusCode.DEADLINE_EXCEEDED, str(e), reason="deadline_exceeded", metadata=meta, extra=extra)
     if isinstance(e, Draining):
         return build(
             grpc.StatusCode.UNAVAILABLE, str(e), reason="draining", metadata=meta, retry_after=1.0, extra=extra
         )
     if isinstance(e, SessionInterrupted):
-        return from_exception(e.cause, next_seq_num=e.next_seq_num)
+        resume = e.next_seq_num if e.next_seq_num is not None else next_seq_num
+        return from_exception(e.cause, next_seq_num=resume)
     return build(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}", reason="internal", extra=extra)
 
 

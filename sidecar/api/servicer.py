@@ -35,9 +35,12 @@ def _identity(data: bytes) -> bytes:
 
 
 class StreamService:
-    def __init__(self, reader: StreamReader, *, default_basin: str | None = None) -> None:
+    def __init__(
+        self, reader: StreamReader, *, default_basin: str | None = None, tail_max_staleness: float = 1.0
+    ) -> None:
         self.reader = reader
         self.default_basin = default_basin
+        self.tail_max_staleness = tail_max_staleness
         self._draining = asyncio.Event()
         self.open_sessions = 0
 
@@ -66,7 +69,8 @@ class StreamService:
             remaining = context.time_remaining()
             if remaining is not None and query.wait:
                 # Answer "no records yet" before the caller's deadline rather than DEADLINE_EXCEEDED.
-                query = replace(query, wait=max(0, min(query.wait, int(remaining - 1))))
+                # At least 1 s: a wait of 0 at the tail would be OUT_OF_RANGE, not "nothing yet".
+                query = replace(query, wait=max(1, min(query.wait, int(remaining - 0.5))))
             batch = await self.reader.read(ref.basin, ref.stream, query, deadline=self._deadline(context))
         except Exception as e:
             await self._abort(context, e)
@@ -77,10 +81,15 @@ class StreamService:
     ) -> api_pb.CheckTailResponse:
         try:
             ref = stream_ref(request, self.default_basin)
-            tail = await self.reader.check_tail(ref.basin, ref.stream, deadline=self._deadline(context))
+            max_age = (
+                request.max_staleness_ms / 1000 if request.HasField("max_staleness_ms") else self.tail_max_staleness
+            )
+            cached = await self.reader.check_tail(
+                ref.basin, ref.stream, max_age=max_age, deadline=self._deadline(context)
+            )
         except Exception as e:
             await self._abort(context, e)
-        return api_pb.CheckTailResponse(tail=_position(tail))
+        return api_pb.CheckTailResponse(tail=_position(cached.tail), age_ms=int(cached.age * 1000))
 
     async def read_session(
         self, request: api_pb.ReadSessionRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -1,20 +1,27 @@
 """The read logic's front door: what the gRPC layer calls for `Read`, `ReadSession`, `CheckTail`.
 
-Unary calls retry with S2's policy within the caller's deadline; sessions resume (see
-`session.py`). Everything upstream goes through the one shared `UpstreamClient`.
+Unary calls retry with S2's policy within the caller's deadline, and identical concurrent calls
+share one upstream request (`coalesce.py`). `CheckTail` answers from the tail cache when it is
+fresh enough (`tails.py`). Sessions resume after failures (`session.py`), and sessions that
+follow a stream live share one upstream session (`hub.py`). Everything upstream goes through
+the one shared `UpstreamClient`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
-from sidecar.errors import SidecarError, TransportError
+from sidecar.errors import DeadlineExceeded, SidecarError
+from sidecar.reads.coalesce import SingleFlight
+from sidecar.reads.hub import Hub, shareable
 from sidecar.reads.plan import ResumePlan
 from sidecar.reads.session import Observer, resumable_session
+from sidecar.reads.tails import CachedTail, StreamKey, TailCache
 from sidecar.types import ReadQuery, StreamPosition
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.retry import RetryPolicy
@@ -25,9 +32,26 @@ T = TypeVar("T")
 
 
 class StreamReader:
-    def __init__(self, client: UpstreamClient, policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        client: UpstreamClient,
+        policy: RetryPolicy | None = None,
+        *,
+        cache: TailCache | None = None,
+        share_sessions: bool = True,
+        subscriber_queue: int = 64,
+        silence_bound: float = 20.0,
+    ) -> None:
         self.client = client
         self.policy = policy or RetryPolicy()
+        self.tails = cache or TailCache()
+        self.hub = Hub(client, self.policy, self.tails, queue_batches=subscriber_queue, silence_bound=silence_bound)
+        self.share_sessions = share_sessions
+        self._tail_calls: SingleFlight[StreamKey, StreamPosition] = SingleFlight()
+        self._read_calls: SingleFlight[tuple[str, str, ReadQuery], ReadBatch] = SingleFlight()
+
+    async def close(self) -> None:
+        await self.hub.close()
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[T]], deadline: float | None) -> T:
         """Run `call` until it succeeds, fails for good, or the next try would pass `deadline`."""
@@ -38,11 +62,11 @@ class StreamReader:
                     return await call()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TransportError(f"{what}: deadline reached before upstream answered")
+                    raise DeadlineExceeded(f"{what}: deadline reached before upstream answered")
                 async with asyncio.timeout(remaining):
                     return await call()
             except TimeoutError:
-                raise TransportError(f"{what}: deadline reached before upstream answered") from None
+                raise DeadlineExceeded(f"{what}: deadline reached before upstream answered") from None
             except SidecarError as e:
                 attempt += 1
                 if not self.policy.should_retry(e, attempt):
@@ -53,13 +77,44 @@ class StreamReader:
                 log.info("%s failed (%s); retry %d in %.2fs", what, e, attempt, delay)
                 await asyncio.sleep(delay)
 
-    async def check_tail(self, basin: str, stream: str, *, deadline: float | None = None) -> StreamPosition:
-        return await self._retrying(
-            f"check tail {basin}/{stream}", lambda: self.client.check_tail(basin, stream), deadline
-        )
+    async def check_tail(
+        self, basin: str, stream: str, *, max_age: float = 0.0, deadline: float | None = None
+    ) -> CachedTail:
+        """The tail, from the cache when at most `max_age` seconds old, else from S2 (concurrent
+        misses for one stream share one request). Errors are never cached."""
+        key = (basin, stream)
+        if (cached := self.tails.get(key, max_age)) is not None:
+            return cached  # with max_age 0, only a tail that a live session vouches for
+
+        async def fetch() -> StreamPosition:
+            tail = await self._retrying(f"check tail {basin}/{stream}", lambda: self.client.check_tail(*key), None)
+            self.tails.observe(key, tail, authoritative=True)
+            return tail
+
+        tail = await self._wait(self._tail_calls.do(key, fetch), deadline, f"check tail {basin}/{stream}")
+        return CachedTail(tail, 0.0)
 
     async def read(self, basin: str, stream: str, query: ReadQuery, *, deadline: float | None = None) -> ReadBatch:
-        return await self._retrying(f"read {basin}/{stream}", lambda: self.client.read(basin, stream, query), deadline)
+        """One batch; identical concurrent reads share one upstream request."""
+
+        async def fetch() -> ReadBatch:
+            batch = await self._retrying(f"read {basin}/{stream}", lambda: self.client.read(basin, stream, query), None)
+            if batch.tail is not None:
+                self.tails.observe((basin, stream), batch.tail)
+            return batch
+
+        return await self._wait(self._read_calls.do((basin, stream, query), fetch), deadline, f"read {basin}/{stream}")
+
+    @staticmethod
+    async def _wait(shared: Awaitable[T], deadline: float | None, what: str) -> T:
+        """Wait for a shared call within this caller's own deadline."""
+        if deadline is None:
+            return await shared
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                return await shared
+        except TimeoutError:
+            raise DeadlineExceeded(f"{what}: deadline reached before upstream answered") from None
 
     def session(
         self,
@@ -69,5 +124,23 @@ class StreamReader:
         *,
         plan: ResumePlan | None = None,
         observe: Observer | None = None,
-    ) -> AsyncIterator[ReadBatch]:
-        return resumable_session(self.client, basin, stream, query, policy=self.policy, plan=plan, observe=observe)
+    ) -> AsyncGenerator[ReadBatch, None]:
+        plan = plan or ResumePlan(query)
+        if self.share_sessions and shareable(query):
+            batches = self.hub.session(basin, stream, query, plan)
+        else:
+            batches = resumable_session(
+                self.client, basin, stream, query, policy=self.policy, plan=plan, observe=observe
+            )
+        return self._feeding_cache((basin, stream), batches)
+
+    async def _feeding_cache(
+        self, key: StreamKey, batches: AsyncGenerator[ReadBatch, None]
+    ) -> AsyncGenerator[ReadBatch, None]:
+        """Every tail a session sees keeps the cache current for every other app."""
+        observe = self.tails.observe
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                if batch.tail is not None:
+                    observe(key, batch.tail)
+                yield batch

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from sidecar.errors import RangeNotSatisfiable, SidecarError
@@ -56,7 +56,7 @@ async def resumable_session(
     plan: ResumePlan | None = None,
     observe: Observer | None = None,
     clock: Callable[[], float] = time.monotonic,
-) -> AsyncIterator[ReadBatch]:
+) -> AsyncGenerator[ReadBatch, None]:
     """Yield batches (and heartbeats: empty batches with a tail) until the session's stop,
     resuming after retryable failures. Raises `SessionInterrupted` when retries run out, and
     non-retryable `SidecarError`s as they come."""

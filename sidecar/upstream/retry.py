@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from sidecar.errors import S2Error, SidecarError
 
+MAX_RETRY_AFTER = 30.0  # seconds
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -30,5 +32,6 @@ class RetryPolicy:
         base: float = min(self.base_delay * 2.0 ** (attempt - 1), max(self.max_base_delay, self.base_delay))
         delay = base + (rng or random).uniform(0, base)
         if isinstance(error, S2Error) and error.retry_after_ms is not None:
-            delay = max(delay, error.retry_after_ms / 1000)
+            # Honour the server's ask, within reason: a bogus huge value must not park a session.
+            delay = max(delay, min(error.retry_after_ms / 1000, MAX_RETRY_AFTER))
         return delay

@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Any
 
 from sidecar.errors import ProtocolError, RangeNotSatisfiable, S2Error
-from sidecar.types import AppendRecord, Record, StreamPosition
+from sidecar.types import U64_MAX, AppendRecord, Record, StreamPosition
 
 
 class Format(Enum):
@@ -46,9 +46,16 @@ def position_to_json(pos: StreamPosition) -> dict[str, int]:
     return {"seq_num": pos.seq_num, "timestamp": pos.timestamp}
 
 
+def _u64(value: Any) -> int:
+    """A JSON u64: an integer from 0 to 2^64-1 (not a float, not a bool), else ValueError."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= U64_MAX:
+        return value
+    raise ValueError(f"expected an integer from 0 to 2^64-1, got {value!r:.40}")
+
+
 def position_from_json(obj: Any) -> StreamPosition:
     try:
-        return StreamPosition(int(obj["seq_num"]), int(obj["timestamp"]))
+        return StreamPosition(_u64(obj["seq_num"]), _u64(obj["timestamp"]))
     except (KeyError, TypeError, ValueError):
         raise ProtocolError(f"malformed stream position in upstream JSON: {obj!r:.200}") from None
 
@@ -75,8 +82,8 @@ def batch_from_json(obj: Any, fmt: Format) -> tuple[list[Record], StreamPosition
     try:
         records = [
             Record(
-                seq_num=int(r["seq_num"]),
-                timestamp=int(r["timestamp"]),
+                seq_num=_u64(r["seq_num"]),
+                timestamp=_u64(r["timestamp"]),
                 headers=tuple((fmt.decode(h[0]), fmt.decode(h[1])) for h in r.get("headers") or ()),
                 body=fmt.decode(r.get("body") or ""),
             )

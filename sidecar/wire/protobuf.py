@@ -31,6 +31,7 @@ __all__ = [
     "merge_batches",
     "metered_size",
     "records_from_fields",
+    "slice_batch",
 ]
 
 _RECORDS_TAG = b"\x0a"  # field 1, length-delimited: ReadBatch.records
@@ -91,7 +92,7 @@ def decode_read_batch(data: bytes) -> ReadBatch:
     last = records[n - 1]
     first_seq, last_seq = records[0].seq_num, last.seq_num
     if last_seq - first_seq != n - 1:
-        raise ProtocolError(f"upstream batch is not contiguous: {n} records from {first_seq} to {last_seq}")
+        raise ProtocolError(f"malformed upstream batch: {n} records from seq_num {first_seq} to {last_seq}")
     return ReadBatch(data, n, first_seq, last_seq, last.timestamp, tail)
 
 
@@ -105,7 +106,9 @@ def merge_batches(batches: Sequence[ReadBatch]) -> ReadBatch:
     for prev, nxt in itertools.pairwise(with_records):
         assert prev.last_seq_num is not None
         if nxt.first_seq_num != prev.last_seq_num + 1:
-            raise ProtocolError(f"upstream batches are not contiguous: {prev.last_seq_num} then {nxt.first_seq_num}")
+            raise ProtocolError(
+                f"malformed upstream batches: seq_num {prev.last_seq_num} then {nxt.first_seq_num}, not contiguous"
+            )
     tail = next((b.tail for b in reversed(batches) if b.tail is not None), None)
     if not with_records:
         return ReadBatch(b"".join(b.data for b in batches), 0, None, None, None, tail)
@@ -120,8 +123,23 @@ def merge_batches(batches: Sequence[ReadBatch]) -> ReadBatch:
     )
 
 
+def slice_batch(batch: ReadBatch, from_seq_num: int) -> ReadBatch:
+    """The part of `batch` from `from_seq_num` on (re-encodes the kept records: a rare path,
+    for a reader joining a shared feed in the middle of a batch)."""
+    if batch.first_seq_num is None or from_seq_num <= batch.first_seq_num:
+        return batch
+    msg = pb.ReadBatch.FromString(batch.data)
+    del msg.records[: from_seq_num - batch.first_seq_num]
+    return decode_read_batch(msg.SerializeToString())
+
+
 def batch_from_records(records: Sequence[Record], tail: StreamPosition | None) -> ReadBatch:
-    """Build a batch from decoded records (the JSON/SSE path)."""
+    """Build a batch from decoded records (the JSON/SSE path); they must be contiguous."""
+    for i in range(1, len(records)):
+        if records[i].seq_num != records[i - 1].seq_num + 1:
+            raise ProtocolError(
+                f"malformed upstream batch: seq_num {records[i - 1].seq_num} then {records[i].seq_num}, not contiguous"
+            )
     fields = [encode_record_field(r.seq_num, r.timestamp, r.headers, r.body) for r in records]
     data = encode_batch(fields, tail)
     if not records:

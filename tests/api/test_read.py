@@ -132,7 +132,8 @@ async def test_check_tail(harness: SidecarHarness, stream: str) -> None:
     empty = await harness.stub.CheckTail(pb.CheckTailRequest(stream=stream))
     assert (empty.tail.seq_num, empty.tail.timestamp) == (0, 0)
     await harness.append(stream, [AppendRecord(body=b"x", timestamp=1234)] * 3)
-    resp = await harness.stub.CheckTail(pb.CheckTailRequest(basin=harness.basin, stream=stream))
+    # max_staleness_ms=0: read-your-writes (by default a tail up to 1 s old may come from the cache)
+    resp = await harness.stub.CheckTail(pb.CheckTailRequest(basin=harness.basin, stream=stream, max_staleness_ms=0))
     assert (resp.tail.seq_num, resp.tail.timestamp) == (3, 1234)
 
 

@@ -111,8 +111,9 @@ async def test_session_past_the_tail_is_out_of_range(harness: SidecarHarness, st
 
 
 async def test_cancelled_session_closes_its_upstream_session(harness: SidecarHarness, stream: str) -> None:
+    # A bounded session has its own upstream session (live followers share one: see test_sharing).
     await harness.append_many(stream, 2)
-    call = harness.stub.ReadSession(pb.ReadSessionRequest(stream=stream, seq_num=0))
+    call = harness.stub.ReadSession(pb.ReadSessionRequest(stream=stream, seq_num=0, count=100, wait=60))
     await anext(aiter(call))
     assert await _open_sessions(harness, stream) == 1
     call.cancel()

@@ -100,15 +100,19 @@ class ReadSessionResponse(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[SequencedRecord, _Mapping]]] = ..., tail: _Optional[_Union[StreamPosition, _Mapping]] = ...) -> None: ...
 
 class CheckTailRequest(_message.Message):
-    __slots__ = ("basin", "stream")
+    __slots__ = ("basin", "stream", "max_staleness_ms")
     BASIN_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
+    MAX_STALENESS_MS_FIELD_NUMBER: _ClassVar[int]
     basin: str
     stream: str
-    def __init__(self, basin: _Optional[str] = ..., stream: _Optional[str] = ...) -> None: ...
+    max_staleness_ms: int
+    def __init__(self, basin: _Optional[str] = ..., stream: _Optional[str] = ..., max_staleness_ms: _Optional[int] = ...) -> None: ...
 
 class CheckTailResponse(_message.Message):
-    __slots__ = ("tail",)
+    __slots__ = ("tail", "age_ms")
     TAIL_FIELD_NUMBER: _ClassVar[int]
+    AGE_MS_FIELD_NUMBER: _ClassVar[int]
     tail: StreamPosition
-    def __init__(self, tail: _Optional[_Union[StreamPosition, _Mapping]] = ...) -> None: ...
+    age_ms: int
+    def __init__(self, tail: _Optional[_Union[StreamPosition, _Mapping]] = ..., age_ms: _Optional[int] = ...) -> None: ...

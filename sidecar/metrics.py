@@ -1,0 +1,334 @@
+"""Prometheus metrics with no dependency: counters, gauges and histograms with labels, rendered in
+the text exposition format 0.0.4, and the sidecar's metric set (`Metrics`).
+
+Why not `prometheus_client`: the sidecar needs three metric types, no process-global registry
+(tests build as many `Metrics` as they like), typed code for `mypy --strict`, and scrape-time
+callback gauges without custom collectors; that is ~150 lines here. Everything is meant to be
+used from the event loop's thread (no locks).
+
+Labels never carry secrets, record contents or stream/basin names (unbounded cardinality): each
+metric also stops adding series past `max_series` distinct label sets, as a guard.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from importlib import metadata as importlib_metadata
+from typing import Final, Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+# 0.5 ms to 60 s: loopback unary calls at the low end, long polls (wait <= 60 s) at the top.
+LATENCY_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def _version() -> str:
+    try:
+        return importlib_metadata.version("s2-sidecar")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _fmt(v: float) -> str:
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    if v == int(v) and abs(v) < 2**53:
+        return str(int(v))
+    return repr(v)
+
+
+def _escape_label(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _escape_help(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
+    parts = [f'{n}="{_escape_label(v)}"' for n, v in zip(names, values, strict=True)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+class CounterChild:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        self.value += amount
+
+
+class GaugeChild:
+    __slots__ = ("_fn", "value")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self._fn: Callable[[], float] | None = None
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+    def dec(self, amount: float = 1.0) -> None:
+        self.value -= amount
+
+    def set_function(self, fn: Callable[[], float]) -> None:
+        """Evaluate `fn` at each scrape instead of keeping a value (a failing `fn` hides the series)."""
+        self._fn = fn
+
+    def read(self) -> float:
+        return self.value if self._fn is None else float(self._fn())
+
+
+class HistogramChild:
+    __slots__ = ("_bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # per bucket, not cumulative; the last is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self._bounds, value)] += 1  # le: value <= bound
+        self.sum += value
+
+
+C = TypeVar("C", CounterChild, GaugeChild, HistogramChild)
+
+
+class _Metric(Generic[C]):
+    type: str = ""
+
+    def __init__(self, name: str, help: str, labels: Sequence[str] = (), *, max_series: int = 1000) -> None:
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"bad metric name {name!r}")
+        for label in labels:
+            if not _LABEL.fullmatch(label) or label.startswith("__") or label == "le":
+                raise ValueError(f"bad label name {label!r}")
+        self.name, self.help, self.label_names = name, help, tuple(labels)
+        self._children: dict[tuple[str, ...], C] = {}
+        self._max_series = max_series
+        self._overflowed = False
+
+    def _new(self) -> C:
+        raise NotImplementedError
+
+    def labels(self, *values: str) -> C:
+        """The series for these label values (in `label_names` order); keep it to skip the lookup."""
+        child = self._children.get(values)
+        if child is not None:
+            return child
+        if len(values) != len(self.label_names):
+            raise ValueError(f"{self.name} takes labels {self.label_names}, got {values!r}")
+        child = self._new()
+        if len(self._children) < self._max_series:
+            self._children[tuple(str(v) for v in values)] = child
+        elif not self._overflowed:
+            self._overflowed = True
+            log.warning("metric %s has over %d series: new label values are not exported", self.name, self._max_series)
+        return child
+
+    def _samples(self) -> Iterator[str]:
+        raise NotImplementedError
+
+    def render(self) -> Iterator[str]:
+        yield f"# HELP {self.name} {_escape_help(self.help)}"
+        yield f"# TYPE {self.name} {self.type}"
+        yield from self._samples()
+
+
+class Counter(_Metric[CounterChild]):
+    type = "counter"
+
+    def _new(self) -> CounterChild:
+        return CounterChild()
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.labels().inc(amount)
+
+    def _samples(self) -> Iterator[str]:
+        for values, child in list(self._children.items()):
+            yield f"{self.name}{_labels(self.label_names, values)} {_fmt(child.value)}"
+
+
+class Gauge(_Metric[GaugeChild]):
+    type = "gauge"
+
+    def _new(self) -> GaugeChild:
+        return GaugeChild()
+
+    def set(self, value: float) -> None:
+        self.labels().set(value)
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.labels().inc(amount)
+
+    def dec(self, amount: float = 1.0) -> None:
+        self.labels().dec(amount)
+
+    def set_function(self, fn: Callable[[], float]) -> None:
+        self.labels().set_function(fn)
+
+    def _samples(self) -> Iterator[str]:
+        for values, child in list(self._children.items()):
+            try:
+                value = child.read()
+            except Exception:
+                log.warning("metric %s%s: callback failed", self.name, values, exc_info=True)
+                continue
+            yield f"{self.name}{_labels(self.label_names, values)} {_fmt(value)}"
+
+
+class Histogram(_Metric[HistogramChild]):
+    type = "histogram"
+
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        labels: Sequence[str] = (),
+        *,
+        buckets: Sequence[float] = LATENCY_BUCKETS,
+        max_series: int = 1000,
+    ) -> None:
+        super().__init__(name, help, labels, max_series=max_series)
+        bounds = tuple(sorted(float(b) for b in buckets if not math.isinf(b)))
+        if not bounds or len(set(bounds)) != len(bounds):
+            raise ValueError("histogram buckets must be distinct and at least one finite")
+        self.buckets = bounds
+
+    def _new(self) -> HistogramChild:
+        return HistogramChild(self.buckets)
+
+    def observe(self, value: float) -> None:
+        self.labels().observe(value)
+
+    def _samples(self) -> Iterator[str]:
+        for values, child in list(self._children.items()):
+            cumulative = 0
+            for bound, count in zip((*self.buckets, math.inf), child.counts, strict=True):
+                cumulative += count
+                le = 'le="+Inf"' if math.isinf(bound) else f'le="{bound!r}"'
+                yield f"{self.name}_bucket{_labels(self.label_names, values, le)} {cumulative}"
+            yield f"{self.name}_sum{_labels(self.label_names, values)} {_fmt(child.sum)}"
+            yield f"{self.name}_count{_labels(self.label_names, values)} {cumulative}"
+
+
+C_M = TypeVar("C_M", Counter, Gauge, Histogram)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._metrics: dict[str, _Metric[CounterChild] | _Metric[GaugeChild] | _Metric[HistogramChild]] = {}
+
+    def _add(self, metric: C_M) -> C_M:
+        if metric.name in self._metrics:
+            raise ValueError(f"metric {metric.name} already registered")
+        self._metrics[metric.name] = metric
+        return metric
+
+    def counter(self, name: str, help: str, labels: Sequence[str] = ()) -> Counter:
+        return self._add(Counter(name, help, labels))
+
+    def gauge(self, name: str, help: str, labels: Sequence[str] = ()) -> Gauge:
+        return self._add(Gauge(name, help, labels))
+
+    def histogram(
+        self, name: str, help: str, labels: Sequence[str] = (), *, buckets: Sequence[float] = LATENCY_BUCKETS
+    ) -> Histogram:
+        return self._add(Histogram(name, help, labels, buckets=buckets))
+
+    def render(self) -> str:
+        """The text exposition format 0.0.4 (serve it as `CONTENT_TYPE`)."""
+        lines: list[str] = []
+        for metric in self._metrics.values():
+            lines.extend(metric.render())
+        return "\n".join(lines) + "\n"
+
+
+# Label values the sidecar uses (documented here so dashboards and code agree).
+UPSTREAM_KINDS: Final = ("read", "tail", "session")
+POOLS: Final = ("session", "unary")
+
+
+class Metrics:
+    """The sidecar's metrics, all `s2_sidecar_*`. Pass one object around; `render()` for /metrics.
+
+    Label conventions: `method` is the gRPC method name (`Read`, `ReadSession`, `CheckTail`);
+    `code` a gRPC status name (`OK`, `UNAVAILABLE`, ...); `kind` one of `UPSTREAM_KINDS`; `status`
+    the HTTP status as a number (`200`, `503`) or an error token for requests with no response
+    (`timeout`, `connect`, `disconnected`, `protocol`); `reason` a short fixed token (`timeout`,
+    `status_503`, `heartbeat`, `server_disconnected`, ...); `pool` one of `POOLS`.
+    """
+
+    def __init__(self) -> None:
+        r = self.registry = Registry()
+        self.rpcs = r.counter(
+            "s2_sidecar_rpcs_total", "gRPC calls finished, by method and gRPC status.", ("method", "code")
+        )
+        self.rpc_duration = r.histogram(
+            "s2_sidecar_rpc_duration_seconds",
+            "gRPC call duration in seconds (sessions: their whole life).",
+            ("method",),
+        )
+        self.upstream_requests = r.counter(
+            "s2_sidecar_upstream_requests_total",
+            "Upstream HTTP requests, by kind and HTTP status or error.",
+            ("kind", "status"),
+        )
+        self.upstream_duration = r.histogram(
+            "s2_sidecar_upstream_request_duration_seconds",
+            "Upstream request duration in seconds, to the full response (sessions: to the response headers).",
+            ("kind",),
+        )
+        self.upstream_retries = r.counter(
+            "s2_sidecar_upstream_retries_total", "Upstream requests retried, by kind and reason.", ("kind", "reason")
+        )
+        self.session_reconnects = r.counter(
+            "s2_sidecar_session_reconnects_total", "Upstream sessions reopened after a failure, by reason.", ("reason",)
+        )
+        self.sessions_open = r.gauge("s2_sidecar_sessions_open", "ReadSession calls open now.")
+        self.shared_session_subscribers = r.gauge(
+            "s2_sidecar_shared_session_subscribers", "App sessions attached to a shared upstream session now."
+        )
+        self.tail_cache = r.counter(
+            "s2_sidecar_tail_cache_requests_total",
+            "Tail lookups answered from the cache (hit) or upstream (miss).",
+            ("result",),
+        )
+        self.upstream_connections_in_use = r.gauge(
+            "s2_sidecar_upstream_connections_in_use", "Upstream pool connections in use, by pool.", ("pool",)
+        )
+        self.upstream_connections_limit = r.gauge(
+            "s2_sidecar_upstream_connections_limit", "Upstream pool size limit, by pool.", ("pool",)
+        )
+        self.records_sent = r.counter("s2_sidecar_records_sent_total", "Records sent to apps, by method.", ("method",))
+        self.bytes_sent = r.counter(
+            "s2_sidecar_bytes_sent_total", "Metered bytes of records sent to apps, by method.", ("method",)
+        )
+        self.info = r.gauge("s2_sidecar_info", "Always 1; the labels tell the sidecar's version.", ("version",))
+        self.info.labels(_version()).set(1)
+
+    def render(self) -> str:
+        return self.registry.render()

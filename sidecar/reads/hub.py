@@ -1,0 +1,297 @@
+"""Shared live sessions: one upstream session per followed stream, fanned out to every local
+`ReadSession` that follows it.
+
+A `LiveFeed` follows one stream from its tail for as long as someone listens, resuming by
+itself after upstream failures, and keeps its most recent batches so a reader slightly behind
+can still join. A reader (`shared_session`) joins the feed when the feed can continue exactly
+where the reader is; otherwise it reads on its own upstream session, and joins once that
+session has caught up to the live edge. Each subscriber has a bounded queue: one that falls
+behind is detached and finishes on its own upstream session from where it was, so a slow app
+never holds the others back and never loses a record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+
+from sidecar.errors import SidecarError
+from sidecar.reads.plan import ResumePlan
+from sidecar.reads.session import resumable_session
+from sidecar.reads.tails import StreamKey, TailCache
+from sidecar.types import ReadQuery, SeqNum, TailOffset
+from sidecar.upstream.client import UpstreamClient
+from sidecar.upstream.retry import RetryPolicy
+from sidecar.wire.protobuf import ReadBatch, slice_batch
+
+log = logging.getLogger(__name__)
+
+RECENT_BATCHES = 16  # kept by a feed for readers that join slightly behind
+
+
+def shareable(query: ReadQuery) -> bool:
+    """Only sessions that follow for ever share a feed; bounded ones read on their own."""
+    return not query.bounded and query.wait is None
+
+
+class _Detached:
+    """Queue marker: this subscriber must continue on its own (queue overflow or feed ended)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+@dataclass(eq=False)
+class Subscription:
+    queue: asyncio.Queue[ReadBatch | _Detached]
+    detached: bool = False
+    too_slow: bool = False  # detached because its queue overflowed
+
+
+class LiveFeed:
+    def __init__(
+        self,
+        key: StreamKey,
+        client: UpstreamClient,
+        policy: RetryPolicy,
+        cache: TailCache,
+        *,
+        queue_batches: int,
+        silence_bound: float,
+        on_idle: Callable[[LiveFeed], None],
+        linger: float = 2.0,
+        join_grace: float = 5.0,
+    ) -> None:
+        self.key = key
+        self.linger = linger
+        self._client, self._policy, self._cache = client, policy, cache
+        self._queue_batches = queue_batches
+        self._silence_bound = silence_bound
+        self._on_idle = on_idle
+        self.subscribers: set[Subscription] = set()
+        self.recent: deque[ReadBatch] = deque(maxlen=RECENT_BATCHES)
+        self.next_seq_num: int | None = None  # first seq_num the feed has not received
+        self.live = asyncio.Event()  # set once caught up at the tail
+        self.settled = asyncio.Event()  # set once live, or ended
+        self.error: SidecarError | None = None  # why the feed ended, if it failed
+        self.ended = False
+        self._linger: asyncio.TimerHandle | None = None
+        self._task = asyncio.ensure_future(self._run())
+        # A feed nobody joins (its reader failed, or is still catching up) must not follow for ever.
+        self._linger = asyncio.get_running_loop().call_later(self.linger + join_grace, self._idle)
+
+    # -- joining --------------------------------------------------------------------------------
+
+    def can_serve(self, seq_num: int) -> bool:
+        """Whether the feed can continue a reader whose next record is `seq_num`, exactly."""
+        if self.ended or self.next_seq_num is None or not self.live.is_set():
+            return False
+        if seq_num == self.next_seq_num:
+            return True
+        first = self.recent[0].first_seq_num if self.recent else None
+        return first is not None and first <= seq_num < self.next_seq_num
+
+    def subscribe(self, seq_num: int) -> Subscription:
+        """Join at `seq_num` (check `can_serve` first): recent batches from there are queued now."""
+        sub = Subscription(asyncio.Queue(maxsize=self._queue_batches))
+        for batch in self.recent:
+            if batch.last_seq_num is not None and batch.last_seq_num >= seq_num:
+                sub.queue.put_nowait(slice_batch(batch, seq_num))
+        self.subscribers.add(sub)
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self.subscribers.discard(sub)
+        if not self.subscribers and not self.ended and self._linger is None:
+            # Keep following briefly: apps often reconnect at once, and the feed stays warm.
+            self._linger = asyncio.get_running_loop().call_later(self.linger, self._idle)
+
+    def _idle(self) -> None:
+        if not self.subscribers:
+            self.close()
+
+    def close(self) -> None:
+        self.ended = True
+        self._task.cancel()
+        self._on_idle(self)
+
+    # -- following ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        plan = ResumePlan(ReadQuery(TailOffset(0)))  # follow from the tail, for ever
+        reason = "the shared upstream session ended"
+        try:
+            async for batch in resumable_session(
+                self._client, *self.key, plan.query, policy=self._policy, plan=plan, observe=self._observe
+            ):
+                self._receive(batch)
+        except asyncio.CancelledError:
+            reason = "the shared upstream session was closed"
+            raise
+        except SidecarError as e:
+            reason = f"the shared upstream session failed: {e}"
+            self.error = e
+            log.info("shared session for %s/%s failed: %s", *self.key, e)
+        finally:
+            self.ended = True
+            self.settled.set()
+            self._cache.untrack(self.key)
+            for sub in list(self.subscribers):
+                self._detach(sub, reason)
+            self._on_idle(self)
+
+    def _observe(self, event: object) -> None:
+        kind = getattr(event, "kind", "")
+        if kind in ("retry", "resumed"):
+            self._cache.untrack(self.key)  # reconnecting: nobody vouches for the tail now
+
+    def _receive(self, batch: ReadBatch) -> None:
+        if batch.count:
+            assert batch.last_seq_num is not None
+            self.recent.append(batch)
+            self.next_seq_num = batch.last_seq_num + 1
+            caught_up = batch.tail is not None and batch.tail.seq_num == self.next_seq_num
+        else:
+            assert batch.tail is not None
+            if self.next_seq_num is None or batch.tail.seq_num > self.next_seq_num:
+                self.next_seq_num = batch.tail.seq_num
+            caught_up = True
+            self.live.set()
+            self.settled.set()
+        if caught_up and batch.tail is not None:
+            self._cache.track(self.key, batch.tail, for_seconds=self._silence_bound)
+        for sub in list(self.subscribers):
+            try:
+                sub.queue.put_nowait(batch)
+            except asyncio.QueueFull:
+                sub.too_slow = True
+                self._detach(sub, "the app fell behind the shared feed")
+
+    def _detach(self, sub: Subscription, reason: str) -> None:
+        self.subscribers.discard(sub)
+        sub.detached = True
+        log.debug("subscriber of %s/%s continues on its own: %s", *self.key, reason)
+        # A full queue takes no marker: the reader sees `detached` once it has drained the queue.
+        with contextlib.suppress(asyncio.QueueFull):
+            sub.queue.put_nowait(_Detached(reason))
+
+
+class Hub:
+    """The registry of live feeds, one per followed stream."""
+
+    def __init__(
+        self,
+        client: UpstreamClient,
+        policy: RetryPolicy,
+        cache: TailCache,
+        *,
+        queue_batches: int = 64,
+        silence_bound: float = 20.0,
+        linger: float = 2.0,
+    ) -> None:
+        self._client, self._policy, self._cache = client, policy, cache
+        self.linger = linger  # how long a feed with no subscribers keeps following
+        self._queue_batches = queue_batches
+        self._silence_bound = silence_bound
+        self.feeds: dict[StreamKey, LiveFeed] = {}
+
+    def feed(self, key: StreamKey) -> LiveFeed:
+        feed = self.feeds.get(key)
+        if feed is None or feed.ended:
+            feed = LiveFeed(
+                key,
+                self._client,
+                self._policy,
+                self._cache,
+                queue_batches=self._queue_batches,
+                silence_bound=self._silence_bound,
+                on_idle=self._forget,
+                linger=self.linger,
+            )
+            self.feeds[key] = feed
+        return feed
+
+    def _forget(self, feed: LiveFeed) -> None:
+        if self.feeds.get(feed.key) is feed:
+            del self.feeds[feed.key]
+
+    @property
+    def subscribers(self) -> int:
+        return sum(len(f.subscribers) for f in self.feeds.values())
+
+    async def close(self) -> None:
+        feeds = list(self.feeds.values())
+        for feed in feeds:
+            feed.close()
+        for feed in feeds:
+            with contextlib.suppress(asyncio.CancelledError):
+                await feed._task
+
+    async def session(
+        self, basin: str, stream: str, query: ReadQuery, plan: ResumePlan, *, join_timeout: float = 5.0
+    ) -> AsyncGenerator[ReadBatch, None]:
+        """A follow-for-ever session that rides the stream's shared feed whenever it can."""
+        key = (basin, stream)
+        own_only = False  # set once this reader proved too slow for the shared feed
+        while True:
+            feed = self.feed(key)
+            if not own_only and plan.next_seq_num is None:
+                # Where the app starts, resolved against the feed's live edge when possible.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(join_timeout):
+                        await feed.settled.wait()
+                if feed.error is not None and not feed.error.retryable:
+                    raise feed.error  # e.g. no such stream: the app's own session would fail alike
+                start = query.start
+                if feed.live.is_set() and feed.next_seq_num is not None:
+                    if isinstance(start, TailOffset):
+                        plan.next_seq_num = max(0, feed.next_seq_num - start.value)
+                    elif isinstance(start, SeqNum) and feed.can_serve(start.value):
+                        plan.next_seq_num = start.value
+            if not own_only and plan.next_seq_num is not None and feed.can_serve(plan.next_seq_num):
+                sub = feed.subscribe(plan.next_seq_num)
+                try:
+                    async for batch in _drain(sub):
+                        if batch.count:
+                            assert batch.last_seq_num is not None
+                            plan.delivered(batch.count, batch.last_seq_num, 0, time.monotonic())
+                        elif batch.tail is not None:
+                            plan.caught_up(batch.tail)
+                        yield batch
+                finally:
+                    feed.unsubscribe(sub)
+                own_only = own_only or sub.too_slow
+                continue  # detached: go on alone from plan.next_seq_num
+            # On our own: catch up (or stay alone), and join the feed once caught up.
+            own_query = plan.next_query(time.monotonic()) or query
+            own = resumable_session(self._client, basin, stream, own_query, policy=self._policy, plan=plan)
+            async with contextlib.aclosing(own):
+                async for batch in own:
+                    yield batch
+                    if (
+                        not own_only
+                        and not batch.count
+                        and plan.next_seq_num is not None
+                        and self.feed(key).can_serve(plan.next_seq_num)
+                    ):
+                        break  # caught up and the feed is there: switch (closes our upstream session)
+                else:
+                    return
+
+
+async def _drain(sub: Subscription) -> AsyncIterator[ReadBatch]:
+    while True:
+        if sub.detached and sub.queue.empty():
+            return
+        item = await sub.queue.get()
+        if isinstance(item, _Detached):
+            return
+        yield item
