@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Coroutine, Sequence
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar import config as config_mod
+from sidecar.logs import register_secret, setup_logging
 
 DESCRIPTION = """\
 Read S2 streams from any language over localhost gRPC.
@@ -31,14 +31,6 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
         uvloop.run(coro)
     except ImportError:
         asyncio.run(coro)
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +58,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         cfg = config_mod.from_args(args)
     except ValueError as e:
         parser.error(str(e))
-    _setup_logging(cfg.log_level)
+    setup_logging(cfg.log_level, cfg.log_format)
+    register_secret(cfg.access_token)  # defence in depth: scrubbed from every log line
+    register_secret(cfg.app_token)
     if args.command == "emulator":
         from sidecar.emulator import EmulatorConfig, serve
         from sidecar.server import _host_port

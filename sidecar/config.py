@@ -48,6 +48,8 @@ class Config:
     unix_socket_mode: int = 0o600
     log_level: str = "info"
     log_format: str = "text"
+    access_log: bool = False
+    unhealthy_after: float = 30.0
 
     @property
     def uses_emulator(self) -> bool:
@@ -156,6 +158,11 @@ SETTINGS: Sequence[_Setting] = (
     _Setting("log_level", "--log-level", "S2_SIDECAR_LOG_LEVEL", "debug, info, warning or error",
              str.lower, "LEVEL"),
     _Setting("log_format", "--log-format", "S2_SIDECAR_LOG_FORMAT", "text or json", str.lower, "FORMAT"),
+    _Setting("access_log", "--access-log", "S2_SIDECAR_ACCESS_LOG",
+             "log one line per API call (method, stream, status, duration) (true/false)", _bool, "BOOL"),
+    _Setting("unhealthy_after", "--unhealthy-after", "S2_SIDECAR_UNHEALTHY_AFTER",
+             "seconds the upstream may be unreachable before gRPC health turns NOT_SERVING",
+             _positive(float), "SECONDS"),
 )  # fmt: skip
 
 

@@ -4,6 +4,7 @@ when no S2 endpoint is configured, and a graceful drain on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -13,14 +14,18 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.sdk.trace import TracerProvider
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as api_pb
 from sidecar.admin import AdminServer, UpstreamProbe
 from sidecar.api import SERVICE_NAME, StreamService, reflection
 from sidecar.api.auth import AppTokenInterceptor
+from sidecar.api.instrument import Instrumentation
 from sidecar.config import Config
+from sidecar.metrics import Metrics
 from sidecar.reads import StreamReader
 from sidecar.reads.tails import TailCache
+from sidecar.telemetry import Telemetry, setup_tracing
 from sidecar.upstream import BasinEndpoint, RetryPolicy, UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,10 @@ def _unix_path(addr: str) -> str | None:
     return path[2:] if path.startswith("//") else path
 
 
+def _in_use(client: UpstreamClient, pool: str) -> float:
+    return client.pool_stats()[f"{pool}_in_use"]
+
+
 def _remove_socket(path: str) -> None:
     p = Path(path)
     if p.exists() and stat.S_ISSOCK(p.stat().st_mode):
@@ -62,8 +71,15 @@ def _remove_socket(path: str) -> None:
 class Sidecar:
     """One running sidecar. `start()`, then `stop()`; tests use it in-process, `run()` as a daemon."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, tracer_provider: TracerProvider | None = None) -> None:
+        """`tracer_provider`: tests pass one with an in-memory exporter; by default it is built
+        from the standard OTEL_* variables (none at all when no exporter is configured)."""
         self.config = config
+        self._own_provider = tracer_provider is None
+        self.tracer_provider = tracer_provider if tracer_provider is not None else setup_tracing(os.environ)
+        self.telemetry = Telemetry.from_provider(self.tracer_provider)
+        self.metrics = Metrics()
+        self._upstream_watch: asyncio.Task[None] | None = None
         self.default_basin = config.default_basin or (EMULATOR_DEFAULT_BASIN if config.uses_emulator else None)
         self.emulator: object | None = None
         self.emulator_url: str | None = None
@@ -99,8 +115,14 @@ class Sidecar:
             connect_timeout=cfg.connect_timeout,
             request_timeout=cfg.request_timeout,
             heartbeat_timeout=cfg.heartbeat_timeout,
+            telemetry=self.telemetry,
+            metrics=self.metrics,
         )
         await self.client.start()
+        client = self.client
+        for pool, limit in (("session", cfg.session_connections), ("unary", cfg.unary_connections)):
+            self.metrics.upstream_connections_in_use.labels(pool).set_function(functools.partial(_in_use, client, pool))
+            self.metrics.upstream_connections_limit.labels(pool).set(limit)
         self.reader = StreamReader(
             self.client,
             RetryPolicy(max_attempts=cfg.retry_attempts, base_delay=cfg.retry_base_delay),
@@ -108,9 +130,13 @@ class Sidecar:
             share_sessions=cfg.share_sessions,
             subscriber_queue=cfg.subscriber_queue,
             silence_bound=cfg.heartbeat_timeout,
+            tracer=self.telemetry.tracer,
         )
         self.service = StreamService(
-            self.reader, default_basin=self.default_basin, tail_max_staleness=cfg.tail_max_staleness
+            self.reader,
+            default_basin=self.default_basin,
+            tail_max_staleness=cfg.tail_max_staleness,
+            instrumentation=Instrumentation(self.telemetry, self.metrics, access_log=cfg.access_log),
         )
 
         interceptors = [AppTokenInterceptor(cfg.app_token)] if cfg.app_token else []
@@ -147,17 +173,41 @@ class Sidecar:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         self.serving = True
+        probe = UpstreamProbe(endpoint.base_url("probe"))
         if cfg.admin_listen:
-            self.admin = AdminServer(
-                cfg.admin_listen, serving=lambda: self.serving, probe=UpstreamProbe(endpoint.base_url("probe"))
-            )
+            self.admin = AdminServer(cfg.admin_listen, serving=lambda: self.serving, probe=probe, metrics=self.metrics)
             await self.admin.start()
+        self._upstream_watch = asyncio.ensure_future(self._watch_upstream(probe))
+
+    async def _watch_upstream(self, probe: UpstreamProbe, every: float = 2.0) -> None:
+        """gRPC health says NOT_SERVING while the upstream has been unreachable for longer than
+        `--unhealthy-after`, and SERVING again as soon as it answers."""
+        down_since: float | None = None
+        serving = True
+        while True:
+            await asyncio.sleep(every)
+            now = asyncio.get_running_loop().time()
+            if await probe.reachable():
+                down_since = None
+            elif down_since is None:
+                down_since = now
+            healthy = down_since is None or now - down_since < self.config.unhealthy_after
+            if healthy != serving and self.serving:
+                serving = healthy
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING if healthy else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+                log.warning("upstream %s: gRPC health %s", "reachable" if healthy else "unreachable", status)
+                await self.health.set("", status)
+                await self.health.set(SERVICE_NAME, status)
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: health NOT_SERVING, refuse new calls, let unary calls finish, end sessions with
         UNAVAILABLE and their resume point, then close upstream and the emulator."""
         grace = self.config.grace_period if grace is None else grace
         self.serving = False
+        if self._upstream_watch is not None:
+            self._upstream_watch.cancel()
         await self.health.enter_graceful_shutdown()
         if self.service is not None:
             self.service.drain()
@@ -174,6 +224,8 @@ class Sidecar:
         for addr in self.addresses:
             if (path := _unix_path(addr)) is not None:
                 _remove_socket(path)
+        if self.tracer_provider is not None and self._own_provider:
+            await asyncio.to_thread(self.tracer_provider.shutdown)  # flushes spans; blocks on export
 
     async def wait_for_termination(self) -> None:
         assert self._server is not None

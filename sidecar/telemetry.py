@@ -30,7 +30,7 @@ import sys
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
-from typing import Final
+from typing import Any, Final, Protocol
 from urllib.parse import unquote
 
 from opentelemetry import trace
@@ -86,6 +86,9 @@ S2_WAIT: Final = "s2.wait"
 S2_CLAMP: Final = "s2.clamp"
 S2_RECORDS: Final = "s2.records"  # records delivered
 S2_BYTES: Final = "s2.bytes"  # metered bytes delivered
+S2_UPSTREAM_KIND: Final = "s2.upstream.kind"  # "read", "tail" or "session"
+S2_PROTOCOL: Final = "s2.protocol"  # "s2s" or "sse" for upstream sessions
+S2_SHARED: Final = "s2.shared"  # the call rode shared upstream work (coalesced request, shared session)
 S2_CACHE: Final = "s2.cache"  # S2_CACHE_HIT or S2_CACHE_MISS
 S2_CACHE_HIT: Final = "hit"
 S2_CACHE_MISS: Final = "miss"
@@ -229,6 +232,46 @@ def setup_tracing(
     for e in exporters:
         provider.add_span_processor(BatchSpanProcessor(e))
     return provider
+
+
+class CallTrace(Protocol):
+    """What the read logic may tell about the API call it serves (implemented by the API layer's
+    call record; a no-op when tracing is off)."""
+
+    def event(self, name: str, attributes: dict[str, Any] | None = None) -> None: ...
+    def link(self, other: trace.SpanContext | None, attributes: dict[str, Any] | None = None) -> None: ...
+    def set(self, key: str, value: Any) -> None: ...
+
+
+class NoCallTrace:
+    def event(self, name: str, attributes: dict[str, Any] | None = None) -> None:
+        pass
+
+    def link(self, other: trace.SpanContext | None, attributes: dict[str, Any] | None = None) -> None:
+        pass
+
+    def set(self, key: str, value: Any) -> None:
+        pass
+
+
+NO_CALL_TRACE: Final = NoCallTrace()
+
+
+def current_span_context() -> trace.SpanContext:
+    return trace.get_current_span().get_span_context()
+
+
+def reason_token(error: BaseException) -> str:
+    """A short, fixed metric label for why something failed (never a message: no cardinality)."""
+    from sidecar.errors import ProtocolError, S2Error, TransportError  # leaf module: import late
+
+    if isinstance(error, S2Error):
+        return error.code if len(error.code) <= 40 else f"http_{error.status}"
+    if isinstance(error, ProtocolError):
+        return "protocol"
+    if isinstance(error, TransportError):
+        return "timeout" if "Timeout" in repr(error.__cause__) else "disconnected"
+    return type(error).__name__
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,13 @@ from typing import Any, NoReturn
 
 import grpc
 
+from sidecar import telemetry as tm
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as api_pb
 from sidecar.api import errors
+from sidecar.api.instrument import CallRecord, Instrumentation
 from sidecar.api.requests import read_query, stream_ref
 from sidecar.errors import SidecarError
+from sidecar.metrics import Metrics
 from sidecar.reads import ResumePlan, StreamReader
 from sidecar.types import SeqNum, StreamPosition
 from sidecar.wire.protobuf import ReadBatch
@@ -36,24 +39,38 @@ def _identity(data: bytes) -> bytes:
 
 class StreamService:
     def __init__(
-        self, reader: StreamReader, *, default_basin: str | None = None, tail_max_staleness: float = 1.0
+        self,
+        reader: StreamReader,
+        *,
+        default_basin: str | None = None,
+        tail_max_staleness: float = 1.0,
+        instrumentation: Instrumentation | None = None,
     ) -> None:
         self.reader = reader
+        self.instr = instrumentation or Instrumentation(tm.Telemetry.disabled(), Metrics())
         self.default_basin = default_basin
         self.tail_max_staleness = tail_max_staleness
         self._draining = asyncio.Event()
         self.open_sessions = 0
+        self.instr.metrics.sessions_open.set_function(lambda: self.open_sessions)
 
     def drain(self) -> None:
         """End every open session with UNAVAILABLE and its resume point (SIGTERM)."""
         self._draining.set()
 
     async def _abort(
-        self, context: grpc.aio.ServicerContext[Any, Any], e: BaseException, *, next_seq_num: int | None = None
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        rec: CallRecord,
+        e: BaseException,
+        *,
+        next_seq_num: int | None = None,
     ) -> NoReturn:
         if not isinstance(e, SidecarError):
             log.error("unexpected error in a call", exc_info=e)
         err = errors.from_exception(e, next_seq_num=next_seq_num)
+        rec.code = err.code
+        rec.set(tm.ERROR_TYPE, type(e).__name__)
         await context.abort(err.code, err.message, err.trailing_metadata)
         raise AssertionError("unreachable: context.abort raises")
 
@@ -63,47 +80,71 @@ class StreamService:
         return None if remaining is None else time.monotonic() + remaining
 
     async def read(self, request: api_pb.ReadRequest, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        with self.instr.call("Read", context) as rec:
+            return await self._read(request, context, rec)
+
+    async def _read(
+        self, request: api_pb.ReadRequest, context: grpc.aio.ServicerContext[Any, Any], rec: CallRecord
+    ) -> bytes:
         try:
             ref = stream_ref(request, self.default_basin)
             query = read_query(request, unary=True)
+            rec.describe(ref.basin, ref.stream, query)
             remaining = context.time_remaining()
             if remaining is not None and query.wait:
                 # Answer "no records yet" before the caller's deadline rather than DEADLINE_EXCEEDED.
                 # At least 1 s: a wait of 0 at the tail would be OUT_OF_RANGE, not "nothing yet".
                 query = replace(query, wait=max(1, min(query.wait, int(remaining - 0.5))))
-            batch = await self.reader.read(ref.basin, ref.stream, query, deadline=self._deadline(context))
+            batch = await self.reader.read(ref.basin, ref.stream, query, deadline=self._deadline(context), call=rec)
         except Exception as e:
-            await self._abort(context, e)
+            await self._abort(context, rec, e)
+        rec.sent(batch.count, len(batch.data))
         return batch.data
 
     async def check_tail(
         self, request: api_pb.CheckTailRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb.CheckTailResponse:
+        with self.instr.call("CheckTail", context) as rec:
+            return await self._check_tail(request, context, rec)
+
+    async def _check_tail(
+        self, request: api_pb.CheckTailRequest, context: grpc.aio.ServicerContext[Any, Any], rec: CallRecord
+    ) -> api_pb.CheckTailResponse:
         try:
             ref = stream_ref(request, self.default_basin)
+            rec.describe(ref.basin, ref.stream)
             max_age = (
                 request.max_staleness_ms / 1000 if request.HasField("max_staleness_ms") else self.tail_max_staleness
             )
             cached = await self.reader.check_tail(
-                ref.basin, ref.stream, max_age=max_age, deadline=self._deadline(context)
+                ref.basin, ref.stream, max_age=max_age, deadline=self._deadline(context), call=rec
             )
         except Exception as e:
-            await self._abort(context, e)
+            await self._abort(context, rec, e)
+        rec.set(tm.S2_CACHE, tm.S2_CACHE_HIT if cached.hit else tm.S2_CACHE_MISS)
         return api_pb.CheckTailResponse(tail=_position(cached.tail), age_ms=int(cached.age * 1000))
 
     async def read_session(
         self, request: api_pb.ReadSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:
         # An async generator, not context.write(): OpenTelemetry's aio interceptor needs this form.
+        with self.instr.call("ReadSession", context) as rec:
+            async for data in self._read_session(request, context, rec):
+                yield data
+
+    async def _read_session(
+        self, request: api_pb.ReadSessionRequest, context: grpc.aio.ServicerContext[Any, Any], rec: CallRecord
+    ) -> AsyncIterator[bytes]:
         try:
             ref = stream_ref(request, self.default_basin)
             query = read_query(request, unary=False)
+            rec.describe(ref.basin, ref.stream, query)
         except Exception as e:
-            await self._abort(context, e)
-        if self._draining.is_set():
-            await self._abort(context, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(ResumePlan(query)))
+            await self._abort(context, rec, e)
         plan = ResumePlan(query)
-        batches = aiter(self.reader.session(ref.basin, ref.stream, query, plan=plan))
+        if self._draining.is_set():
+            await self._abort(context, rec, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(plan))
+        batches = aiter(self.reader.session(ref.basin, ref.stream, query, plan=plan, call=rec))
         drained = asyncio.ensure_future(self._draining.wait())
         step: asyncio.Future[ReadBatch] | None = None
         self.open_sessions += 1
@@ -113,13 +154,17 @@ class StreamService:
                 step = asyncio.ensure_future(anext(batches))
                 done, _ = await asyncio.wait((step, drained), return_when=asyncio.FIRST_COMPLETED)
                 if step not in done:
-                    await self._abort(context, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(plan))
+                    await self._abort(context, rec, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(plan))
                 try:
                     batch = step.result()
                 except StopAsyncIteration:
                     return
                 except Exception as e:
-                    await self._abort(context, e, next_seq_num=_resume_point(plan))
+                    await self._abort(context, rec, e, next_seq_num=_resume_point(plan))
+                if batch.count:
+                    rec.sent(batch.count, len(batch.data))
+                elif batch.tail is not None:
+                    rec.event("heartbeat", {"s2.tail.seq_num": batch.tail.seq_num})
                 yield batch.data
         finally:
             self.open_sessions -= 1

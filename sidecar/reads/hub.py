@@ -14,16 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanKind
 
 from sidecar.errors import SidecarError
 from sidecar.reads.plan import ResumePlan
-from sidecar.reads.session import resumable_session
+from sidecar.reads.session import SessionEvent, resumable_session, session_observer
 from sidecar.reads.tails import StreamKey, TailCache
+from sidecar.telemetry import NO_CALL_TRACE, S2_BASIN, S2_SHARED, S2_STREAM, CallTrace
 from sidecar.types import ReadQuery, SeqNum, TailOffset
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.retry import RetryPolicy
@@ -66,8 +73,10 @@ class LiveFeed:
         on_idle: Callable[[LiveFeed], None],
         linger: float = 2.0,
         join_grace: float = 5.0,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.key = key
+        tracer = tracer or trace.NoOpTracer()
         self.linger = linger
         self._client, self._policy, self._cache = client, policy, cache
         self._queue_batches = queue_batches
@@ -81,7 +90,18 @@ class LiveFeed:
         self.error: SidecarError | None = None  # why the feed ended, if it failed
         self.ended = False
         self._linger: asyncio.TimerHandle | None = None
-        self._task = asyncio.ensure_future(self._run())
+        # The feed outlives the call that started it: it runs in a fresh context under a span of
+        # its own (linked to that call), which every subscriber's span links to.
+        creator = trace.get_current_span().get_span_context()
+        self.span = tracer.start_span(
+            "s2 shared session",
+            context=otel_context.Context(),
+            kind=SpanKind.INTERNAL,
+            attributes={S2_BASIN: key[0], S2_STREAM: key[1], S2_SHARED: True},
+            links=[Link(creator)] if creator.is_valid else (),
+        )
+        self._report = session_observer(client.metrics, _SpanEvents(self.span))
+        self._task = asyncio.get_running_loop().create_task(self._run(), context=contextvars.Context())
         # A feed nobody joins (its reader failed, or is still catching up) must not follow for ever.
         self._linger = asyncio.get_running_loop().call_later(self.linger + join_grace, self._idle)
 
@@ -128,6 +148,7 @@ class LiveFeed:
     async def _run(self) -> None:
         plan = ResumePlan(ReadQuery(TailOffset(0)))  # follow from the tail, for ever
         reason = "the shared upstream session ended"
+        otel_context.attach(trace.set_span_in_context(self.span))  # this task's context is its own
         try:
             async for batch in resumable_session(
                 self._client, *self.key, plan.query, policy=self._policy, plan=plan, observe=self._observe
@@ -143,14 +164,15 @@ class LiveFeed:
         finally:
             self.ended = True
             self.settled.set()
+            self.span.end()
             self._cache.untrack(self.key)
             for sub in list(self.subscribers):
                 self._detach(sub, reason)
             self._on_idle(self)
 
-    def _observe(self, event: object) -> None:
-        kind = getattr(event, "kind", "")
-        if kind in ("retry", "resumed"):
+    def _observe(self, event: SessionEvent) -> None:
+        self._report(event)
+        if event.kind in ("retry", "resumed"):
             self._cache.untrack(self.key)  # reconnecting: nobody vouches for the tail now
 
     def _receive(self, batch: ReadBatch) -> None:
@@ -196,8 +218,10 @@ class Hub:
         queue_batches: int = 64,
         silence_bound: float = 20.0,
         linger: float = 2.0,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self._client, self._policy, self._cache = client, policy, cache
+        self._tracer = tracer
         self.linger = linger  # how long a feed with no subscribers keeps following
         self._queue_batches = queue_batches
         self._silence_bound = silence_bound
@@ -215,6 +239,7 @@ class Hub:
                 silence_bound=self._silence_bound,
                 on_idle=self._forget,
                 linger=self.linger,
+                tracer=self._tracer,
             )
             self.feeds[key] = feed
         return feed
@@ -236,7 +261,14 @@ class Hub:
                 await feed._task
 
     async def session(
-        self, basin: str, stream: str, query: ReadQuery, plan: ResumePlan, *, join_timeout: float = 5.0
+        self,
+        basin: str,
+        stream: str,
+        query: ReadQuery,
+        plan: ResumePlan,
+        *,
+        join_timeout: float = 5.0,
+        call: CallTrace = NO_CALL_TRACE,
     ) -> AsyncGenerator[ReadBatch, None]:
         """A follow-for-ever session that rides the stream's shared feed whenever it can."""
         key = (basin, stream)
@@ -258,6 +290,9 @@ class Hub:
                         plan.next_seq_num = start.value
             if not own_only and plan.next_seq_num is not None and feed.can_serve(plan.next_seq_num):
                 sub = feed.subscribe(plan.next_seq_num)
+                call.set(S2_SHARED, True)
+                call.link(feed.span.get_span_context(), {"s2.shared": "shared session"})
+                call.event("joined shared session", {"s2.seq_num": plan.next_seq_num})
                 try:
                     async for batch in _drain(sub):
                         if batch.count:
@@ -269,10 +304,19 @@ class Hub:
                 finally:
                     feed.unsubscribe(sub)
                 own_only = own_only or sub.too_slow
+                call.event("left shared session", {"s2.too_slow": sub.too_slow})
                 continue  # detached: go on alone from plan.next_seq_num
             # On our own: catch up (or stay alone), and join the feed once caught up.
             own_query = plan.next_query(time.monotonic()) or query
-            own = resumable_session(self._client, basin, stream, own_query, policy=self._policy, plan=plan)
+            own = resumable_session(
+                self._client,
+                basin,
+                stream,
+                own_query,
+                policy=self._policy,
+                plan=plan,
+                observe=session_observer(self._client.metrics, call),
+            )
             async with contextlib.aclosing(own):
                 async for batch in own:
                     yield batch
@@ -295,3 +339,20 @@ async def _drain(sub: Subscription) -> AsyncIterator[ReadBatch]:
         if isinstance(item, _Detached):
             return
         yield item
+
+
+class _SpanEvents:
+    """`CallTrace` onto a plain span (the shared feed's own)."""
+
+    def __init__(self, span: trace.Span) -> None:
+        self._span = span
+
+    def event(self, name: str, attributes: dict[str, Any] | None = None) -> None:
+        self._span.add_event(name, attributes or {})
+
+    def link(self, other: trace.SpanContext | None, attributes: dict[str, Any] | None = None) -> None:
+        if other is not None and other.is_valid:
+            self._span.add_link(other, attributes or {})
+
+    def set(self, key: str, value: Any) -> None:
+        self._span.set_attribute(key, value)

@@ -13,7 +13,9 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from sidecar.errors import RangeNotSatisfiable, SidecarError
+from sidecar.metrics import Metrics
 from sidecar.reads.plan import ResumePlan
+from sidecar.telemetry import CallTrace, reason_token
 from sidecar.types import ReadQuery, StreamPosition
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.retry import RetryPolicy
@@ -44,6 +46,19 @@ class SessionEvent:
 
 
 Observer = Callable[[SessionEvent], None]
+
+
+def session_observer(metrics: Metrics, call: CallTrace) -> Observer:
+    """Retries and reconnects of a session, as metrics and as events on its span."""
+
+    def observe(event: SessionEvent) -> None:
+        if event.kind == "retry":
+            reason = reason_token(event.error) if event.error is not None else "unknown"
+            metrics.upstream_retries.labels("session", reason).inc()
+            metrics.session_reconnects.labels(reason).inc()
+            call.event("reconnect", {"s2.attempt": event.attempt, "s2.delay_s": event.delay, "error.type": reason})
+
+    return observe
 
 
 async def resumable_session(

@@ -22,6 +22,7 @@ StreamKey = tuple[str, str]  # (basin, stream)
 class CachedTail:
     tail: StreamPosition
     age: float  # seconds since it was known to be the tail (0 while a live session tracks it)
+    hit: bool = True  # answered from the cache (False: S2 was asked just now)
 
 
 @dataclass(slots=True)

@@ -8,14 +8,22 @@ Each method here makes ONE attempt; retries and resumption live in `sidecar.read
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, StatusCode
 
+from sidecar import telemetry as tm
 from sidecar.config import UpstreamFormat
 from sidecar.errors import ProtocolError, S2Error, TransportError
+from sidecar.metrics import Metrics
 from sidecar.types import ReadQuery, StreamPosition
 from sidecar.upstream.endpoint import BasinEndpoint
 from sidecar.wire import json as wjson
@@ -57,8 +65,12 @@ class UpstreamClient:
         connect_timeout: float = 5.0,
         request_timeout: float = 10.0,
         heartbeat_timeout: float = 20.0,
+        telemetry: tm.Telemetry | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self._telemetry = telemetry or tm.Telemetry.disabled()
+        self.metrics = metrics or Metrics()
         self._token = access_token
         self.format = upstream_format
         self._use_s2s = upstream_format is UpstreamFormat.PROTOBUF
@@ -110,6 +122,53 @@ class UpstreamClient:
         headers.update(extra)
         return headers
 
+    @contextlib.contextmanager
+    def _traced(
+        self, kind: str, url: str, params: dict[str, str], headers: dict[str, str], attributes: dict[str, Any]
+    ) -> Iterator[_Outcome]:
+        """A client span and the upstream metrics around one request. The W3C trace context goes
+        into `headers`, so the app, the sidecar and S2 share one trace."""
+        outcome = _Outcome(time.perf_counter())
+        span: Span | None = None
+        if self._telemetry.enabled:
+            parts = urlsplit(url)
+            span = self._telemetry.tracer.start_span(
+                "GET",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    tm.HTTP_REQUEST_METHOD: "GET",
+                    # Path and query carry names and positions only; the token travels in a header.
+                    tm.URL_FULL: f"{url}?{urlencode(params)}" if params else url,
+                    tm.SERVER_ADDRESS: parts.hostname or "",
+                    tm.SERVER_PORT: parts.port or (443 if parts.scheme == "https" else 80),
+                    tm.S2_UPSTREAM_KIND: kind,
+                    **attributes,
+                },
+            )
+            tm.inject_headers(headers, trace.set_span_in_context(span))
+        else:
+            tm.inject_headers(headers)  # still pass the app's own trace context through
+        try:
+            yield outcome
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome.status = outcome.status or "cancelled"  # the caller left: not an upstream error
+            raise
+        except BaseException as e:
+            outcome.status = outcome.status or _error_token(e)
+            if span is not None:
+                span.set_attribute(tm.ERROR_TYPE, outcome.status if outcome.http_status else type(e).__name__)
+                span.set_status(StatusCode.ERROR, str(e)[:200])
+            raise
+        finally:
+            if span is not None:
+                if outcome.http_status is not None:
+                    span.set_attribute(tm.HTTP_RESPONSE_STATUS_CODE, outcome.http_status)
+                span.end()
+            self.metrics.upstream_requests.labels(kind, outcome.status or "ok").inc()
+            self.metrics.upstream_duration.labels(kind).observe(
+                (outcome.headers_at or time.perf_counter()) - outcome.started
+            )
+
     def pool_stats(self) -> dict[str, int]:
         """Connections in use and idle per pool (for metrics and tests)."""
         out: dict[str, int] = {}
@@ -125,16 +184,19 @@ class UpstreamClient:
         """`GET .../records/tail` (one attempt). Callers bound it further with `asyncio.timeout`."""
         assert self._unary is not None, "UpstreamClient.start() was not called"
         url = self.endpoint.tail_url(basin, stream)
-        try:
-            async with self._unary.get(
-                url,
-                headers=self._headers(basin),
-                timeout=aiohttp.ClientTimeout(total=self._request_timeout, sock_connect=self._connect_timeout),
-            ) as resp:
-                await _raise_for_error(resp)
-                body = await resp.read()
-        except _TRANSPORT_ERRORS as e:
-            raise TransportError(f"check tail of {basin}/{stream}: {e!r}") from e
+        headers = self._headers(basin)
+        with self._traced("tail", url, {}, headers, {tm.S2_BASIN: basin, tm.S2_STREAM: stream}) as outcome:
+            try:
+                async with self._unary.get(
+                    url,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=self._request_timeout, sock_connect=self._connect_timeout),
+                ) as resp:
+                    outcome.response(resp.status)
+                    await _raise_for_error(resp)
+                    body = await resp.read()
+            except _TRANSPORT_ERRORS as e:
+                raise TransportError(f"check tail of {basin}/{stream}: {e!r}") from e
         obj = wjson.loads(body)
         if not isinstance(obj, dict) or "tail" not in obj:
             raise ProtocolError(f"upstream tail answer has no `tail`: {body[:200]!r}")
@@ -145,18 +207,23 @@ class UpstreamClient:
         assert self._unary is not None, "UpstreamClient.start() was not called"
         total = self._request_timeout + (query.wait or 0)
         accept = PROTOBUF if self.format is UpstreamFormat.PROTOBUF else "application/json"
-        try:
-            async with self._unary.get(
-                self.endpoint.records_url(basin, stream),
-                params=wquery.to_params(query),
-                headers=self._headers(basin, Accept=accept, **{"s2-format": "base64"}),
-                timeout=aiohttp.ClientTimeout(total=total, sock_connect=self._connect_timeout),
-            ) as resp:
-                await _raise_for_error(resp)
-                body = await resp.read()
-                ctype = resp.content_type
-        except _TRANSPORT_ERRORS as e:
-            raise TransportError(f"read {basin}/{stream}: {e!r}") from e
+        url = self.endpoint.records_url(basin, stream)
+        params = wquery.to_params(query)
+        headers = self._headers(basin, Accept=accept, **{"s2-format": "base64"})
+        with self._traced("read", url, params, headers, {tm.S2_BASIN: basin, tm.S2_STREAM: stream}) as outcome:
+            try:
+                async with self._unary.get(
+                    url,
+                    params=params,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=total, sock_connect=self._connect_timeout),
+                ) as resp:
+                    outcome.response(resp.status)
+                    await _raise_for_error(resp)
+                    body = await resp.read()
+                    ctype = resp.content_type
+            except _TRANSPORT_ERRORS as e:
+                raise TransportError(f"read {basin}/{stream}: {e!r}") from e
         if ctype in (PROTOBUF, "application/x-protobuf"):
             return decode_read_batch(body)
         if ctype == "application/json":
@@ -169,27 +236,35 @@ class UpstreamClient:
     async def read_session(self, basin: str, stream: str, query: ReadQuery) -> AsyncIterator[ReadBatch]:
         """One upstream session (one attempt): batches and heartbeats (empty batches with a tail)
         until the session ends cleanly. Errors raise; resuming is the caller's job."""
+        url = self.endpoint.records_url(basin, stream)
+        params = wquery.to_params(query)
+        attrs: dict[str, Any] = {tm.S2_BASIN: basin, tm.S2_STREAM: stream}
         if self._use_s2s:
             fallback = False
-            async for item in self._s2s_session(basin, stream, query):
-                if item is None:  # the server refused s2s before sending anything
-                    fallback = True
-                    break
-                yield item
+            headers = self._headers(basin, **{"Content-Type": s2s.CONTENT_TYPE, "Accept-Encoding": "identity"})
+            # The span covers the whole body: a session's life, not just its response headers.
+            with self._traced("session", url, params, headers, {**attrs, tm.S2_PROTOCOL: "s2s"}) as outcome:
+                async for item in self._s2s_session(url, params, headers, outcome):
+                    if item is None:  # the server refused s2s before sending anything
+                        fallback = True
+                        break
+                    yield item
             if not fallback:
                 return
             self._use_s2s = False
             log.warning("upstream refused s2s sessions; falling back to SSE for this process")
-        async for batch in self._sse_session(basin, stream, query):
-            yield batch
+        headers = self._headers(basin, Accept="text/event-stream", **{"s2-format": "base64"})
+        with self._traced("session", url, params, headers, {**attrs, tm.S2_PROTOCOL: "sse"}) as outcome:
+            async for batch in self._sse_session(url, params, headers, outcome):
+                yield batch
 
-    async def _s2s_session(self, basin: str, stream: str, query: ReadQuery) -> AsyncIterator[ReadBatch | None]:
+    async def _s2s_session(
+        self, url: str, params: dict[str, str], headers: dict[str, str], outcome: _Outcome
+    ) -> AsyncIterator[ReadBatch | None]:
         assert self._sessions is not None, "UpstreamClient.start() was not called"
-        headers = self._headers(basin, **{"Content-Type": s2s.CONTENT_TYPE, "Accept-Encoding": "identity"})
         try:
-            async with self._sessions.get(
-                self.endpoint.records_url(basin, stream), params=wquery.to_params(query), headers=headers
-            ) as resp:
+            async with self._sessions.get(url, params=params, headers=headers) as resp:
+                outcome.response(resp.status)
                 if resp.status in _S2S_REFUSED_STATUSES or (
                     resp.status == 200 and resp.content_type != s2s.CONTENT_TYPE
                 ):
@@ -220,16 +295,16 @@ class UpstreamClient:
                         size += len(nxt.data)
                     yield merge_batches(batches)
         except _TRANSPORT_ERRORS as e:
-            raise TransportError(f"upstream s2s session for {basin}/{stream}: {e!r}") from e
+            raise TransportError(f"upstream s2s session {url}: {e!r}") from e
 
-    async def _sse_session(self, basin: str, stream: str, query: ReadQuery) -> AsyncIterator[ReadBatch]:
+    async def _sse_session(
+        self, url: str, params: dict[str, str], headers: dict[str, str], outcome: _Outcome
+    ) -> AsyncIterator[ReadBatch]:
         assert self._sessions is not None, "UpstreamClient.start() was not called"
-        headers = self._headers(basin, Accept="text/event-stream", **{"s2-format": "base64"})
         parser = sse.SSEParser()
         try:
-            async with self._sessions.get(
-                self.endpoint.records_url(basin, stream), params=wquery.to_params(query), headers=headers
-            ) as resp:
+            async with self._sessions.get(url, params=params, headers=headers) as resp:
+                outcome.response(resp.status)
                 await _raise_for_error(resp)
                 if resp.content_type != "text/event-stream":
                     raise ProtocolError(f"upstream SSE session answered content-type {resp.content_type!r}")
@@ -249,7 +324,34 @@ class UpstreamClient:
                             return
                 raise TransportError("upstream SSE session ended without [DONE]")
         except _TRANSPORT_ERRORS as e:
-            raise TransportError(f"upstream SSE session for {basin}/{stream}: {e!r}") from e
+            raise TransportError(f"upstream SSE session {url}: {e!r}") from e
+
+
+@dataclass
+class _Outcome:
+    """What became of one upstream request, for its span and metrics."""
+
+    started: float
+    headers_at: float | None = None
+    http_status: int | None = None
+    status: str | None = None  # metric label: the HTTP status, or an error token
+
+    def response(self, status: int) -> None:
+        self.headers_at = time.perf_counter()
+        self.http_status = status
+        self.status = str(status)
+
+
+def _error_token(e: BaseException) -> str:
+    """A short, fixed label for a request that got no HTTP status."""
+    cause = e.__cause__ or e
+    if isinstance(cause, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return "timeout"
+    if isinstance(cause, aiohttp.ClientConnectorError | ConnectionRefusedError):
+        return "connect"
+    if isinstance(e, ProtocolError):
+        return "protocol"
+    return "disconnected"
 
 
 # Merge already-received frames up to this size: well under gRPC's default 4 MiB receive limit.

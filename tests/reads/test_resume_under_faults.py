@@ -89,29 +89,33 @@ async def test_session_survives_the_upstream_going_away(tmp_path: Path) -> None:
     """Connection refused: the emulator is restarted (on disk) 20 times while a session reads."""
     emulator = EmulatorConfig(port=0, data_dir=tmp_path, heartbeat_min=0.2, heartbeat_max=0.4)
     async with SidecarHarness(emulator=emulator, heartbeat_timeout=1.0, retry_attempts=40, retry_base_delay=0.02) as h:
-        await h.append_many("chaos", N, size=200)  # ~22 MB: many messages, so the app can be slow
+        await h.append_many("chaos", N, size=500)  # ~52 MB: a few dozen messages of up to 2 MiB
         seen: list[int] = []
-        done = asyncio.Event()
+        restarts = 0
+        messages = 0
 
         async def reader() -> None:
-            # A follower that ends when it has everything: restarts can't be "at the end" of it.
+            # A follower (no stop) that leaves when it has everything.
+            nonlocal messages
             req = pb.ReadSessionRequest(stream="chaos", seq_num=0)
             async for msg in h.stub.ReadSession(req, timeout=120):
                 seen.extend(r.seq_num for r in msg.records)
+                messages += 1
                 if len(seen) >= N:
                     break
-                # A slow app (~8 s for the stream): the restarts below land inside the session.
-                await asyncio.sleep(0.4 * len(msg.records) / 5000)
-            done.set()
+                # The app holds each message until the upstream has restarted once more, so every
+                # restart lands inside the session, whatever the machine's speed.
+                while restarts < min(20, messages):
+                    await asyncio.sleep(0.01)
 
         task = asyncio.create_task(reader())
-        restarts = 0
-        while not done.is_set() and restarts < 20:
-            await asyncio.sleep(0.05)
-            await h.restart_emulator(down_for=0.1)
-            restarts += 1
-        assert restarts == 20 and not done.is_set(), "the session ended before the upstream restarts"
+        while restarts < 20 and not task.done():
+            await asyncio.sleep(0.02)
+            if messages > restarts:
+                await h.restart_emulator(down_for=0.1)
+                restarts += 1
         await asyncio.wait_for(task, 120)
+        assert restarts == 20 and messages > 20, f"only {restarts} restarts inside {messages} messages"
         assert_exactly_once(seen[:N])
         assert len(seen) == N
 
