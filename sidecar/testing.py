@@ -33,8 +33,10 @@ class SidecarHarness:
         *,
         emulator: EmulatorConfig | None = None,
         basin: str = TEST_BASIN,
+        tracer_provider: Any = None,
         **config: Any,
     ) -> None:
+        self.tracer_provider = tracer_provider
         self.emulator_config = emulator or EmulatorConfig(port=0, heartbeat_min=1.0, heartbeat_max=2.0)
         self.basin = basin
         self.config_overrides = config
@@ -58,7 +60,7 @@ class SidecarHarness:
             default_basin=self.basin,
             grace_period=2.0,
         )
-        self.sidecar = Sidecar(dataclasses.replace(cfg, **self.config_overrides))
+        self.sidecar = Sidecar(dataclasses.replace(cfg, **self.config_overrides), tracer_provider=self.tracer_provider)
         await self.sidecar.start()
         self.channel = grpc.aio.insecure_channel(self.address)
         self.stub = stream_pb2_grpc.StreamServiceStub(self.channel)  # type: ignore[no-untyped-call]

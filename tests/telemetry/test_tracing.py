@@ -41,13 +41,15 @@ async def _flush_and_stop(provider: TracerProvider) -> None:
 
 
 async def test_otlp_http_exports_span_with_resource(http_receiver: OtlpHttpReceiver) -> None:
-    provider = setup_tracing({
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": http_receiver.url,
-        "OTEL_EXPORTER_OTLP_HEADERS": "x-collector-key=abc",
-        "OTEL_SERVICE_NAME": "x",
-        "OTEL_RESOURCE_ATTRIBUTES": "a=b,deployment.environment=test%20env",
-    })
+    provider = setup_tracing(
+        {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": http_receiver.url,
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-collector-key=abc",
+            "OTEL_SERVICE_NAME": "x",
+            "OTEL_RESOURCE_ATTRIBUTES": "a=b,deployment.environment=test%20env",
+        }
+    )
     assert provider is not None
     tracer = provider.get_tracer("t")
     with tracer.start_as_current_span("Read", attributes={telemetry.RPC_SYSTEM: "grpc", telemetry.S2_STREAM: "s"}):
@@ -73,11 +75,13 @@ async def test_endpoint_alone_selects_otlp_and_default_service_name(http_receive
 
 
 async def test_otlp_grpc_protocol(grpc_receiver: OtlpGrpcReceiver) -> None:
-    provider = setup_tracing({
-        "OTEL_EXPORTER_OTLP_ENDPOINT": grpc_receiver.url,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-        "OTEL_SERVICE_NAME": "via-grpc",
-    })
+    provider = setup_tracing(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": grpc_receiver.url,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_SERVICE_NAME": "via-grpc",
+        }
+    )
     assert provider is not None
     provider.get_tracer("t").start_span("over-grpc").end()
     await _flush_and_stop(provider)
@@ -86,11 +90,13 @@ async def test_otlp_grpc_protocol(grpc_receiver: OtlpGrpcReceiver) -> None:
 
 
 async def test_sampler_always_off_exports_nothing(http_receiver: OtlpHttpReceiver) -> None:
-    provider = setup_tracing({
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": http_receiver.url,
-        "OTEL_TRACES_SAMPLER": "always_off",
-    })
+    provider = setup_tracing(
+        {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": http_receiver.url,
+            "OTEL_TRACES_SAMPLER": "always_off",
+        }
+    )
     assert provider is not None
     with provider.get_tracer("t").start_as_current_span("dropped") as span:
         assert not span.is_recording()
@@ -99,9 +105,12 @@ async def test_sampler_always_off_exports_nothing(http_receiver: OtlpHttpReceive
 
 
 def test_sampler_from_environ() -> None:
-    assert "TraceIdRatioBased{0.25}" in telemetry.build_sampler(
-        {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"}
-    ).get_description()
+    assert (
+        "TraceIdRatioBased{0.25}"
+        in telemetry.build_sampler(
+            {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"}
+        ).get_description()
+    )
     assert telemetry.build_sampler({}).get_description().startswith("ParentBased{root:AlwaysOnSampler")
     assert telemetry.build_sampler({"OTEL_TRACES_SAMPLER": "nonsense"}).get_description().startswith("ParentBased")
 
