@@ -119,10 +119,9 @@ class Instrumentation:
                 rec.code = grpc.StatusCode.UNKNOWN
             raise
         finally:
+            self._finish(rec, time.perf_counter() - started)  # still in the span: logs carry its ids
             with contextlib.suppress(ValueError):  # a generator closed from another context
                 otel_context.detach(token)
-            elapsed = time.perf_counter() - started
-            self._finish(rec, elapsed)
 
     def _finish(self, rec: CallRecord, elapsed: float) -> None:
         m = self.metrics

@@ -110,3 +110,25 @@ async def wait_for_health(stub: health_pb2_grpc.HealthStub, status: int, within:
     while (await stub.Check(health_pb2.HealthCheckRequest(service="s2sidecar.v1.StreamService"))).status != status:
         assert time.monotonic() < deadline, f"gRPC health never became {status}"
         await asyncio.sleep(0.2)
+
+
+async def test_json_logs_and_access_log_from_a_process() -> None:
+    import json
+
+    from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
+    from sidecar.testing import SidecarProcess
+
+    env = {"OTEL_TRACES_EXPORTER": "console"}  # spans exist, so log lines carry their ids
+    async with SidecarProcess("--log-format", "json", "--access-log", "true", env=env) as sc:
+        async with grpc.aio.insecure_channel(sc.address) as channel:
+            stub = stream_pb2_grpc.StreamServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.CheckTail(pb.CheckTailRequest(stream="nothing-here"))
+        sc.terminate()
+        await sc.wait()
+    lines = [json.loads(line) for line in sc.output.splitlines() if line.startswith("{\"time\"")]
+    access = [entry for entry in lines if entry["logger"] == "s2_sidecar.access"]
+    assert len(access) == 1
+    (entry,) = access
+    assert entry["level"] == "info" and entry["code"] == "NOT_FOUND" and entry["stream"] == "nothing-here"
+    assert entry["method"] == "CheckTail" and len(entry["trace_id"]) == 32
