@@ -1,4 +1,5 @@
-"""Read logic: resumable sessions, unary retries; later the tail cache and shared sessions."""
+"""Read logic: resumable sessions (`plan.py`, `session.py`), unary retries (`reader.py`), the tail
+cache (`tails.py`), single flight (`coalesce.py`) and shared live sessions (`hub.py`)."""
 
 from sidecar.reads.plan import ResumePlan
 from sidecar.reads.reader import StreamReader
