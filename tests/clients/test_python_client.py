@@ -88,6 +88,9 @@ async def test_stop_until_a_timestamp(live: Live, client: S2SidecarClient, strea
 async def test_check_tail(live: Live, client: S2SidecarClient, stream: str) -> None:
     await live.fill(stream)
     assert await client.check_tail(stream) == StreamPosition(N_RECORDS, BASE_TS + 19000)
+    await live.append(stream, [{"body": "one more", "timestamp": BASE_TS + 20000}])
+    fresh = await client.check_tail(stream, max_staleness_ms=0)  # read-your-writes, past the cache
+    assert fresh == StreamPosition(N_RECORDS + 1, BASE_TS + 20000)
 
 
 async def test_missing_stream_is_stream_not_found(client: S2SidecarClient, stream: str) -> None:

@@ -114,9 +114,12 @@ class S2SidecarClient:
         req = _convert.read_request(pb.ReadSessionRequest, self.basin, stream, start, limit, until, clamp, wait)
         return ReadSession(self._session(req, metadata=self._metadata), heartbeats=heartbeats)
 
-    async def check_tail(self, stream: str) -> StreamPosition:
-        """The seq_num the next record will get, and the last record's timestamp."""
-        req = pb.CheckTailRequest(basin=self.basin or "", stream=stream)
+    async def check_tail(self, stream: str, *, max_staleness_ms: int | None = None) -> StreamPosition:
+        """The seq_num the next record will get, and the last record's timestamp.
+
+        `max_staleness_ms`: how old a tail the sidecar may answer from its cache (0: ask S2,
+        unless a live session vouches for the tail); None: the sidecar's default (1 s)."""
+        req = pb.CheckTailRequest(basin=self.basin or "", stream=stream, max_staleness_ms=max_staleness_ms)
         try:
             resp = await self._check_tail(req, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as e:

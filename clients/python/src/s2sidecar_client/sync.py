@@ -101,8 +101,8 @@ class S2SidecarSyncClient:
         finally:
             call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves it untyped
 
-    def check_tail(self, stream: str) -> StreamPosition:
-        req = pb.CheckTailRequest(basin=self.basin or "", stream=stream)
+    def check_tail(self, stream: str, *, max_staleness_ms: int | None = None) -> StreamPosition:
+        req = pb.CheckTailRequest(basin=self.basin or "", stream=stream, max_staleness_ms=max_staleness_ms)
         try:
             return _convert.position(self._check_tail(req, timeout=self.timeout, metadata=self._metadata).tail)
         except grpc.RpcError as e:
