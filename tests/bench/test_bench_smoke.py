@@ -1,0 +1,76 @@
+"""The benchmark's three sections with tiny parameters: every expected row is there and its
+figures are sane (positive, and the cache/single-flight/upstream counts mean what they say).
+Not a performance test: nothing here depends on how fast the machine is."""
+
+from __future__ import annotations
+
+import math
+
+from tests.bench.fanout import FanoutParams, format_fanout, run_fanout
+from tests.bench.throughput import ThroughputParams, format_throughput, run_throughput
+from tests.bench.unary import UnaryParams, format_unary, run_unary
+
+
+def positive(*values: float) -> bool:
+    return all(not math.isnan(v) and v > 0 for v in values)
+
+
+async def test_throughput_section() -> None:
+    r = await run_throughput(ThroughputParams(records=3000, sizes=(100,), repeats=1, min_seconds=0.05))
+    text = format_throughput(r)
+    print(text)
+    assert [row.what for row in r.rows] == [
+        "ReadSession direct (aiohttp s2s)",
+        "ReadSession sidecar",
+        "ReadSession gRPC ceiling",
+        "Read 1000/call direct",
+        "Read 1000/call sidecar",
+    ], text
+    for row in r.rows:
+        assert row.what in text
+        assert positive(row.rate, row.direct, row.messages, row.cpu_us_per_krec), row
+        assert 0 <= row.host_busy <= 100.5, row
+    assert r.rows[0].rate == r.rows[0].direct and r.rows[1].direct == r.rows[0].rate, text
+
+
+async def test_unary_section() -> None:
+    p = UnaryParams(
+        callers=4,
+        seconds=0.2,
+        warmup=0.05,
+        sequential=20,
+        repeats=1,
+        lp_callers=4,
+        lp_rate=20,
+        lp_seconds=0.4,
+        lp_warmup=0.15,
+    )
+    r = await run_unary(p)
+    text = format_unary(r)
+    print(text)
+    by_name = {row.what.split(" (")[0].split(",")[0]: row for row in r.rows}
+    assert len(r.rows) == 6, text
+    for row in r.rows:
+        assert row.what in text
+        assert positive(row.rate, row.p50_ms, row.p99_ms, row.cpu_us_per_call), row
+        assert row.p99_ms >= row.p50_ms, row
+    assert by_name["CheckTail cached"].upstream_per_call == 0, text  # answered from memory
+    assert by_name["CheckTail uncached"].upstream_per_call >= 0.9, text  # upstream every call
+    assert positive(by_name["CheckTail cached"].ceiling), text
+    assert [lp.what for lp in r.long_polls] == ["4 identical long-polls", "4 distinct long-polls"], text
+    for lp in r.long_polls:
+        assert lp.what in text
+        assert positive(lp.answers, lp.p50_ms, lp.p99_ms, lp.upstream_per_append), lp
+
+
+async def test_fanout_section() -> None:
+    p = FanoutParams(followers=(2,), ceiling=(2,), window=0.6, repeats=1, settle=0.1, report_timeout=3.0)
+    r = await run_fanout(p)
+    text = format_fanout(r)
+    print(text)
+    assert [(row.server, row.followers) for row in r.rows] == [("sidecar", 2), ("gRPC ceiling", 2)], text
+    for row in r.rows:
+        assert row.upstream_sessions == 1, text  # two followers, one upstream session
+        assert row.delivered > 0.9 and not row.problems, text
+        assert positive(row.p50_ms, row.p99_ms, row.rss_mib, row.hwm_mib), row
+        assert row.max_ms >= row.p99_ms >= row.p50_ms and row.sidecar_cpu >= 0, row
