@@ -25,7 +25,6 @@ from sidecar.errors import SidecarError
 from sidecar.metrics import Metrics
 from sidecar.reads import ResumePlan, StreamReader
 from sidecar.types import SeqNum, StreamPosition
-from sidecar.wire.protobuf import ReadBatch
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +50,19 @@ class StreamService:
         self.default_basin = default_basin
         self.tail_max_staleness = tail_max_staleness
         self._draining = asyncio.Event()
-        self.open_sessions = 0
-        self.instr.metrics.sessions_open.set_function(lambda: self.open_sessions)
+        self._sessions: set[asyncio.Task[Any]] = set()  # tasks serving ReadSession calls
+        self.instr.metrics.sessions_open.set_function(lambda: len(self._sessions))
+
+    @property
+    def open_sessions(self) -> int:
+        return len(self._sessions)
 
     def drain(self) -> None:
-        """End every open session with UNAVAILABLE and its resume point (SIGTERM)."""
+        """End every open session with UNAVAILABLE and its resume point (SIGTERM). Sessions are
+        interrupted by cancelling their tasks: no per-message race against a drain event."""
         self._draining.set()
+        for task in list(self._sessions):
+            task.cancel()
 
     async def _abort(
         self,
@@ -144,35 +150,27 @@ class StreamService:
         plan = ResumePlan(query)
         if self._draining.is_set():
             await self._abort(context, rec, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(plan))
-        batches = aiter(self.reader.session(ref.basin, ref.stream, query, plan=plan, call=rec))
-        drained = asyncio.ensure_future(self._draining.wait())
-        step: asyncio.Future[ReadBatch] | None = None
-        self.open_sessions += 1
+        batches = self.reader.session(ref.basin, ref.stream, query, plan=plan, call=rec)
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
         try:
-            while True:
-                # Race the next batch against a drain, so SIGTERM ends idle sessions promptly.
-                step = asyncio.ensure_future(anext(batches))
-                done, _ = await asyncio.wait((step, drained), return_when=asyncio.FIRST_COMPLETED)
-                if step not in done:
-                    await self._abort(context, rec, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(plan))
-                try:
-                    batch = step.result()
-                except StopAsyncIteration:
-                    return
-                except Exception as e:
-                    await self._abort(context, rec, e, next_seq_num=_resume_point(plan))
+            async for batch in batches:
                 if batch.count:
                     rec.sent(batch.count, len(batch.data))
                 elif batch.tail is not None:
                     rec.event("heartbeat", {"s2.tail.seq_num": batch.tail.seq_num})
                 yield batch.data
+        except asyncio.CancelledError:
+            if not self._draining.is_set():
+                raise  # the app went away (or the deadline passed)
+            task.uncancel()  # cancelled by drain(): end with a status the app can act on
+            await self._abort(context, rec, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(plan))
+        except Exception as e:
+            await self._abort(context, rec, e, next_seq_num=_resume_point(plan))
         finally:
-            self.open_sessions -= 1
-            drained.cancel()
-            if step is not None and not step.done():
-                step.cancel()  # the cancellation runs through the upstream request and closes it
-                await asyncio.wait((step,))
-            await batches.aclose()  # type: ignore[attr-defined]  # no-op if the step closed it
+            self._sessions.discard(task)
+            await batches.aclose()  # closes the upstream request at once
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
         return grpc.method_handlers_generic_handler(

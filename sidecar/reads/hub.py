@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -32,9 +33,9 @@ from sidecar.reads.session import SessionEvent, resumable_session, session_obser
 from sidecar.reads.tails import StreamKey, TailCache
 from sidecar.telemetry import NO_CALL_TRACE, S2_BASIN, S2_SHARED, S2_STREAM, CallTrace
 from sidecar.types import ReadQuery, SeqNum, TailOffset
-from sidecar.upstream.client import UpstreamClient
+from sidecar.upstream.client import MERGE_BYTES, UpstreamClient
 from sidecar.upstream.retry import RetryPolicy
-from sidecar.wire.protobuf import ReadBatch, slice_batch
+from sidecar.wire.protobuf import ReadBatch, merge_batches, slice_batch
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +47,46 @@ def shareable(query: ReadQuery) -> bool:
     return not query.bounded and query.wait is None
 
 
-class _Detached:
-    """Queue marker: this subscriber must continue on its own (queue overflow or feed ended)."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
 @dataclass(eq=False)
 class Subscription:
-    queue: asyncio.Queue[ReadBatch | _Detached]
-    detached: bool = False
+    """One reader's bounded queue of batches from a feed."""
+
+    maxsize: int
+    items: deque[ReadBatch] = field(default_factory=deque)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    detached: bool = False  # must continue on its own once the queue is drained
     too_slow: bool = False  # detached because its queue overflowed
+
+    def offer(self, batch: ReadBatch) -> bool:
+        """Queue a batch; False when the queue is full."""
+        if len(self.items) >= self.maxsize:
+            return False
+        self.items.append(batch)
+        self.ready.set()
+        return True
+
+    def detach(self, *, too_slow: bool = False) -> None:
+        self.detached, self.too_slow = True, too_slow
+        self.ready.set()
+
+    async def next(self) -> ReadBatch | None:
+        """The next batch, or None once detached and drained. A backlog goes out as one message
+        (batches merge by concatenation), so a lagging app catches up in fewer, larger messages."""
+        items = self.items
+        while not items:
+            if self.detached:
+                return None
+            self.ready.clear()
+            await self.ready.wait()
+        first = items.popleft()
+        if not first.count or not items:
+            return first
+        batches, size = [first], len(first.data)
+        while items and items[0].count and size < MERGE_BYTES:
+            batch = items.popleft()
+            batches.append(batch)
+            size += len(batch.data)
+        return merge_batches(batches)
 
 
 class LiveFeed:
@@ -118,10 +147,10 @@ class LiveFeed:
 
     def subscribe(self, seq_num: int) -> Subscription:
         """Join at `seq_num` (check `can_serve` first): recent batches from there are queued now."""
-        sub = Subscription(asyncio.Queue(maxsize=self._queue_batches))
+        sub = Subscription(self._queue_batches)
         for batch in self.recent:
             if batch.last_seq_num is not None and batch.last_seq_num >= seq_num:
-                sub.queue.put_nowait(slice_batch(batch, seq_num))
+                sub.items.append(slice_batch(batch, seq_num))
         self.subscribers.add(sub)
         if self._linger is not None:
             self._linger.cancel()
@@ -191,19 +220,13 @@ class LiveFeed:
         if caught_up and batch.tail is not None:
             self._cache.track(self.key, batch.tail, for_seconds=self._silence_bound)
         for sub in list(self.subscribers):
-            try:
-                sub.queue.put_nowait(batch)
-            except asyncio.QueueFull:
-                sub.too_slow = True
-                self._detach(sub, "the app fell behind the shared feed")
+            if not sub.offer(batch):
+                self._detach(sub, "the app fell behind the shared feed", too_slow=True)
 
-    def _detach(self, sub: Subscription, reason: str) -> None:
+    def _detach(self, sub: Subscription, reason: str, *, too_slow: bool = False) -> None:
         self.subscribers.discard(sub)
-        sub.detached = True
+        sub.detach(too_slow=too_slow)
         log.debug("subscriber of %s/%s continues on its own: %s", *self.key, reason)
-        # A full queue takes no marker: the reader sees `detached` once it has drained the queue.
-        with contextlib.suppress(asyncio.QueueFull):
-            sub.queue.put_nowait(_Detached(reason))
 
 
 class Hub:
@@ -294,7 +317,7 @@ class Hub:
                 call.link(feed.span.get_span_context(), {"s2.shared": "shared session"})
                 call.event("joined shared session", {"s2.seq_num": plan.next_seq_num})
                 try:
-                    async for batch in _drain(sub):
+                    while (batch := await sub.next()) is not None:
                         if batch.count:
                             assert batch.last_seq_num is not None
                             plan.delivered(batch.count, batch.last_seq_num, 0, time.monotonic())
@@ -316,6 +339,7 @@ class Hub:
                 policy=self._policy,
                 plan=plan,
                 observe=session_observer(self._client.metrics, call),
+                on_tail=functools.partial(self._cache.observe, key),
             )
             async with contextlib.aclosing(own):
                 async for batch in own:
@@ -329,16 +353,6 @@ class Hub:
                         break  # caught up and the feed is there: switch (closes our upstream session)
                 else:
                     return
-
-
-async def _drain(sub: Subscription) -> AsyncIterator[ReadBatch]:
-    while True:
-        if sub.detached and sub.queue.empty():
-            return
-        item = await sub.queue.get()
-        if isinstance(item, _Detached):
-            return
-        yield item
 
 
 class _SpanEvents:

@@ -10,7 +10,7 @@ the one shared `UpstreamClient`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -176,17 +176,13 @@ class StreamReader:
         else:
             observe = session_observer(self.client.metrics, call)
             batches = resumable_session(
-                self.client, basin, stream, query, policy=self.policy, plan=plan, observe=observe
+                self.client,
+                basin,
+                stream,
+                query,
+                policy=self.policy,
+                plan=plan,
+                observe=observe,
+                on_tail=functools.partial(self.tails.observe, (basin, stream)),
             )
-        return self._feeding_cache((basin, stream), batches)
-
-    async def _feeding_cache(
-        self, key: StreamKey, batches: AsyncGenerator[ReadBatch, None]
-    ) -> AsyncGenerator[ReadBatch, None]:
-        """Every tail a session sees keeps the cache current for every other app."""
-        observe = self.tails.observe
-        async with contextlib.aclosing(batches):
-            async for batch in batches:
-                if batch.tail is not None:
-                    observe(key, batch.tail)
-                yield batch
+        return batches

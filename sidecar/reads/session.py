@@ -70,6 +70,7 @@ async def resumable_session(
     policy: RetryPolicy,
     plan: ResumePlan | None = None,
     observe: Observer | None = None,
+    on_tail: Callable[[StreamPosition], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncGenerator[ReadBatch, None]:
     """Yield batches (and heartbeats: empty batches with a tail) until the session's stop,
@@ -90,10 +91,14 @@ async def resumable_session(
                     plan.delivered(batch.count, batch.last_seq_num, metered, clock())
                     if batch.tail is not None:
                         plan.saw_tail(batch.tail)
+                        if on_tail is not None:
+                            on_tail(batch.tail)  # keeps the tail cache current for every app
                     attempt = 0  # progress resets the retry budget, as S2's SDKs do
                     yield batch
                 elif batch.tail is not None:
                     plan.caught_up(batch.tail)
+                    if on_tail is not None:
+                        on_tail(batch.tail)
                     if observe:
                         observe(SessionEvent("heartbeat", tail=batch.tail))
                     yield batch
