@@ -139,7 +139,7 @@ class Sidecar:
             instrumentation=Instrumentation(self.telemetry, self.metrics, access_log=cfg.access_log),
         )
 
-        interceptors = [AppTokenInterceptor(cfg.app_token)] if cfg.app_token else []
+        interceptors = [AppTokenInterceptor(cfg.app_token)] if cfg.app_token else None
         server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=interceptors)
         server.add_generic_rpc_handlers([self.service.handler()])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
