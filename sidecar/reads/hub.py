@@ -297,8 +297,8 @@ class Hub:
         key = (basin, stream)
         own_only = False  # set once this reader proved too slow for the shared feed
         while True:
-            feed = self.feed(key)
-            if not own_only and plan.next_seq_num is None:
+            feed = self.feed(key) if not own_only else None
+            if feed is not None and plan.next_seq_num is None:
                 # Where the app starts, resolved against the feed's live edge when possible.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(join_timeout):
@@ -311,7 +311,7 @@ class Hub:
                         plan.next_seq_num = max(0, feed.next_seq_num - start.value)
                     elif isinstance(start, SeqNum) and feed.can_serve(start.value):
                         plan.next_seq_num = start.value
-            if not own_only and plan.next_seq_num is not None and feed.can_serve(plan.next_seq_num):
+            if feed is not None and plan.next_seq_num is not None and feed.can_serve(plan.next_seq_num):
                 sub = feed.subscribe(plan.next_seq_num)
                 call.set(S2_SHARED, True)
                 call.link(feed.span.get_span_context(), {"s2.shared": "shared session"})
