@@ -237,7 +237,7 @@ def banner(sidecar: Sidecar) -> str:
     target = f"-unix {addr[5:]}" if addr.startswith("unix:") else addr
     lines = [f"s2-sidecar serving gRPC on {', '.join(sidecar.addresses)}"]
     if sidecar.admin is not None:
-        lines.append(f"admin: {sidecar.admin.url}/healthz, /readyz")
+        lines.append(f"admin: {sidecar.admin.url}/healthz, /readyz, /metrics")
     if sidecar.emulator_url:
         lines += [
             f"upstream: embedded S2 emulator at {sidecar.emulator_url} (set S2_BASIN_ENDPOINT to read real S2)",
