@@ -134,43 +134,38 @@ class StreamService:
         self, request: api_pb.ReadSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:
         # An async generator, not context.write(): OpenTelemetry's aio interceptor needs this form.
+        # One generator, not two: every message of every session passes through here.
         with self.instr.call("ReadSession", context) as rec:
-            async for data in self._read_session(request, context, rec):
-                yield data
-
-    async def _read_session(
-        self, request: api_pb.ReadSessionRequest, context: grpc.aio.ServicerContext[Any, Any], rec: CallRecord
-    ) -> AsyncIterator[bytes]:
-        try:
-            ref = stream_ref(request, self.default_basin)
-            query = read_query(request, unary=False)
-            rec.describe(ref.basin, ref.stream, query)
-        except Exception as e:
-            await self._abort(context, rec, e)
-        plan = ResumePlan(query)
-        if self._draining.is_set():
-            await self._abort(context, rec, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(plan))
-        batches = self.reader.session(ref.basin, ref.stream, query, plan=plan, call=rec)
-        task = asyncio.current_task()
-        assert task is not None
-        self._sessions.add(task)
-        try:
-            async for batch in batches:
-                if batch.count:
-                    rec.sent(batch.count, len(batch.data))
-                elif batch.tail is not None:
-                    rec.event("heartbeat", {"s2.tail.seq_num": batch.tail.seq_num})
-                yield batch.data
-        except asyncio.CancelledError:
-            if not self._draining.is_set():
-                raise  # the app went away (or the deadline passed)
-            task.uncancel()  # cancelled by drain(): end with a status the app can act on
-            await self._abort(context, rec, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(plan))
-        except Exception as e:
-            await self._abort(context, rec, e, next_seq_num=_resume_point(plan))
-        finally:
-            self._sessions.discard(task)
-            await batches.aclose()  # closes the upstream request at once
+            try:
+                ref = stream_ref(request, self.default_basin)
+                query = read_query(request, unary=False)
+                rec.describe(ref.basin, ref.stream, query)
+            except Exception as e:
+                await self._abort(context, rec, e)
+            plan = ResumePlan(query)
+            if self._draining.is_set():
+                await self._abort(context, rec, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(plan))
+            batches = self.reader.session(ref.basin, ref.stream, query, plan=plan, call=rec)
+            task = asyncio.current_task()
+            assert task is not None
+            self._sessions.add(task)
+            try:
+                async for batch in batches:
+                    if batch.count:
+                        rec.sent(batch.count, len(batch.data))
+                    elif batch.tail is not None:
+                        rec.event("heartbeat", {"s2.tail.seq_num": batch.tail.seq_num})
+                    yield batch.data
+            except asyncio.CancelledError:
+                if not self._draining.is_set():
+                    raise  # the app went away (or the deadline passed)
+                task.uncancel()  # cancelled by drain(): end with a status the app can act on
+                await self._abort(context, rec, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(plan))
+            except Exception as e:
+                await self._abort(context, rec, e, next_seq_num=_resume_point(plan))
+            finally:
+                self._sessions.discard(task)
+                await batches.aclose()  # closes the upstream request at once
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
         return grpc.method_handlers_generic_handler(
