@@ -148,3 +148,26 @@ async def test_sigterm_ends_open_sessions_with_a_resume_point_and_exits() -> Non
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         assert await sc.wait(within=15) == 0
         assert time.monotonic() - started < 5
+
+
+async def test_drain_while_sending_still_ends_with_the_exact_resume_point() -> None:
+    """SIGTERM's drain while a session is busy streaming to a (slow) app: the app keeps every
+    record it was sent, and the status tells it to resume exactly after the last one."""
+    async with SidecarHarness() as h:
+        await h.append_many("busy", 20_000, size=1000)
+        call = h.stub.ReadSession(pb.ReadSessionRequest(stream="busy", seq_num=0))
+        got: list[int] = []
+        stopping = None
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for msg in call:
+                got += [r.seq_num for r in msg.records]
+                if stopping is None:
+                    assert h.sidecar is not None
+                    stopping = asyncio.create_task(h.sidecar.stop(grace=10))
+                await asyncio.sleep(0.05)  # a slow app: the sidecar is mid-send most of the time
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert got == list(range(len(got)))
+        assert trailing(info.value)["s2-next-seq-num"] == str(len(got))
+        assert stopping is not None
+        await stopping
+        h.sidecar = None  # already stopped

@@ -51,6 +51,7 @@ class StreamService:
         self.tail_max_staleness = tail_max_staleness
         self._draining = asyncio.Event()
         self._sessions: set[asyncio.Task[Any]] = set()  # tasks serving ReadSession calls
+        self._waiting: set[asyncio.Task[Any]] = set()  # ...of which waiting for the next batch
         self.instr.metrics.sessions_open.set_function(lambda: len(self._sessions))
 
     @property
@@ -58,10 +59,11 @@ class StreamService:
         return len(self._sessions)
 
     def drain(self) -> None:
-        """End every open session with UNAVAILABLE and its resume point (SIGTERM). Sessions are
-        interrupted by cancelling their tasks: no per-message race against a drain event."""
+        """End every open session with UNAVAILABLE and its resume point (SIGTERM). Sessions that
+        wait for upstream are interrupted by cancelling their tasks; the others stop after the
+        message they are sending. No per-message race against a drain event."""
         self._draining.set()
-        for task in list(self._sessions):
+        for task in list(self._waiting):
             task.cancel()
 
     async def _abort(
@@ -150,16 +152,28 @@ class StreamService:
             assert task is not None
             self._sessions.add(task)
             try:
-                async for batch in batches:
+                while True:
+                    # drain() cancels only sessions waiting here; one busy in gRPC's send checks
+                    # the flag once the send is done, so it too ends with its resume point.
+                    self._waiting.add(task)
+                    try:
+                        batch = await anext(batches)
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        self._waiting.discard(task)
                     if batch.count:
                         rec.sent(batch.count, len(batch.data))
                     elif batch.tail is not None:
                         rec.event("heartbeat", {"s2.tail.seq_num": batch.tail.seq_num})
                     yield batch.data
+                    if self._draining.is_set():
+                        raise asyncio.CancelledError  # handled below like a drain while waiting
             except asyncio.CancelledError:
                 if not self._draining.is_set():
                     raise  # the app went away (or the deadline passed)
-                task.uncancel()  # cancelled by drain(): end with a status the app can act on
+                if task.cancelling():
+                    task.uncancel()  # cancelled by drain(): end with a status the app can act on
                 await self._abort(context, rec, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(plan))
             except Exception as e:
                 await self._abort(context, rec, e, next_seq_num=_resume_point(plan))
