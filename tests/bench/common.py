@@ -36,11 +36,15 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # -- processes ------------------------------------------------------------------------------------
 
 
-async def start(*args: str, ready: str, module: str = "sidecar") -> asyncio.subprocess.Process:
-    """`python -m MODULE ARGS` with the malloc settings; returns once a line contains `ready`."""
+async def start(
+    *args: str, ready: str, module: str = "sidecar", env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """`python -m MODULE ARGS` with the malloc settings (plus `env`); returns once a line contains
+    `ready`."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", module, *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, **MALLOC_ENV}, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, **MALLOC_ENV, **(env or {})}, cwd=ROOT,
     )  # fmt: skip
     assert proc.stdout is not None
     seen: list[str] = []

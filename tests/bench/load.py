@@ -44,7 +44,7 @@ from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
 from sidecar.testing import free_port
 from sidecar.types import AppendRecord
 from sidecar.wire.protobuf import decode_append_ack, encode_append_input
-from tests.bench.bench import BASIN, start
+from tests.bench.common import BASIN, start, stop
 
 BODY = 16  # body = the record's seq_num, zero-padded to 16 bytes
 CALLS_PER_CHANNEL = 50  # spread calls over several HTTP/2 connections, as many apps would
@@ -152,13 +152,7 @@ async def processes(*sidecar_args: str) -> AsyncIterator[Processes]:
         yield Processes(emulator, sidecar, url, f"127.0.0.1:{grpc_port}")
     finally:
         for proc in (sidecar, emulator):
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 15)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+            await stop(proc)
 
 
 def sample(pid: int, upstream_port: int | None = None) -> Sample:

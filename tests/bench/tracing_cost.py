@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 
@@ -24,21 +23,7 @@ from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
 from sidecar.testing import free_port
 from sidecar.types import AppendRecord
 from sidecar.wire.protobuf import encode_append_input
-
-BASIN = "bench-basin"
-
-
-async def start(*args: str, env: dict[str, str], ready: str) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sidecar", *args, env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    while ready not in (line := (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()):
-        if not line:
-            raise RuntimeError(f"{args} exited early")
-    asyncio.get_running_loop().create_task(proc.stdout.read())
-    return proc
+from tests.bench.common import BASIN, start, stop
 
 
 async def reads_per_second(stub: stream_pb2_grpc.StreamServiceStub, seconds: float) -> float:
@@ -87,7 +72,7 @@ async def main() -> None:
 
     emu = free_port()
     url = f"http://127.0.0.1:{emu}"
-    procs = [await start("emulator", "--listen", f"127.0.0.1:{emu}", env={}, ready="http://")]
+    procs = [await start("emulator", "--listen", f"127.0.0.1:{emu}", ready="http://")]
     ports = {"off": free_port(), "on": free_port()}
     envs = {
         "off": {"OTEL_TRACES_EXPORTER": "none"},
@@ -125,8 +110,7 @@ async def main() -> None:
             results[mode] = (max(reads, prev[0]) if prev else reads, max(session, prev[1]) if prev else session)
     finally:
         for proc in procs:
-            proc.terminate()
-            await proc.wait()
+            await stop(proc)
         await runner.cleanup()
     off, on = results["off"], results["on"]
     print(f"tracing cost (best of 2, interleaved; python {sys.version.split()[0]}); spans exported: {spans} batches")
