@@ -257,10 +257,6 @@ class NoCallTrace:
 NO_CALL_TRACE: Final = NoCallTrace()
 
 
-def current_span_context() -> trace.SpanContext:
-    return trace.get_current_span().get_span_context()
-
-
 def reason_token(error: BaseException) -> str:
     """A short, fixed metric label for why something failed (never a message: no cardinality)."""
     from sidecar.errors import ProtocolError, S2Error, TransportError  # leaf module: import late

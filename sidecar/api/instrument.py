@@ -155,7 +155,3 @@ class Instrumentation:
                     "records": rec.records,
                 },
             )
-
-
-def current_span_context() -> SpanContext:
-    return trace.get_current_span().get_span_context()

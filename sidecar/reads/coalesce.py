@@ -22,8 +22,6 @@ class SingleFlight(Generic[K, V]):
     def __init__(self) -> None:
         self._inflight: dict[K, asyncio.Task[V]] = {}
         self._leaders: dict[K, SpanContext] = {}
-        self.calls = 0  # calls actually made (for tests and metrics)
-        self.shared = 0  # callers that joined a call already in flight
 
     def __len__(self) -> int:
         return len(self._inflight)
@@ -33,13 +31,11 @@ class SingleFlight(Generic[K, V]):
         caller that did (so joiners can link their spans to the shared work)."""
         task = self._inflight.get(key)
         if task is None:
-            self.calls += 1
             task = asyncio.ensure_future(call())
             self._inflight[key] = task
             self._leaders[key] = trace.get_current_span().get_span_context()
             task.add_done_callback(functools.partial(self._done, key))
             return await asyncio.shield(task), None
-        self.shared += 1
         leader = self._leaders.get(key)
         return await asyncio.shield(task), leader
 

@@ -201,8 +201,7 @@ class LiveFeed:
 
     def _observe(self, event: SessionEvent) -> None:
         self._report(event)
-        if event.kind in ("retry", "resumed"):
-            self._cache.untrack(self.key)  # reconnecting: nobody vouches for the tail now
+        self._cache.untrack(self.key)  # reconnecting: nobody vouches for the tail now
 
     def _receive(self, batch: ReadBatch) -> None:
         if batch.count:

@@ -36,13 +36,11 @@ class SessionInterrupted(SidecarError):
 
 @dataclass(frozen=True)
 class SessionEvent:
-    """Something an observer (logs, traces, metrics) may want to know about a session."""
+    """The upstream session failed and will be resumed after `delay` (for logs, spans, metrics)."""
 
-    kind: str  # "retry", "resumed", "heartbeat"
-    attempt: int = 0
-    delay: float = 0.0
-    error: BaseException | None = None
-    tail: StreamPosition | None = None
+    attempt: int
+    delay: float
+    error: BaseException
 
 
 Observer = Callable[[SessionEvent], None]
@@ -52,11 +50,10 @@ def session_observer(metrics: Metrics, call: CallTrace) -> Observer:
     """Retries and reconnects of a session, as metrics and as events on its span."""
 
     def observe(event: SessionEvent) -> None:
-        if event.kind == "retry":
-            reason = reason_token(event.error) if event.error is not None else "unknown"
-            metrics.upstream_retries.labels("session", reason).inc()
-            metrics.session_reconnects.labels(reason).inc()
-            call.event("reconnect", {"s2.attempt": event.attempt, "s2.delay_s": event.delay, "error.type": reason})
+        reason = reason_token(event.error)
+        metrics.upstream_retries.labels("session", reason).inc()
+        metrics.session_reconnects.labels(reason).inc()
+        call.event("reconnect", {"s2.attempt": event.attempt, "s2.delay_s": event.delay, "error.type": reason})
 
     return observe
 
@@ -99,8 +96,6 @@ async def resumable_session(
                     plan.caught_up(batch.tail)
                     if on_tail is not None:
                         on_tail(batch.tail)
-                    if observe:
-                        observe(SessionEvent("heartbeat", tail=batch.tail))
                     yield batch
             return  # upstream ended the session cleanly: its stop was reached
         except RangeNotSatisfiable as e:
@@ -116,11 +111,9 @@ async def resumable_session(
             delay = policy.delay(e, attempt)
             log.info("upstream session %s/%s failed (%s); retry %d in %.2fs", basin, stream, e, attempt, delay)
             if observe:
-                observe(SessionEvent("retry", attempt=attempt, delay=delay, error=e))
+                observe(SessionEvent(attempt, delay, e))
             await asyncio.sleep(delay)
             next_query = plan.next_query(clock())
-            if observe and next_query is not None:
-                observe(SessionEvent("resumed", attempt=attempt))
 
 
 class _Discontinuity(SidecarError):

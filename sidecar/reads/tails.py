@@ -37,8 +37,6 @@ class TailCache:
         self.max_streams = max_streams
         self._clock = clock
         self._entries: OrderedDict[StreamKey, _Entry] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -79,7 +77,5 @@ class TailCache:
             age = 0.0 if entry.tracked_until > now else now - entry.observed_at
             if age <= max_age:
                 self._entries.move_to_end(key)
-                self.hits += 1
                 return CachedTail(entry.tail, age)
-        self.misses += 1
         return None

@@ -58,16 +58,9 @@ class ReadBatch:
     last_timestamp: int | None
     tail: StreamPosition | None
 
-    @property
-    def is_heartbeat(self) -> bool:
-        return self.count == 0
-
     def records(self) -> list[Record]:
         """Decode every record (off the hot path: tests, JSON fallbacks)."""
-        msg = pb.ReadBatch.FromString(self.data)
-        return [
-            Record(r.seq_num, r.timestamp, tuple((h.name, h.value) for h in r.headers), r.body) for r in msg.records
-        ]
+        return _decode_records(self.data)
 
     def metered_bytes(self) -> int:
         """Metered size of all records; costs a pass over them, so only asked when `bytes` is bounded."""
@@ -164,8 +157,14 @@ def encode_record_field(seq_num: int, timestamp: int, headers: Iterable[tuple[by
 
 def records_from_fields(fields: Iterable[bytes]) -> list[Record]:
     """Decode record fields made by `encode_record_field`."""
-    msg = pb.ReadBatch.FromString(b"".join(fields))
-    return [Record(r.seq_num, r.timestamp, tuple((h.name, h.value) for h in r.headers), r.body) for r in msg.records]
+    return _decode_records(b"".join(fields))
+
+
+def _decode_records(data: bytes) -> list[Record]:
+    return [
+        Record(r.seq_num, r.timestamp, tuple((h.name, h.value) for h in r.headers), r.body)
+        for r in pb.ReadBatch.FromString(data).records
+    ]
 
 
 def encode_position(pos: StreamPosition) -> bytes:
