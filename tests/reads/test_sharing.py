@@ -150,6 +150,7 @@ async def test_a_follower_keeps_the_tail_current_for_everyone() -> None:
 
 
 async def _returns(seen: list[int], n: int) -> bool:
+    """The follower started at the tail (seq_num 3): it has everything up to seq_num n - 1."""
     return len(seen) >= n - 3
 
 
