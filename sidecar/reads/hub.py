@@ -296,12 +296,14 @@ class Hub:
         key = (basin, stream)
         own_only = False  # set once this reader proved too slow for the shared feed
         while True:
-            feed = self.feed(key) if not own_only else None
+            feed = None if own_only else self.feeds.get(key)
+            if feed is not None and feed.ended:
+                feed = None
+            if not own_only and plan.next_seq_num is None and isinstance(query.start, TailOffset):
+                feed = self.feed(key)  # following from (near) the tail: the feed is where it will read
             if feed is not None and plan.next_seq_num is None:
                 # Where the app starts, resolved against the feed's live edge when possible.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(join_timeout):
-                        await feed.settled.wait()
+                await _settled(feed, join_timeout)
                 if feed.error is not None and not feed.error.retryable:
                     raise feed.error  # e.g. no such stream: the app's own session would fail alike
                 start = query.start
@@ -343,15 +345,23 @@ class Hub:
             async with contextlib.aclosing(own):
                 async for batch in own:
                     yield batch
-                    if (
-                        not own_only
-                        and not batch.count
-                        and plan.next_seq_num is not None
-                        and self.feed(key).can_serve(plan.next_seq_num)
-                    ):
-                        break  # caught up and the feed is there: switch (closes our upstream session)
+                    if own_only or batch.count or plan.next_seq_num is None:
+                        continue
+                    # Caught up (a heartbeat): start or find the feed, and switch to it if it can
+                    # continue exactly here (this closes our own upstream session).
+                    feed = self.feed(key)
+                    await _settled(feed, join_timeout)
+                    if feed.can_serve(plan.next_seq_num):
+                        break
                 else:
                     return
+
+
+async def _settled(feed: LiveFeed, within: float) -> None:
+    """Wait (at most `within` seconds) until the feed is live or has ended."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within):
+            await feed.settled.wait()
 
 
 class _SpanEvents:

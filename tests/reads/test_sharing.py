@@ -84,8 +84,10 @@ async def test_a_slow_follower_neither_delays_the_others_nor_loses_records() -> 
         slow_call = h.stub.ReadSession(req)
         slow_seen: list[int] = []
         await wait_until(lambda: _subscribers(h, 6))
-        for _ in range(40):  # 40 separate appends: 40 batches, ten times the slow one's queue
-            await h.append("slow", [b"x" * 1000])
+        # 40 separate appends: 40 batches, ten times the slow one's queue; 20 MB in all, more than
+        # gRPC's flow-control windows hold for an app that does not read.
+        for _ in range(40):
+            await h.append("slow", [b"x" * 500_000])
         started = time.monotonic()
         await asyncio.wait_for(asyncio.gather(*fast_tasks), 10)
         assert time.monotonic() - started < 5
