@@ -1,8 +1,12 @@
 """S2's binary session framing (`Content-Type: s2s/proto`), sans-IO.
 
-A frame is a 3-byte big-endian length (of flag + body), a flag byte `[T][CC][RRRRR]`
-(T: terminal, CC: compression 0 none / 1 zstd / 2 gzip), and the body: a protobuf message,
-or for a terminal frame a 2-byte HTTP status followed by S2's JSON error body.
+A frame is a 3-byte big-endian length (of flag + body), a flag byte `[T][CC][A][RRRR]`
+(T: terminal, CC: compression 0 none / 1 zstd / 2 gzip, A: reconnect advised), and the body: a
+protobuf message, or for a terminal frame a 2-byte HTTP status followed by S2's JSON error body.
+
+A (0x10) is set by a server that is handing its sessions over (S2's SDKs: `reconnectAdvised`):
+the client should finish with this frame and reconnect, resuming after it. Terminal frames
+ignore it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ PREFIX_BYTES = 3
 _TERMINAL = 0x80
 _COMPRESSION_SHIFT = 5
 _COMPRESSION_MASK = 0x60
+_RECONNECT_ADVISED = 0x10
 
 
 class Compression(IntEnum):
@@ -36,6 +41,7 @@ class Frame:
     body: bytes
     terminal: bool = False
     status: int | None = None  # terminal frames only
+    reconnect_advised: bool = False  # regular frames only
 
 
 def frame_length(prefix: bytes) -> int:
@@ -62,10 +68,12 @@ def parse_frame(payload: bytes) -> Frame:
         if len(body) < 2:
             raise ProtocolError("terminal s2s frame shorter than its 2-byte status")
         return Frame(body[2:], terminal=True, status=int.from_bytes(body[:2], "big"))
-    return Frame(body)
+    return Frame(body, reconnect_advised=bool(flag & _RECONNECT_ADVISED))
 
 
-def encode_frame(body: bytes, *, compression: Compression = Compression.NONE) -> bytes:
+def encode_frame(
+    body: bytes, *, compression: Compression = Compression.NONE, reconnect_advised: bool = False
+) -> bytes:
     """A regular frame carrying `body` (compressed here when asked)."""
     if compression == Compression.GZIP:
         body = gzip.compress(body, compresslevel=1)
@@ -74,7 +82,8 @@ def encode_frame(body: bytes, *, compression: Compression = Compression.NONE) ->
     n = len(body) + 1
     if n > MAX_FRAME_BYTES:
         raise ValueError(f"s2s frame of {n} bytes exceeds the 3-byte length")
-    return n.to_bytes(3, "big") + bytes([compression << _COMPRESSION_SHIFT]) + body
+    flag = compression << _COMPRESSION_SHIFT | (_RECONNECT_ADVISED if reconnect_advised else 0)
+    return n.to_bytes(3, "big") + bytes([flag]) + body
 
 
 def encode_terminal(status: int, error_json: bytes) -> bytes:
