@@ -17,7 +17,10 @@ from sidecar.types import (
 )
 from sidecar.wire.names import basin_name_problem, stream_name_problem
 
-_TAIL_OFFSET_MAX = 2**63 - 1  # S2 takes tail_offset as a signed 64-bit integer
+# S2 takes any u64 tail_offset and saturates at the first record. No stream holds 2**63 records,
+# so larger offsets mean the same; sending at most this keeps upstreams (and span attributes)
+# that parse a signed 64-bit integer happy.
+_TAIL_OFFSET_SATURATED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -51,9 +54,7 @@ def read_query(request: api_pb.ReadRequest | api_pb.ReadSessionRequest, *, unary
         case "timestamp":
             start = Timestamp(request.timestamp)
         case "tail_offset":
-            if request.tail_offset > _TAIL_OFFSET_MAX:
-                raise InvalidRequest("tail_offset", f"must be at most {_TAIL_OFFSET_MAX}")
-            start = TailOffset(request.tail_offset)
+            start = TailOffset(min(request.tail_offset, _TAIL_OFFSET_SATURATED))
         case _:
             start = TailOffset(0)
     until = request.until if request.HasField("until") else None
