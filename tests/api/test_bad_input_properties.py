@@ -335,7 +335,9 @@ async def test_timestamp_not_before_until(h: SidecarHarness, method: str, timest
 
 @pytest.mark.parametrize("method", READS)
 @pytest.mark.parametrize("offset", [I64, I64 + 1, U64])
-async def test_tail_offset_takes_u64_and_saturates_at_the_first_record(h: SidecarHarness, method: str, offset: int) -> None:
+async def test_tail_offset_takes_u64_and_saturates_at_the_first_record(
+    h: SidecarHarness, method: str, offset: int
+) -> None:
     if method == "Read":
         resp = await h.stub.Read(pb.ReadRequest(stream=READY, tail_offset=offset))
         assert [r.seq_num for r in resp.records] == list(range(READY_RECORDS))
