@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as api_pb
 from sidecar.errors import InvalidRequest
@@ -21,6 +26,78 @@ from sidecar.wire.names import basin_name_problem, stream_name_problem
 # so larger offsets mean the same; sending at most this keeps upstreams (and span attributes)
 # that parse a signed 64-bit integer happy.
 _TAIL_OFFSET_SATURATED = 2**63 - 1
+
+
+M = TypeVar("M", bound=Message)
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """A request whose bytes did not parse. The deserializer returns this instead of raising, so
+    that the handler answers INVALID_ARGUMENT (grpc would answer UNKNOWN and log an error)."""
+
+    error: InvalidRequest
+
+
+def decoder(message: type[M]) -> Callable[[bytes], M | Undecodable]:
+    """A request deserializer that never raises."""
+
+    def decode(data: bytes) -> M | Undecodable:
+        try:
+            return message.FromString(data)
+        except DecodeError:
+            return Undecodable(_decode_problem(data, message))
+
+    return decode
+
+
+def decoded(request: M | Undecodable) -> M:
+    if isinstance(request, Undecodable):
+        raise request.error
+    return request
+
+
+def _decode_problem(data: bytes, message: type[Message]) -> InvalidRequest:
+    """Why `data` is not a valid message: names a string field that is not UTF-8 when that is it."""
+    descriptor = message.DESCRIPTOR
+    what = f"not a valid {descriptor.full_name}"
+    pos = 0
+    try:
+        while pos < len(data):
+            key, pos = _varint(data, pos)
+            number, wire_type = key >> 3, key & 7
+            if wire_type == 0:
+                _, pos = _varint(data, pos)
+            elif wire_type in (1, 5):
+                pos += 8 if wire_type == 1 else 4
+            elif wire_type == 2:
+                size, pos = _varint(data, pos)
+                value, pos = data[pos : pos + size], pos + size
+                field = descriptor.fields_by_number.get(number)
+                if pos <= len(data) and field is not None and field.type == FieldDescriptor.TYPE_STRING:
+                    try:
+                        value.decode("utf-8")
+                    except UnicodeDecodeError:
+                        return InvalidRequest(
+                            field.name, f"not valid UTF-8, so the request is {what} (protobuf strings are UTF-8)"
+                        )
+            else:
+                break
+    except IndexError:
+        pass
+    return InvalidRequest(
+        "request", f"{what}: its bytes are not protobuf wire format for it (check the client's generated code)"
+    )
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            return value, pos
 
 
 @dataclass(frozen=True)

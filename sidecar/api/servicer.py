@@ -20,7 +20,7 @@ from sidecar import telemetry as tm
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as api_pb
 from sidecar.api import errors
 from sidecar.api.instrument import CallRecord, Instrumentation
-from sidecar.api.requests import read_query, stream_ref
+from sidecar.api.requests import Undecodable, decoded, decoder, read_query, stream_ref
 from sidecar.errors import SidecarError
 from sidecar.metrics import Metrics
 from sidecar.reads import ResumePlan, StreamReader
@@ -87,14 +87,17 @@ class StreamService:
         remaining = context.time_remaining()
         return None if remaining is None else time.monotonic() + remaining
 
-    async def read(self, request: api_pb.ReadRequest, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    async def read(
+        self, request: api_pb.ReadRequest | Undecodable, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes:
         with self.instr.call("Read", context) as rec:
             return await self._read(request, context, rec)
 
     async def _read(
-        self, request: api_pb.ReadRequest, context: grpc.aio.ServicerContext[Any, Any], rec: CallRecord
+        self, request: api_pb.ReadRequest | Undecodable, context: grpc.aio.ServicerContext[Any, Any], rec: CallRecord
     ) -> bytes:
         try:
+            request = decoded(request)
             ref = stream_ref(request, self.default_basin)
             query = read_query(request, unary=True)
             rec.describe(ref.basin, ref.stream, query)
@@ -110,15 +113,19 @@ class StreamService:
         return batch.data
 
     async def check_tail(
-        self, request: api_pb.CheckTailRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: api_pb.CheckTailRequest | Undecodable, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb.CheckTailResponse:
         with self.instr.call("CheckTail", context) as rec:
             return await self._check_tail(request, context, rec)
 
     async def _check_tail(
-        self, request: api_pb.CheckTailRequest, context: grpc.aio.ServicerContext[Any, Any], rec: CallRecord
+        self,
+        request: api_pb.CheckTailRequest | Undecodable,
+        context: grpc.aio.ServicerContext[Any, Any],
+        rec: CallRecord,
     ) -> api_pb.CheckTailResponse:
         try:
+            request = decoded(request)
             ref = stream_ref(request, self.default_basin)
             rec.describe(ref.basin, ref.stream)
             max_age = (
@@ -133,12 +140,13 @@ class StreamService:
         return api_pb.CheckTailResponse(tail=_position(cached.tail), age_ms=int(cached.age * 1000))
 
     async def read_session(
-        self, request: api_pb.ReadSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: api_pb.ReadSessionRequest | Undecodable, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:
         # An async generator, not context.write(): OpenTelemetry's aio interceptor needs this form.
         # One generator, not two: every message of every session passes through here.
         with self.instr.call("ReadSession", context) as rec:
             try:
+                request = decoded(request)
                 ref = stream_ref(request, self.default_basin)
                 query = read_query(request, unary=False)
                 rec.describe(ref.basin, ref.stream, query)
@@ -186,16 +194,16 @@ class StreamService:
             SERVICE_NAME,
             {
                 "Read": grpc.unary_unary_rpc_method_handler(
-                    self.read, request_deserializer=api_pb.ReadRequest.FromString, response_serializer=_identity
+                    self.read, request_deserializer=decoder(api_pb.ReadRequest), response_serializer=_identity
                 ),
                 "ReadSession": grpc.unary_stream_rpc_method_handler(
                     self.read_session,
-                    request_deserializer=api_pb.ReadSessionRequest.FromString,
+                    request_deserializer=decoder(api_pb.ReadSessionRequest),
                     response_serializer=_identity,
                 ),
                 "CheckTail": grpc.unary_unary_rpc_method_handler(
                     self.check_tail,
-                    request_deserializer=api_pb.CheckTailRequest.FromString,
+                    request_deserializer=decoder(api_pb.CheckTailRequest),
                     response_serializer=api_pb.CheckTailResponse.SerializeToString,
                 ),
             },
