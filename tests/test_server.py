@@ -171,3 +171,34 @@ async def test_drain_while_sending_still_ends_with_the_exact_resume_point() -> N
         assert stopping is not None
         await stopping
         h.sidecar = None  # already stopped
+
+
+@pytest.mark.parametrize(
+    ("start", "resume_at"), [({"tail_offset": 0}, None), ({"timestamp": 0}, None), ({"seq_num": 3}, "3")]
+)
+async def test_drain_before_any_record_says_what_to_do(start: dict[str, int], resume_at: str | None) -> None:
+    """A session drained before it sent anything: with a seq_num start the app resumes there
+    (s2-next-seq-num); with a tail_offset or timestamp start there is no seq_num to give, and
+    the message must not point at metadata that is not there."""
+    async with SidecarHarness() as h:
+        await h.append("quiet", [b"a", b"b", b"c"])
+        await h.inject_fault(kind="session", stream="quiet", stall_seconds=30, times=5)
+        call = h.stub.ReadSession(pb.ReadSessionRequest(stream="quiet", **start))
+        await asyncio.sleep(0.5)  # the session is open and waiting for upstream
+        assert h.sidecar is not None
+        stopping = asyncio.create_task(h.sidecar.stop(grace=5))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for msg in call:
+                raise AssertionError(f"nothing should arrive: {msg}")
+        await stopping
+        h.sidecar = None  # already stopped
+    err = info.value
+    assert err.code() == grpc.StatusCode.UNAVAILABLE
+    details = err.details() or ""
+    assert "shutting down" in details
+    if resume_at is None:
+        assert "s2-next-seq-num" not in trailing(err)
+        assert "s2-next-seq-num" not in details and "retry the same request" in details
+    else:
+        assert trailing(err)["s2-next-seq-num"] == resume_at
+        assert "s2-next-seq-num" in details

@@ -29,7 +29,7 @@ from sidecar.types import SeqNum, StreamPosition
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "s2sidecar.v1.StreamService"
-_DRAIN_MESSAGE = "the sidecar is shutting down; resume from the seq_num in trailing metadata s2-next-seq-num"
+_DRAINING = "the sidecar is shutting down"
 
 
 def _identity(data: bytes) -> bytes:
@@ -81,6 +81,18 @@ class StreamService:
         rec.set(tm.ERROR_TYPE, type(e).__name__)
         await context.abort(err.code, err.message, err.trailing_metadata)
         raise AssertionError("unreachable: context.abort raises")
+
+    async def _drained(
+        self, context: grpc.aio.ServicerContext[Any, Any], rec: CallRecord, plan: ResumePlan
+    ) -> NoReturn:
+        """End a session on drain, saying where to resume when that is known."""
+        resume = _resume_point(plan)
+        if resume is None:
+            # Nothing sent yet from a tail_offset/timestamp start: no seq_num to give.
+            message = f"{_DRAINING}; no record was sent yet: retry the same request"
+        else:
+            message = f"{_DRAINING}; resume from the seq_num in trailing metadata s2-next-seq-num ({resume})"
+        await self._abort(context, rec, errors.Draining(message), next_seq_num=resume)
 
     @staticmethod
     def _deadline(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
@@ -154,7 +166,7 @@ class StreamService:
                 await self._abort(context, rec, e)
             plan = ResumePlan(query)
             if self._draining.is_set():
-                await self._abort(context, rec, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(plan))
+                await self._drained(context, rec, plan)
             batches = self.reader.session(ref.basin, ref.stream, query, plan=plan, call=rec)
             task = asyncio.current_task()
             assert task is not None
@@ -182,7 +194,7 @@ class StreamService:
                     raise  # the app went away (or the deadline passed)
                 if task.cancelling():
                     task.uncancel()  # cancelled by drain(): end with a status the app can act on
-                await self._abort(context, rec, errors.Draining(_DRAIN_MESSAGE), next_seq_num=_resume_point(plan))
+                await self._drained(context, rec, plan)
             except Exception as e:
                 await self._abort(context, rec, e, next_seq_num=_resume_point(plan))
             finally:
