@@ -17,8 +17,16 @@ def basin_name_problem(name: str) -> str | None:
 
 
 def stream_name_problem(name: str) -> str | None:
-    """Why `name` is not a valid stream name, or None if it is."""
-    size = len(name.encode("utf-8", "surrogatepass"))
+    """Why `name` is not a valid stream name, or None if it is.
+
+    S2 (common/src/types/stream.rs `StreamNameStr::validate_str`): 1-512 bytes of UTF-8, not "." or
+    "..". Anything else is a valid name, newlines, spaces, "/" and any Unicode included: paths carry
+    it percent-encoded. One rule is stricter than S2: no NUL, which C strings and many clients cut at.
+    """
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "stream name must be valid UTF-8"
     if not 1 <= size <= 512:
         return f"stream name must be 1-512 bytes, got {size}"
     if name in (".", ".."):

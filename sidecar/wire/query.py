@@ -47,7 +47,7 @@ def from_params(params: Mapping[str, str]) -> ReadQuery:
         starts.append(SeqNum(v))
     if (v := _uint(params, "timestamp", U64_MAX)) is not None:
         starts.append(Timestamp(v))
-    if (v := _uint(params, "tail_offset", 2**63 - 1)) is not None:
+    if (v := _uint(params, "tail_offset", U64_MAX)) is not None:  # S2: a u64, saturating at 0
         starts.append(TailOffset(v))
     if len(starts) > 1:
         raise S2Error(422, "invalid", "only one of `seq_num`, `timestamp` or `tail_offset` may be given")

@@ -16,6 +16,8 @@ import zlib
 from dataclasses import dataclass
 from enum import IntEnum
 
+import zstandard
+
 from sidecar.errors import ProtocolError
 
 CONTENT_TYPE = "s2s/proto"
@@ -62,8 +64,10 @@ def parse_frame(payload: bytes) -> Frame:
             body = gzip.decompress(body)
         except (OSError, EOFError, zlib.error) as e:
             raise ProtocolError(f"bad gzip in s2s frame: {e}") from None
+    elif compression == Compression.ZSTD:
+        body = _zstd_decompress(body)
     elif compression != Compression.NONE:
-        raise ProtocolError(f"s2s frame uses compression {compression}, which this client did not ask for")
+        raise ProtocolError(f"s2s frame uses unknown compression {compression}")
     if flag & _TERMINAL:
         if len(body) < 2:
             raise ProtocolError("terminal s2s frame shorter than its 2-byte status")
@@ -71,12 +75,13 @@ def parse_frame(payload: bytes) -> Frame:
     return Frame(body, reconnect_advised=bool(flag & _RECONNECT_ADVISED))
 
 
-def encode_frame(
-    body: bytes, *, compression: Compression = Compression.NONE, reconnect_advised: bool = False
-) -> bytes:
+def encode_frame(body: bytes, *, compression: Compression = Compression.NONE, reconnect_advised: bool = False) -> bytes:
     """A regular frame carrying `body` (compressed here when asked)."""
     if compression == Compression.GZIP:
         body = gzip.compress(body, compresslevel=1)
+    elif compression == Compression.ZSTD:
+        # A content size in the frame header lets readers decompress in one call.
+        body = zstandard.ZstdCompressor(level=1, write_content_size=True).compress(body)
     elif compression != Compression.NONE:
         raise ValueError(f"cannot encode compression {compression!r}")
     n = len(body) + 1
@@ -84,6 +89,15 @@ def encode_frame(
         raise ValueError(f"s2s frame of {n} bytes exceeds the 3-byte length")
     flag = compression << _COMPRESSION_SHIFT | (_RECONNECT_ADVISED if reconnect_advised else 0)
     return n.to_bytes(3, "big") + bytes([flag]) + body
+
+
+def _zstd_decompress(body: bytes) -> bytes:
+    """One zstd frame; S2 (Rust `zstd::encode_all`) writes the content size, but stream mode
+    also reads frames that lack it."""
+    try:
+        return zstandard.ZstdDecompressor().decompressobj().decompress(body)
+    except zstandard.ZstdError as e:
+        raise ProtocolError(f"bad zstd in s2s frame: {e}") from None
 
 
 def encode_terminal(status: int, error_json: bytes) -> bytes:
