@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where to listen (default: 127.0.0.1:8080)")  # fmt: skip
     emu.add_argument("--data-dir", dest="data_dir", default=None, metavar="DIR",
                      help="keep streams in DIR (SQLite) instead of memory")  # fmt: skip
+    emu.add_argument("--basin", dest="basins", action="append", default=[], metavar="NAME",
+                     help="create basin NAME at start (repeatable), with create_stream_on_append and "
+                     "create_stream_on_read on, so streams are created by their first append or read. "
+                     "Without it, as in S2, there are no basins until created with POST /v1/basins, and "
+                     "streams exist only once created")  # fmt: skip
     emu.add_argument("--require-token", dest="require_token", default=os.environ.get("S2_EMULATOR_REQUIRE_TOKEN"),
                      metavar="TOKEN", help="answer 401 unless this bearer token is sent "
                      "[env S2_EMULATOR_REQUIRE_TOKEN]")  # fmt: skip
@@ -69,11 +74,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             host, port = _host_port(args.emulator_listen_only)
         except ValueError as e:
             parser.error(str(e))
+        from sidecar.emulator import AUTO_CREATE
+        from sidecar.wire.names import basin_name_problem
+
+        for name in args.basins:
+            if problem := basin_name_problem(name):
+                parser.error(f"--basin {name!r}: {problem}")
         emu_cfg = EmulatorConfig(
             host=host,
             port=port,
             data_dir=Path(args.data_dir) if args.data_dir else None,
             require_token=args.require_token,
+            basins=dict.fromkeys(args.basins, AUTO_CREATE),
         )
         _run(serve(emu_cfg))
         return

@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import grpc
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
 from sidecar.config import Config
-from sidecar.emulator import Emulator, EmulatorConfig
+from sidecar.emulator import AUTO_CREATE, Emulator, EmulatorConfig
 from sidecar.server import Sidecar
 from sidecar.types import AppendRecord, StreamPosition
 from sidecar.wire import json as wjson
@@ -37,8 +38,11 @@ class SidecarHarness:
         **config: Any,
     ) -> None:
         self.tracer_provider = tracer_provider
-        self.emulator_config = emulator or EmulatorConfig(port=0, heartbeat_min=1.0, heartbeat_max=2.0)
         self.basin = basin
+        emulator = emulator or EmulatorConfig(port=0, heartbeat_min=1.0, heartbeat_max=2.0)
+        # The emulator, like S2, starts with no basins: the harness's basin creates its streams on
+        # first append or read; basins a test configures itself keep their config.
+        self.emulator_config = dataclasses.replace(emulator, basins={basin: AUTO_CREATE, **emulator.basins})
         self.config_overrides = config
         self.emulator = Emulator(self.emulator_config)
         self.sidecar: Sidecar | None = None
@@ -92,7 +96,7 @@ class SidecarHarness:
         assert self.http is not None
         recs = [r if isinstance(r, AppendRecord) else AppendRecord(body=r) for r in records]
         async with self.http.post(
-            f"{self.emulator.url}/v1/streams/{stream}/records",
+            f"{self.emulator.url}/v1/streams/{quote(stream, safe='')}/records",
             data=encode_append_input(recs),
             headers={
                 "s2-basin": basin or self.basin,
@@ -114,7 +118,7 @@ class SidecarHarness:
     async def create_stream(self, stream: str, *, basin: str | None = None) -> None:
         assert self.http is not None
         async with self.http.put(
-            f"{self.emulator.url}/v1/streams/{stream}", headers={"s2-basin": basin or self.basin}
+            f"{self.emulator.url}/v1/streams/{quote(stream, safe='')}", headers={"s2-basin": basin or self.basin}
         ) as resp:
             if resp.status >= 300:
                 raise wjson.error_from_response(resp.status, await resp.read())

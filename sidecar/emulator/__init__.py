@@ -1,18 +1,22 @@
 """An S2-compatible server for tests and local development.
 
-It speaks S2's basin API under `/v1` (streams, append, tail, reads as JSON, protobuf, SSE and
-s2s sessions) with S2's rules and error bodies, keeps data in memory or in SQLite, and offers
-test hooks under `/_emulator/` (statistics, injected faults, closing sessions).
+It speaks S2's account API (`/v1/basins`) and basin API (`/v1/streams`: streams, append, tail,
+reads as JSON, protobuf, SSE and s2s sessions) on one port, with S2's rules, defaults and error
+bodies, keeps data in memory or in SQLite, and offers test hooks under `/_emulator/`
+(statistics, injected faults, closing sessions). As in S2, basins and streams exist only once
+created, unless a basin's config creates streams on append / read (`AUTO_CREATE`).
 
-    async with Emulator(EmulatorConfig(port=0)) as emu:
-        ...  # talk to emu.url with the header `s2-basin: <basin>`
+    async with Emulator(EmulatorConfig(port=0, basins={"my-basin1": AUTO_CREATE})) as emu:
+        ...  # talk to emu.url with the header `s2-basin: my-basin1`
 
-Modules: `store` (streams, records, SQLite), `app` (routes and operations), `sessions` (SSE and
-s2s session loop, open reads), `output` (replies, error bodies, cut bodies), `faults` (test
-hooks' faults and statistics), `config` (EmulatorConfig), `server` (Emulator, serve).
+Modules: `store` (basins, streams, records, trims, SQLite), `configs` (basin and stream configs),
+`app` (routes and operations), `sessions` (SSE and s2s session loop, open reads), `output`
+(replies, error bodies, cut bodies), `faults` (test hooks' faults and statistics), `config`
+(EmulatorConfig), `server` (Emulator, serve).
 """
 
 from .config import EmulatorConfig
+from .configs import AUTO_CREATE
 from .server import Emulator, serve
 
-__all__ = ["Emulator", "EmulatorConfig", "serve"]
+__all__ = ["AUTO_CREATE", "Emulator", "EmulatorConfig", "serve"]

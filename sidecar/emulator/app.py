@@ -1,4 +1,5 @@
-"""The S2 basin API (`/v1/streams...`) and the test hooks (`/_emulator/...`) as an aiohttp app.
+"""S2's account API (`/v1/basins...`), basin API (`/v1/streams...`) and the test hooks
+(`/_emulator/...`) as one aiohttp app: the emulator is both the account and the basin endpoint.
 
 Every `/v1` request goes through `_s2_api`: route, count, authorize, resolve the basin, take a
 fault, run the operation. Operations return a `Reply` (sent whole, shaped by a fault when one
@@ -27,6 +28,7 @@ from sidecar.types import (
     MAX_UNARY_WAIT_SECONDS,
     ReadQuery,
     SeqNum,
+    StreamPosition,
 )
 from sidecar.wire import query as wire_query
 from sidecar.wire import s2s, sse
@@ -34,11 +36,12 @@ from sidecar.wire.json import Format, append_input_from_json, batch_to_json, pos
 from sidecar.wire.names import basin_name_problem, stream_name_problem
 from sidecar.wire.protobuf import decode_append_input, encode_append_ack, encode_batch, records_from_fields
 
+from . import configs
 from .config import EmulatorConfig
 from .faults import Action, Corrupt, Cut, Fail, Faults, Stall, Stats, parse_fault
 from .output import PROTOBUF, CutConnection, Output, Reply, send_reply
 from .sessions import Heartbeats, LiveReads, S2SWriter, SessionWriter, SSEWriter, run_session
-from .store import Store, Stream
+from .store import MAX_FENCING_TOKEN_BYTES, Store, Stream
 
 log = logging.getLogger("sidecar.emulator")
 
@@ -46,12 +49,6 @@ log = logging.getLogger("sidecar.emulator")
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 MAX_LIST_LIMIT = 1000
 PROTOBUF_TYPES = frozenset({"application/protobuf", "application/x-protobuf"})
-DEFAULT_STREAM_CONFIG: dict[str, Any] = {
-    "storage_class": "express",
-    "retention_policy": {"age": 604800},
-    "timestamping": {"mode": "client-prefer", "uncapped": False},
-    "delete_on_empty": {"min_age_secs": 0},
-}
 
 
 @dataclass
@@ -78,6 +75,12 @@ class Target:
     kind: str
     stream: str | None = None
     mode: str | None = None  # reads: "s2s", "sse", "protobuf" or "json"
+    basin: str | None = None  # account API: the basin named in the path
+
+    @property
+    def account(self) -> bool:
+        """An account API operation (`/v1/basins...`): no `s2-basin` header needed."""
+        return self.kind == "basins"
 
     @property
     def stat_names(self) -> tuple[str, ...]:
@@ -95,16 +98,42 @@ def read_mode(headers: Mapping[str, str]) -> str:
     """S2's choice of read response, by request headers, in S2's order."""
     if _media_types(headers.get("Content-Type", ""))[0] == s2s.CONTENT_TYPE:
         return "s2s"
-    accept = _media_types(headers.get("Accept", ""))
-    if accept[0] == "text/event-stream":
+    # Only the first media type of Accept counts, for sessions and unary reads alike
+    # (S2: api/src/mime.rs, one `JsonOrProto` from the first Accept entry).
+    accept = _media_types(headers.get("Accept", ""))[0]
+    if accept == "text/event-stream":
         return "sse"
-    if PROTOBUF_TYPES.intersection(accept):
+    if accept in PROTOBUF_TYPES:
         return "protobuf"
     return "json"
 
 
+def _path_name(segment: str, what: str) -> str:
+    try:
+        return unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        raise S2Error(400, "bad_path", f"{what} in the path is not valid percent-encoded UTF-8") from None
+
+
+def _route_account(method: str, raw_path: str) -> Target:
+    """`/v1/basins` (list, create) and `/v1/basins/{basin}` (config, create-or-reconfigure, delete)."""
+    if raw_path.rstrip("/") == "/v1/basins":
+        if method == "GET":
+            return Target("list_basins", "basins")
+        if method == "POST":
+            return Target("create_basin", "basins")
+        raise S2Error(405, "method_not_allowed", f"{method} is not allowed on /v1/basins")
+    first, *sub = raw_path[len("/v1/basins/") :].split("/")
+    op = {"GET": "basin_config", "PUT": "ensure_basin", "DELETE": "delete_basin"}.get(method)
+    if sub or op is None:
+        raise S2Error(404, "not_found", f"no such endpoint: {method} {raw_path[:200]}")
+    return Target(op, "basins", basin=_path_name(first, "basin name"))
+
+
 def _route(method: str, raw_path: str, headers: Mapping[str, str]) -> Target:
     # Split the raw path before unquoting: a stream name may contain an encoded "/".
+    if raw_path.rstrip("/") == "/v1/basins" or raw_path.startswith("/v1/basins/"):
+        return _route_account(method, raw_path)
     if raw_path.rstrip("/") == "/v1/streams":
         if method == "GET":
             return Target("list", "streams")
@@ -114,10 +143,7 @@ def _route(method: str, raw_path: str, headers: Mapping[str, str]) -> Target:
     if not raw_path.startswith("/v1/streams/"):
         raise S2Error(404, "not_found", f"no such endpoint: {raw_path[:200]}")
     first, *sub = raw_path[len("/v1/streams/") :].split("/")
-    try:
-        stream = unquote(first, errors="strict")
-    except UnicodeDecodeError:
-        raise S2Error(400, "bad_path", "stream name in the path is not valid percent-encoded UTF-8") from None
+    stream = _path_name(first, "stream name")
     match method, sub:
         case "GET", []:
             return Target("config", "streams", stream)
@@ -170,20 +196,28 @@ async def _s2_api(request: web.Request) -> web.StreamResponse:
     except S2Error as err:
         state.stats.count(f"{basin or ''}/")
         return await send_reply(request, Reply.error(err), None, state.stopping)
+    if target.account:
+        basin = target.basin
     state.stats.count(f"{basin or ''}/{target.stream or ''}", *target.stat_names)
     action: Action | None = None
+    result: Reply | web.StreamResponse
     try:
         _authorize(request.headers, state.config.require_token)
-        if basin is None:
+        if target.account:
+            if basin is not None and (problem := basin_name_problem(basin)):
+                raise S2Error(400, "bad_path", f"invalid basin {basin[:60]!r}: {problem}")
+            result = await _ACCOUNT_OPERATIONS[target.op](request, state, basin)
+        elif basin is None:
             raise S2Error(400, "bad_header", "missing `s2-basin` header (or a `{basin}.` prefix in Host)")
-        if problem := basin_name_problem(basin):
-            raise S2Error(400, "bad_header", f"invalid basin {basin[:60]!r}: {problem}")
-        if target.stream is not None and (problem := stream_name_problem(target.stream)):
-            raise S2Error(400, "bad_path", f"invalid stream name: {problem}")
-        action = state.faults.take(target.kind, basin, target.stream)
-        if isinstance(action, Fail):
-            raise action.error
-        result = await _OPERATIONS[target.op](request, state, basin, target, action)
+        else:
+            if problem := basin_name_problem(basin):
+                raise S2Error(400, "bad_header", f"invalid basin {basin[:60]!r}: {problem}")
+            if target.stream is not None and (problem := stream_name_problem(target.stream)):
+                raise S2Error(400, "bad_path", f"invalid stream name: {problem}")
+            action = state.faults.take(target.kind, basin, target.stream)
+            if isinstance(action, Fail):
+                raise action.error
+            result = await _OPERATIONS[target.op](request, state, basin, target, action)
     except S2Error as err:
         result = Reply.error(err)
     except ConnectionError:
@@ -216,17 +250,8 @@ async def _read_body(request: web.Request) -> bytes:
         raise S2Error(422, "invalid", f"request body exceeds {MAX_REQUEST_BYTES} bytes") from None
 
 
-def _config_json(config: dict[str, Any] | None) -> dict[str, Any]:
-    return {**DEFAULT_STREAM_CONFIG, **{k: v for k, v in (config or {}).items() if v is not None}}
-
-
-def _check_config(config: Any) -> dict[str, Any] | None:
-    if config is not None and not isinstance(config, dict):
-        raise S2Error(400, "bad_json", "`config` must be an object or null")
-    return config
-
-
-async def _list(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+def _list_params(request: web.Request) -> tuple[str, str, int]:
+    """`prefix`, `start_after` and `limit` of a list request, by S2's rules."""
     q = request.query
     prefix, start_after, raw_limit = q.get("prefix", ""), q.get("start_after", ""), q.get("limit")
     limit = MAX_LIST_LIMIT
@@ -236,7 +261,11 @@ async def _list(request: web.Request, state: EmulatorState, basin: str, t: Targe
         limit = min(int(raw_limit), MAX_LIST_LIMIT)  # S2 caps larger limits
     if start_after and prefix and start_after < prefix:
         raise S2Error(422, "invalid", "`start_after` must be greater than or equal to `prefix`")
-    streams, more = state.store.list(basin, prefix, start_after, limit)
+    return prefix, start_after, limit
+
+
+async def _list(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+    streams, more = state.store.list(basin, *_list_params(request))
     return Reply.json({"streams": [s.info() for s in streams], "has_more": more})
 
 
@@ -247,7 +276,7 @@ async def _create(request: web.Request, state: EmulatorState, basin: str, t: Tar
     name: str = body["stream"]
     if problem := stream_name_problem(name):
         raise S2Error(422, "invalid", f"invalid stream name: {problem}")
-    config = _check_config(body.get("config"))
+    config = configs.check_stream_config(body.get("config"))
     if state.store.get(basin, name) is not None:
         raise S2Error(409, "resource_already_exists", f"stream {name!r} already exists")
     return Reply.json(state.store.create(basin, name, config).info(), 201)
@@ -255,7 +284,7 @@ async def _create(request: web.Request, state: EmulatorState, basin: str, t: Tar
 
 async def _ensure(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
     assert t.stream is not None
-    config = _check_config(await _json_body(request, allow_empty=True))
+    config = configs.check_stream_config(await _json_body(request, allow_empty=True))  # a bare StreamConfig
     stream = state.store.get(basin, t.stream)
     if stream is not None:
         return Reply.json(stream.info(), 200)
@@ -264,7 +293,7 @@ async def _ensure(request: web.Request, state: EmulatorState, basin: str, t: Tar
 
 async def _config(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
     assert t.stream is not None
-    return Reply.json(_config_json(state.store.require(basin, t.stream).config))
+    return Reply.json(configs.stream_config_json(state.store.require(basin, t.stream).config))
 
 
 async def _delete(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
@@ -275,7 +304,9 @@ async def _delete(request: web.Request, state: EmulatorState, basin: str, t: Tar
 
 async def _tail(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
     assert t.stream is not None
-    return Reply.json(tail_to_json(state.store.require(basin, t.stream).tail))
+    # S2 opens a stream for a tail check as for a read: `create_stream_on_read` applies
+    # (lite/src/backend/read.rs `open_for_check_tail`).
+    return Reply.json(tail_to_json(state.store.open(basin, t.stream, "create_stream_on_read").tail))
 
 
 async def _append(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
@@ -288,6 +319,10 @@ async def _append(request: web.Request, state: EmulatorState, basin: str, t: Tar
             raise S2Error(400, "bad_proto", str(e)) from None
     else:
         records, match, token = append_input_from_json(await _json_body(request), fmt)
+    # S2 parses the token as a `FencingToken` (at most 36 bytes) with the body: 422 before the
+    # stream is even looked up (S2: common/src/record.rs `FencingToken`).
+    if token is not None and len(token.encode("utf-8", "surrogatepass")) > MAX_FENCING_TOKEN_BYTES:
+        raise S2Error(422, "invalid", f"`fencing_token` exceeds {MAX_FENCING_TOKEN_BYTES} bytes")
     ack = state.store.append(basin, t.stream, records, match, token)
     if PROTOBUF_TYPES.intersection(_media_types(request.headers.get("Accept", ""))):
         return Reply(200, encode_append_ack(ack.start, ack.end, ack.tail), PROTOBUF)
@@ -302,7 +337,7 @@ async def _read(
     assert t.stream is not None and t.mode is not None
     query = wire_query.from_params(request.query)
     fmt = Format.from_header(request.headers.get("s2-format"))
-    stream = state.store.require(basin, t.stream)
+    stream = state.store.open(basin, t.stream, "create_stream_on_read")
     if t.kind == "session":
         return await _session(request, state, stream, query, t.mode, fmt, action)
     return await _one_shot(state, stream, query, t.mode, fmt)
@@ -334,25 +369,43 @@ async def _one_shot(state: EmulatorState, stream: Stream, query: ReadQuery, mode
     count = MAX_BATCH_RECORDS if query.limit.count is None else min(query.limit.count, MAX_BATCH_RECORDS)
     nbytes = MAX_BATCH_BYTES if query.limit.bytes is None else min(query.limit.bytes, MAX_BATCH_BYTES)
     end = pos
+    tail: StreamPosition | None = None
     if count > 0 and nbytes > 0:  # count=0 or bytes=0 ends at once, with an empty batch
-        if pos == stream.next_seq and not await _long_poll(state, stream, pos, wait):
-            # The wait ran out: S2 answers an empty batch without a tail.
-            return Reply(200, b"", PROTOBUF) if mode == "protobuf" else Reply.json({"records": []})
+        if pos == stream.next_seq:
+            if not await _long_poll(state, stream, pos, wait):
+                # The wait ran out: S2 answers an empty batch without a tail.
+                return Reply(200, b"", PROTOBUF) if mode == "protobuf" else Reply.json({"records": []})
+            # Served from the live path: S2's live batches carry the tail, catch-up batches do not
+            # (S2: lite/src/backend/read.rs `tail: Some(tail)` only under `follow`).
+            tail = stream.tail
         end = stream.end_index(pos, count, nbytes, query.until)
-    # S2 includes the tail when a batch is served from recent records; the emulator always
-    # serves from memory, so its batches always carry it.
+    if end == pos:
+        tail = None  # an empty answer (count=0, too-small bytes, until) never carries one
     if mode == "protobuf":
-        return Reply(200, encode_batch(stream.fields[pos:end], stream.tail), PROTOBUF)
+        return Reply(200, encode_batch(stream.fields[pos:end], tail), PROTOBUF)
     records = records_from_fields(stream.fields[pos:end]) if end > pos else []
-    return Reply.json(batch_to_json(records, stream.tail, fmt))
+    return Reply.json(batch_to_json(records, tail, fmt))
 
 
-def _accepts_gzip(value: str) -> bool:
+def _offered_encodings(value: str) -> set[str]:
+    """Content codings an `Accept-Encoding` offers (q=0 means refused)."""
+    offered = set()
     for part in value.split(","):
         name, _, params = part.strip().partition(";")
-        if name.strip().lower() == "gzip":
-            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False
+        if params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000"):
+            offered.add(name.strip().lower())
+    return offered
+
+
+def s2s_compression(accept_encoding: str) -> s2s.Compression:
+    """s2s frames' compression: zstd when offered, else gzip, else none (s2s.md: "service supports
+    `zstd` and `gzip`"; S2: api/src/v1/stream/s2s.rs prefers zstd)."""
+    offered = _offered_encodings(accept_encoding)
+    if "zstd" in offered:
+        return s2s.Compression.ZSTD
+    if "gzip" in offered:
+        return s2s.Compression.GZIP
+    return s2s.Compression.NONE
 
 
 async def _session(
@@ -370,15 +423,19 @@ async def _session(
             last_seq, count, nbytes = sse.parse_event_id(last_id)
         except ValueError as e:
             raise S2Error(400, "bad_header", f"invalid Last-Event-ID: {e}") from None
-        # Resume after the last delivered record; run_session reduces count/bytes by what was delivered.
+        # Resume after the last delivered record; run_session reduces count/bytes by what was delivered
+        # and, as S2 does, counts the new event ids from zero (S2: lite/src/handlers/v1/records.rs
+        # `apply_last_event_id`, then `processed` starts at zero).
         query = replace(query, start=SeqNum(last_seq + 1))
         delivered = (count, nbytes)
     start = stream.start_index(query, query.can_follow)  # errors so far are plain HTTP answers
 
-    if mode == "sse":
-        headers = {"content-type": "text/event-stream", "cache-control": "no-cache"}
-    else:
-        headers = {"content-type": s2s.CONTENT_TYPE}
+    # Sessions must not be cached, transformed or buffered by a proxy (nginx honours x-accel-buffering).
+    headers = {
+        "content-type": "text/event-stream" if mode == "sse" else s2s.CONTENT_TYPE,
+        "cache-control": "no-cache, no-transform",
+        "x-accel-buffering": "no",
+    }
     response = web.StreamResponse(status=200, headers=headers)
     await response.prepare(request)
     out = Output(request, response, action.after_bytes if isinstance(action, Cut) else None)
@@ -386,7 +443,7 @@ async def _session(
     writer: SessionWriter = (
         SSEWriter(out, fmt, corrupt)
         if mode == "sse"
-        else S2SWriter(out, _accepts_gzip(request.headers.get("Accept-Encoding", "")), corrupt)
+        else S2SWriter(out, s2s_compression(request.headers.get("Accept-Encoding", "")), corrupt)
     )
     heartbeats = Heartbeats(state.config.heartbeat_min, state.config.heartbeat_max)
     stall = action.seconds if isinstance(action, Stall) else 0.0
@@ -403,6 +460,57 @@ async def _session(
         await response.write_eof()
     return response
 
+
+# The account API (S2: lite/src/handlers/v1/basins.rs).
+
+AccountOperation = Callable[[web.Request, EmulatorState, str | None], Awaitable[Reply]]
+
+
+async def _list_basins(request: web.Request, state: EmulatorState, basin: str | None) -> Reply:
+    basins, more = state.store.list_basins(*_list_params(request))
+    return Reply.json({"basins": [b.info() for b in basins], "has_more": more})
+
+
+async def _create_basin(request: web.Request, state: EmulatorState, basin: str | None) -> Reply:
+    body = await _json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("basin"), str):
+        raise S2Error(422, "invalid", "expected an object with a `basin` name")
+    name: str = body["basin"]
+    if problem := basin_name_problem(name):
+        raise S2Error(422, "invalid", f"invalid basin name: {problem}")
+    config = configs.check_basin_config(body.get("config"))
+    return Reply.json(state.store.create_basin(name, config).info(), 201)
+
+
+async def _ensure_basin(request: web.Request, state: EmulatorState, basin: str | None) -> Reply:
+    assert basin is not None
+    body = await _json_body(request, allow_empty=True)
+    if body is not None and not isinstance(body, dict):
+        raise S2Error(422, "invalid", "expected an object or nothing")
+    config = configs.check_basin_config((body or {}).get("config"))
+    if state.store.has_basin(basin):
+        return Reply.json(state.store.reconfigure_basin(basin, config).info(), 200)
+    return Reply.json(state.store.create_basin(basin, config).info(), 201)
+
+
+async def _basin_config(request: web.Request, state: EmulatorState, basin: str | None) -> Reply:
+    assert basin is not None
+    return Reply.json(configs.basin_config_json(state.store.basin(basin).config))
+
+
+async def _delete_basin(request: web.Request, state: EmulatorState, basin: str | None) -> Reply:
+    assert basin is not None
+    state.store.delete_basin(basin)
+    return Reply(202, b"")
+
+
+_ACCOUNT_OPERATIONS: dict[str, AccountOperation] = {
+    "list_basins": _list_basins,
+    "create_basin": _create_basin,
+    "ensure_basin": _ensure_basin,
+    "basin_config": _basin_config,
+    "delete_basin": _delete_basin,
+}
 
 _OPERATIONS: dict[str, Operation] = {
     "list": _list,
@@ -468,5 +576,6 @@ def build_app(state: EmulatorState) -> web.Application:
     app.router.add_delete("/_emulator/faults", _clear_faults)
     app.router.add_post("/_emulator/reset", _reset)
     app.router.add_post("/_emulator/sessions/close", _close_sessions)
-    app.router.add_route("*", "/v1/{path:.*}", _s2_api)
+    # `[\s\S]`, not `.`: aiohttp matches the decoded path, and a stream name may hold a newline.
+    app.router.add_route("*", r"/v1/{path:[\s\S]*}", _s2_api)
     return app

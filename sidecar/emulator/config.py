@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -14,3 +16,6 @@ class EmulatorConfig:
     require_token: str | None = None  # None = accept any bearer token, or none
     heartbeat_min: float = 5.0  # seconds; S2 sends heartbeats at random 5-15 s gaps
     heartbeat_max: float = 15.0
+    # Basins created at start (name -> S2 `BasinConfig` JSON) unless they already exist (--data-dir).
+    # Like S2, the emulator has no basins otherwise: create them here or with `POST /v1/basins`.
+    basins: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from types import TracebackType
 
@@ -33,6 +34,10 @@ class Emulator:
         if self._runner is not None:
             raise RuntimeError("emulator already started")
         store = Store(self._config.data_dir)  # loads everything persisted into memory
+        for name, basin_config in self._config.basins.items():
+            if not store.has_basin(name):
+                store.create_basin(name, dict(basin_config) if basin_config is not None else None)
+                log.info("S2 emulator: created basin %s with config %s", name, json.dumps(basin_config))
         state = EmulatorState(self._config, store)
         runner = web.AppRunner(
             build_app(state),

@@ -23,7 +23,7 @@ from .faults import Stats
 from .output import GARBAGE_PROTOBUF, Output, error_payload
 from .store import Stream, now_ms
 
-GZIP_MIN_BYTES = 1024  # s2s.md: messages smaller than 1 KiB should not be compressed
+COMPRESS_MIN_BYTES = 1024  # s2s.md: messages smaller than 1 KiB should not be compressed
 
 
 class Live:
@@ -89,7 +89,9 @@ class LiveReads:
 class SessionWriter(Protocol):
     """How one session format puts batches, heartbeats, errors and the end on the wire."""
 
-    async def batch(self, stream: Stream, start: int, end: int, count_so_far: int, bytes_so_far: int) -> None: ...
+    async def batch(
+        self, stream: Stream, start: int, end: int, tail: StreamPosition | None, count_so_far: int, bytes_so_far: int
+    ) -> None: ...
     async def heartbeat(self, tail: StreamPosition) -> None: ...
     async def error(self, err: S2Error) -> None: ...
     async def done(self) -> None: ...
@@ -107,10 +109,12 @@ class SSEWriter:
             data = '{"records": [garbage'
         await self._out.write(sse.encode_event(data, event, id))
 
-    async def batch(self, stream: Stream, start: int, end: int, count_so_far: int, bytes_so_far: int) -> None:
+    async def batch(
+        self, stream: Stream, start: int, end: int, tail: StreamPosition | None, count_so_far: int, bytes_so_far: int
+    ) -> None:
         # JSON needs decoded records: decode just this slice of the stored protobuf fields.
         records = records_from_fields(stream.fields[start:end])
-        data = dumps(batch_to_json(records, stream.tail, self._fmt)).decode()
+        data = dumps(batch_to_json(records, tail, self._fmt)).decode()
         await self._event(data, "batch", sse.format_event_id(end - 1, count_so_far, bytes_so_far))
 
     async def heartbeat(self, tail: StreamPosition) -> None:
@@ -124,23 +128,25 @@ class SSEWriter:
 
 
 class S2SWriter:
-    def __init__(self, out: Output, gzip: bool, corrupt: bool) -> None:
+    def __init__(self, out: Output, compression: s2s.Compression, corrupt: bool) -> None:
         self._out = out
-        self._gzip = gzip
+        self._compression = compression
         self._corrupt = corrupt
 
     async def _frame(self, payload: bytes) -> None:
         if self._corrupt:  # the corrupt fault: this one frame's payload is not a valid ReadBatch
             self._corrupt = False
             payload = GARBAGE_PROTOBUF
-        compress = self._gzip and len(payload) >= GZIP_MIN_BYTES
+        compress = len(payload) >= COMPRESS_MIN_BYTES
         await self._out.write(
-            s2s.encode_frame(payload, compression=s2s.Compression.GZIP if compress else s2s.Compression.NONE)
+            s2s.encode_frame(payload, compression=self._compression if compress else s2s.Compression.NONE)
         )
 
-    async def batch(self, stream: Stream, start: int, end: int, count_so_far: int, bytes_so_far: int) -> None:
+    async def batch(
+        self, stream: Stream, start: int, end: int, tail: StreamPosition | None, count_so_far: int, bytes_so_far: int
+    ) -> None:
         # Stored records are complete ReadBatch.records fields: a batch is a join, not a rebuild.
-        await self._frame(encode_batch(stream.fields[start:end], stream.tail))
+        await self._frame(encode_batch(stream.fields[start:end], tail))
 
     async def heartbeat(self, tail: StreamPosition) -> None:
         await self._frame(encode_batch([], tail))
@@ -180,12 +186,15 @@ async def run_session(
     """Catch up from `start`, then follow live, until a bound, the wait, a close or a delete ends it.
 
     `delivered` is (records, metered bytes) already delivered before a resumption (Last-Event-ID):
-    the session's bounds are reduced by it and its event ids continue from it.
+    the session's bounds are reduced by it; its event ids count from zero, as S2's do.
+    S2: lite/src/backend/read.rs `read_session` (catch-up batches without a tail, live batches and
+    heartbeats with one; a position trimmed away resumes at the first remaining record).
     """
     loop = asyncio.get_running_loop()
-    count_so_far, bytes_so_far = delivered
-    count_left = _remaining(query.limit.count, count_so_far)
-    bytes_left = _remaining(query.limit.bytes, bytes_so_far)
+    count_so_far, bytes_so_far = 0, 0  # what this connection delivered (SSE event ids)
+    count_limit = _remaining(query.limit.count, delivered[0])
+    bytes_limit = _remaining(query.limit.bytes, delivered[1])
+    count_left, bytes_left = count_limit, bytes_limit
     # S2's default wait: 0 when bounded, forever (None) when not.
     wait: float | None = query.wait if query.wait is not None else (0 if query.bounded else None)
     pos = start
@@ -209,6 +218,7 @@ async def run_session(
         if count_left == 0 or bytes_left == 0:
             await writer.done()
             return
+        pos = max(pos, stream.first_index())  # trimmed under the session: go on from what remains
         if pos < stream.next_seq:
             end = stream.end_index(
                 pos,
@@ -224,9 +234,10 @@ async def run_session(
             size = stream.metered(pos, end)
             count_so_far += end - pos
             bytes_so_far += size
-            count_left = _remaining(query.limit.count, count_so_far)
-            bytes_left = _remaining(query.limit.bytes, bytes_so_far)
-            await writer.batch(stream, pos, end, count_so_far, bytes_so_far)
+            count_left = _remaining(count_limit, count_so_far)
+            bytes_left = _remaining(bytes_limit, bytes_so_far)
+            # Only batches served while following (records that arrived live) carry the tail.
+            await writer.batch(stream, pos, end, stream.tail if following else None, count_so_far, bytes_so_far)
             pos = end
             if following:
                 now = loop.time()
@@ -241,7 +252,7 @@ async def run_session(
                 await writer.done()
                 return
             following = True
-            await writer.heartbeat(stream.tail)
+            await writer.heartbeat(stream.position_at(pos))
             now = loop.time()
             next_heartbeat = now + heartbeats.gap()
             deadline = None if wait is None else now + wait
@@ -251,10 +262,15 @@ async def run_session(
         wake_at = next_heartbeat if deadline is None else min(next_heartbeat, deadline)
         if await live.wait(max(0.0, wake_at - now)):
             continue
+        # The wait timed out, but records may have arrived just as it did (the wake-up lost the
+        # race with the timeout): deliver them first, so no heartbeat runs ahead of the records.
+        if pos < stream.next_seq or live.close_error is not None or stream.deleted:
+            continue
         now = loop.time()
         if deadline is not None and now >= deadline:
             await writer.done()
             return
         if now >= next_heartbeat:
-            await writer.heartbeat(stream.tail)
+            # The tail as this session has delivered it (all of it, checked just above).
+            await writer.heartbeat(stream.position_at(pos))
             next_heartbeat = loop.time() + heartbeats.gap()

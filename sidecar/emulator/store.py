@@ -1,8 +1,12 @@
-"""Streams and their records, in memory, optionally backed by SQLite.
+"""Basins, streams and their records, in memory, optionally backed by SQLite.
 
 Each record is kept once, already encoded as a `ReadBatch.records` protobuf field, next to
 parallel lists of timestamps and cumulative metered sizes. Protobuf and s2s reads are then a
 join of a slice of fields; start and stop positions are bisections over the parallel lists.
+
+Records below a stream's trim point (explicit `trim` commands, and retention by age, applied
+lazily when a read starts) stay in the lists; reads start at the first remaining index instead,
+so `seq_num == index` holds for every record.
 
 Everything here is synchronous: an append assigns sequence numbers, commits to SQLite and
 updates memory without yielding to the event loop, so appends to one stream never interleave.
@@ -15,7 +19,7 @@ import bisect
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,8 +40,11 @@ from sidecar.types import (
 )
 from sidecar.wire.protobuf import encode_record_field
 
+from . import configs
+
 DB_FILE = "emulator.sqlite3"
 MAX_FENCING_TOKEN_BYTES = 36
+TRIM_BODY_BYTES = 8  # a trim command's body is its seq_num as a big-endian u64
 # SQLite integers are signed 64-bit; an uncapped client timestamp above this cannot be stored.
 _MAX_STORED_TIMESTAMP = 2**63 - 1
 
@@ -68,8 +75,10 @@ class Stream:
     config: dict[str, Any] | None = None
     fencing_token: str | None = None
     db_id: int | None = None
+    trim_point: int = 0  # explicit trims: records below this seq_num are gone
     fields: list[bytes] = field(default_factory=list)
     timestamps: list[int] = field(default_factory=list)
+    arrivals: list[int] = field(default_factory=list)  # arrival times (ms), for retention by age
     cum_bytes: list[int] = field(default_factory=lambda: [0])  # cum_bytes[i] = metered size of records[:i]
     deleted: bool = False
     # Events of open reads waiting at the tail; an append or a delete sets them all.
@@ -85,6 +94,18 @@ class Stream:
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "created_at": self.created_at}
+
+    def first_index(self) -> int:
+        """The first record not trimmed, by trim point or by retention age (S2 trims both)."""
+        first = min(self.trim_point, len(self.fields))
+        age = configs.retention_age(self.config)
+        if age is not None:
+            first = max(first, bisect.bisect_left(self.arrivals, now_ms() - age * 1000))
+        return first
+
+    def position_at(self, index: int) -> StreamPosition:
+        """The tail as it was when the stream held `index` records (what a session has seen)."""
+        return StreamPosition(index, self.timestamps[index - 1] if index > 0 else 0)
 
     def metered(self, start: int, end: int) -> int:
         return self.cum_bytes[end] - self.cum_bytes[start]
@@ -111,7 +132,9 @@ class Stream:
             pos = n
         if pos >= n and not can_follow:
             raise RangeNotSatisfiable(tail)
-        return pos
+        # A start below the trim point starts at the first remaining record (no error); the 416
+        # decision above is on the position asked for, as S2 decides before it scans.
+        return max(pos, self.first_index())
 
     def end_index(self, start: int, max_count: int, max_bytes: int, until: int | None) -> int:
         """End (exclusive) of the longest run from `start` within count, metered bytes and `until`."""
@@ -121,6 +144,22 @@ class Stream:
         if until is not None:
             end = bisect.bisect_left(self.timestamps, until, start, end)
         return max(end, start)
+
+
+@dataclass(eq=False)
+class Basin:
+    """A basin: its `BasinConfig` (as given) and its streams."""
+
+    name: str
+    created_at: str
+    config: dict[str, Any] | None = None
+    streams: dict[str, Stream] = field(default_factory=dict)
+
+    def flag(self, name: str) -> bool:
+        return bool((self.config or {}).get(name))
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "scope": "aws:us-east-1", "created_at": self.created_at, "deleted_at": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +198,14 @@ def _validate_batch(records: Sequence[AppendRecord]) -> list[int]:
                 raise S2Error(
                     422, "invalid", f"record {i}: fencing token {token!r:.50} exceeds {MAX_FENCING_TOKEN_BYTES} bytes"
                 )
-        elif command != b"trim":
+        elif command == b"trim":
+            if len(r.body) != TRIM_BODY_BYTES:
+                raise S2Error(
+                    422,
+                    "invalid",
+                    f"record {i}: a trim command's body must be {TRIM_BODY_BYTES} bytes, got {len(r.body)}",
+                )
+        else:
             raise S2Error(422, "invalid", f"record {i}: unknown command {command!r:.50}")
         sizes.append(size)
     total = sum(sizes)
@@ -169,7 +215,7 @@ def _validate_batch(records: Sequence[AppendRecord]) -> list[int]:
 
 
 class _Database:
-    """SQLite persistence: every append is committed before it is acknowledged."""
+    """SQLite persistence: every append, trim and basin change is committed before it is acknowledged."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,29 +225,68 @@ class _Database:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(
             """
+            CREATE TABLE IF NOT EXISTS basins (
+                name TEXT PRIMARY KEY, created_at TEXT NOT NULL, config TEXT);
             CREATE TABLE IF NOT EXISTS streams (
                 id INTEGER PRIMARY KEY, basin TEXT NOT NULL, name TEXT NOT NULL, created_at TEXT NOT NULL,
-                config TEXT, fencing_token TEXT, UNIQUE (basin, name));
+                config TEXT, fencing_token TEXT, trim_point INTEGER NOT NULL DEFAULT 0, UNIQUE (basin, name));
             CREATE TABLE IF NOT EXISTS records (
                 stream_id INTEGER NOT NULL, seq_num INTEGER NOT NULL, timestamp INTEGER NOT NULL,
-                metered INTEGER NOT NULL, field BLOB NOT NULL, PRIMARY KEY (stream_id, seq_num)) WITHOUT ROWID;
+                metered INTEGER NOT NULL, field BLOB NOT NULL, arrival INTEGER,
+                PRIMARY KEY (stream_id, seq_num)) WITHOUT ROWID;
             """
         )
-
-    def load(self) -> Iterator[Stream]:
-        streams: dict[int, Stream] = {}
-        for sid, basin, name, created_at, config, token in self._conn.execute(
-            "SELECT id, basin, name, created_at, config, fencing_token FROM streams"
+        # Data directories written before trims and retention existed lack these columns.
+        for table, column, decl in (
+            ("streams", "trim_point", "INTEGER NOT NULL DEFAULT 0"),
+            ("records", "arrival", "INTEGER"),
         ):
-            streams[sid] = Stream(basin, name, created_at, json.loads(config) if config else None, token, sid)
-        for sid, ts, metered, blob in self._conn.execute(
-            "SELECT stream_id, timestamp, metered, field FROM records ORDER BY stream_id, seq_num"
+            if column not in {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+    def load(self) -> dict[str, Basin]:
+        basins: dict[str, Basin] = {}
+        for name, created_at, config in self._conn.execute("SELECT name, created_at, config FROM basins"):
+            basins[name] = Basin(name, created_at, json.loads(config) if config else None)
+        streams: dict[int, Stream] = {}
+        loaded_at = now_ms()
+        for sid, basin, name, created_at, config, token, trim_point in self._conn.execute(
+            "SELECT id, basin, name, created_at, config, fencing_token, trim_point FROM streams"
+        ):
+            s = Stream(basin, name, created_at, json.loads(config) if config else None, token, sid, trim_point)
+            streams[sid] = s
+            # Streams from before basins were stored: their basin exists, with S2's default config.
+            basins.setdefault(basin, Basin(basin, created_at)).streams[name] = s
+        for sid, ts, metered, blob, arrival in self._conn.execute(
+            "SELECT stream_id, timestamp, metered, field, arrival FROM records ORDER BY stream_id, seq_num"
         ):
             s = streams[sid]
             s.fields.append(bytes(blob))
             s.timestamps.append(ts)
+            s.arrivals.append(loaded_at if arrival is None else arrival)
             s.cum_bytes.append(s.cum_bytes[-1] + metered)
-        return iter(streams.values())
+        return basins
+
+    def create_basin(self, b: Basin) -> None:
+        self._conn.execute(
+            "INSERT INTO basins (name, created_at, config) VALUES (?, ?, ?)",
+            (b.name, b.created_at, json.dumps(b.config) if b.config is not None else None),
+        )
+
+    def reconfigure_basin(self, b: Basin) -> None:
+        self._conn.execute(
+            "UPDATE basins SET config = ? WHERE name = ?",
+            (json.dumps(b.config) if b.config is not None else None, b.name),
+        )
+
+    def delete_basin(self, b: Basin) -> None:
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.execute(
+                "DELETE FROM records WHERE stream_id IN (SELECT id FROM streams WHERE basin = ?)", (b.name,)
+            )
+            self._conn.execute("DELETE FROM streams WHERE basin = ?", (b.name,))
+            self._conn.execute("DELETE FROM basins WHERE name = ?", (b.name,))
 
     def create(self, s: Stream) -> int:
         cur = self._conn.execute(
@@ -217,67 +302,130 @@ class _Database:
             self._conn.execute("DELETE FROM records WHERE stream_id = ?", (s.db_id,))
             self._conn.execute("DELETE FROM streams WHERE id = ?", (s.db_id,))
 
-    def append(self, s: Stream, rows: list[tuple[int, int, int, bytes]], fencing_token: str | None) -> None:
+    def append(
+        self,
+        s: Stream,
+        rows: list[tuple[int, int, int, bytes]],
+        arrival: int,
+        fencing_token: str | None,
+        trim_point: int,
+    ) -> None:
         with self._conn:
             self._conn.execute("BEGIN")
             self._conn.executemany(
-                "INSERT INTO records (stream_id, seq_num, timestamp, metered, field) VALUES (?, ?, ?, ?, ?)",
-                [(s.db_id, *row) for row in rows],
+                "INSERT INTO records (stream_id, seq_num, timestamp, metered, field, arrival)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(s.db_id, *row, arrival) for row in rows],
             )
-            if fencing_token != s.fencing_token:
-                self._conn.execute("UPDATE streams SET fencing_token = ? WHERE id = ?", (fencing_token, s.db_id))
+            if fencing_token != s.fencing_token or trim_point != s.trim_point:
+                self._conn.execute(
+                    "UPDATE streams SET fencing_token = ?, trim_point = ? WHERE id = ?",
+                    (fencing_token, trim_point, s.db_id),
+                )
 
     def close(self) -> None:
         self._conn.close()
 
 
+def _not_found(basin: str, name: str) -> S2Error:
+    return S2Error(404, "stream_not_found", f"stream {name!r} does not exist in basin {basin!r}")
+
+
 class Store:
-    """All basins and streams. Basins exist implicitly: they are created on first use."""
+    """All basins and streams. A basin exists once created; a stream once created, or on first
+    append / read when its basin's config says so (S2: lite/src/backend/core.rs auto-create)."""
 
     def __init__(self, data_dir: Path | None = None) -> None:
-        self._basins: dict[str, dict[str, Stream]] = {}
         self._db = _Database(data_dir / DB_FILE) if data_dir is not None else None
-        if self._db is not None:
-            for s in self._db.load():
-                self._basins.setdefault(s.basin, {})[s.name] = s
+        self._basins: dict[str, Basin] = self._db.load() if self._db is not None else {}
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
 
+    # -- basins ---------------------------------------------------------------------------
+
+    def basin(self, name: str) -> Basin:
+        b = self._basins.get(name)
+        if b is None:
+            raise S2Error(404, "basin_not_found", f"basin {name!r} does not exist")
+        return b
+
+    def has_basin(self, name: str) -> bool:
+        return name in self._basins
+
+    def create_basin(self, name: str, config: dict[str, Any] | None = None) -> Basin:
+        if name in self._basins:
+            raise S2Error(409, "resource_already_exists", f"basin {name!r} already exists")
+        b = Basin(name, _rfc3339_now(), config)
+        if self._db is not None:
+            self._db.create_basin(b)
+        self._basins[name] = b
+        return b
+
+    def reconfigure_basin(self, name: str, config: dict[str, Any] | None) -> Basin:
+        b = self.basin(name)
+        b.config = config
+        if self._db is not None:
+            self._db.reconfigure_basin(b)
+        return b
+
+    def delete_basin(self, name: str) -> None:
+        b = self.basin(name)
+        if self._db is not None:
+            self._db.delete_basin(b)
+        del self._basins[name]
+        for s in b.streams.values():
+            s.deleted = True
+            s.wake()
+
+    def list_basins(self, prefix: str, start_after: str, limit: int) -> tuple[list[Basin], bool]:
+        names = sorted(n for n in self._basins if n.startswith(prefix) and n > start_after)
+        return [self._basins[n] for n in names[:limit]], len(names) > limit
+
+    # -- streams --------------------------------------------------------------------------
+
     def get(self, basin: str, name: str) -> Stream | None:
-        return self._basins.get(basin, {}).get(name)
+        return self.basin(basin).streams.get(name)
 
     def require(self, basin: str, name: str) -> Stream:
         s = self.get(basin, name)
         if s is None:
-            raise S2Error(404, "stream_not_found", f"stream {name!r} does not exist in basin {basin!r}")
+            raise _not_found(basin, name)
+        return s
+
+    def open(self, basin: str, name: str, auto_create: str) -> Stream:
+        """The stream for an append (`create_stream_on_append`) or a read or tail
+        (`create_stream_on_read`): created now if missing and the basin's config says so."""
+        b = self.basin(basin)
+        s = b.streams.get(name)
+        if s is None:
+            if not b.flag(auto_create):
+                raise _not_found(basin, name)
+            s = self.create(basin, name)
         return s
 
     def create(self, basin: str, name: str, config: dict[str, Any] | None = None) -> Stream:
-        s = Stream(basin, name, _rfc3339_now(), config)
+        b = self.basin(basin)
+        default = (b.config or {}).get("default_stream_config")
+        s = Stream(basin, name, _rfc3339_now(), configs.inherit(config, default))
         if self._db is not None:
             s.db_id = self._db.create(s)
-        self._basins.setdefault(basin, {})[name] = s
+        b.streams[name] = s
         return s
-
-    def ensure(self, basin: str, name: str) -> tuple[Stream, bool]:
-        """The stream, and whether it was created now."""
-        s = self.get(basin, name)
-        return (s, False) if s is not None else (self.create(basin, name), True)
 
     def delete(self, basin: str, name: str) -> None:
         s = self.require(basin, name)
         if self._db is not None:
             self._db.delete(s)
-        del self._basins[basin][name]
+        del self._basins[basin].streams[name]
         s.deleted = True
         s.wake()  # followers of a deleted stream end with stream_not_found
 
     def list(self, basin: str, prefix: str, start_after: str, limit: int) -> tuple[list[Stream], bool]:
-        names = sorted(n for n in self._basins.get(basin, {}) if n.startswith(prefix) and n > start_after)
-        streams = self._basins.get(basin, {})
+        streams = self.basin(basin).streams
+        names = sorted(n for n in streams if n.startswith(prefix) and n > start_after)
         return [streams[n] for n in names[:limit]], len(names) > limit
 
     def append(
@@ -288,22 +436,25 @@ class Store:
         match_seq_num: int | None = None,
         fencing_token: str | None = None,
     ) -> AppendResult:
-        """Append a batch atomically (creating the stream if missing) and wake its followers."""
+        """Append a batch atomically and wake its followers (S2: lite/src/backend/streamer.rs)."""
         sizes = _validate_batch(records)
-        s = self.get(basin, name) or self.create(basin, name)
+        s = self.open(basin, name, "create_stream_on_append")
         if fencing_token is not None and fencing_token != (s.fencing_token or ""):
             raise ErrorBody(412, "fencing_token_mismatch", {"fencing_token_mismatch": s.fencing_token or ""})
         if match_seq_num is not None and match_seq_num != s.next_seq:
             raise ErrorBody(412, "seq_num_mismatch", {"seq_num_mismatch": s.next_seq})
+        mode, uncapped = configs.timestamping(s.config)
+        if mode == "client-require" and (missing := [i for i, r in enumerate(records) if r.timestamp is None]):
+            raise S2Error(422, "invalid", f"record {missing[0]}: the stream's timestamping mode requires a timestamp")
 
         arrival = now_ms()
-        uncapped = bool(((s.config or {}).get("timestamping") or {}).get("uncapped"))
         prev = s.timestamps[-1] if s.timestamps else 0
         first_seq = s.next_seq
         token = s.fencing_token
+        trim_point = s.trim_point
         rows: list[tuple[int, int, int, bytes]] = []
         for i, (r, size) in enumerate(zip(records, sizes, strict=True)):
-            ts = arrival if r.timestamp is None else r.timestamp
+            ts = arrival if r.timestamp is None or mode == "arrival" else r.timestamp
             if not uncapped:
                 ts = min(ts, arrival)
             # Timestamps never go backwards within a stream: reads by timestamp bisect on them.
@@ -311,16 +462,22 @@ class Store:
             prev = ts
             seq = first_seq + i
             rows.append((seq, ts, size, encode_record_field(seq, ts, r.headers, r.body)))
-            if _command(r) == b"fence":
+            command = _command(r)
+            if command == b"fence":
                 token = r.body.decode("utf-8")
+            elif command == b"trim":
+                # Trims through itself at most, never backwards (S2: SEMANTICS "Trimming").
+                trim_point = max(trim_point, min(int.from_bytes(r.body, "big"), seq + 1))
 
         if self._db is not None:
-            self._db.append(s, rows, token)  # committed before memory changes and before the ack
+            self._db.append(s, rows, arrival, token, trim_point)  # committed before memory changes and the ack
         s.fencing_token = token
+        s.trim_point = trim_point
         cum = s.cum_bytes[-1]
         for _seq, ts, size, encoded in rows:
             s.fields.append(encoded)
             s.timestamps.append(ts)
+            s.arrivals.append(arrival)
             cum += size
             s.cum_bytes.append(cum)
         s.wake()

@@ -85,7 +85,7 @@ class Servers:
 
 async def start_emulator() -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
-    proc = await start("emulator", "--listen", f"127.0.0.1:{port}", ready="http://")
+    proc = await start("emulator", "--listen", f"127.0.0.1:{port}", "--basin", BASIN, ready="http://")
     return proc, f"http://127.0.0.1:{port}"
 
 

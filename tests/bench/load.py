@@ -138,7 +138,7 @@ async def processes(*sidecar_args: str) -> AsyncIterator[Processes]:
     """The emulator and the sidecar as separate processes, as users run them."""
     emu_port, grpc_port = free_port(), free_port()
     url = f"http://127.0.0.1:{emu_port}"
-    emulator = await start("emulator", "--listen", f"127.0.0.1:{emu_port}", ready="http://")
+    emulator = await start("emulator", "--listen", f"127.0.0.1:{emu_port}", "--basin", BASIN, ready="http://")
     try:
         sidecar = await start(
             "--listen", f"127.0.0.1:{grpc_port}", "--basin-endpoint", f"{url}/v1", "--admin-listen", "off",

@@ -72,7 +72,7 @@ async def main() -> None:
 
     emu = free_port()
     url = f"http://127.0.0.1:{emu}"
-    procs = [await start("emulator", "--listen", f"127.0.0.1:{emu}", ready="http://")]
+    procs = [await start("emulator", "--listen", f"127.0.0.1:{emu}", "--basin", BASIN, ready="http://")]
     ports = {"off": free_port(), "on": free_port()}
     envs = {
         "off": {"OTEL_TRACES_EXPORTER": "none"},

@@ -8,14 +8,16 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from sidecar.emulator import Emulator, EmulatorConfig
+from sidecar.emulator import AUTO_CREATE, Emulator, EmulatorConfig
 
-from .helpers import FIVE, HB_MAX, HB_MIN, S2
+from .helpers import BASIN, FIVE, HB_MAX, HB_MIN, S2
 
 
 @pytest.fixture(scope="session")
 async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator(EmulatorConfig(port=0, heartbeat_min=HB_MIN, heartbeat_max=HB_MAX)) as emu:
+    # BASIN creates streams on first append or read; tests of S2's defaults create their own basins.
+    config = EmulatorConfig(port=0, heartbeat_min=HB_MIN, heartbeat_max=HB_MAX, basins={BASIN: AUTO_CREATE})
+    async with Emulator(config) as emu:
         yield emu
 
 

@@ -7,6 +7,7 @@ a mistake shared by the emulator and the wire code cannot hide itself.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -29,36 +30,49 @@ FIVE = [
 SSE = {"Accept": "text/event-stream"}
 S2S = {"Content-Type": "s2s/proto", "Accept-Encoding": "identity"}
 
+# A catch-up batch of FIVE: no tail, as S2 sends it only on batches served live (lite/src/backend/read.rs).
 FIVE_JSON = (
     '{"records":[{"seq_num":0,"timestamp":10,"body":"r0"},{"seq_num":1,"timestamp":20,"body":"r1"},'
     '{"seq_num":2,"timestamp":20,"body":"r2"},{"seq_num":3,"timestamp":30,"body":"r3"},'
-    '{"seq_num":4,"timestamp":40,"body":"r4"}],"tail":{"seq_num":5,"timestamp":40}}'
+    '{"seq_num":4,"timestamp":40,"body":"r4"}]}'
 )
-# s2s frame with ReadBatch{records: FIVE, tail: {5, 40}}: 3-byte length 0x37, flag 0, then the fields
+# s2s frame with ReadBatch{records: FIVE} (catch-up: no tail): 3-byte length 0x31, flag 0, then the fields
 # SequencedRecord{seq_num, timestamp, body} (seq_num 0 is left out, as proto3 does).
 FIVE_FRAME = (
-    b"\x00\x00\x37\x00"
+    b"\x00\x00\x31\x00"
     + b"\x0a\x06\x10\x0a\x22\x02r0"
     + b"\x0a\x08\x08\x01\x10\x14\x22\x02r1"
     + b"\x0a\x08\x08\x02\x10\x14\x22\x02r2"
     + b"\x0a\x08\x08\x03\x10\x1e\x22\x02r3"
     + b"\x0a\x08\x08\x04\x10\x28\x22\x02r4"
-    + b"\x12\x04\x08\x05\x10\x28"
 )
 
 
 class S2:
     """Requests against one emulator, in basin BASIN unless told otherwise."""
 
-    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
+    def __init__(self, http: aiohttp.ClientSession, url: str, basin: str = BASIN) -> None:
         self.http = http
         self.url = url
+        self.basin = basin
+
+    def in_basin(self, basin: str) -> S2:
+        """The same emulator, another basin."""
+        return S2(self.http, self.url, basin)
+
+    async def create_basin(self, config: dict[str, Any] | None = None) -> S2:
+        """A new basin (S2's account API, `POST /v1/basins`), with S2's defaults unless `config` says."""
+        name = f"basin-{uuid.uuid4().hex[:12]}"
+        body: dict[str, Any] = {"basin": name} if config is None else {"basin": name, "config": config}
+        async with self.http.post(f"{self.url}/v1/basins", json=body) as r:
+            assert r.status == 201, await r.text()
+        return self.in_basin(name)
 
     def path(self, stream: str, suffix: str = "") -> str:
         return f"{self.url}/v1/streams/{quote(stream, safe='')}{suffix}"
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        return {"s2-basin": BASIN, **(extra or {})}
+        return {"s2-basin": self.basin, **(extra or {})}
 
     async def append(self, stream: str, records: list[dict[str, Any]], **body: Any) -> dict[str, Any]:
         async with self.http.post(

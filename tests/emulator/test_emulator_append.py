@@ -170,9 +170,12 @@ async def test_fence_and_fencing_token(s2: S2, stream: str) -> None:
 
 
 async def test_trim_is_stored_as_a_record_and_bad_commands_refused(s2: S2, stream: str) -> None:
-    await s2.append(stream, [{"timestamp": 1, "headers": [["", "trim"]], "body": "AAAAAAAAAAE="}])
+    # A trim to seq_num 0 (8 zero bytes, big-endian) trims nothing: the command itself is returned.
+    await s2.append(stream, [{"timestamp": 1, "headers": [["", "trim"]], "body": "\u0000" * 8}])
     _, got = await s2.read(stream, "seq_num=0")
-    assert got["records"] == [{"seq_num": 0, "timestamp": 1, "headers": [["", "trim"]], "body": "AAAAAAAAAAE="}]
+    assert got["records"] == [{"seq_num": 0, "timestamp": 1, "headers": [["", "trim"]], "body": "\u0000" * 8}]
+    status, body = await _append_status(s2, stream, {"records": [{"headers": [["", "trim"]], "body": "AAAAAAAAAAE="}]})
+    assert (status, body["code"]) == (422, "invalid")  # a trim body must be exactly 8 bytes
     status, body = await _append_status(s2, stream, {"records": [{"headers": [["", "explode"]]}]})
     assert (status, body["code"]) == (422, "invalid")
     status, body = await _append_status(s2, stream, {"records": [{"headers": [["", "fence"], ["a", "b"]]}]})

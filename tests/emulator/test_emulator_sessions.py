@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 
-from sidecar.emulator import Emulator, EmulatorConfig
+from sidecar.emulator import AUTO_CREATE, Emulator, EmulatorConfig
 
 from .helpers import BASIN, FIVE, FIVE_FRAME, FIVE_JSON, HB_MAX, HB_MIN, S2, S2S, SSE, Events, Frames
 
@@ -39,7 +39,8 @@ async def test_sse_catch_up_then_follow_live(s2: S2, five: str) -> None:
     async with session(s2, five, "seq_num=0", SSE) as r:
         assert r.status == 200
         assert r.headers["content-type"] == "text/event-stream"
-        assert r.headers["cache-control"] == "no-cache"
+        assert r.headers["cache-control"] == "no-cache, no-transform"
+        assert r.headers["x-accel-buffering"] == "no"
         events = Events(r)
         assert await events.next() == f"event: batch\nid: 4,5,50\ndata: {FIVE_JSON}\n\n"
         ping = PING.fullmatch(await events.next())
@@ -116,16 +117,18 @@ async def test_sse_finite_wait_is_reset_by_batches(s2: S2, five: str) -> None:
 
 
 async def test_sse_last_event_id_resumes(s2: S2, five: str) -> None:
+    # count=4 less the 2 delivered leaves 2; the new ids count from the resume point, as S2's do
+    # (lite/src/handlers/v1/records.rs: `apply_last_event_id`, then `processed` starts at zero).
     headers = {**SSE, "Last-Event-ID": "1,2,20"}
     async with session(s2, five, "seq_num=0&count=4", headers) as r:
         events = Events(r)
         event = await events.next()
-        assert event.startswith("event: batch\nid: 3,4,40\n")
+        assert event.startswith("event: batch\nid: 3,2,20\n")
         assert '"seq_num":2' in event and '"seq_num":1' not in event
         assert await events.next() == DONE
     headers = {**SSE, "Last-Event-ID": "2,3,30"}
     async with session(s2, five, "seq_num=0", headers) as r:
-        assert (await Events(r).next()).startswith("event: batch\nid: 4,5,50\n")
+        assert (await Events(r).next()).startswith("event: batch\nid: 4,2,20\n")
     async with session(s2, five, "seq_num=0", {**SSE, "Last-Event-ID": "nope"}) as r:
         assert r.status == 400
         assert (await r.json())["code"] == "bad_header"
@@ -135,17 +138,16 @@ async def test_sse_base64_format(s2: S2, stream: str) -> None:
     await s2.append(stream, [{"timestamp": 1, "body": "\u00ff"}])
     async with session(s2, stream, "seq_num=0&count=1", {**SSE, "s2-format": "base64"}) as r:
         assert await Events(r).next() == (
-            'event: batch\nid: 0,1,10\ndata: {"records":[{"seq_num":0,"timestamp":1,"body":"w78="}],'
-            '"tail":{"seq_num":1,"timestamp":1}}\n\n'
+            'event: batch\nid: 0,1,10\ndata: {"records":[{"seq_num":0,"timestamp":1,"body":"w78="}]}\n\n'
         )
 
 
 async def test_errors_before_a_session_are_plain_http(s2: S2, five: str) -> None:
     for headers in (SSE, S2S):
-        async with session(s2, five + "-missing", "seq_num=0", headers) as r:
+        async with session(s2, five, "seq_num=0", {**headers, "s2-basin": "no-such-basin"}) as r:
             assert r.status == 404
             assert r.content_type == "application/json"
-            assert (await r.json())["code"] == "stream_not_found"
+            assert (await r.json())["code"] == "basin_not_found"
         async with session(s2, five, "seq_num=9", headers) as r:
             assert r.status == 416
             assert await r.json() == {"tail": {"seq_num": 5, "timestamp": 40}}
@@ -196,16 +198,16 @@ async def test_s2s_session_frames(s2: S2, five: str) -> None:
 async def test_s2s_bounded_session_ends_cleanly(s2: S2, five: str) -> None:
     async with session(s2, five, "seq_num=4&count=1", S2S) as r:
         frames = Frames(r)
-        # ReadBatch{records: [{4, 40, "r4"}], tail: {5, 40}}
-        assert await frames.next() == b"\x00\x00\x11\x00\x0a\x08\x08\x04\x10\x28\x22\x02r4\x12\x04\x08\x05\x10\x28"
+        # ReadBatch{records: [{4, 40, "r4"}]} (catch-up: no tail)
+        assert await frames.next() == b"\x00\x00\x0b\x00\x0a\x08\x08\x04\x10\x28\x22\x02r4"
         assert await frames.at_end()  # no terminal frame
 
 
 async def test_s2s_gzip_when_accepted_and_large(s2: S2, stream: str) -> None:
     body = "x" * 2000
     await s2.append(stream, [{"timestamp": 1, "body": body}])
-    # SequencedRecord{timestamp: 1, body}: 2 + 3 + 2000 = 2005 bytes (varint d5 0f); tail {1, 1}.
-    payload = b"\x0a\xd5\x0f\x10\x01\x22\xd0\x0f" + body.encode() + b"\x12\x04\x08\x01\x10\x01"
+    # SequencedRecord{timestamp: 1, body}: 2 + 3 + 2000 = 2005 bytes (varint d5 0f); catch-up: no tail.
+    payload = b"\x0a\xd5\x0f\x10\x01\x22\xd0\x0f" + body.encode()
     gz = {"Content-Type": "s2s/proto", "Accept-Encoding": "gzip, deflate"}
     async with session(s2, stream, "seq_num=0&wait=5", gz) as r:
         frames = Frames(r)
@@ -233,7 +235,7 @@ async def test_disconnect_ends_the_session(s2: S2, five: str) -> None:
 
 
 async def test_stop_is_prompt_with_open_session_and_long_poll() -> None:
-    emu = Emulator(EmulatorConfig(port=0))
+    emu = Emulator(EmulatorConfig(port=0, basins={BASIN: AUTO_CREATE}))
     await emu.start()
     headers = {"s2-basin": BASIN}
     async with aiohttp.ClientSession() as http:

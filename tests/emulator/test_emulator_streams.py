@@ -7,9 +7,9 @@ import re
 import aiohttp
 from yarl import URL
 
-from sidecar.emulator import Emulator, EmulatorConfig
+from sidecar.emulator import AUTO_CREATE, Emulator, EmulatorConfig
 
-from .helpers import BASIN, S2
+from .helpers import BASIN, FIVE, S2
 
 
 async def test_create_then_conflict_then_ensure_and_config(s2: S2, stream: str) -> None:
@@ -55,7 +55,12 @@ async def test_list_with_prefix_start_after_limit(s2: S2, stream: str) -> None:
         assert (await r.json())["code"] == "bad_query"
 
 
-async def test_delete_then_not_found(s2: S2, five: str) -> None:
+async def test_delete_then_not_found(s2: S2, stream: str) -> None:
+    s2 = await s2.create_basin()  # S2's defaults: no stream is created by a read or a tail check
+    async with s2.http.put(s2.path(stream), headers=s2.headers()) as r:
+        assert r.status == 201
+    five = stream
+    await s2.append(five, FIVE)
     async with s2.http.delete(s2.path(five), headers=s2.headers()) as r:
         assert r.status == 202
     for suffix in ("", "/records/tail", "/records?seq_num=0"):
@@ -100,6 +105,8 @@ async def test_basin_from_header_or_host_prefix(s2: S2, emulator: Emulator, stre
         body = await r.json()
     assert body["code"] == "bad_header"
     assert "s2-basin" in body["message"]
+    async with s2.http.put(f"{s2.url}/v1/basins/hostbasin1", json={"config": AUTO_CREATE}) as r:
+        assert r.status in (200, 201)
     host = {"Host": f"hostbasin1.localhost:{emulator.port}"}
     async with s2.http.post(s2.path(stream, "/records"), json={"records": [{"body": "h"}]}, headers=host) as r:
         assert r.status == 200
@@ -107,7 +114,7 @@ async def test_basin_from_header_or_host_prefix(s2: S2, emulator: Emulator, stre
     async with s2.http.get(s2.path(stream, "/records/tail"), headers={"s2-basin": "hostbasin1"}) as r:
         assert (await r.json())["tail"]["seq_num"] == 1
     async with s2.http.get(s2.path(stream, "/records/tail"), headers=s2.headers()) as r:
-        assert r.status == 404
+        assert await r.json() == {"tail": {"seq_num": 0, "timestamp": 0}}  # created empty by this check
     for bad in ("short", "UPPERCASE-basin", "-leading-dash"):
         async with s2.http.get(f"{s2.url}/v1/streams", headers={"s2-basin": bad}) as r:
             assert r.status == 400, bad
@@ -117,7 +124,7 @@ async def test_basin_from_header_or_host_prefix(s2: S2, emulator: Emulator, stre
 async def test_require_token() -> None:
     secret = "s3cret-token"
     async with (
-        Emulator(EmulatorConfig(port=0, require_token=secret)) as emu,
+        Emulator(EmulatorConfig(port=0, require_token=secret, basins={BASIN: AUTO_CREATE})) as emu,
         aiohttp.ClientSession() as http,
     ):
         url = f"{emu.url}/v1/streams"

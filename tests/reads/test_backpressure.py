@@ -9,7 +9,7 @@ import grpc
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
 from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
-from sidecar.emulator import Emulator, EmulatorConfig
+from sidecar.emulator import AUTO_CREATE, Emulator, EmulatorConfig
 from sidecar.testing import SidecarProcess
 from sidecar.types import AppendRecord
 from sidecar.wire.protobuf import encode_append_input
@@ -27,7 +27,7 @@ def rss_mb(pid: int) -> float:
 
 
 async def test_slow_session_applies_back_pressure() -> None:
-    emulator = Emulator(EmulatorConfig(port=0))
+    emulator = Emulator(EmulatorConfig(port=0, basins={"bp-basin1": AUTO_CREATE}))
     await emulator.start()
     try:
         async with aiohttp.ClientSession() as http:

@@ -1,0 +1,123 @@
+"""Basin and stream configurations: S2's defaults, validation, and inheritance.
+
+Configs are kept as the JSON objects S2's API takes (`BasinConfig`, `StreamConfig` in
+openapi.json). A stream created in a basin inherits the fields it leaves unset from the basin's
+`default_stream_config` (S2: lite/src/backend/read.rs `open_for_read`, "Unset fields inherit the
+basin's default stream configuration").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sidecar.errors import S2Error
+
+DEFAULT_STREAM_CONFIG: dict[str, Any] = {
+    "storage_class": "express",
+    "retention_policy": {"age": 604800},  # S2: "If unspecified, the default is to retain records for 7 days"
+    "timestamping": {"mode": "client-prefer", "uncapped": False},
+    "delete_on_empty": {"min_age_secs": 0},
+}
+# S2's BasinConfig defaults: streams exist only once created (openapi.json `BasinConfig`).
+DEFAULT_BASIN_CONFIG: dict[str, Any] = {
+    "create_stream_on_append": False,
+    "create_stream_on_read": False,
+    "default_stream_config": None,
+}
+# A basin whose streams are created by the first append or read (what local development wants).
+AUTO_CREATE: dict[str, Any] = {"create_stream_on_append": True, "create_stream_on_read": True}
+
+TIMESTAMPING_MODES = ("client-prefer", "client-require", "arrival")
+STORAGE_CLASSES = ("standard", "express")
+
+
+def _invalid(message: str) -> S2Error:
+    # S2 parses configs with serde: a well-formed body with a wrong value is a data error, 422.
+    return S2Error(422, "invalid", message)
+
+
+def _object(value: Any, what: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _invalid(f"`{what}` must be an object or null")
+    return value
+
+
+def _is_uint(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_stream_config(value: Any, what: str = "config") -> dict[str, Any] | None:
+    """A `StreamConfig` as given (None fields kept), or S2's 422 for a value it would reject."""
+    config = _object(value, what)
+    if config is None:
+        return None
+    if (sc := config.get("storage_class")) is not None and sc not in STORAGE_CLASSES:
+        raise _invalid(f"`{what}.storage_class` must be one of {', '.join(STORAGE_CLASSES)}")
+    if (rp := _object(config.get("retention_policy"), f"{what}.retention_policy")) is not None:
+        if "age" in rp:
+            if not _is_uint(rp["age"]) or rp["age"] == 0:
+                raise _invalid(f"`{what}.retention_policy.age` must be an integer number of seconds > 0")
+        elif "infinite" not in rp:
+            raise _invalid(f"`{what}.retention_policy` must have `age` or `infinite`")
+    if (ts := _object(config.get("timestamping"), f"{what}.timestamping")) is not None:
+        if (mode := ts.get("mode")) is not None and mode not in TIMESTAMPING_MODES:
+            raise _invalid(f"`{what}.timestamping.mode` must be one of {', '.join(TIMESTAMPING_MODES)}")
+        if (uncapped := ts.get("uncapped")) is not None and not isinstance(uncapped, bool):
+            raise _invalid(f"`{what}.timestamping.uncapped` must be a boolean or null")
+    doe = _object(config.get("delete_on_empty"), f"{what}.delete_on_empty") or {}
+    if (age := doe.get("min_age_secs")) is not None and not _is_uint(age):
+        raise _invalid(f"`{what}.delete_on_empty.min_age_secs` must be a non-negative integer")
+    return config
+
+
+def check_basin_config(value: Any) -> dict[str, Any] | None:
+    """A `BasinConfig` as given, or S2's 422 for a value it would reject."""
+    config = _object(value, "config")
+    if config is None:
+        return None
+    for flag in ("create_stream_on_append", "create_stream_on_read"):
+        if (v := config.get(flag)) is not None and not isinstance(v, bool):
+            raise _invalid(f"`config.{flag}` must be a boolean")
+    check_stream_config(config.get("default_stream_config"), "config.default_stream_config")
+    return config
+
+
+def inherit(config: dict[str, Any] | None, defaults: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`config` with the fields it leaves unset (None or missing) taken from `defaults`, one level deep."""
+    if not defaults:
+        return config
+    out: dict[str, Any] = {k: v for k, v in defaults.items() if v is not None}
+    for key, value in (config or {}).items():
+        if value is None:
+            continue
+        base = out.get(key)
+        if isinstance(value, dict) and isinstance(base, dict) and key != "retention_policy":
+            out[key] = {**base, **{k: v for k, v in value.items() if v is not None}}
+        else:
+            out[key] = value
+    return out
+
+
+def stream_config_json(config: dict[str, Any] | None) -> dict[str, Any]:
+    """A stream's full config as `GET /v1/streams/{stream}` shows it: S2's defaults filled in."""
+    return inherit(config, DEFAULT_STREAM_CONFIG) or dict(DEFAULT_STREAM_CONFIG)
+
+
+def basin_config_json(config: dict[str, Any] | None) -> dict[str, Any]:
+    """A basin's full config as `GET /v1/basins/{basin}` shows it."""
+    return {**DEFAULT_BASIN_CONFIG, **{k: v for k, v in (config or {}).items() if v is not None}}
+
+
+def timestamping(config: dict[str, Any] | None) -> tuple[str, bool]:
+    """(mode, uncapped) of a stream config, with S2's defaults (client-prefer, capped)."""
+    ts = (config or {}).get("timestamping") or {}
+    return ts.get("mode") or "client-prefer", bool(ts.get("uncapped"))
+
+
+def retention_age(config: dict[str, Any] | None) -> int | None:
+    """Retention age in seconds (S2's default 7 days), or None for infinite retention."""
+    rp = (config or {}).get("retention_policy") or DEFAULT_STREAM_CONFIG["retention_policy"]
+    age = rp.get("age")
+    return age if _is_uint(age) else None
