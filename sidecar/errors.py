@@ -5,7 +5,9 @@ SidecarError
 ├── S2Error            S2 (or the emulator) answered with an error status
 │   └── RangeNotSatisfiable   416: the start is past the tail (carries the tail)
 ├── TransportError     the upstream could not be reached or the connection broke
-└── ProtocolError      the upstream answered something that is not S2's wire format
+├── ProtocolError      the upstream answered something that is not S2's wire format
+├── DeadlineExceeded   the caller's deadline came before the upstream answered
+└── RetriesStopped     retrying stopped to answer by the caller's deadline (carries the last error)
 """
 
 from __future__ import annotations
@@ -77,3 +79,17 @@ class ProtocolError(SidecarError):
 
 class DeadlineExceeded(SidecarError):
     """The caller's deadline passed before the upstream answered."""
+
+
+class RetriesStopped(SidecarError):
+    """The caller's deadline came while the upstream kept failing: retrying stopped so as to
+    answer in time, with the last upstream error."""
+
+    def __init__(self, cause: SidecarError, failures: int) -> None:
+        super().__init__(f"{cause} (failed {failures} times; retrying stopped to answer before the call's deadline)")
+        self.cause = cause
+        self.failures = failures
+
+    @property
+    def retryable(self) -> bool:
+        return self.cause.retryable

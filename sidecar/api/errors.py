@@ -12,6 +12,8 @@
 | S2 416                             | OUT_OF_RANGE         | ErrorInfo(metadata tail), `s2-tail-seq-num` |
 | S2 429                             | RESOURCE_EXHAUSTED   | ErrorInfo, RetryInfo               |
 | S2 408/5xx, transport, malformed   | UNAVAILABLE          | ErrorInfo, RetryInfo               |
+| deadline near while retrying       | as the last error    | as the last error; message says so |
+| deadline, upstream silent          | DEADLINE_EXCEEDED    | ErrorInfo                          |
 | session out of retries / draining  | UNAVAILABLE          | ErrorInfo, RetryInfo, `s2-next-seq-num` |
 """
 
@@ -28,6 +30,7 @@ from sidecar.errors import (
     InvalidRequest,
     ProtocolError,
     RangeNotSatisfiable,
+    RetriesStopped,
     S2Error,
     SidecarError,
     TransportError,
@@ -147,10 +150,26 @@ def from_exception(e: BaseException, *, next_seq_num: int | None = None) -> RpcE
         return build(
             grpc.StatusCode.UNAVAILABLE, str(e), reason="draining", metadata=meta, retry_after=1.0, extra=extra
         )
+    if isinstance(e, RetriesStopped):
+        err = from_exception(e.cause, next_seq_num=next_seq_num)  # the code and details of what failed
+        note = f" (failed {e.failures} times; stopped retrying to answer before the call's deadline)"
+        return _with_message(err, err.message + note)
     if isinstance(e, SessionInterrupted):
         resume = e.next_seq_num if e.next_seq_num is not None else next_seq_num
         return from_exception(e.cause, next_seq_num=resume)
     return build(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}", reason="internal", extra=extra)
+
+
+def _with_message(err: RpcError, message: str) -> RpcError:
+    """`err` with another message, in the status details too."""
+    metadata: list[tuple[str, str | bytes]] = []
+    for key, value in err.trailing_metadata:
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            status = status_pb2.Status.FromString(value)
+            status.message = message
+            value = status.SerializeToString()
+        metadata.append((key, value))
+    return RpcError(err.code, message, tuple(metadata))
 
 
 _HINTS = {

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any, NoReturn
 
 import grpc
@@ -113,11 +112,6 @@ class StreamService:
             ref = stream_ref(request, self.default_basin)
             query = read_query(request, unary=True)
             rec.describe(ref.basin, ref.stream, query)
-            remaining = context.time_remaining()
-            if remaining is not None and query.wait:
-                # Answer "no records yet" before the caller's deadline rather than DEADLINE_EXCEEDED.
-                # At least 1 s: a wait of 0 at the tail would be OUT_OF_RANGE, not "nothing yet".
-                query = replace(query, wait=max(1, min(query.wait, int(remaining - 0.5))))
             batch = await self.reader.read(ref.basin, ref.stream, query, deadline=self._deadline(context), call=rec)
         except Exception as e:
             await self._abort(context, rec, e)

@@ -1,7 +1,8 @@
 """The read logic's front door: what the gRPC layer calls for `Read`, `ReadSession`, `CheckTail`.
 
-Unary calls retry with S2's policy within the caller's deadline, and identical concurrent calls
-share one upstream request (`coalesce.py`). `CheckTail` answers from the tail cache when it is
+Unary calls retry with S2's policy and answer by the caller's deadline (with the last upstream
+error when it was failing); identical concurrent calls share one upstream request, which is
+cancelled when no caller waits for it any more (`coalesce.py`). `CheckTail` answers from the tail cache when it is
 fresh enough (`tails.py`). Sessions resume after failures (`session.py`), and sessions that
 follow a stream live share one upstream session (`hub.py`). Everything upstream goes through
 the one shared `UpstreamClient`.
@@ -14,12 +15,13 @@ import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import replace
 from typing import TypeVar
 
 from opentelemetry import trace
 
-from sidecar.errors import DeadlineExceeded, SidecarError
-from sidecar.reads.coalesce import SingleFlight
+from sidecar.errors import DeadlineExceeded, RetriesStopped, SidecarError
+from sidecar.reads.coalesce import Progress, SingleFlight, WaitTimedOut
 from sidecar.reads.hub import Hub, shareable
 from sidecar.reads.plan import ResumePlan
 from sidecar.reads.session import resumable_session, session_observer
@@ -28,10 +30,30 @@ from sidecar.telemetry import NO_CALL_TRACE, S2_SHARED, CallTrace, reason_token
 from sidecar.types import ReadQuery, StreamPosition
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.retry import RetryPolicy
-from sidecar.wire.protobuf import ReadBatch
+from sidecar.wire.protobuf import ReadBatch, decode_read_batch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# Answer this long before the caller's deadline (at most half the time left), so that our answer,
+# not the client's own bare DEADLINE_EXCEEDED, reaches the app.
+DEADLINE_MARGIN = 0.2
+_POLL_SLACK = 0.1  # an upstream long poll should end this long before we must answer
+
+
+def answer_by(deadline: float | None) -> float | None:
+    """When (`time.monotonic()`) to answer a caller whose deadline is `deadline`."""
+    if deadline is None:
+        return None
+    return deadline - min(DEADLINE_MARGIN, max(0.0, deadline - time.monotonic()) / 2)
+
+
+def _gave_up(what: str, progress: Progress) -> SidecarError:
+    """The caller's answer when its deadline comes first: the upstream's last error if it was
+    failing, else that it was too slow."""
+    if progress.last_error is not None:
+        return RetriesStopped(progress.last_error, progress.failures)
+    return DeadlineExceeded(f"{what}: the call's deadline came before upstream answered")
 
 
 class StreamReader:
@@ -65,33 +87,30 @@ class StreamReader:
     async def close(self) -> None:
         await self.hub.close()
 
-    async def _retrying(self, what: str, kind: str, call: Callable[[], Awaitable[T]], deadline: float | None) -> T:
-        """Run `call` until it succeeds, fails for good, or the next try would pass `deadline`."""
-        attempt = 0
+    async def _retrying(self, what: str, kind: str, call: Callable[[], Awaitable[T]], progress: Progress) -> T:
+        """Run `call` until it succeeds or fails for good, reporting each failure in `progress`.
+        No deadline here: the shared call runs while someone waits for it (`coalesce.py`), and
+        each caller answers by its own deadline."""
         while True:
             try:
-                if deadline is None:
-                    return await call()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise DeadlineExceeded(f"{what}: deadline reached before upstream answered")
-                async with asyncio.timeout(remaining):
-                    return await call()
-            except TimeoutError:
-                raise DeadlineExceeded(f"{what}: deadline reached before upstream answered") from None
+                return await call()
             except SidecarError as e:
-                attempt += 1
+                progress.failures += 1
+                progress.last_error = e
+                attempt = progress.failures
                 if not self.policy.should_retry(e, attempt):
                     raise
                 delay = self.policy.delay(e, attempt)
-                if deadline is not None and time.monotonic() + delay >= deadline:
-                    raise
                 log.info("%s failed (%s); retry %d in %.2fs", what, e, attempt, delay)
                 self.client.metrics.upstream_retries.labels(kind, reason_token(e)).inc()
                 trace.get_current_span().add_event(
                     "retry", {"s2.attempt": attempt, "s2.delay_s": delay, "error.type": reason_token(e)}
                 )
-                await asyncio.sleep(delay)
+                progress.backing_off = True
+                try:
+                    await asyncio.sleep(delay)
+                finally:
+                    progress.backing_off = False
 
     async def check_tail(
         self,
@@ -110,15 +129,17 @@ class StreamReader:
             cache_metric.labels("hit").inc()
             return cached  # with max_age 0, only a tail that a live session vouches for
         cache_metric.labels("miss").inc()
+        what = f"check tail {basin}/{stream}"
 
-        async def fetch() -> StreamPosition:
-            tail = await self._retrying(
-                f"check tail {basin}/{stream}", "tail", lambda: self.client.check_tail(*key), None
-            )
+        async def fetch(progress: Progress) -> StreamPosition:
+            tail = await self._retrying(what, "tail", lambda: self.client.check_tail(*key), progress)
             self.tails.observe(key, tail, authoritative=True)
             return tail
 
-        tail, leader = await self._wait(self._tail_calls.do(key, fetch), deadline, f"check tail {basin}/{stream}")
+        try:
+            tail, leader = await self._tail_calls.do(key, fetch, until=answer_by(deadline))
+        except WaitTimedOut as e:
+            raise _gave_up(what, e.progress) from None
         if leader is not None:
             call.set(S2_SHARED, True)
             call.link(leader, {"s2.shared": "coalesced CheckTail"})
@@ -133,33 +154,32 @@ class StreamReader:
         deadline: float | None = None,
         call: CallTrace = NO_CALL_TRACE,
     ) -> ReadBatch:
-        """One batch; identical concurrent reads share one upstream request."""
+        """One batch; identical concurrent reads share one upstream request. A long poll (`wait`)
+        answers an empty batch by the caller's deadline when nothing arrived."""
+        until = answer_by(deadline)
+        if until is not None and query.wait:
+            # S2's wait is whole seconds: ask for what fits (so S2 itself answers "nothing yet"),
+            # at least 1 (0 at the tail is a 416); `until` cuts a longer one short.
+            fits = int(until - time.monotonic() - _POLL_SLACK)
+            query = replace(query, wait=max(1, min(query.wait, fits)))
+        what = f"read {basin}/{stream}"
 
-        async def fetch() -> ReadBatch:
-            batch = await self._retrying(
-                f"read {basin}/{stream}", "read", lambda: self.client.read(basin, stream, query), None
-            )
+        async def fetch(progress: Progress) -> ReadBatch:
+            batch = await self._retrying(what, "read", lambda: self.client.read(basin, stream, query), progress)
             if batch.tail is not None:
                 self.tails.observe((basin, stream), batch.tail)
             return batch
 
-        flight = self._read_calls.do((basin, stream, query), fetch)
-        batch, leader = await self._wait(flight, deadline, f"read {basin}/{stream}")
+        try:
+            batch, leader = await self._read_calls.do((basin, stream, query), fetch, until=until)
+        except WaitTimedOut as e:
+            if query.wait and not e.progress.backing_off:
+                return decode_read_batch(b"")  # the long poll is still waiting: no records yet
+            raise _gave_up(what, e.progress) from None
         if leader is not None:
             call.set(S2_SHARED, True)
             call.link(leader, {"s2.shared": "coalesced Read"})
         return batch
-
-    @staticmethod
-    async def _wait(shared: Awaitable[T], deadline: float | None, what: str) -> T:
-        """Wait for a shared call within this caller's own deadline."""
-        if deadline is None:
-            return await shared
-        try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                return await shared
-        except TimeoutError:
-            raise DeadlineExceeded(f"{what}: deadline reached before upstream answered") from None
 
     def session(
         self,

@@ -27,15 +27,26 @@ def trailing(err: grpc.aio.AioRpcError) -> dict[str, str | bytes]:
 
 
 def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    raw = trailing(err)["grpc-status-details-bin"]
-    assert isinstance(raw, bytes)
+    info = error_details_pb2.ErrorInfo()
+    _unpack_detail(err, info)
+    return info
+
+
+def retry_info(err: grpc.aio.AioRpcError) -> error_details_pb2.RetryInfo:
+    info = error_details_pb2.RetryInfo()
+    _unpack_detail(err, info)
+    return info
+
+
+def _unpack_detail(err: grpc.aio.AioRpcError, into: error_details_pb2.ErrorInfo | error_details_pb2.RetryInfo) -> None:
+    raw = trailing(err).get("grpc-status-details-bin")
+    assert isinstance(raw, bytes), f"no status details: {err}"
     status = status_pb2.Status.FromString(raw)
     for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info
-    raise AssertionError("no ErrorInfo in status details")
+        if detail.Is(into.DESCRIPTOR):
+            detail.Unpack(into)
+            return
+    raise AssertionError(f"no {into.DESCRIPTOR.name} in status details")
 
 
 async def collect(
