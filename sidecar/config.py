@@ -45,6 +45,7 @@ class Config:
     tail_cache_size: int = 10_000
     share_sessions: bool = True
     subscriber_queue: int = 64
+    max_message_bytes: int = 4 * 1024 * 1024  # what every gRPC client accepts by default
     unix_socket_mode: int = 0o600
     log_level: str = "info"
     log_format: str = "text"
@@ -87,6 +88,14 @@ def _non_negative(value: str) -> float:
     n = float(value)
     if n < 0:
         raise ValueError("must not be negative")
+    return n
+
+
+def _message_bytes(value: str) -> int:
+    n = int(value)
+    # A 1 MiB metered record can encode to ~2 MiB of protobuf, and must fit one message.
+    if n < 3 * 1024 * 1024:
+        raise ValueError("must be at least 3145728 (3 MiB): one S2 record can take 2 MiB on the wire")
     return n
 
 
@@ -151,6 +160,10 @@ SETTINGS: Sequence[_Setting] = (
     _Setting("subscriber_queue", "--subscriber-queue", "S2_SIDECAR_SUBSCRIBER_QUEUE",
              "batches a shared-session subscriber may fall behind before it moves to its own session",
              _positive(int), "N"),
+    _Setting("max_message_bytes", "--max-message-bytes", "S2_SIDECAR_MAX_MESSAGE_BYTES",
+             "largest gRPC message sent to apps, in bytes (at least 3 MiB; apps must accept it: "
+             "gRPC clients take 4 MiB by default); larger batches are split at record boundaries",
+             _message_bytes, "BYTES"),
     _Setting("grace_period", "--grace-period", "S2_SIDECAR_GRACE_PERIOD",
              "seconds to drain on SIGTERM before cancelling what is left", _positive(float), "SECONDS"),
     _Setting("unix_socket_mode", "--unix-socket-mode", "S2_SIDECAR_UNIX_SOCKET_MODE",

@@ -308,6 +308,13 @@ class Metrics:
         self.session_reconnects = r.counter(
             "s2_sidecar_session_reconnects_total", "Upstream sessions reopened after a failure, by reason.", ("reason",)
         )
+        self.trimmed_records_skipped = r.counter(
+            "s2_sidecar_trimmed_records_skipped_total",
+            "Records a resumed upstream session found trimmed (S2 answered from the first remaining record).",
+        )
+        self.advised_reconnects = r.counter(
+            "s2_sidecar_advised_reconnects_total", "Upstream sessions reopened because the server advised it."
+        )
         self.sessions_open = r.gauge("s2_sidecar_sessions_open", "ReadSession calls open now.")
         self.shared_session_subscribers = r.gauge(
             "s2_sidecar_shared_session_subscribers", "App sessions attached to a shared upstream session now."

@@ -121,6 +121,7 @@ class Sidecar:
             connect_timeout=cfg.connect_timeout,
             request_timeout=cfg.request_timeout,
             heartbeat_timeout=cfg.heartbeat_timeout,
+            max_message_bytes=cfg.max_message_bytes,
             telemetry=self.telemetry,
             metrics=self.metrics,
         )

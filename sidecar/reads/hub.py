@@ -29,13 +29,13 @@ from opentelemetry.trace import Link, SpanKind
 
 from sidecar.errors import SidecarError
 from sidecar.reads.plan import ResumePlan
-from sidecar.reads.session import SessionEvent, resumable_session, session_observer
+from sidecar.reads.session import SessionEvent, Trimmed, resumable_session, session_observer
 from sidecar.reads.tails import StreamKey, TailCache
 from sidecar.telemetry import NO_CALL_TRACE, S2_BASIN, S2_SHARED, S2_STREAM, CallTrace
-from sidecar.types import ReadQuery, SeqNum, TailOffset
+from sidecar.types import ReadQuery, SeqNum, StreamPosition, TailOffset
 from sidecar.upstream.client import MERGE_BYTES, UpstreamClient
 from sidecar.upstream.retry import RetryPolicy
-from sidecar.wire.protobuf import ReadBatch, merge_batches, slice_batch
+from sidecar.wire.protobuf import ReadBatch, encode_batch, merge_batches, slice_batch
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,9 @@ class Subscription:
         if not first.count or not items:
             return first
         batches, size = [first], len(first.data)
-        while items and items[0].count and size < MERGE_BYTES:
+        # Merge only what fits: a message never grows past MERGE_BYTES by merging (each batch is
+        # already within the message limit on its own).
+        while items and items[0].count and size + len(items[0].data) <= MERGE_BYTES:
             batch = items.popleft()
             batches.append(batch)
             size += len(batch.data)
@@ -114,6 +116,7 @@ class LiveFeed:
         self.subscribers: set[Subscription] = set()
         self.recent: deque[ReadBatch] = deque(maxlen=RECENT_BATCHES)
         self.next_seq_num: int | None = None  # first seq_num the feed has not received
+        self.tail: StreamPosition | None = None  # the latest tail upstream told the feed
         self.live = asyncio.Event()  # set once caught up at the tail
         self.settled = asyncio.Event()  # set once live, or ended
         self.error: SidecarError | None = None  # why the feed ended, if it failed
@@ -145,12 +148,18 @@ class LiveFeed:
         first = self.recent[0].first_seq_num if self.recent else None
         return first is not None and first <= seq_num < self.next_seq_num
 
-    def subscribe(self, seq_num: int) -> Subscription:
-        """Join at `seq_num` (check `can_serve` first): recent batches from there are queued now."""
+    def subscribe(self, seq_num: int, *, announce: bool = True) -> Subscription:
+        """Join at `seq_num` (check `can_serve` first): recent batches from there are queued now,
+        then a heartbeat when that brings the reader to the tail. S2 sends a heartbeat as soon as
+        a session starts following, and the feed's own went out before this reader was here.
+        `announce=False`: the reader was just told the tail (it is switching from its own session)."""
         sub = Subscription(self._queue_batches)
         for batch in self.recent:
             if batch.last_seq_num is not None and batch.last_seq_num >= seq_num:
                 sub.items.append(slice_batch(batch, seq_num))
+        tail = self.tail
+        if (announce or sub.items) and tail is not None and tail.seq_num == self.next_seq_num:
+            sub.items.append(heartbeat(tail))
         self.subscribers.add(sub)
         if self._linger is not None:
             self._linger.cancel()
@@ -201,9 +210,12 @@ class LiveFeed:
 
     def _observe(self, event: SessionEvent) -> None:
         self._report(event)
-        self._cache.untrack(self.key)  # reconnecting: nobody vouches for the tail now
+        if not isinstance(event, Trimmed):
+            self._cache.untrack(self.key)  # reconnecting: nobody vouches for the tail now
 
     def _receive(self, batch: ReadBatch) -> None:
+        if batch.tail is not None:
+            self.tail = batch.tail
         if batch.count:
             assert batch.last_seq_num is not None
             self.recent.append(batch)
@@ -295,6 +307,7 @@ class Hub:
         """A follow-for-ever session that rides the stream's shared feed whenever it can."""
         key = (basin, stream)
         own_only = False  # set once this reader proved too slow for the shared feed
+        told_tail = False  # whether this reader has had a heartbeat yet
         while True:
             feed = None if own_only else self.feeds.get(key)
             if feed is not None and feed.ended:
@@ -313,7 +326,7 @@ class Hub:
                     elif isinstance(start, SeqNum) and feed.can_serve(start.value):
                         plan.next_seq_num = start.value
             if feed is not None and plan.next_seq_num is not None and feed.can_serve(plan.next_seq_num):
-                sub = feed.subscribe(plan.next_seq_num)
+                sub = feed.subscribe(plan.next_seq_num, announce=not told_tail)
                 call.set(S2_SHARED, True)
                 call.link(feed.span.get_span_context(), {"s2.shared": "shared session"})
                 call.event("joined shared session", {"s2.seq_num": plan.next_seq_num})
@@ -323,7 +336,8 @@ class Hub:
                             assert batch.last_seq_num is not None
                             plan.delivered(batch.count, batch.last_seq_num, 0, time.monotonic())
                         elif batch.tail is not None:
-                            plan.caught_up(batch.tail)
+                            plan.caught_up(batch.tail, time.monotonic())
+                            told_tail = True
                         yield batch
                 finally:
                     feed.unsubscribe(sub)
@@ -344,6 +358,7 @@ class Hub:
             )
             async with contextlib.aclosing(own):
                 async for batch in own:
+                    told_tail = told_tail or not batch.count
                     yield batch
                     if own_only or batch.count or plan.next_seq_num is None:
                         continue
@@ -355,6 +370,11 @@ class Hub:
                         break
                 else:
                     return
+
+
+def heartbeat(tail: StreamPosition) -> ReadBatch:
+    """A heartbeat as S2 sends it in a session: an empty batch with the tail."""
+    return ReadBatch(encode_batch([], tail), 0, None, None, None, tail)
 
 
 async def _settled(feed: LiveFeed, within: float) -> None:

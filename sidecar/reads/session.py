@@ -7,6 +7,7 @@ on; after a failure the next upstream request starts right after the last one de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -18,7 +19,7 @@ from sidecar.reads.plan import ResumePlan
 from sidecar.telemetry import CallTrace, reason_token
 from sidecar.types import ReadQuery, StreamPosition
 from sidecar.upstream.client import UpstreamClient
-from sidecar.upstream.retry import RetryPolicy
+from sidecar.upstream.retry import AdvisedReconnects, RetryPolicy
 from sidecar.wire.protobuf import ReadBatch
 
 log = logging.getLogger(__name__)
@@ -35,25 +36,51 @@ class SessionInterrupted(SidecarError):
 
 
 @dataclass(frozen=True)
-class SessionEvent:
-    """The upstream session failed and will be resumed after `delay` (for logs, spans, metrics)."""
+class Retry:
+    """The upstream session failed and will be resumed after `delay`."""
 
     attempt: int
     delay: float
     error: BaseException
 
 
+@dataclass(frozen=True)
+class Trimmed:
+    """A resumed upstream response started past the resume point: records [`from_seq_num`,
+    `to_seq_num`) were trimmed meanwhile, and S2 answered from the first remaining one."""
+
+    from_seq_num: int
+    to_seq_num: int
+
+
+@dataclass(frozen=True)
+class AdvisedReconnect:
+    """The server advised a reconnect (s2s flag); the session resumes at once from `next_seq_num`."""
+
+    next_seq_num: int | None
+
+
+SessionEvent = Retry | Trimmed | AdvisedReconnect
 Observer = Callable[[SessionEvent], None]
 
 
-def session_observer(metrics: Metrics, call: CallTrace) -> Observer:
-    """Retries and reconnects of a session, as metrics and as events on its span."""
+def session_observer(metrics: Metrics, call: CallTrace, where: str = "") -> Observer:
+    """What happens to a session's upstream, as metrics, events on its span and log lines."""
 
     def observe(event: SessionEvent) -> None:
-        reason = reason_token(event.error)
-        metrics.upstream_retries.labels("session", reason).inc()
-        metrics.session_reconnects.labels(reason).inc()
-        call.event("reconnect", {"s2.attempt": event.attempt, "s2.delay_s": event.delay, "error.type": reason})
+        match event:
+            case Retry(attempt, delay, error):
+                reason = reason_token(error)
+                metrics.upstream_retries.labels("session", reason).inc()
+                metrics.session_reconnects.labels(reason).inc()
+                call.event("reconnect", {"s2.attempt": attempt, "s2.delay_s": delay, "error.type": reason})
+            case Trimmed(lo, hi):
+                metrics.trimmed_records_skipped.inc(hi - lo)
+                call.event("trimmed", {"s2.trimmed.from_seq_num": lo, "s2.trimmed.to_seq_num": hi})
+                log.debug("session %s: records %d..%d were trimmed upstream; continuing at %d", where, lo, hi - 1, hi)
+            case AdvisedReconnect(next_seq_num):
+                metrics.advised_reconnects.inc()
+                call.event("reconnect advised", {"s2.seq_num": -1 if next_seq_num is None else next_seq_num})
 
     return observe
 
@@ -74,30 +101,43 @@ async def resumable_session(
     resuming after retryable failures. Raises `SessionInterrupted` when retries run out, and
     non-retryable `SidecarError`s as they come."""
     plan = plan or ResumePlan(query)
+    report = observe or (lambda _event: None)
+    advice = AdvisedReconnects()
     attempt = 0
     next_query: ReadQuery | None = query
     while next_query is not None:
+        response_start = True  # what upstream sends first may jump ahead (trimming); later, never
+        advised = False
         try:
-            async for batch in client.read_session(basin, stream, next_query):
-                if batch.count:
-                    metered = batch.metered_bytes() if plan.tracks_bytes else 0
-                    assert batch.last_seq_num is not None
-                    if plan.next_seq_num is not None and batch.first_seq_num != plan.next_seq_num:
-                        # Never hand the app a gap or a repeat, whatever upstream sent.
-                        raise _Discontinuity(plan.next_seq_num, batch.first_seq_num)
-                    plan.delivered(batch.count, batch.last_seq_num, metered, clock())
-                    if batch.tail is not None:
-                        plan.saw_tail(batch.tail)
-                        if on_tail is not None:
-                            on_tail(batch.tail)  # keeps the tail cache current for every app
-                    attempt = 0  # progress resets the retry budget, as S2's SDKs do
+            async with contextlib.aclosing(client.read_session(basin, stream, next_query)) as batches:
+                async for batch in batches:
+                    if batch.count:
+                        assert batch.first_seq_num is not None and batch.last_seq_num is not None
+                        if trimmed := plan.admit_records(batch.first_seq_num, response_start=response_start):
+                            report(Trimmed(batch.first_seq_num - trimmed, batch.first_seq_num))
+                        metered = batch.metered_bytes() if plan.tracks_bytes else 0
+                        plan.delivered(batch.count, batch.last_seq_num, metered, clock())
+                        if batch.tail is not None:
+                            plan.saw_tail(batch.tail)
+                    elif batch.tail is not None:
+                        if trimmed := plan.admit_heartbeat(batch.tail, response_start=response_start):
+                            report(Trimmed(batch.tail.seq_num - trimmed, batch.tail.seq_num))
+                        plan.caught_up(batch.tail, clock())
+                    else:
+                        continue  # neither records nor a tail: nothing to pass on
+                    if batch.tail is not None and on_tail is not None:
+                        on_tail(batch.tail)  # keeps the tail cache current for every app
+                    response_start = False
+                    attempt = 0  # a working session (a record or a heartbeat) resets the budget
                     yield batch
-                elif batch.tail is not None:
-                    plan.caught_up(batch.tail)
-                    if on_tail is not None:
-                        on_tail(batch.tail)
-                    yield batch
-            return  # upstream ended the session cleanly: its stop was reached
+                    if batch.reconnect_advised and advice.should_reconnect(clock()):
+                        advice.record(clock())
+                        advised = True
+                        break  # leaving the block closes this upstream response
+            if not advised:
+                return  # upstream ended the session cleanly: its stop was reached
+            report(AdvisedReconnect(plan.next_seq_num))
+            next_query = plan.next_query(clock())
         except RangeNotSatisfiable as e:
             if plan.records and plan.next_seq_num == e.tail.seq_num:
                 return  # resumed exactly at the tail of a session that cannot wait: it is complete
@@ -110,18 +150,6 @@ async def resumable_session(
                 raise
             delay = policy.delay(e, attempt)
             log.info("upstream session %s/%s failed (%s); retry %d in %.2fs", basin, stream, e, attempt, delay)
-            if observe:
-                observe(SessionEvent(attempt, delay, e))
+            report(Retry(attempt, delay, e))
             await asyncio.sleep(delay)
             next_query = plan.next_query(clock())
-
-
-class _Discontinuity(SidecarError):
-    """Upstream resumed somewhere other than where we asked: retry from the right place."""
-
-    def __init__(self, expected: int, got: int | None) -> None:
-        super().__init__(f"upstream batch starts at seq_num {got}, expected {expected}")
-
-    @property
-    def retryable(self) -> bool:
-        return True

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -29,11 +30,17 @@ from sidecar.upstream.endpoint import BasinEndpoint
 from sidecar.wire import json as wjson
 from sidecar.wire import query as wquery
 from sidecar.wire import s2s, sse
-from sidecar.wire.protobuf import ReadBatch, batch_from_records, decode_read_batch, merge_batches
+from sidecar.wire.protobuf import ReadBatch, batch_from_records, decode_read_batch, merge_batches, split_batch
 
 log = logging.getLogger(__name__)
 
 PROTOBUF = "application/protobuf"
+# Merge already-received frames up to this size: well under gRPC's default 4 MiB receive limit.
+MERGE_BYTES = 2 * 1024 * 1024
+# The largest message the sidecar sends: what every gRPC client accepts by default.
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# A 1 MiB metered record can encode to ~2 MiB (many one-byte headers): the limit must fit one.
+MIN_MAX_MESSAGE_BYTES = 3 * 1024 * 1024
 # Errors that mean "the server does not speak s2s over this connection": fall back to SSE.
 _S2S_REFUSED_STATUSES = frozenset({405, 406, 415, 426, 501, 505})
 # Transport failures: all retryable (connection refused or reset, timeouts, truncated bodies).
@@ -65,6 +72,7 @@ class UpstreamClient:
         connect_timeout: float = 5.0,
         request_timeout: float = 10.0,
         heartbeat_timeout: float = 20.0,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         telemetry: tm.Telemetry | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -77,6 +85,8 @@ class UpstreamClient:
         self._request_timeout = request_timeout
         self._connect_timeout = connect_timeout
         self._heartbeat_timeout = heartbeat_timeout
+        # No batch handed on is larger than this (serialized): it becomes one gRPC message.
+        self.max_message_bytes = max_message_bytes
         self._session_limit = session_connections
         self._unary_limit = unary_connections
         self._unary: aiohttp.ClientSession | None = None
@@ -225,17 +235,23 @@ class UpstreamClient:
             except _TRANSPORT_ERRORS as e:
                 raise TransportError(f"read {basin}/{stream}: {e!r}") from e
         if ctype in (PROTOBUF, "application/x-protobuf"):
-            return decode_read_batch(body)
-        if ctype == "application/json":
+            batch = decode_read_batch(body)
+        elif ctype == "application/json":
             records, tail = wjson.batch_from_json(wjson.loads(body), wjson.Format.BASE64)
-            return batch_from_records(records, tail)
-        raise ProtocolError(f"upstream read answered content-type {ctype!r}; expected protobuf or JSON")
+            batch = batch_from_records(records, tail)
+        else:
+            raise ProtocolError(f"upstream read answered content-type {ctype!r}; expected protobuf or JSON")
+        # One Read answers one message: past the limit, answer the records that fit (the app
+        # continues from the last one, as after any batch).
+        return split_batch(batch, self.max_message_bytes)[0]
 
     # -- sessions -------------------------------------------------------------------------------
 
-    async def read_session(self, basin: str, stream: str, query: ReadQuery) -> AsyncIterator[ReadBatch]:
+    async def read_session(self, basin: str, stream: str, query: ReadQuery) -> AsyncGenerator[ReadBatch, None]:
         """One upstream session (one attempt): batches and heartbeats (empty batches with a tail)
-        until the session ends cleanly. Errors raise; resuming is the caller's job."""
+        until the session ends cleanly. Errors raise; resuming is the caller's job. No batch is
+        larger than `max_message_bytes`: frames that arrived together are merged up to
+        `MERGE_BYTES`, and a batch that encodes larger than the limit is split at records."""
         url = self.endpoint.records_url(basin, stream)
         params = wquery.to_params(query)
         attrs: dict[str, Any] = {tm.S2_BASIN: basin, tm.S2_STREAM: stream}
@@ -248,7 +264,8 @@ class UpstreamClient:
                     if item is None:  # the server refused s2s before sending anything
                         fallback = True
                         break
-                    yield item
+                    for part in split_batch(item, self.max_message_bytes):
+                        yield part
             if not fallback:
                 return
             self._use_s2s = False
@@ -256,7 +273,8 @@ class UpstreamClient:
         headers = self._headers(basin, Accept="text/event-stream", **{"s2-format": "base64"})
         with self._traced("session", url, params, headers, {**attrs, tm.S2_PROTOCOL: "sse"}) as outcome:
             async for batch in self._sse_session(url, params, headers, outcome):
-                yield batch
+                for part in split_batch(batch, self.max_message_bytes):
+                    yield part
 
     async def _s2s_session(
         self, url: str, params: dict[str, str], headers: dict[str, str], outcome: _Outcome
@@ -276,11 +294,12 @@ class UpstreamClient:
                     first = await reader.next_batch()
                     if first is None:
                         return  # clean end: the body ended on a frame boundary
-                    if not first.count:
-                        yield first  # a heartbeat goes out on its own
+                    if not first.count or first.reconnect_advised:
+                        yield first  # a heartbeat goes out on its own, and so does an advised last batch
                         continue
                     # Frames already received go out together (see merge_batches): catch-up
-                    # traffic gets large messages, live traffic is never held back.
+                    # traffic gets large messages, live traffic is never held back. A merge never
+                    # grows past MERGE_BYTES.
                     batches, size = [first], len(first.data)
                     while size < MERGE_BYTES and reader.buffered() >= s2s.PREFIX_BYTES:
                         try:
@@ -288,11 +307,13 @@ class UpstreamClient:
                         except Exception:
                             yield merge_batches(batches)  # deliver what arrived whole, then fail
                             raise
-                        if nxt is None or not nxt.count:
+                        if nxt is None or not nxt.count or size + len(nxt.data) > MERGE_BYTES:
                             reader.push_back(nxt)
                             break
                         batches.append(nxt)
                         size += len(nxt.data)
+                        if nxt.reconnect_advised:
+                            break  # the server wants us gone after this one
                     yield merge_batches(batches)
         except _TRANSPORT_ERRORS as e:
             raise TransportError(f"upstream s2s session {url}: {e!r}") from e
@@ -354,10 +375,6 @@ def _error_token(e: BaseException) -> str:
     return "disconnected"
 
 
-# Merge already-received frames up to this size: well under gRPC's default 4 MiB receive limit.
-MERGE_BYTES = 2 * 1024 * 1024
-
-
 class _FrameReader:
     """s2s frames from an aiohttp body with `readexactly` (no extra copies), plus how many bytes
     are already buffered so the caller can merge what has arrived without waiting for more."""
@@ -395,7 +412,8 @@ class _FrameReader:
         frame = s2s.parse_frame(payload)
         if frame.terminal:
             raise wjson.error_from_response(frame.status or 500, frame.body)
-        return decode_read_batch(frame.body)
+        batch = decode_read_batch(frame.body)
+        return dataclasses.replace(batch, reconnect_advised=True) if frame.reconnect_advised else batch
 
 
 def _sse_error(data: str) -> S2Error:
@@ -407,10 +425,23 @@ def _sse_error(data: str) -> S2Error:
     return wjson.error_from_response(status, data.encode())
 
 
+# S2's error codes and their HTTP statuses (S2: api/src/v1/error.rs `ErrorCode::status`, plus the
+# older names this API still documents). SSE error events carry only the body, so the status that
+# decides retrying comes from here; an unknown code counts as a 500 (retried).
 _STATUS_BY_CODE = {
-    "bad_header": 400, "bad_path": 400, "bad_query": 400, "bad_json": 400, "bad_proto": 400,
-    "bad_frame": 400, "authn": 401, "permission_denied": 403, "quota_exhausted": 403,
-    "basin_not_found": 404, "stream_not_found": 404, "request_timeout": 408,
-    "transaction_conflict": 409, "invalid": 422, "rate_limited": 429, "other": 500, "storage": 500,
-    "hot_server": 502, "unavailable": 503, "server_draining": 503, "upstream_timeout": 504,
+    "bad_frame": 400, "bad_header": 400, "bad_json": 400, "bad_path": 400, "bad_proto": 400,
+    "bad_query": 400, "decryption_failed": 400,
+    "authn": 401,
+    "permission_denied": 403, "quota_exhausted": 403,
+    "access_token_not_found": 404, "basin_not_found": 404, "stream_not_found": 404,
+    "request_timeout": 408, "timeout": 408,
+    "basin_deletion_pending": 409, "resource_already_exists": 409, "stream_deletion_pending": 409,
+    "transaction_conflict": 409,
+    "invalid": 422,
+    "rate_limited": 429,
+    "client_hangup": 499,
+    "other": 500, "storage": 500,
+    "hot_server": 502,
+    "unavailable": 503, "server_draining": 503,
+    "upstream_timeout": 504,
 }  # fmt: skip

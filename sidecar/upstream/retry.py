@@ -8,7 +8,7 @@ at least `retry-after-ms` when the server sent one, and no wait at all for `serv
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sidecar.errors import S2Error, SidecarError
 
@@ -35,3 +35,30 @@ class RetryPolicy:
             # Honour the server's ask, within reason: a bogus huge value must not park a session.
             delay = max(delay, min(error.retry_after_ms / 1000, MAX_RETRY_AFTER))
         return delay
+
+
+# S2's SDKs act on at most one reconnect advice a minute per session; past that they stay on the
+# connection until the server ends it, so a server whose replacement also advises cannot make a
+# session reconnect in a loop.
+MAX_ADVISED_RECONNECTS = 1
+ADVISED_RECONNECT_WINDOW = 60.0  # seconds
+
+
+@dataclass
+class AdvisedReconnects:
+    """When to act on a server's reconnect advice (the s2s frame flag), as S2's SDKs do."""
+
+    count: int = 0
+    last: float | None = field(default=None)
+
+    def should_reconnect(self, now: float) -> bool:
+        return not self._recent(now) or self.count < MAX_ADVISED_RECONNECTS
+
+    def record(self, now: float) -> None:
+        if not self._recent(now):
+            self.count = 0
+        self.last = now
+        self.count += 1
+
+    def _recent(self, now: float) -> bool:
+        return self.last is not None and now - self.last <= ADVISED_RECONNECT_WINDOW

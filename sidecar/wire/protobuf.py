@@ -7,6 +7,7 @@ read logic needs (count, last position, tail), decoded once by upb in C.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "metered_size",
     "records_from_fields",
     "slice_batch",
+    "split_batch",
 ]
 
 _RECORDS_TAG = b"\x0a"  # field 1, length-delimited: ReadBatch.records
@@ -57,6 +59,8 @@ class ReadBatch:
     last_seq_num: int | None
     last_timestamp: int | None
     tail: StreamPosition | None
+    # The upstream asked for a reconnect after this batch (s2s flag; see `sidecar.wire.s2s`).
+    reconnect_advised: bool = False
 
     def records(self) -> list[Record]:
         """Decode every record (off the hot path: tests, JSON fallbacks)."""
@@ -103,8 +107,9 @@ def merge_batches(batches: Sequence[ReadBatch]) -> ReadBatch:
                 f"malformed upstream batches: seq_num {prev.last_seq_num} then {nxt.first_seq_num}, not contiguous"
             )
     tail = next((b.tail for b in reversed(batches) if b.tail is not None), None)
+    advised = any(b.reconnect_advised for b in batches)
     if not with_records:
-        return ReadBatch(b"".join(b.data for b in batches), 0, None, None, None, tail)
+        return ReadBatch(b"".join(b.data for b in batches), 0, None, None, None, tail, advised)
     first, last = with_records[0], with_records[-1]
     return ReadBatch(
         b"".join(b.data for b in batches),
@@ -113,7 +118,39 @@ def merge_batches(batches: Sequence[ReadBatch]) -> ReadBatch:
         last.last_seq_num,
         last.last_timestamp,
         tail,
+        advised,
     )
+
+
+def split_batch(batch: ReadBatch, max_bytes: int) -> list[ReadBatch]:
+    """`batch` as consecutive batches of at most `max_bytes` serialized bytes each, cut at record
+    boundaries (the tail, and the reconnect advice, go with the last part). A rare path: a merged
+    or header-heavy batch can encode to about twice its metered size, past what a gRPC client
+    accepts in one message. A single record larger than `max_bytes` travels alone."""
+    if len(batch.data) <= max_bytes or batch.count <= 1:
+        return [batch]
+    msg = pb.ReadBatch.FromString(batch.data)
+    tail = msg.tail if msg.HasField("tail") else None
+    room = max_bytes - (tail.ByteSize() + 2 if tail is not None else 0)
+    groups: list[list[pb.SequencedRecord]] = [[]]
+    size = 0
+    for record in msg.records:
+        n = record.ByteSize()
+        field_size = 1 + len(_varint(n)) + n
+        if groups[-1] and size + field_size > room:
+            groups.append([])
+            size = 0
+        groups[-1].append(record)
+        size += field_size
+    parts = []
+    for i, group in enumerate(groups):
+        last = i == len(groups) - 1
+        part = pb.ReadBatch(records=group, tail=tail if last else None)
+        decoded = decode_read_batch(part.SerializeToString())
+        if last and batch.reconnect_advised:
+            decoded = dataclasses.replace(decoded, reconnect_advised=True)
+        parts.append(decoded)
+    return parts
 
 
 def slice_batch(batch: ReadBatch, from_seq_num: int) -> ReadBatch:

@@ -1,6 +1,8 @@
 """The resume planner: what to ask upstream after a failure, given what was delivered."""
 
-from sidecar.reads.plan import ResumePlan
+import pytest
+
+from sidecar.reads.plan import Discontinuity, ResumePlan
 from sidecar.types import ReadLimit, ReadQuery, SeqNum, StreamPosition, TailOffset, Timestamp
 
 
@@ -42,6 +44,62 @@ def test_complete_when_count_or_bytes_reached() -> None:
 
 def test_wait_is_reduced_by_the_time_since_the_last_batch() -> None:
     plan = ResumePlan(ReadQuery(SeqNum(0), wait=10))
+    plan.caught_up(StreamPosition(0, 0), now=99.0)  # following: S2's wait has started
     plan.delivered(count=1, last_seq_num=0, metered_bytes=0, now=100.0)
-    assert plan.next_query(now=103.5) == ReadQuery(SeqNum(1), wait=7)
+    assert plan.next_query(now=103.4) == ReadQuery(SeqNum(1), wait=7)
     assert plan.next_query(now=111.0) is None  # the wait ran out while reconnecting
+
+
+def test_wait_counts_from_the_first_heartbeat_across_reconnects() -> None:
+    """S2 (SEMANTICS.md, sessions): a finite wait starts at the first heartbeat and is reset by
+    each delivered batch, not by heartbeats; a reconnect does not restart it."""
+    plan = ResumePlan(ReadQuery(TailOffset(0), wait=3))
+    plan.caught_up(StreamPosition(5, 0), now=10.0)
+    plan.caught_up(StreamPosition(5, 0), now=11.0)  # a later heartbeat (a reconnect's) does not reset it
+    assert plan.next_query(now=11.0) == ReadQuery(SeqNum(5), wait=2)
+    assert plan.next_query(now=12.6) is None
+
+
+def test_wait_has_not_started_while_catching_up() -> None:
+    """Catch-up batches arrive before the session follows: none of the wait has run yet."""
+    plan = ResumePlan(ReadQuery(SeqNum(0), wait=3))
+    plan.delivered(count=1000, last_seq_num=999, metered_bytes=0, now=0.0)
+    assert plan.next_query(now=60.0) == ReadQuery(SeqNum(1000), wait=3)
+
+
+def test_records_must_continue_where_the_last_ones_ended() -> None:
+    plan = ResumePlan(ReadQuery(SeqNum(0)))
+    assert plan.admit_records(0, response_start=True) == 0
+    plan.delivered(count=5, last_seq_num=4, metered_bytes=0, now=0.0)
+    with pytest.raises(Discontinuity, match="skips"):
+        plan.admit_records(7, response_start=False)  # a gap inside one response: upstream error
+    with pytest.raises(Discontinuity, match="repeats"):
+        plan.admit_records(3, response_start=True)  # a repeat is never trimming
+
+
+def test_a_resumed_response_that_starts_later_skips_trimmed_records() -> None:
+    """S2 answers a read below the trim point from the first remaining record (SEMANTICS.md,
+    trimming; S2: lite's read path scans from the start key)."""
+    plan = ResumePlan(ReadQuery(SeqNum(0)))
+    plan.delivered(count=5, last_seq_num=4, metered_bytes=0, now=0.0)
+    assert plan.admit_records(9, response_start=True) == 4  # 5..8 are gone
+
+
+def test_a_heartbeat_may_not_skip_records_this_response_has_not_sent() -> None:
+    """Issue 15 item 1: records 0-4, a heartbeat with tail 7, then 5-6 lost 5 and 6."""
+    plan = ResumePlan(ReadQuery(SeqNum(0), ReadLimit(count=10), wait=5))
+    plan.delivered(count=5, last_seq_num=4, metered_bytes=0, now=0.0)
+    with pytest.raises(Discontinuity, match="tail is 7"):
+        plan.admit_heartbeat(StreamPosition(7, 0), response_start=False)
+    assert plan.next_query(now=0.0) == ReadQuery(SeqNum(5), ReadLimit(count=5), wait=5)
+    # A heartbeat at exactly where we are, or a stale one, is fine.
+    assert plan.admit_heartbeat(StreamPosition(5, 0), response_start=False) == 0
+    assert plan.admit_heartbeat(StreamPosition(3, 0), response_start=False) == 0
+
+
+def test_a_resumed_response_that_finds_everything_trimmed_starts_with_a_heartbeat() -> None:
+    plan = ResumePlan(ReadQuery(SeqNum(0)))
+    plan.delivered(count=5, last_seq_num=4, metered_bytes=0, now=0.0)
+    assert plan.admit_heartbeat(StreamPosition(12, 0), response_start=True) == 7
+    plan.caught_up(StreamPosition(12, 0), now=1.0)
+    assert plan.next_query(now=1.0) == ReadQuery(SeqNum(12))
