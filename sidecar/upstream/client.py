@@ -307,8 +307,13 @@ class UpstreamClient:
                         except Exception:
                             yield merge_batches(batches)  # deliver what arrived whole, then fail
                             raise
-                        if nxt is None or not nxt.count or size + len(nxt.data) > MERGE_BYTES:
-                            reader.push_back(nxt)
+                        if (
+                            nxt is None
+                            or not nxt.count
+                            or size + len(nxt.data) > MERGE_BYTES
+                            or nxt.first_seq_num != _after(batches[-1])
+                        ):
+                            reader.push_back(nxt)  # a gap is the session's to judge, after what arrived
                             break
                         batches.append(nxt)
                         size += len(nxt.data)
@@ -414,6 +419,10 @@ class _FrameReader:
             raise wjson.error_from_response(frame.status or 500, frame.body)
         batch = decode_read_batch(frame.body)
         return dataclasses.replace(batch, reconnect_advised=True) if frame.reconnect_advised else batch
+
+
+def _after(batch: ReadBatch) -> int | None:
+    return None if batch.last_seq_num is None else batch.last_seq_num + 1
 
 
 def _sse_error(data: str) -> S2Error:
