@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--listen", dest="emulator_listen_only", default="127.0.0.1:8080", metavar="HOST:PORT",
                      help="where to listen (default: 127.0.0.1:8080)")  # fmt: skip
     emu.add_argument("--data-dir", dest="data_dir", default=None, metavar="DIR",
-                     help="keep streams in DIR (SQLite) instead of memory")  # fmt: skip
+                     help="keep basins and streams in DIR (SQLite) instead of memory")  # fmt: skip
     emu.add_argument("--basin", dest="basins", action="append", default=[], metavar="NAME",
                      help="create basin NAME at start (repeatable), with create_stream_on_append and "
                      "create_stream_on_read on, so streams are created by their first append or read. "

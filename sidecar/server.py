@@ -95,18 +95,18 @@ class Sidecar:
     async def start(self) -> None:
         cfg = self.config
         if cfg.uses_emulator:
-            from sidecar.emulator import AUTO_CREATE, Emulator, EmulatorConfig  # only dev mode pays for it
+            from sidecar.emulator import CREATE_ON_APPEND, Emulator, EmulatorConfig  # only dev mode pays for it
 
             host, port = _host_port(cfg.emulator_listen)
             data_dir = Path(cfg.emulator_data_dir) if cfg.emulator_data_dir else None
             # Like S2, the emulator has no basins of its own: create the default basin, with streams
-            # created on first append or read, so that a first append to a new stream just works.
+            # created by their first append, so that appending to a new stream just works; reading a
+            # stream nobody wrote stays NOT_FOUND, as apps and the client examples expect.
             basin = self.default_basin or EMULATOR_DEFAULT_BASIN
-            emulator = Emulator(EmulatorConfig(host=host, port=port, data_dir=data_dir, basins={basin: AUTO_CREATE}))
+            basins = {basin: CREATE_ON_APPEND}
+            emulator = Emulator(EmulatorConfig(host=host, port=port, data_dir=data_dir, basins=basins))
             await emulator.start()
-            log.info(
-                "embedded emulator: basin %s is ready (create_stream_on_append and create_stream_on_read on)", basin
-            )
+            log.info("embedded emulator: basin %s is ready (create_stream_on_append on)", basin)
             self.emulator, self.emulator_url = emulator, emulator.url
             endpoint = BasinEndpoint.parse(emulator.url + "/v1")
         else:

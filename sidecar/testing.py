@@ -19,7 +19,7 @@ import grpc
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
 from sidecar.config import Config
-from sidecar.emulator import AUTO_CREATE, Emulator, EmulatorConfig
+from sidecar.emulator import CREATE_ON_APPEND, Emulator, EmulatorConfig
 from sidecar.server import Sidecar
 from sidecar.types import AppendRecord, StreamPosition
 from sidecar.wire import json as wjson
@@ -41,8 +41,8 @@ class SidecarHarness:
         self.basin = basin
         emulator = emulator or EmulatorConfig(port=0, heartbeat_min=1.0, heartbeat_max=2.0)
         # The emulator, like S2, starts with no basins: the harness's basin creates its streams on
-        # first append or read; basins a test configures itself keep their config.
-        self.emulator_config = dataclasses.replace(emulator, basins={basin: AUTO_CREATE, **emulator.basins})
+        # first append (a read of a stream nobody wrote stays 404); basins a test configures keep theirs.
+        self.emulator_config = dataclasses.replace(emulator, basins={basin: CREATE_ON_APPEND, **emulator.basins})
         self.config_overrides = config
         self.emulator = Emulator(self.emulator_config)
         self.sidecar: Sidecar | None = None

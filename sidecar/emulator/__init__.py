@@ -4,7 +4,8 @@ It speaks S2's account API (`/v1/basins`) and basin API (`/v1/streams`: streams,
 reads as JSON, protobuf, SSE and s2s sessions) on one port, with S2's rules, defaults and error
 bodies, keeps data in memory or in SQLite, and offers test hooks under `/_emulator/`
 (statistics, injected faults, closing sessions). As in S2, basins and streams exist only once
-created, unless a basin's config creates streams on append / read (`AUTO_CREATE`).
+created, unless a basin's config creates streams on append / read (`AUTO_CREATE`,
+`CREATE_ON_APPEND`).
 
     async with Emulator(EmulatorConfig(port=0, basins={"my-basin1": AUTO_CREATE})) as emu:
         ...  # talk to emu.url with the header `s2-basin: my-basin1`
@@ -16,7 +17,7 @@ Modules: `store` (basins, streams, records, trims, SQLite), `configs` (basin and
 """
 
 from .config import EmulatorConfig
-from .configs import AUTO_CREATE
+from .configs import AUTO_CREATE, CREATE_ON_APPEND
 from .server import Emulator, serve
 
-__all__ = ["AUTO_CREATE", "Emulator", "EmulatorConfig", "serve"]
+__all__ = ["AUTO_CREATE", "CREATE_ON_APPEND", "Emulator", "EmulatorConfig", "serve"]

@@ -24,8 +24,11 @@ DEFAULT_BASIN_CONFIG: dict[str, Any] = {
     "create_stream_on_read": False,
     "default_stream_config": None,
 }
-# A basin whose streams are created by the first append or read (what local development wants).
+# A basin whose streams are created by the first append or read (`emulator --basin`).
 AUTO_CREATE: dict[str, Any] = {"create_stream_on_append": True, "create_stream_on_read": True}
+# A basin whose streams are created by the first append only: reading a stream nobody wrote is still
+# 404 stream_not_found (the embedded emulator and the test harness, whose users and tests rely on it).
+CREATE_ON_APPEND: dict[str, Any] = {"create_stream_on_append": True, "create_stream_on_read": False}
 
 TIMESTAMPING_MODES = ("client-prefer", "client-require", "arrival")
 STORAGE_CLASSES = ("standard", "express")

@@ -97,7 +97,7 @@ def _zstd_decompress(body: bytes) -> bytes:
     try:
         return zstandard.ZstdDecompressor().decompressobj().decompress(body)
     except zstandard.ZstdError as e:
-        raise ProtocolError(f"bad zstd in s2s frame: {e}") from None
+        raise ProtocolError(f"bad zstd compression in s2s frame: {e}") from None
 
 
 def encode_terminal(status: int, error_json: bytes) -> bytes:

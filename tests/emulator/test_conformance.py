@@ -222,8 +222,9 @@ async def _run_output(*argv: str) -> str:
 
 
 async def test_embedded_emulator_creates_its_default_basin() -> None:
-    """`s2-sidecar` with no S2_BASIN_ENDPOINT: its emulator creates `local-basin` with both
-    auto-create settings on and says so, so the README's first append to a new stream works."""
+    """`s2-sidecar` with no S2_BASIN_ENDPOINT: its emulator creates `local-basin` with
+    `create_stream_on_append` on and says so, so the README's first append to a new stream works;
+    a read of a stream nobody wrote is still NOT_FOUND."""
     async with SidecarProcess() as sc, aiohttp.ClientSession() as http:
         async with http.post(
             f"{sc.emulator_url}/v1/streams/first/records",
@@ -233,12 +234,15 @@ async def test_embedded_emulator_creates_its_default_basin() -> None:
             assert r.status == 200
         async with http.get(f"{sc.emulator_url}/v1/basins/local-basin") as r:
             config = await r.json()
-        assert config["create_stream_on_append"] is True and config["create_stream_on_read"] is True
+        assert config["create_stream_on_append"] is True and config["create_stream_on_read"] is False
         assert "local-basin" in sc.output and "create_stream_on_append" in sc.output
         async with grpc.aio.insecure_channel(sc.address) as channel:
             stub = stream_pb2_grpc.StreamServiceStub(channel)  # type: ignore[no-untyped-call]
             got = await stub.Read(api_pb.ReadRequest(stream="first", seq_num=0))
             assert [r.body for r in got.records] == [b"hello"]
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Read(api_pb.ReadRequest(stream="never-written", seq_num=0))
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 # -- 2. The tail rides only on batches served live ------------------------------------------------
