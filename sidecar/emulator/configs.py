@@ -34,8 +34,14 @@ TIMESTAMPING_MODES = ("client-prefer", "client-require", "arrival")
 STORAGE_CLASSES = ("standard", "express")
 
 
+def _bad_json(message: str) -> S2Error:
+    # S2 deserializes configs with serde: a wrong type or an unknown enum value fails the JSON
+    # extraction, which S2 answers `400 bad_json` (lite/src/handlers/v1/error.rs `JsonRejection`).
+    return S2Error(400, "bad_json", message)
+
+
 def _invalid(message: str) -> S2Error:
-    # S2 parses configs with serde: a well-formed body with a wrong value is a data error, 422.
+    # A value that parses but S2's config validation refuses (`ValidationError`): 422 invalid.
     return S2Error(422, "invalid", message)
 
 
@@ -43,7 +49,7 @@ def _object(value: Any, what: str) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise _invalid(f"`{what}` must be an object or null")
+        raise _bad_json(f"`{what}` must be an object or null")
     return value
 
 
@@ -52,37 +58,39 @@ def _is_uint(value: Any) -> bool:
 
 
 def check_stream_config(value: Any, what: str = "config") -> dict[str, Any] | None:
-    """A `StreamConfig` as given (None fields kept), or S2's 422 for a value it would reject."""
+    """A `StreamConfig` as given (None fields kept), or S2's 400 / 422 for a value it would reject."""
     config = _object(value, what)
     if config is None:
         return None
     if (sc := config.get("storage_class")) is not None and sc not in STORAGE_CLASSES:
-        raise _invalid(f"`{what}.storage_class` must be one of {', '.join(STORAGE_CLASSES)}")
+        raise _bad_json(f"`{what}.storage_class` must be one of {', '.join(STORAGE_CLASSES)}")
     if (rp := _object(config.get("retention_policy"), f"{what}.retention_policy")) is not None:
         if "age" in rp:
-            if not _is_uint(rp["age"]) or rp["age"] == 0:
-                raise _invalid(f"`{what}.retention_policy.age` must be an integer number of seconds > 0")
+            if not _is_uint(rp["age"]):
+                raise _bad_json(f"`{what}.retention_policy.age` must be an integer number of seconds")
+            if rp["age"] == 0:
+                raise _invalid(f"`{what}.retention_policy.age` must be greater than 0 seconds")
         elif "infinite" not in rp:
-            raise _invalid(f"`{what}.retention_policy` must have `age` or `infinite`")
+            raise _bad_json(f"`{what}.retention_policy` must have `age` or `infinite`")
     if (ts := _object(config.get("timestamping"), f"{what}.timestamping")) is not None:
         if (mode := ts.get("mode")) is not None and mode not in TIMESTAMPING_MODES:
-            raise _invalid(f"`{what}.timestamping.mode` must be one of {', '.join(TIMESTAMPING_MODES)}")
+            raise _bad_json(f"`{what}.timestamping.mode` must be one of {', '.join(TIMESTAMPING_MODES)}")
         if (uncapped := ts.get("uncapped")) is not None and not isinstance(uncapped, bool):
-            raise _invalid(f"`{what}.timestamping.uncapped` must be a boolean or null")
+            raise _bad_json(f"`{what}.timestamping.uncapped` must be a boolean or null")
     doe = _object(config.get("delete_on_empty"), f"{what}.delete_on_empty") or {}
     if (age := doe.get("min_age_secs")) is not None and not _is_uint(age):
-        raise _invalid(f"`{what}.delete_on_empty.min_age_secs` must be a non-negative integer")
+        raise _bad_json(f"`{what}.delete_on_empty.min_age_secs` must be a non-negative integer")
     return config
 
 
 def check_basin_config(value: Any) -> dict[str, Any] | None:
-    """A `BasinConfig` as given, or S2's 422 for a value it would reject."""
+    """A `BasinConfig` as given, or S2's 400 / 422 for a value it would reject."""
     config = _object(value, "config")
     if config is None:
         return None
     for flag in ("create_stream_on_append", "create_stream_on_read"):
         if (v := config.get(flag)) is not None and not isinstance(v, bool):
-            raise _invalid(f"`config.{flag}` must be a boolean")
+            raise _bad_json(f"`config.{flag}` must be a boolean")
     check_stream_config(config.get("default_stream_config"), "config.default_stream_config")
     return config
 

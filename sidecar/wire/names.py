@@ -20,8 +20,9 @@ def stream_name_problem(name: str) -> str | None:
     """Why `name` is not a valid stream name, or None if it is.
 
     S2 (common/src/types/stream.rs `StreamNameStr::validate_str`): 1-512 bytes of UTF-8, not "." or
-    "..". Anything else is a valid name, newlines, spaces, "/" and any Unicode included: paths carry
-    it percent-encoded. One rule is stricter than S2: no NUL, which C strings and many clients cut at.
+    "..", and no NUL bytes (api/src/v1/stream/mod.rs `CreateStreamRequest`: "must not contain NUL
+    bytes"). Anything else is a valid name, newlines, spaces, "/" and any Unicode included: paths
+    carry it percent-encoded.
     """
     try:
         size = len(name.encode("utf-8"))

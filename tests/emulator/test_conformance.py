@@ -421,19 +421,22 @@ async def test_timestamping_client_prefer_caps_unless_uncapped(s2: S2, stream: s
 
 
 async def test_invalid_timestamping_mode_rejected_at_create_and_ensure(s2: S2, stream: str) -> None:
-    """openapi.json TimestampingMode enum; S2 parses configs with serde: a bad value is a data error,
-    422 (api/src/data.rs `json_error_classification`: data errors -> UNPROCESSABLE_ENTITY)."""
+    """openapi.json TimestampingMode enum; S2 deserializes configs with serde, and a JSON extraction
+    failure is `400 bad_json` (lite/src/handlers/v1/error.rs `JsonRejection => ErrorCode::BadJson`);
+    a value that parses but fails validation (retention age 0) is `422 invalid`."""
     bad = {"timestamping": {"mode": "client-later"}}
     async with s2.http.post(f"{s2.url}/v1/streams", json={"stream": stream, "config": bad}, headers=s2.headers()) as r:
-        assert (r.status, (await r.json())["code"]) == (422, "invalid")
+        assert (r.status, (await r.json())["code"]) == (400, "bad_json")
     async with s2.http.put(s2.path(stream), json=bad, headers=s2.headers()) as r:
-        assert (r.status, (await r.json())["code"]) == (422, "invalid")
+        assert (r.status, (await r.json())["code"]) == (400, "bad_json")
     async with s2.http.post(
         f"{s2.url}/v1/basins", json={"basin": "bad-ts-basin", "config": {"default_stream_config": bad}}
     ) as r:
-        assert (r.status, (await r.json())["code"]) == (422, "invalid")
+        assert (r.status, (await r.json())["code"]) == (400, "bad_json")
     async with s2.http.put(s2.path(stream), json={"timestamping": {"uncapped": "yes"}}, headers=s2.headers()) as r:
-        assert r.status == 422
+        assert (r.status, (await r.json())["code"]) == (400, "bad_json")
+    async with s2.http.put(s2.path(stream), json={"retention_policy": {"age": 0}}, headers=s2.headers()) as r:
+        assert (r.status, (await r.json())["code"]) == (422, "invalid")
     assert (await status_of(s2, "GET", "", stream=stream))[0] == 404  # nothing was created
 
 
