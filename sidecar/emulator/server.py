@@ -35,8 +35,7 @@ class Emulator:
             raise RuntimeError("emulator already started")
         store = Store(self._config.data_dir)  # loads everything persisted into memory
         for name, basin_config in self._config.basins.items():
-            if not store.has_basin(name):
-                store.create_basin(name, dict(basin_config) if basin_config is not None else None)
+            if store.ensure_basin(name, dict(basin_config) if basin_config is not None else None):
                 log.info("S2 emulator: created basin %s with config %s", name, json.dumps(basin_config))
         state = EmulatorState(self._config, store)
         runner = web.AppRunner(

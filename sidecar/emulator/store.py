@@ -154,6 +154,7 @@ class Basin:
     created_at: str
     config: dict[str, Any] | None = None
     streams: dict[str, Stream] = field(default_factory=dict)
+    implicit: bool = False  # known only from streams in a data dir written before basins were stored
 
     def flag(self, name: str) -> bool:
         return bool((self.config or {}).get(name))
@@ -256,7 +257,7 @@ class _Database:
             s = Stream(basin, name, created_at, json.loads(config) if config else None, token, sid, trim_point)
             streams[sid] = s
             # Streams from before basins were stored: their basin exists, with S2's default config.
-            basins.setdefault(basin, Basin(basin, created_at)).streams[name] = s
+            basins.setdefault(basin, Basin(basin, created_at, implicit=True)).streams[name] = s
         for sid, ts, metered, blob, arrival in self._conn.execute(
             "SELECT stream_id, timestamp, metered, field, arrival FROM records ORDER BY stream_id, seq_num"
         ):
@@ -368,8 +369,24 @@ class Store:
         b = self.basin(name)
         b.config = config
         if self._db is not None:
-            self._db.reconfigure_basin(b)
+            if b.implicit:
+                self._db.create_basin(b)
+            else:
+                self._db.reconfigure_basin(b)
+        b.implicit = False
         return b
+
+    def ensure_basin(self, name: str, config: dict[str, Any] | None) -> bool:
+        """Create the basin unless it exists (a basin found only through old streams takes `config`);
+        True if it was created or configured now."""
+        b = self._basins.get(name)
+        if b is None:
+            self.create_basin(name, config)
+            return True
+        if b.implicit:
+            self.reconfigure_basin(name, config)
+            return True
+        return False
 
     def delete_basin(self, name: str) -> None:
         b = self.basin(name)

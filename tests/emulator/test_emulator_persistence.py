@@ -62,3 +62,29 @@ async def test_data_survives_a_restart(tmp_path: Path) -> None:
             ) as r:
                 # The stored record field of {4, 40, "r4"}; a catch-up batch carries no tail.
                 assert await r.read() == b"\x0a\x08\x08\x04\x10\x28\x22\x02r4"
+
+
+async def test_data_dir_from_before_basins_were_stored(tmp_path: Path) -> None:
+    """A data dir written before basins, trims and retention were stored still loads: its streams
+    keep their records, and their basin takes the config the emulator is started with."""
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "emulator.sqlite3")
+    conn.executescript(
+        """
+        CREATE TABLE streams (id INTEGER PRIMARY KEY, basin TEXT NOT NULL, name TEXT NOT NULL,
+            created_at TEXT NOT NULL, config TEXT, fencing_token TEXT, UNIQUE (basin, name));
+        CREATE TABLE records (stream_id INTEGER NOT NULL, seq_num INTEGER NOT NULL, timestamp INTEGER NOT NULL,
+            metered INTEGER NOT NULL, field BLOB NOT NULL, PRIMARY KEY (stream_id, seq_num)) WITHOUT ROWID;
+        INSERT INTO streams VALUES (1, 'testbasin1', 'old', '2026-01-01T00:00:00Z', NULL, NULL);
+        INSERT INTO records VALUES (1, 0, 7, 10, x'0a06100722027230');  -- ReadBatch.records {7, "r0"}
+        """
+    )
+    conn.commit()
+    conn.close()
+    config = EmulatorConfig(port=0, data_dir=tmp_path, basins={BASIN: AUTO_CREATE})
+    async with aiohttp.ClientSession() as http, Emulator(config) as emu:
+        async with http.get(f"{emu.url}/v1/streams/old/records?seq_num=0", headers=HEADERS) as r:
+            assert await r.json() == {"records": [{"seq_num": 0, "timestamp": 7, "body": "r0"}]}
+        async with http.post(f"{emu.url}/v1/streams/new/records", json={"records": FIVE}, headers=HEADERS) as r:
+            assert r.status == 200  # the basin took create_stream_on_append from the config
