@@ -116,16 +116,14 @@ class ScriptedUpstream:
         return web.json_response(tail_to_json(self.tail))
 
     async def _session(self, request: web.Request) -> web.StreamResponse:
-        if request.headers.get("Content-Type") != s2s.CONTENT_TYPE and not request.headers.get(
-            "Accept", ""
-        ).startswith("text/event-stream"):
+        if request.headers.get("Content-Type") != s2s.CONTENT_TYPE and not request.headers.get("Accept", "").startswith(
+            "text/event-stream"
+        ):
             return web.Response(body=_s2s(self.one_shot)[4:], content_type="application/protobuf")
         self.requests.append(dict(request.query))
         steps = self.scripts.popleft() if self.scripts else self.when_idle
         use_sse = request.headers.get("Accept", "").startswith("text/event-stream")
-        response = web.StreamResponse(
-            headers={"content-type": "text/event-stream" if use_sse else s2s.CONTENT_TYPE}
-        )
+        response = web.StreamResponse(headers={"content-type": "text/event-stream" if use_sse else s2s.CONTENT_TYPE})
         await response.prepare(request)
         for step in steps:
             match step:
@@ -166,14 +164,18 @@ def _sse(step: Step) -> bytes:
             data = dumps(batch_to_json(r.records(), tail, Format.BASE64)).decode()
             return sse.encode_event(data, "batch")
         case Heartbeat(tail):
-            return sse.encode_event(dumps({"timestamp": 0, "tail": position_to_json(StreamPosition(tail, tail))}).decode(), "ping")
+            return sse.encode_event(
+                dumps({"timestamp": 0, "tail": position_to_json(StreamPosition(tail, tail))}).decode(), "ping"
+            )
         case Terminal(_, code):
             return sse.encode_event(dumps({"code": code, "message": f"scripted {code}"}).decode(), "error")
     raise AssertionError(step)
 
 
 @contextlib.asynccontextmanager
-async def scripted_sidecar(**config: Any) -> AsyncIterator[tuple[ScriptedUpstream, stream_pb2_grpc.StreamServiceStub, Sidecar]]:
+async def scripted_sidecar(
+    **config: Any,
+) -> AsyncIterator[tuple[ScriptedUpstream, stream_pb2_grpc.StreamServiceStub, Sidecar]]:
     """A real sidecar reading from a `ScriptedUpstream`, and a gRPC stub to it (default basin set).
     Retries are quick by default; pass Config fields to change anything."""
     upstream = ScriptedUpstream()

@@ -19,6 +19,7 @@ from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
 from sidecar.config import UpstreamFormat
 from sidecar.emulator import EmulatorConfig
 from sidecar.testing import SidecarHarness
+from sidecar.types import AppendRecord
 
 N = 100_000
 CUTS = 22
@@ -140,3 +141,72 @@ async def test_session_survives_server_draining_mid_stream(harness: SidecarHarne
             break
     call.cancel()
     assert seen == list(range(100))
+
+
+HEADER_HEAVY = 3000
+HEADERS_PER_RECORD = 250  # 1-byte name and value: ~1 KB metered, ~2 KB of protobuf per record
+
+
+async def test_session_survives_faults_with_header_heavy_records() -> None:
+    """Issue 15: batches of header-heavy records encode to about twice their metered size (a
+    1 MiB metered batch is ~2 MiB of protobuf). Cut 22 times, every record arrives once and no
+    message passes the 4 MiB every gRPC client accepts."""
+    rng = random.Random("header-heavy")
+    headers = tuple((b"h", b"v") for _ in range(HEADERS_PER_RECORD))
+    async with SidecarHarness(**FAST_RETRIES) as h:
+        for lo in range(0, HEADER_HEAVY, 200):
+            await h.append("heavy", [AppendRecord(body=str(i).encode(), headers=headers) for i in range(lo, lo + 200)])
+        for _ in range(CUTS):
+            await h.inject_fault(kind="session", stream="heavy", cut_after_bytes=rng.randrange(1, 3_000_000))
+            await h.inject_fault(kind="session", stream="heavy", fail=1, status=503, code="unavailable")
+        seen: list[int] = []
+        largest = 0
+        req = pb.ReadSessionRequest(stream="heavy", seq_num=0, count=HEADER_HEAVY)
+        async for msg in h.stub.ReadSession(req, timeout=120):
+            largest = max(largest, msg.ByteSize())
+            for r in msg.records:
+                assert len(r.headers) == HEADERS_PER_RECORD and r.body == str(r.seq_num).encode()
+                seen.append(r.seq_num)
+        assert seen == list(range(HEADER_HEAVY))
+        assert largest <= 4 * 1024 * 1024
+
+
+TRIMMED_N = 40_000
+TRIM_AHEAD = 15_000  # records (~15 MB): past what loopback socket buffers let the sidecar read ahead
+
+
+def trim_command(to_seq_num: int) -> AppendRecord:
+    """S2's trim command record: one header with an empty name and value `trim`, and the seq_num
+    to trim up to as 8 bytes big-endian (SEMANTICS.md "Trimming")."""
+    return AppendRecord(body=to_seq_num.to_bytes(8, "big"), headers=((b"", b"trim"),))
+
+
+async def test_session_with_trims_mid_session_skips_only_trimmed_records() -> None:
+    """Issue 15 item 2, under faults: trims land ahead of a reading session while its upstream
+    is cut again and again. S2 answers a read below the trim point from the first remaining
+    record: the app gets every record that was not trimmed, once, in order, and never stalls."""
+    rng = random.Random("trims")
+    async with SidecarHarness(**FAST_RETRIES) as h:
+        await h.append_many("trimmed", TRIMMED_N, size=1000)  # ~40 MB: the sidecar cannot read it all ahead
+        for _ in range(CUTS):
+            await h.inject_fault(kind="session", stream="trimmed", cut_after_bytes=rng.randrange(1, 1_000_000))
+        seen: list[int] = []
+        trim_point = 0
+        trims = 0
+        call = h.stub.ReadSession(pb.ReadSessionRequest(stream="trimmed", seq_num=0), timeout=120)
+        async for msg in call:
+            seen.extend(r.seq_num for r in msg.records)
+            if seen and seen[-1] >= TRIMMED_N - 1:
+                break
+            if seen and trims < 3 and seen[-1] + TRIM_AHEAD < TRIMMED_N - 2000:
+                trim_point = seen[-1] + TRIM_AHEAD  # well ahead of what the sidecar has read
+                await h.append("trimmed", [trim_command(trim_point)])
+                trims += 1
+        call.cancel()
+        data = [s for s in seen if s < TRIMMED_N]
+        assert data == sorted(set(data)), "a record was repeated or out of order"
+        missing = set(range(TRIMMED_N)) - set(data)
+        assert missing, "no trim landed ahead of the session: the test did not exercise trimming"
+        assert max(missing) < trim_point, "a record that was never trimmed is missing"
+        assert set(range(trim_point, TRIMMED_N)) <= set(data)
+        assert h.sidecar is not None and h.sidecar.metrics.trimmed_records_skipped.labels().value > 0
