@@ -561,8 +561,12 @@ type ReadResponse struct {
 	unknownFields protoimpl.UnknownFields
 
 	// Records in seq_num order; empty when nothing matched (e.g. the wait ran out).
+	// A batch larger than the sidecar's message limit (--max-message-bytes,
+	// 4 MiB by default) is cut short at a record: continue from the last one.
 	Records []*SequencedRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
-	// The stream's tail, when S2 served the batch from recent records.
+	// The stream's tail, passed through as S2 sent it: S2 sets it only on
+	// batches served from its live path (records that arrived while the read
+	// was waiting at the tail); catch-up batches and empty answers carry none.
 	Tail *StreamPosition `protobuf:"bytes,2,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
 }
 
@@ -612,10 +616,13 @@ func (x *ReadResponse) GetTail() *StreamPosition {
 	return nil
 }
 
-// One message of a session (same field numbers as S2's s2.v1.ReadBatch).
-// With records: the next records, in order, never repeated.
+// One message of a session (same field numbers as S2's s2.v1.ReadBatch), at
+// most --max-message-bytes (4 MiB by default) long.
+// With records: the next records, in order, never repeated. A record may be
+// missing only if S2 trimmed it before the session reached it.
 // Without records and with `tail`: a heartbeat; the session is caught up to
-// `tail` and waiting for new records.
+// `tail` (every record before it was sent) and waiting for new records. One
+// comes as soon as a session starts following, then every 5-15 s while idle.
 type ReadSessionResponse struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
@@ -623,7 +630,8 @@ type ReadSessionResponse struct {
 
 	// Records in seq_num order, continuing the previous message.
 	Records []*SequencedRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
-	// The stream's tail, when known.
+	// The stream's tail: always on heartbeats; on records, as S2 sent it (only
+	// on batches from its live path).
 	Tail *StreamPosition `protobuf:"bytes,2,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
 }
 
