@@ -107,6 +107,7 @@ class Instrumentation:
         else:
             current = parent  # no span, but the app's trace context still reaches S2
         token = otel_context.attach(current)
+        owner = asyncio.current_task()
         rec = CallRecord(method, span)
         try:
             yield rec
@@ -120,7 +121,10 @@ class Instrumentation:
             raise
         finally:
             self._finish(rec, time.perf_counter() - started)  # still in the span: logs carry its ids
-            with contextlib.suppress(ValueError):  # a generator closed from another context
+            # Only the task that attached can detach (OpenTelemetry logs an ERROR otherwise). A
+            # call closed from another task (a generator finalized later) has nothing to restore:
+            # its own context ended with its task.
+            if asyncio.current_task() is owner:
                 otel_context.detach(token)
 
     def _finish(self, rec: CallRecord, elapsed: float) -> None:

@@ -148,8 +148,18 @@ class StreamService:
     async def read_session(
         self, request: api_pb.ReadSessionRequest | Undecodable, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:
-        # An async generator, not context.write(): OpenTelemetry's aio interceptor needs this form.
-        # One generator, not two: every message of every session passes through here.
+        # An async generator (OpenTelemetry's aio interceptor needs this form) that sends with
+        # context.write() itself and yields nothing. So a send that fails because the app went
+        # away fails here, where it is expected, not in gRPC (which logs it as an ERROR), and the
+        # call ends in its own task: never suspended at a `yield` that is finalized later from
+        # another context.
+        await self._read_session(request, context)
+        return
+        yield  # unreachable: makes this an async generator
+
+    async def _read_session(
+        self, request: api_pb.ReadSessionRequest | Undecodable, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
         with self.instr.call("ReadSession", context) as rec:
             try:
                 request = decoded(request)
@@ -167,8 +177,8 @@ class StreamService:
             self._sessions.add(task)
             try:
                 while True:
-                    # drain() cancels only sessions waiting here; one busy in gRPC's send checks
-                    # the flag once the send is done, so it too ends with its resume point.
+                    # drain() cancels only sessions waiting here; one busy sending checks the flag
+                    # once the send is done, so it too ends with its resume point.
                     self._waiting.add(task)
                     try:
                         batch = await anext(batches)
@@ -180,9 +190,11 @@ class StreamService:
                         rec.sent(batch.count, len(batch.data))
                     elif batch.tail is not None:
                         rec.event("heartbeat", {"s2.tail.seq_num": batch.tail.seq_num})
-                    yield batch.data
+                    await _send(context, batch.data)
                     if self._draining.is_set():
                         raise asyncio.CancelledError  # handled below like a drain while waiting
+            except _CallGone:
+                raise asyncio.CancelledError from None  # gRPC notes a cancelled call at debug level
             except asyncio.CancelledError:
                 if not self._draining.is_set():
                     raise  # the app went away (or the deadline passed)
@@ -214,6 +226,18 @@ class StreamService:
                 ),
             },
         )
+
+
+class _CallGone(Exception):
+    """A send failed because the call is over: the app cancelled, the connection dropped, or
+    the server's grace period ran out. Nobody is left to tell."""
+
+
+async def _send(context: grpc.aio.ServicerContext[Any, Any], data: bytes) -> None:
+    try:
+        await context.write(data)
+    except (asyncio.CancelledError, grpc.aio.InternalError) as e:  # InternalError: a failed send batch
+        raise _CallGone from e
 
 
 def _resume_point(plan: ResumePlan) -> int | None:

@@ -4,9 +4,15 @@ the sidecar's logs."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import time
 
 import grpc
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
 from sidecar.testing import SidecarHarness
@@ -60,3 +66,30 @@ async def test_a_new_caller_after_the_last_one_left_starts_a_fresh_request() -> 
         resp = await late
         assert [r.body for r in resp.records] == [b"news"]
         assert await unary_in_use_drops_to(h, 0, within=3)
+
+
+async def test_cancelling_a_session_blocked_in_send_logs_no_errors(caplog: pytest.LogCaptureFixture) -> None:
+    """The app stops reading (gRPC's flow-control windows fill, the sidecar's send blocks) and
+    then cancels: an everyday event, so no ERROR records or tracebacks, with tracing on."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    caplog.set_level(logging.INFO)
+    async with SidecarHarness(tracer_provider=provider) as h:
+        await h.append_many("big", 40, size=900_000, batch=1)  # ~36 MB: far more than the windows
+        for _ in range(3):
+            call = h.stub.ReadSession(pb.ReadSessionRequest(stream="big", seq_num=0))
+            await asyncio.sleep(1.0)  # never read: the sidecar's send blocks
+            call.cancel()
+            await asyncio.sleep(0.5)
+            gc.collect()  # finalize anything the cancellation left behind
+        await asyncio.sleep(0.5)
+        # still serving
+        resp = await h.stub.Read(pb.ReadRequest(stream="big", seq_num=39), timeout=5)
+        assert [r.seq_num for r in resp.records] == [39]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, "\n".join(f"{r.name}: {r.getMessage()}" for r in errors)
+    sessions = [s for s in exporter.get_finished_spans() if s.name.endswith("/ReadSession")]
+    assert len(sessions) == 3
+    assert all(s.attributes and s.attributes.get("rpc.grpc.status_code") == 1 for s in sessions)  # CANCELLED
+    provider.shutdown()
