@@ -21,7 +21,7 @@ async def test_read_one_batch_from_seq_num_0_with_count_100(harness: SidecarHarn
     resp = await harness.stub.Read(pb.ReadRequest(stream=stream, seq_num=0, count=100))
     assert seq_nums(resp) == list(range(100))
     assert bodies(resp) == [padded(i) for i in range(100)]
-    assert resp.tail.seq_num == 250
+    # No tail asserted: S2 sends one only on batches served from recent records, not on catch-up.
 
 
 async def test_read_is_capped_at_1000_records(harness: SidecarHarness, stream: str) -> None:
