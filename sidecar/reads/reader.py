@@ -103,9 +103,9 @@ class StreamReader:
                 delay = self.policy.delay(e, attempt)
                 log.info("%s failed (%s); retry %d in %.2fs", what, e, attempt, delay)
                 self.client.metrics.upstream_retries.labels(kind, reason_token(e)).inc()
-                trace.get_current_span().add_event(
-                    "retry", {"s2.attempt": attempt, "s2.delay_s": delay, "error.type": reason_token(e)}
-                )
+                span = trace.get_current_span()  # the first caller's: it may have left (and ended it)
+                if span.is_recording():
+                    span.add_event("retry", {"s2.attempt": attempt, "s2.delay_s": delay, "error.type": reason_token(e)})
                 progress.backing_off = True
                 try:
                     await asyncio.sleep(delay)
