@@ -21,6 +21,15 @@ class UpstreamFormat(Enum):
     JSON = "json"
 
 
+class UpstreamProtocol(Enum):
+    """Which HTTP version to speak upstream. AUTO: HTTP/2 where TLS ALPN offers it (as S2's SDKs
+    do), HTTP/1.1 for `http://` and when ALPN picks http/1.1."""
+
+    AUTO = "auto"
+    HTTP1 = "http1"
+    HTTP2 = "http2"
+
+
 @dataclass(frozen=True)
 class Config:
     listen: tuple[str, ...] = ("127.0.0.1:50051",)
@@ -38,6 +47,9 @@ class Config:
     request_timeout: float = 10.0
     heartbeat_timeout: float = 20.0
     upstream_format: UpstreamFormat = UpstreamFormat.PROTOBUF
+    upstream_protocol: UpstreamProtocol = UpstreamProtocol.AUTO
+    upstream_ca_file: str | None = None
+    upstream_h2_connections: int = 4
     retry_attempts: int = 10
     retry_base_delay: float = 0.1
     grace_period: float = 10.0
@@ -108,6 +120,12 @@ def _bool(value: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def _ca_file(value: str) -> str:
+    if not os.path.isfile(value):
+        raise ValueError("no such file")
+    return value
+
+
 def _optional_addr(value: str) -> str | None:
     return None if value.lower() in ("", "off", "none") else value
 
@@ -144,6 +162,17 @@ SETTINGS: Sequence[_Setting] = (
     _Setting("upstream_format", "--upstream-format", "S2_SIDECAR_UPSTREAM_FORMAT",
              "protobuf (protobuf reads, s2s sessions; falls back to SSE if s2s is refused) or json "
              "(JSON reads, SSE sessions)", UpstreamFormat, "FORMAT"),
+    _Setting("upstream_protocol", "--upstream-protocol", "S2_SIDECAR_UPSTREAM_PROTOCOL",
+             "auto (HTTP/2 where TLS ALPN offers it, as S2's SDKs do; HTTP/1.1 for http:// and when ALPN "
+             "picks http/1.1), http1 (aiohttp, one connection per open session), or http2 (every session "
+             "and call multiplexed over few connections; h2c with prior knowledge for http://)",
+             UpstreamProtocol, "PROTOCOL"),
+    _Setting("upstream_ca_file", "--upstream-ca-file", "S2_SIDECAR_UPSTREAM_CA_FILE",
+             "PEM file of extra CA certificates to trust for https:// upstreams, on top of the system "
+             "store (SSL_CERT_FILE is honoured too)", _ca_file, "FILE"),
+    _Setting("upstream_h2_connections", "--upstream-h2-connections", "S2_SIDECAR_UPSTREAM_H2_CONNECTIONS",
+             "most HTTP/2 connections per upstream host; another opens only when the server's "
+             "max concurrent streams is reached", _positive(int), "N"),
     _Setting("retry_attempts", "--retry-attempts", "S2_SIDECAR_RETRY_ATTEMPTS",
              "upstream retries in a row before giving up (reset by each delivered batch)", _positive(int), "N"),
     _Setting("retry_base_delay", "--retry-base-delay", "S2_SIDECAR_RETRY_BASE_DELAY",

@@ -124,6 +124,9 @@ class Sidecar:
             max_message_bytes=cfg.max_message_bytes,
             telemetry=self.telemetry,
             metrics=self.metrics,
+            protocol=cfg.upstream_protocol,
+            ca_file=cfg.upstream_ca_file,
+            h2_connections=cfg.upstream_h2_connections,
         )
         await self.client.start()
         client = self.client

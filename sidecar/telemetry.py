@@ -73,6 +73,7 @@ SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
 HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
 ERROR_TYPE: Final = "error.type"  # exception class name, or the status code as a string
+NETWORK_PROTOCOL_VERSION: Final = "network.protocol.version"  # upstream HTTP: "1.1" or "2"
 # S2's own.
 S2_BASIN: Final = "s2.basin"
 S2_STREAM: Final = "s2.stream"

@@ -1,7 +1,6 @@
-"""The upstream client: S2's read endpoints over one shared aiohttp session per kind of call.
-
-Sessions and unary calls get separate connectors: aiohttp speaks HTTP/1.1, so every open
-session holds a connection for its whole life and could otherwise starve `CheckTail`.
+"""The upstream client: S2's read endpoints (URLs, headers, s2s/SSE/protobuf/JSON decoding,
+merging and splitting, spans, metrics), written once above a `Transport` (`transport.py`):
+HTTP/1.1 on aiohttp or multiplexed HTTP/2 on `h2`.
 Each method here makes ONE attempt; retries and resumption live in `sidecar.reads`.
 """
 
@@ -17,16 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import aiohttp
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from sidecar import telemetry as tm
-from sidecar.config import UpstreamFormat
+from sidecar.config import UpstreamFormat, UpstreamProtocol
 from sidecar.errors import ProtocolError, S2Error, TransportError
 from sidecar.metrics import Metrics
 from sidecar.types import ReadQuery, StreamPosition
 from sidecar.upstream.endpoint import BasinEndpoint
+from sidecar.upstream.select import make_transport
+from sidecar.upstream.transport import Body, Response, Transport
 from sidecar.wire import json as wjson
 from sidecar.wire import query as wquery
 from sidecar.wire import s2s, sse
@@ -43,18 +43,16 @@ DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MIN_MAX_MESSAGE_BYTES = 3 * 1024 * 1024
 # Errors that mean "the server does not speak s2s over this connection": fall back to SSE.
 _S2S_REFUSED_STATUSES = frozenset({405, 406, 415, 426, 501, 505})
-# Transport failures: all retryable (connection refused or reset, timeouts, truncated bodies).
-_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError)
 
 
-def _retry_after_ms(resp: aiohttp.ClientResponse) -> int | None:
+def _retry_after_ms(resp: Response) -> int | None:
     raw = resp.headers.get("retry-after-ms")
     return int(raw) if raw and raw.isdigit() else None
 
 
-async def _raise_for_error(resp: aiohttp.ClientResponse) -> None:
+async def _raise_for_error(resp: Response) -> None:
     if resp.status >= 400:
-        body = await resp.read()
+        body = await resp.body.read()
         raise wjson.error_from_response(resp.status, body, _retry_after_ms(resp))
 
 
@@ -75,6 +73,10 @@ class UpstreamClient:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         telemetry: tm.Telemetry | None = None,
         metrics: Metrics | None = None,
+        protocol: UpstreamProtocol = UpstreamProtocol.AUTO,
+        ca_file: str | None = None,
+        h2_connections: int = 4,
+        transport: Transport | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._telemetry = telemetry or tm.Telemetry.disabled()
@@ -87,10 +89,18 @@ class UpstreamClient:
         self._heartbeat_timeout = heartbeat_timeout
         # No batch handed on is larger than this (serialized): it becomes one gRPC message.
         self.max_message_bytes = max_message_bytes
-        self._session_limit = session_connections
-        self._unary_limit = unary_connections
-        self._unary: aiohttp.ClientSession | None = None
-        self._sessions: aiohttp.ClientSession | None = None
+        self.transport: Transport = transport or make_transport(
+            endpoint,
+            protocol,
+            session_connections=session_connections,
+            unary_connections=unary_connections,
+            connect_timeout=connect_timeout,
+            heartbeat_timeout=heartbeat_timeout,
+            ca_file=ca_file,
+            h2_connections=h2_connections,
+            metrics=self.metrics,
+        )
+        self._errors = self.transport.errors
 
     async def __aenter__(self) -> UpstreamClient:
         await self.start()
@@ -100,28 +110,10 @@ class UpstreamClient:
         await self.close()
 
     async def start(self) -> None:
-        def new(limit: int, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientSession:
-            return aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit, keepalive_timeout=30),
-                timeout=timeout,
-                # S2 `data:` lines and protobuf batches run to ~1.4 MB: read in large chunks.
-                read_bufsize=2**20,
-                auto_decompress=True,
-                raise_for_status=False,
-            )
-
-        self._unary = new(self._unary_limit, aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout))
-        # No total timeout: sessions are endless. sock_read catches a silent upstream (S2 sends a
-        # heartbeat at least every 15 s while caught up).
-        self._sessions = new(
-            self._session_limit,
-            aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout, sock_read=self._heartbeat_timeout),
-        )
+        await self.transport.start()
 
     async def close(self) -> None:
-        for s in (self._unary, self._sessions):
-            if s is not None:
-                await s.close()
+        await self.transport.close()
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -164,7 +156,7 @@ class UpstreamClient:
             outcome.status = outcome.status or "cancelled"  # the caller left: not an upstream error
             raise
         except BaseException as e:
-            outcome.status = outcome.status or _error_token(e)
+            outcome.status = outcome.status or _error_token(e, self.transport.connect_errors)
             if span is not None:
                 span.set_attribute(tm.ERROR_TYPE, outcome.status if outcome.http_status else type(e).__name__)
                 span.set_status(StatusCode.ERROR, str(e)[:200])
@@ -173,6 +165,8 @@ class UpstreamClient:
             if span is not None:
                 if outcome.http_status is not None:
                     span.set_attribute(tm.HTTP_RESPONSE_STATUS_CODE, outcome.http_status)
+                if outcome.protocol is not None:
+                    span.set_attribute(tm.NETWORK_PROTOCOL_VERSION, outcome.protocol)
                 span.end()
             self.metrics.upstream_requests.labels(kind, outcome.status or "ok").inc()
             self.metrics.upstream_duration.labels(kind).observe(
@@ -180,32 +174,23 @@ class UpstreamClient:
             )
 
     def pool_stats(self) -> dict[str, int]:
-        """Connections in use and idle per pool (for metrics and tests)."""
-        out: dict[str, int] = {}
-        for name, s in (("unary", self._unary), ("session", self._sessions)):
-            conn: Any = s.connector if s is not None else None
-            acquired = len(getattr(conn, "_acquired", ())) if conn is not None else 0
-            out[f"{name}_in_use"] = acquired
-        return out
+        """Connections (HTTP/1.1) or streams (HTTP/2) in use per pool, and connection counts per
+        protocol (for metrics and tests)."""
+        return self.transport.pool_stats()
 
     # -- unary ----------------------------------------------------------------------------------
 
     async def check_tail(self, basin: str, stream: str) -> StreamPosition:
         """`GET .../records/tail` (one attempt). Callers bound it further with `asyncio.timeout`."""
-        assert self._unary is not None, "UpstreamClient.start() was not called"
         url = self.endpoint.tail_url(basin, stream)
         headers = self._headers(basin)
         with self._traced("tail", url, {}, headers, {tm.S2_BASIN: basin, tm.S2_STREAM: stream}) as outcome:
             try:
-                async with self._unary.get(
-                    url,
-                    headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=self._request_timeout, sock_connect=self._connect_timeout),
-                ) as resp:
-                    outcome.response(resp.status)
+                async with self.transport.get(url, headers=headers, total_timeout=self._request_timeout) as resp:
+                    outcome.response(resp)
                     await _raise_for_error(resp)
-                    body = await resp.read()
-            except _TRANSPORT_ERRORS as e:
+                    body = await resp.body.read()
+            except self._errors as e:
                 raise TransportError(f"check tail of {basin}/{stream}: {e!r}") from e
         obj = wjson.loads(body)
         if not isinstance(obj, dict) or "tail" not in obj:
@@ -214,7 +199,6 @@ class UpstreamClient:
 
     async def read(self, basin: str, stream: str, query: ReadQuery) -> ReadBatch:
         """One-shot read: one batch (one attempt). Protobuf, or JSON with base64 bodies."""
-        assert self._unary is not None, "UpstreamClient.start() was not called"
         total = self._request_timeout + (query.wait or 0)
         accept = PROTOBUF if self.format is UpstreamFormat.PROTOBUF else "application/json"
         url = self.endpoint.records_url(basin, stream)
@@ -222,17 +206,12 @@ class UpstreamClient:
         headers = self._headers(basin, Accept=accept, **{"s2-format": "base64"})
         with self._traced("read", url, params, headers, {tm.S2_BASIN: basin, tm.S2_STREAM: stream}) as outcome:
             try:
-                async with self._unary.get(
-                    url,
-                    params=params,
-                    headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=total, sock_connect=self._connect_timeout),
-                ) as resp:
-                    outcome.response(resp.status)
+                async with self.transport.get(url, params=params, headers=headers, total_timeout=total) as resp:
+                    outcome.response(resp)
                     await _raise_for_error(resp)
-                    body = await resp.read()
+                    body = await resp.body.read()
                     ctype = resp.content_type
-            except _TRANSPORT_ERRORS as e:
+            except self._errors as e:
                 raise TransportError(f"read {basin}/{stream}: {e!r}") from e
         if ctype in (PROTOBUF, "application/x-protobuf"):
             batch = decode_read_batch(body)
@@ -279,17 +258,16 @@ class UpstreamClient:
     async def _s2s_session(
         self, url: str, params: dict[str, str], headers: dict[str, str], outcome: _Outcome
     ) -> AsyncIterator[ReadBatch | None]:
-        assert self._sessions is not None, "UpstreamClient.start() was not called"
         try:
-            async with self._sessions.get(url, params=params, headers=headers) as resp:
-                outcome.response(resp.status)
+            async with self.transport.get(url, params=params, headers=headers, session=True) as resp:
+                outcome.response(resp)
                 if resp.status in _S2S_REFUSED_STATUSES or (
                     resp.status == 200 and resp.content_type != s2s.CONTENT_TYPE
                 ):
                     yield None
                     return
                 await _raise_for_error(resp)
-                reader = _FrameReader(resp.content)
+                reader = _FrameReader(resp.body)
                 while True:
                     first = await reader.next_batch()
                     if first is None:
@@ -320,21 +298,20 @@ class UpstreamClient:
                         if nxt.reconnect_advised:
                             break  # the server wants us gone after this one
                     yield merge_batches(batches)
-        except _TRANSPORT_ERRORS as e:
+        except self._errors as e:
             raise TransportError(f"upstream s2s session {url}: {e!r}") from e
 
     async def _sse_session(
         self, url: str, params: dict[str, str], headers: dict[str, str], outcome: _Outcome
     ) -> AsyncIterator[ReadBatch]:
-        assert self._sessions is not None, "UpstreamClient.start() was not called"
         parser = sse.SSEParser()
         try:
-            async with self._sessions.get(url, params=params, headers=headers) as resp:
-                outcome.response(resp.status)
+            async with self.transport.get(url, params=params, headers=headers, session=True) as resp:
+                outcome.response(resp)
                 await _raise_for_error(resp)
                 if resp.content_type != "text/event-stream":
                     raise ProtocolError(f"upstream SSE session answered content-type {resp.content_type!r}")
-                async for chunk in resp.content.iter_any():
+                async for chunk in resp.body.iter_chunks():
                     for event in parser.feed(chunk):
                         if event.event == "batch":
                             records, tail = wjson.batch_from_json(wjson.loads(event.data), wjson.Format.BASE64)
@@ -349,7 +326,7 @@ class UpstreamClient:
                         elif event.data == sse.DONE:
                             return
                 raise TransportError("upstream SSE session ended without [DONE]")
-        except _TRANSPORT_ERRORS as e:
+        except self._errors as e:
             raise TransportError(f"upstream SSE session {url}: {e!r}") from e
 
 
@@ -362,18 +339,21 @@ class _Outcome:
     http_status: int | None = None
     status: str | None = None  # metric label: the HTTP status, or an error token
 
-    def response(self, status: int) -> None:
+    protocol: str | None = None  # "1.1" or "2"
+
+    def response(self, resp: Response) -> None:
         self.headers_at = time.perf_counter()
-        self.http_status = status
-        self.status = str(status)
+        self.http_status = resp.status
+        self.status = str(resp.status)
+        self.protocol = resp.protocol
 
 
-def _error_token(e: BaseException) -> str:
+def _error_token(e: BaseException, connect_errors: tuple[type[BaseException], ...]) -> str:
     """A short, fixed label for a request that got no HTTP status."""
     cause = e.__cause__ or e
-    if isinstance(cause, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(cause, asyncio.TimeoutError):  # aiohttp's ServerTimeoutError is one
         return "timeout"
-    if isinstance(cause, aiohttp.ClientConnectorError | ConnectionRefusedError):
+    if isinstance(cause, connect_errors):
         return "connect"
     if isinstance(e, ProtocolError):
         return "protocol"
@@ -381,18 +361,17 @@ def _error_token(e: BaseException) -> str:
 
 
 class _FrameReader:
-    """s2s frames from an aiohttp body with `readexactly` (no extra copies), plus how many bytes
-    are already buffered so the caller can merge what has arrived without waiting for more."""
+    """s2s frames from a body with `readexactly` (no extra copies), plus how many bytes are
+    already buffered so the caller can merge what has arrived without waiting for more."""
 
-    def __init__(self, content: aiohttp.StreamReader) -> None:
+    def __init__(self, content: Body) -> None:
         self._content = content
-        self._consumed = 0
         self._pushed_back: list[ReadBatch | None] = []
 
     def buffered(self) -> int:
         if self._pushed_back:
             return s2s.PREFIX_BYTES
-        return self._content.total_bytes - self._consumed
+        return self._content.buffered()
 
     def push_back(self, batch: ReadBatch | None) -> None:
         self._pushed_back.append(batch)
@@ -413,7 +392,6 @@ class _FrameReader:
             payload = await content.readexactly(n)
         except asyncio.IncompleteReadError as e:
             raise TransportError(f"upstream s2s frame truncated ({len(e.partial)}/{n} bytes)") from e
-        self._consumed += s2s.PREFIX_BYTES + n
         frame = s2s.parse_frame(payload)
         if frame.terminal:
             raise wjson.error_from_response(frame.status or 500, frame.body)

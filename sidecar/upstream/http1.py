@@ -1,0 +1,131 @@
+"""HTTP/1.1 transport on aiohttp: the fastest receive path in Python (see PERFORMANCE.md).
+
+Sessions and unary calls get separate connectors: on HTTP/1.1 every open session holds a
+connection for its whole life and could otherwise starve `CheckTail`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+
+from sidecar.upstream.transport import Response
+
+
+class _Body:
+    """An aiohttp body; counts what was read so `buffered()` needs no private state."""
+
+    __slots__ = ("_consumed", "_content", "_resp")
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+        self._content = resp.content
+        self._consumed = 0
+
+    async def read(self) -> bytes:
+        return await self._resp.read()
+
+    async def readexactly(self, n: int) -> bytes:
+        data = await self._content.readexactly(n)
+        self._consumed += n
+        return data
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self._content.iter_any():
+            self._consumed += len(chunk)
+            yield chunk
+
+    def buffered(self) -> int:
+        return self._content.total_bytes - self._consumed
+
+
+class Http1Transport:
+    errors: tuple[type[BaseException], ...] = (
+        aiohttp.ClientError,
+        asyncio.TimeoutError,
+        asyncio.IncompleteReadError,
+        ConnectionError,
+    )
+    connect_errors: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError, ConnectionRefusedError)
+
+    def __init__(
+        self,
+        *,
+        session_connections: int = 1000,
+        unary_connections: int = 100,
+        connect_timeout: float = 5.0,
+        heartbeat_timeout: float = 20.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._session_limit = session_connections
+        self._unary_limit = unary_connections
+        self._connect_timeout = connect_timeout
+        self._heartbeat_timeout = heartbeat_timeout
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._unary: aiohttp.ClientSession | None = None
+        self._sessions: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        def new(limit: int, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientSession:
+            return aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit, keepalive_timeout=30, ssl=self._ssl),
+                timeout=timeout,
+                # S2 `data:` lines and protobuf batches run to ~1.4 MB: read in large chunks.
+                read_bufsize=2**20,
+                auto_decompress=True,
+                raise_for_status=False,
+            )
+
+        self._unary = new(self._unary_limit, aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout))
+        # No total timeout: sessions are endless. sock_read catches a silent upstream (S2 sends a
+        # heartbeat at least every 15 s while caught up).
+        self._sessions = new(
+            self._session_limit,
+            aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout, sock_read=self._heartbeat_timeout),
+        )
+
+    async def close(self) -> None:
+        for s in (self._unary, self._sessions):
+            if s is not None:
+                await s.close()
+
+    @asynccontextmanager
+    async def get(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+        session: bool = False,
+        total_timeout: float | None = None,
+    ) -> AsyncIterator[Response]:
+        pool = self._sessions if session else self._unary
+        assert pool is not None, "Transport.start() was not called"
+        kwargs: dict[str, Any] = {}
+        if total_timeout is not None:
+            kwargs["timeout"] = aiohttp.ClientTimeout(total=total_timeout, sock_connect=self._connect_timeout)
+        async with pool.get(url, params=params, headers=headers, **kwargs) as resp:
+            yield Response(
+                status=resp.status,
+                headers={k.lower(): v for k, v in resp.headers.items()},
+                content_type=resp.content_type,
+                body=_Body(resp),
+                protocol="1.1",
+            )
+
+    def pool_stats(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        total = 0
+        for name, s in (("unary", self._unary), ("session", self._sessions)):
+            conn: Any = s.connector if s is not None else None
+            acquired = len(getattr(conn, "_acquired", ())) if conn is not None else 0
+            idle = sum(len(v) for v in getattr(conn, "_conns", {}).values()) if conn is not None else 0
+            out[f"{name}_in_use"] = acquired
+            total += acquired + idle
+        out["connections_h1"] = total
+        return out
