@@ -19,8 +19,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote
 
-from aiohttp import web
-
 from sidecar.errors import ProtocolError, S2Error
 from sidecar.types import (
     MAX_BATCH_BYTES,
@@ -32,21 +30,20 @@ from sidecar.types import (
 )
 from sidecar.wire import query as wire_query
 from sidecar.wire import s2s, sse
-from sidecar.wire.json import Format, append_input_from_json, batch_to_json, position_to_json, tail_to_json
+from sidecar.wire.json import Format, append_input_from_json, batch_to_json, dumps, position_to_json, tail_to_json
 from sidecar.wire.names import basin_name_problem, stream_name_problem
 from sidecar.wire.protobuf import decode_append_input, encode_append_ack, encode_batch, records_from_fields
 
-from . import configs
+from . import configs, hooks
 from .config import EmulatorConfig
-from .faults import Action, Corrupt, Cut, Fail, Faults, Stall, Stats, parse_fault
-from .output import PROTOBUF, CutConnection, Output, Reply, send_reply
-from .sessions import Heartbeats, LiveReads, S2SWriter, SessionWriter, SSEWriter, run_session
+from .exchange import Exchange, Http2Connection, media_type
+from .faults import Action, Corrupt, Cut, Fail, Faults, Stall, Stats
+from .output import PROTOBUF, CutConnection, Output, Reply, cut_of, error_payload, send_reply
+from .sessions import COMPRESS_MIN_BYTES, Heartbeats, LiveReads, S2SWriter, SessionWriter, SSEWriter, run_session
 from .store import MAX_FENCING_TOKEN_BYTES, Store, Stream
 
 log = logging.getLogger("sidecar.emulator")
 
-# A 1 MiB metered batch as JSON can be several MiB (base64, or escapes in raw text).
-MAX_REQUEST_BYTES = 8 * 1024 * 1024
 MAX_LIST_LIMIT = 1000
 PROTOBUF_TYPES = frozenset({"application/protobuf", "application/x-protobuf"})
 
@@ -59,12 +56,10 @@ class EmulatorState:
     stats: Stats = field(default_factory=Stats)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     live: LiveReads = field(init=False)
+    http2: set[Http2Connection] = field(default_factory=set)  # open HTTP/2 connections, for the hooks
 
     def __post_init__(self) -> None:
         self.live = LiveReads(self.stats)
-
-
-STATE = web.AppKey("emulator_state", EmulatorState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,11 +183,10 @@ def _authorize(headers: Mapping[str, str], token: str | None) -> None:
         raise S2Error(401, "authn", "invalid bearer token")
 
 
-async def _s2_api(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
+async def _s2_api(request: Exchange, state: EmulatorState) -> None:
     basin = _basin_from(request.headers)
     try:
-        target = _route(request.method, request.rel_url.raw_path, request.headers)
+        target = _route(request.method, request.raw_path, request.headers)
     except S2Error as err:
         state.stats.count(f"{basin or ''}/")
         return await send_reply(request, Reply.error(err), None, state.stopping)
@@ -200,7 +194,7 @@ async def _s2_api(request: web.Request) -> web.StreamResponse:
         basin = target.basin
     state.stats.count(f"{basin or ''}/{target.stream or ''}", *target.stat_names)
     action: Action | None = None
-    result: Reply | web.StreamResponse
+    result: Reply | None
     try:
         _authorize(request.headers, state.config.require_token)
         if target.account:
@@ -220,20 +214,19 @@ async def _s2_api(request: web.Request) -> web.StreamResponse:
             result = await _OPERATIONS[target.op](request, state, basin, target, action)
     except S2Error as err:
         result = Reply.error(err)
-    except ConnectionError:
-        return web.Response(status=499)  # the client went away; there is no one to answer
+    except (ConnectionError, CutConnection):
+        return  # the client went away, or a fault cut the answer: there is no one to answer
     except Exception:
-        log.exception("emulator: unexpected error in %s %s", request.method, request.rel_url.raw_path[:200])
+        log.exception("emulator: unexpected error in %s %s", request.method, request.raw_path[:200])
         result = Reply.error(S2Error(500, "other", "internal error in the emulator"))
-    if isinstance(result, Reply):
-        return await send_reply(request, result, action, state.stopping)
-    return result
+    if result is not None:
+        await send_reply(request, result, action, state.stopping)
 
 
-Operation = Callable[[web.Request, EmulatorState, str, Target, Action | None], Awaitable[Reply | web.StreamResponse]]
+Operation = Callable[[Exchange, EmulatorState, str, Target, Action | None], Awaitable[Reply | None]]
 
 
-async def _json_body(request: web.Request, allow_empty: bool = False) -> Any:
+async def _json_body(request: Exchange, allow_empty: bool = False) -> Any:
     data = await _read_body(request)
     if allow_empty and not data.strip():
         return None
@@ -243,14 +236,11 @@ async def _json_body(request: web.Request, allow_empty: bool = False) -> Any:
         raise S2Error(400, "bad_json", f"request body is not JSON: {e}") from None
 
 
-async def _read_body(request: web.Request) -> bytes:
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise S2Error(422, "invalid", f"request body exceeds {MAX_REQUEST_BYTES} bytes") from None
+async def _read_body(request: Exchange) -> bytes:
+    return await request.body()
 
 
-def _list_params(request: web.Request) -> tuple[str, str, int]:
+def _list_params(request: Exchange) -> tuple[str, str, int]:
     """`prefix`, `start_after` and `limit` of a list request, by S2's rules."""
     q = request.query
     prefix, start_after, raw_limit = q.get("prefix", ""), q.get("start_after", ""), q.get("limit")
@@ -264,12 +254,12 @@ def _list_params(request: web.Request) -> tuple[str, str, int]:
     return prefix, start_after, limit
 
 
-async def _list(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+async def _list(request: Exchange, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
     streams, more = state.store.list(basin, *_list_params(request))
     return Reply.json({"streams": [s.info() for s in streams], "has_more": more})
 
 
-async def _create(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+async def _create(request: Exchange, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
     body = await _json_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("stream"), str):
         raise S2Error(400, "bad_json", "expected an object with a `stream` name")
@@ -282,7 +272,7 @@ async def _create(request: web.Request, state: EmulatorState, basin: str, t: Tar
     return Reply.json(state.store.create(basin, name, config).info(), 201)
 
 
-async def _ensure(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+async def _ensure(request: Exchange, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
     assert t.stream is not None
     config = configs.check_stream_config(await _json_body(request, allow_empty=True))  # a bare StreamConfig
     stream = state.store.get(basin, t.stream)
@@ -291,38 +281,83 @@ async def _ensure(request: web.Request, state: EmulatorState, basin: str, t: Tar
     return Reply.json(state.store.create(basin, t.stream, config).info(), 201)
 
 
-async def _config(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+async def _config(request: Exchange, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
     assert t.stream is not None
     return Reply.json(configs.stream_config_json(state.store.require(basin, t.stream).config))
 
 
-async def _delete(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+async def _delete(request: Exchange, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
     assert t.stream is not None
     state.store.delete(basin, t.stream)
     return Reply(202, b"")
 
 
-async def _tail(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+async def _tail(request: Exchange, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
     assert t.stream is not None
     # S2 opens a stream for a tail check as for a read: `create_stream_on_read` applies
     # (lite/src/backend/read.rs `open_for_check_tail`).
     return Reply.json(tail_to_json(state.store.open(basin, t.stream, "create_stream_on_read").tail))
 
 
-async def _append(request: web.Request, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+def _check_token(token: str | None) -> None:
+    # S2 parses the token as a `FencingToken` (at most 36 bytes) with the body: 422 before the
+    # stream is even looked up (S2: common/src/record.rs `FencingToken`).
+    if token is not None and len(token.encode("utf-8", "surrogatepass")) > MAX_FENCING_TOKEN_BYTES:
+        raise S2Error(422, "invalid", f"`fencing_token` exceeds {MAX_FENCING_TOKEN_BYTES} bytes")
+
+
+async def _append_session(
+    request: Exchange, state: EmulatorState, basin: str, t: Target, action: Action | None
+) -> Reply | None:
+    """An s2s append session (`POST .../records` with `Content-Type: s2s/proto`): AppendInput
+    frames in, one AppendAck frame out per input, in order; an error ends it with a terminal frame
+    (S2: api/src/v1/stream/s2s.rs; s2s.md)."""
     assert t.stream is not None
+    state.store.open(basin, t.stream, "create_stream_on_append")  # a missing stream is a plain 404
+    if isinstance(action, Cut) and action.before_headers:
+        await request.cut(action.error_code)
+        return None
+    await request.start(200, {"content-type": s2s.CONTENT_TYPE, "cache-control": "no-cache, no-transform"})
+    out = Output(request, *cut_of(action))
+    compression = s2s_compression(request.headers.get("Accept-Encoding", ""))
+    decoder = s2s.FrameDecoder()
+    try:
+        while chunk := await request.chunk():
+            for frame in decoder.feed(chunk):
+                if frame.terminal:
+                    raise S2Error(400, "bad_frame", "a client does not send terminal s2s frames")
+                try:
+                    records, match, token = decode_append_input(frame.body)
+                except ProtocolError as e:
+                    raise S2Error(400, "bad_proto", str(e)) from None
+                _check_token(token)
+                ack = state.store.append(basin, t.stream, records, match, token)
+                payload = encode_append_ack(ack.start, ack.end, ack.tail)
+                compress = compression if len(payload) >= COMPRESS_MIN_BYTES else s2s.Compression.NONE
+                await out.write(s2s.encode_frame(payload, compression=compress))
+        if decoder.pending:
+            raise S2Error(400, "bad_frame", "the request ended inside an s2s frame")
+    except ProtocolError as e:
+        await out.write(s2s.encode_terminal(400, dumps(error_payload(S2Error(400, "bad_frame", str(e))))))
+    except S2Error as err:
+        await out.write(s2s.encode_terminal(err.status, dumps(error_payload(err))))
+    await request.end()
+    return None
+
+
+async def _append(request: Exchange, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply | None:
+    assert t.stream is not None
+    if media_type(request.headers) == s2s.CONTENT_TYPE:
+        return await _append_session(request, state, basin, t, a)
     fmt = Format.from_header(request.headers.get("s2-format"))
-    if request.content_type in PROTOBUF_TYPES:
+    if media_type(request.headers) in PROTOBUF_TYPES:
         try:
             records, match, token = decode_append_input(await _read_body(request))
         except ProtocolError as e:
             raise S2Error(400, "bad_proto", str(e)) from None
     else:
         records, match, token = append_input_from_json(await _json_body(request), fmt)
-    # S2 parses the token as a `FencingToken` (at most 36 bytes) with the body: 422 before the
-    # stream is even looked up (S2: common/src/record.rs `FencingToken`).
-    if token is not None and len(token.encode("utf-8", "surrogatepass")) > MAX_FENCING_TOKEN_BYTES:
-        raise S2Error(422, "invalid", f"`fencing_token` exceeds {MAX_FENCING_TOKEN_BYTES} bytes")
+    _check_token(token)
     ack = state.store.append(basin, t.stream, records, match, token)
     if PROTOBUF_TYPES.intersection(_media_types(request.headers.get("Accept", ""))):
         return Reply(200, encode_append_ack(ack.start, ack.end, ack.tail), PROTOBUF)
@@ -332,14 +367,15 @@ async def _append(request: web.Request, state: EmulatorState, basin: str, t: Tar
 
 
 async def _read(
-    request: web.Request, state: EmulatorState, basin: str, t: Target, action: Action | None
-) -> Reply | web.StreamResponse:
+    request: Exchange, state: EmulatorState, basin: str, t: Target, action: Action | None
+) -> Reply | None:
     assert t.stream is not None and t.mode is not None
     query = wire_query.from_params(request.query)
     fmt = Format.from_header(request.headers.get("s2-format"))
     stream = state.store.open(basin, t.stream, "create_stream_on_read")
     if t.kind == "session":
-        return await _session(request, state, stream, query, t.mode, fmt, action)
+        await _session(request, state, stream, query, t.mode, fmt, action)
+        return None
     return await _one_shot(state, stream, query, t.mode, fmt)
 
 
@@ -409,14 +445,14 @@ def s2s_compression(accept_encoding: str) -> s2s.Compression:
 
 
 async def _session(
-    request: web.Request,
+    request: Exchange,
     state: EmulatorState,
     stream: Stream,
     query: ReadQuery,
     mode: str,
     fmt: Format,
     action: Action | None,
-) -> web.StreamResponse:
+) -> None:
     delivered = (0, 0)
     if mode == "sse" and (last_id := request.headers.get("Last-Event-ID", "").strip()):
         try:
@@ -436,9 +472,11 @@ async def _session(
         "cache-control": "no-cache, no-transform",
         "x-accel-buffering": "no",
     }
-    response = web.StreamResponse(status=200, headers=headers)
-    await response.prepare(request)
-    out = Output(request, response, action.after_bytes if isinstance(action, Cut) else None)
+    if isinstance(action, Cut) and action.before_headers:
+        await request.cut(action.error_code)
+        return None
+    await request.start(200, headers)
+    out = Output(request, *cut_of(action))
     corrupt = isinstance(action, Corrupt)
     writer: SessionWriter = (
         SSEWriter(out, fmt, corrupt)
@@ -451,27 +489,27 @@ async def _session(
         try:
             await run_session(stream, query, start, writer, live, heartbeats, delivered, stall)
         except (CutConnection, ConnectionError):
-            return response  # cut on purpose, or the client went away: nothing more to say
+            return None  # cut on purpose, or the client went away: nothing more to say
         except Exception:
             log.exception("emulator: unexpected error in a %s session on %s", mode, stream.name)
             with contextlib.suppress(Exception):
                 await writer.error(S2Error(500, "other", "internal error in the emulator"))
     with contextlib.suppress(ConnectionError):
-        await response.write_eof()
-    return response
+        await request.end()
+    return None
 
 
 # The account API (S2: lite/src/handlers/v1/basins.rs).
 
-AccountOperation = Callable[[web.Request, EmulatorState, str | None], Awaitable[Reply]]
+AccountOperation = Callable[[Exchange, EmulatorState, str | None], Awaitable[Reply]]
 
 
-async def _list_basins(request: web.Request, state: EmulatorState, basin: str | None) -> Reply:
+async def _list_basins(request: Exchange, state: EmulatorState, basin: str | None) -> Reply:
     basins, more = state.store.list_basins(*_list_params(request))
     return Reply.json({"basins": [b.info() for b in basins], "has_more": more})
 
 
-async def _create_basin(request: web.Request, state: EmulatorState, basin: str | None) -> Reply:
+async def _create_basin(request: Exchange, state: EmulatorState, basin: str | None) -> Reply:
     body = await _json_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("basin"), str):
         raise S2Error(422, "invalid", "expected an object with a `basin` name")
@@ -482,7 +520,7 @@ async def _create_basin(request: web.Request, state: EmulatorState, basin: str |
     return Reply.json(state.store.create_basin(name, config).info(), 201)
 
 
-async def _ensure_basin(request: web.Request, state: EmulatorState, basin: str | None) -> Reply:
+async def _ensure_basin(request: Exchange, state: EmulatorState, basin: str | None) -> Reply:
     assert basin is not None
     body = await _json_body(request, allow_empty=True)
     if body is not None and not isinstance(body, dict):
@@ -493,12 +531,12 @@ async def _ensure_basin(request: web.Request, state: EmulatorState, basin: str |
     return Reply.json(state.store.create_basin(basin, config).info(), 201)
 
 
-async def _basin_config(request: web.Request, state: EmulatorState, basin: str | None) -> Reply:
+async def _basin_config(request: Exchange, state: EmulatorState, basin: str | None) -> Reply:
     assert basin is not None
     return Reply.json(configs.basin_config_json(state.store.basin(basin).config))
 
 
-async def _delete_basin(request: web.Request, state: EmulatorState, basin: str | None) -> Reply:
+async def _delete_basin(request: Exchange, state: EmulatorState, basin: str | None) -> Reply:
     assert basin is not None
     state.store.delete_basin(basin)
     return Reply(202, b"")
@@ -524,58 +562,15 @@ _OPERATIONS: dict[str, Operation] = {
 }
 
 
-# Test hooks: not S2. JSON in and out, no auth.
+# Everything that arrives, over either protocol.
 
 
-def _hook_error(message: str) -> web.Response:
-    return web.json_response({"code": "bad_request", "message": message}, status=400)
-
-
-async def _stats(request: web.Request) -> web.Response:
-    return web.json_response(request.app[STATE].stats.to_json())
-
-
-async def _add_fault(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    try:
-        fault = parse_fault(await request.json())
-    except ValueError as e:  # includes malformed JSON
-        return _hook_error(str(e))
-    state.faults.add(fault)
-    return web.json_response({"pending_faults": len(state.faults)})
-
-
-async def _clear_faults(request: web.Request) -> web.Response:
-    request.app[STATE].faults.clear()
-    return web.json_response({"pending_faults": 0})
-
-
-async def _reset(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    state.faults.clear()
-    state.stats.reset()
-    return web.json_response({})
-
-
-async def _close_sessions(request: web.Request) -> web.Response:
-    q = request.query
-    raw_status = q.get("status", "503")
-    if not raw_status.isdigit() or not 400 <= int(raw_status) <= 599:
-        return _hook_error("`status` must be an HTTP error status")
-    code = q.get("code", "server_draining")
-    error = S2Error(int(raw_status), code, q.get("message", f"session closed by the emulator ({code})"))
-    closed = request.app[STATE].live.close(error, q.get("basin") or None, q.get("stream") or None)
-    return web.json_response({"closed": closed})
-
-
-def build_app(state: EmulatorState) -> web.Application:
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-    app[STATE] = state
-    app.router.add_get("/_emulator/stats", _stats)
-    app.router.add_post("/_emulator/faults", _add_fault)
-    app.router.add_delete("/_emulator/faults", _clear_faults)
-    app.router.add_post("/_emulator/reset", _reset)
-    app.router.add_post("/_emulator/sessions/close", _close_sessions)
-    # `[\s\S]`, not `.`: aiohttp matches the decoded path, and a stream name may hold a newline.
-    app.router.add_route("*", r"/v1/{path:[\s\S]*}", _s2_api)
-    return app
+async def handle(request: Exchange, state: EmulatorState) -> None:
+    """Answer one request: S2's API under `/v1/`, the test hooks under `/_emulator/`."""
+    if request.raw_path.startswith("/v1/"):
+        await _s2_api(request, state)
+    elif request.raw_path.startswith("/_emulator/"):
+        await hooks.handle_hook(request, state)
+    else:
+        error = S2Error(404, "not_found", f"no such endpoint: {request.raw_path[:200]}")
+        await send_reply(request, Reply.error(error), None, state.stopping)

@@ -19,3 +19,7 @@ class EmulatorConfig:
     # Basins created at start (name -> S2 `BasinConfig` JSON) unless they already exist (--data-dir).
     # Like S2, the emulator has no basins otherwise: create them here or with `POST /v1/basins`.
     basins: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
+    # TLS (both or neither): serve https, offering HTTP/2 and HTTP/1.1 by ALPN. Without them the
+    # port serves HTTP/1.1 and HTTP/2 with prior knowledge (h2c) in clear text.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None

@@ -8,6 +8,8 @@ from typing import Any
 
 from sidecar.errors import S2Error
 
+from .exchange import H2_ERROR_CODES, h2_error_code
+
 # What a request is, for fault matching and for statistics. "read" is a one-shot read,
 # "session" an SSE or s2s read session; other stream operations count as "streams".
 KINDS = ("read", "session", "tail", "append", "streams")
@@ -23,9 +25,13 @@ class Fail:
 
 @dataclass(frozen=True, slots=True)
 class Cut:
-    """Abort the TCP connection after this many response-body bytes."""
+    """End the answer abruptly after this many response-body bytes: HTTP/1.1 aborts the TCP
+    connection; HTTP/2 resets the stream (RST_STREAM with `error_code`, default INTERNAL_ERROR)
+    and the connection's other streams go on. `before_headers`: end it before any response."""
 
     after_bytes: int
+    error_code: int | None = None
+    before_headers: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +83,10 @@ def parse_fault(obj: Any) -> Fault:
     basin, stream = obj.get("basin"), obj.get("stream")
     if not all(v is None or isinstance(v, str) for v in (basin, stream)):
         raise ValueError("`basin` and `stream` must be strings")
-    actions = [k for k in ("fail", "cut_after_bytes", "stall_seconds", "corrupt") if k in obj]
+    actions = [k for k in ("fail", "cut_after_bytes", "stall_seconds", "corrupt", "rst_stream") if k in obj]
     if len(actions) != 1:
-        raise ValueError("give exactly one of `fail`, `cut_after_bytes`, `stall_seconds`, `corrupt`")
+        raise ValueError("give exactly one of `fail`, `cut_after_bytes`, `stall_seconds`, `corrupt`, `rst_stream`")
+    error_code = h2_error_code(obj.get("error_code"), H2_ERROR_CODES["INTERNAL_ERROR"])
     action: Action
     if actions[0] == "fail":
         times = _int(obj, "fail", minimum=1)
@@ -96,7 +103,15 @@ def parse_fault(obj: Any) -> Fault:
     else:
         times = _int(obj, "times", 1, minimum=1)
         if actions[0] == "cut_after_bytes":
-            action = Cut(_int(obj, "cut_after_bytes"))
+            action = Cut(_int(obj, "cut_after_bytes"), error_code)
+        elif actions[0] == "rst_stream":
+            if obj["rst_stream"] is not True:
+                raise ValueError("`rst_stream` must be true")
+            after = obj.get("after_bytes")
+            if after is None:
+                action = Cut(0, error_code, before_headers=True)
+            else:
+                action = Cut(_int(obj, "after_bytes"), error_code)
         elif actions[0] == "stall_seconds":
             seconds = obj["stall_seconds"]
             if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:

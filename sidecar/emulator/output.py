@@ -7,11 +7,10 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
-
 from sidecar.errors import RangeNotSatisfiable, S2Error
 from sidecar.wire.json import dumps, error_body, tail_to_json
 
+from .exchange import Exchange
 from .faults import Action, Corrupt, Cut, Stall
 from .store import ErrorBody
 
@@ -59,59 +58,55 @@ async def sleep_unless(event: asyncio.Event, seconds: float) -> None:
 
 
 class CutConnection(Exception):
-    """The cut fault aborted the connection: the handler has nothing more to write."""
+    """The cut fault ended the answer abruptly: the handler has nothing more to write."""
 
 
 class Output:
-    """A response body writer that applies the cut fault: abort the TCP connection after K bytes."""
+    """A response body writer that applies the cut fault: after K bytes, abort the TCP connection
+    (HTTP/1.1) or reset the stream (HTTP/2, RST_STREAM with `error_code`, INTERNAL_ERROR by default)."""
 
-    def __init__(self, request: web.BaseRequest, response: web.StreamResponse, cut_after: int | None) -> None:
-        self._request = request
-        self.response = response
+    def __init__(self, exchange: Exchange, cut_after: int | None, error_code: int | None = None) -> None:
+        self._exchange = exchange
         self._cut_after = cut_after
+        self._error_code = error_code
         self._written = 0
 
     async def write(self, data: bytes) -> None:
         if self._cut_after is not None and self._written + len(data) >= self._cut_after:
             room = self._cut_after - self._written
             if room > 0:
-                await self.response.write(data[:room])
+                await self._exchange.write(data[:room])
             self._written += max(room, 0)
-            await self._abort()
+            await self._exchange.cut(self._error_code)
             raise CutConnection
-        await self.response.write(data)
+        await self._exchange.write(data)
         self._written += len(data)
 
-    async def _abort(self) -> None:
-        transport = self._request.transport
-        if transport is None:
-            return
-        # Let the bytes already written reach the socket first: abort() drops buffered data.
-        for _ in range(100):
-            if transport.is_closing() or transport.get_write_buffer_size() == 0:
-                break
-            await asyncio.sleep(0.01)
-        transport.abort()
+
+def cut_of(action: Action | None) -> tuple[int | None, int | None]:
+    """(bytes before the cut, HTTP/2 error code) of a cut or reset fault; (None, None) otherwise."""
+    if isinstance(action, Cut):
+        return action.after_bytes, action.error_code
+    return None, None
 
 
-async def send_reply(
-    request: web.BaseRequest, reply: Reply, action: Action | None, stopping: asyncio.Event
-) -> web.StreamResponse:
+async def send_reply(exchange: Exchange, reply: Reply, action: Action | None, stopping: asyncio.Event) -> None:
     """Send a whole reply, shaped by a stall, cut or corrupt fault when one was taken."""
     if isinstance(action, Corrupt):
         reply.body = GARBAGE_PROTOBUF if reply.content_type == PROTOBUF else GARBAGE_JSON
+    headers = {"content-type": reply.content_type, **reply.headers}
     if not isinstance(action, Stall | Cut):
-        return web.Response(
-            status=reply.status, body=reply.body, content_type=reply.content_type, headers=reply.headers
-        )
-    response = web.StreamResponse(status=reply.status, headers={"content-type": reply.content_type, **reply.headers})
-    await response.prepare(request)
+        await exchange.reply(reply.status, headers, reply.body)
+        return
+    if isinstance(action, Cut) and action.before_headers:
+        await exchange.cut(action.error_code)
+        return
+    await exchange.start(reply.status, headers)
     if isinstance(action, Stall):
         await sleep_unless(stopping, action.seconds)
-    out = Output(request, response, action.after_bytes if isinstance(action, Cut) else None)
+    out = Output(exchange, *cut_of(action))
     try:
         await out.write(reply.body)
     except CutConnection:
-        return response
-    await response.write_eof()
-    return response
+        return
+    await exchange.end()

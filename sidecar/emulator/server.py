@@ -1,4 +1,5 @@
-"""The emulator as a server: bind, serve, and stop promptly even with sessions open."""
+"""The emulator as a server: bind one port for HTTP/1.1 and HTTP/2 (optionally TLS), serve, and stop
+promptly even with sessions open."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ from aiohttp import web
 
 from sidecar.errors import S2Error
 
-from .app import EmulatorState, build_app
+from .app import EmulatorState, handle
 from .config import EmulatorConfig
+from .exchange import Exchange
+from .front import Sniffer, tls_context
+from .h2server import H2ServerProtocol
+from .http1 import build_http1_app
 from .store import Store
 
 log = logging.getLogger("sidecar.emulator")
@@ -28,6 +33,7 @@ class Emulator:
         self._config = config
         self._state: EmulatorState | None = None
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
         self._port: int | None = None
 
     async def start(self) -> None:
@@ -38,8 +44,15 @@ class Emulator:
             if store.ensure_basin(name, dict(basin_config) if basin_config is not None else None):
                 log.info("S2 emulator: created basin %s with config %s", name, json.dumps(basin_config))
         state = EmulatorState(self._config, store)
+        config = self._config
+        if (config.tls_cert is None) != (config.tls_key is None):
+            raise ValueError("give both a TLS certificate and its key, or neither")
+
+        async def serve_one(exchange: Exchange) -> None:
+            await handle(exchange, state)
+
         runner = web.AppRunner(
-            build_app(state),
+            build_http1_app(serve_one),
             access_log=None,
             # A session waiting at the tail writes nothing, so a client that left would only be
             # noticed at the next heartbeat: cancel its handler when the connection drops instead.
@@ -48,27 +61,50 @@ class Emulator:
         )
         try:
             await runner.setup()
-            site = web.TCPSite(runner, self._config.host, self._config.port)
-            await site.start()
+            http1 = runner.server
+            assert http1 is not None
+            context = tls_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
+            server = await asyncio.get_running_loop().create_server(
+                lambda: Sniffer(http1, lambda: H2ServerProtocol(serve_one, state.http2)),
+                config.host,
+                config.port,
+                ssl=context,
+            )
         except BaseException:
             await runner.cleanup()
             store.close()
             raise
-        self._port = int(runner.addresses[0][1])
-        self._state, self._runner = state, runner
+        self._port = int(server.sockets[0].getsockname()[1])
+        self._state, self._runner, self._server = state, runner, server
 
     async def stop(self) -> None:
-        runner, state = self._runner, self._state
-        if runner is None or state is None:
+        runner, state, server = self._runner, self._state, self._server
+        if runner is None or state is None or server is None:
             return
-        self._runner = self._state = None
+        self._runner = self._state = self._server = None
+        server.close()  # no new connections
         state.stopping.set()
         # Sessions end with server_draining (S2's signal to reconnect at once); long polls answer it.
         state.live.close(S2Error(503, "server_draining", "the emulator is stopping"), sessions_only=False)
         try:
+            await self._close_http2(state)
             await runner.cleanup()
         finally:
             state.store.close()
+
+    @staticmethod
+    async def _close_http2(state: EmulatorState) -> None:
+        """GOAWAY on every HTTP/2 connection; hang up on those whose streams outlive the grace."""
+        connections = [c for c in state.http2 if isinstance(c, H2ServerProtocol)]
+        for c in connections:
+            c.goaway(0, None)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_GRACE_SECONDS
+        while any(c.open_streams for c in connections) and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)  # a poll for at most the grace period, at shutdown only
+        for c in connections:
+            c.close()
+        await asyncio.sleep(0)  # let the transports run connection_lost (cancels what remains)
 
     @property
     def port(self) -> int:
@@ -79,7 +115,8 @@ class Emulator:
     @property
     def url(self) -> str:
         host = self._config.host
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        scheme = "https" if self._config.tls_cert is not None else "http"
+        return f"{scheme}://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     async def __aenter__(self) -> Emulator:
         await self.start()
