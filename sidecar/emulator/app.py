@@ -211,6 +211,9 @@ async def _s2_api(request: Exchange, state: EmulatorState) -> None:
             action = state.faults.take(target.kind, basin, target.stream)
             if isinstance(action, Fail):
                 raise action.error
+            if isinstance(action, Cut) and action.before_headers:
+                await request.cut(action.error_code)  # refused before anything ran
+                return
             result = await _OPERATIONS[target.op](request, state, basin, target, action)
     except S2Error as err:
         result = Reply.error(err)
@@ -314,9 +317,6 @@ async def _append_session(
     (S2: api/src/v1/stream/s2s.rs; s2s.md)."""
     assert t.stream is not None
     state.store.open(basin, t.stream, "create_stream_on_append")  # a missing stream is a plain 404
-    if isinstance(action, Cut) and action.before_headers:
-        await request.cut(action.error_code)
-        return None
     await request.start(200, {"content-type": s2s.CONTENT_TYPE, "cache-control": "no-cache, no-transform"})
     out = Output(request, *cut_of(action))
     compression = s2s_compression(request.headers.get("Accept-Encoding", ""))
@@ -472,9 +472,6 @@ async def _session(
         "cache-control": "no-cache, no-transform",
         "x-accel-buffering": "no",
     }
-    if isinstance(action, Cut) and action.before_headers:
-        await request.cut(action.error_code)
-        return None
     await request.start(200, headers)
     out = Output(request, *cut_of(action))
     corrupt = isinstance(action, Corrupt)

@@ -349,6 +349,7 @@ class H2ServerProtocol(asyncio.Protocol):
         for stream in list(self._streams.values()):
             if stream.id > last:
                 self.reset_stream(stream, H2_ERROR_CODES["REFUSED_STREAM"])
+                self._drop(stream)  # e.g. a session waiting at the tail: it will never be answered
         self._close_if_done()
 
     def _close_if_done(self) -> None:

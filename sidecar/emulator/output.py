@@ -98,9 +98,6 @@ async def send_reply(exchange: Exchange, reply: Reply, action: Action | None, st
     if not isinstance(action, Stall | Cut):
         await exchange.reply(reply.status, headers, reply.body)
         return
-    if isinstance(action, Cut) and action.before_headers:
-        await exchange.cut(action.error_code)
-        return
     await exchange.start(reply.status, headers)
     if isinstance(action, Stall):
         await sleep_unless(stopping, action.seconds)
