@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--require-token", dest="require_token", default=os.environ.get("S2_EMULATOR_REQUIRE_TOKEN"),
                      metavar="TOKEN", help="answer 401 unless this bearer token is sent "
                      "[env S2_EMULATOR_REQUIRE_TOKEN]")  # fmt: skip
+    emu.add_argument("--tls-cert", dest="tls_cert", default=None, metavar="FILE",
+                     help="serve TLS with this certificate chain (PEM), offering h2 and http/1.1 by ALPN; "
+                     "without it the port serves HTTP/1.1 and HTTP/2 with prior knowledge (h2c)")  # fmt: skip
+    emu.add_argument("--tls-key", dest="tls_key", default=None, metavar="FILE",
+                     help="the private key (PEM) of --tls-cert")  # fmt: skip
     return parser
 
 
@@ -80,12 +85,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name in args.basins:
             if problem := basin_name_problem(name):
                 parser.error(f"--basin {name!r}: {problem}")
+        if (args.tls_cert is None) != (args.tls_key is None):
+            parser.error("--tls-cert and --tls-key go together")
         emu_cfg = EmulatorConfig(
             host=host,
             port=port,
             data_dir=Path(args.data_dir) if args.data_dir else None,
             require_token=args.require_token,
             basins=dict.fromkeys(args.basins, AUTO_CREATE),
+            tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+            tls_key=Path(args.tls_key) if args.tls_key else None,
         )
         _run(serve(emu_cfg))
         return
