@@ -1,8 +1,9 @@
 """An S2-compatible server for tests and local development.
 
-It speaks S2's account API (`/v1/basins`) and basin API (`/v1/streams`: streams, append, tail,
-reads as JSON, protobuf, SSE and s2s sessions) on one port, with S2's rules, defaults and error
-bodies, keeps data in memory or in SQLite, and offers test hooks under `/_emulator/`
+It speaks S2's account API (`/v1/basins`) and basin API (`/v1/streams`: streams, append and
+append sessions, tail, reads as JSON, protobuf, SSE and s2s sessions) on one port, over HTTP/1.1
+and HTTP/2 (h2c with prior knowledge, or TLS with ALPN `h2`/`http/1.1`), as S2's own SDKs expect,
+with S2's rules, defaults and error bodies, keeps data in memory or in SQLite, and offers test hooks under `/_emulator/`
 (statistics, injected faults, closing sessions). As in S2, basins and streams exist only once
 created, unless a basin's config creates streams on append / read (`AUTO_CREATE`,
 `CREATE_ON_APPEND`).
@@ -12,8 +13,11 @@ created, unless a basin's config creates streams on append / read (`AUTO_CREATE`
 
 Modules: `store` (basins, streams, records, trims, SQLite), `configs` (basin and stream configs),
 `app` (routes and operations), `sessions` (SSE and s2s session loop, open reads), `output`
-(replies, error bodies, cut bodies), `faults` (test hooks' faults and statistics), `config`
-(EmulatorConfig), `server` (Emulator, serve).
+(replies, error bodies, cut bodies), `hooks` (the `/_emulator/` test hooks), `faults` (test
+hooks' faults and statistics), `config` (EmulatorConfig), `server` (Emulator, serve). The HTTP
+fronts, the only modules that know the protocol: `front` (one listener: TLS ALPN or the HTTP/2
+preface picks the protocol), `http1` (aiohttp), `h2server` (HTTP/2 on `h2`), `exchange` (the
+protocol-neutral request/answer the operations see).
 """
 
 from .config import EmulatorConfig
