@@ -1,14 +1,23 @@
-"""Which transport a client gets: `--upstream-protocol` and the endpoint's scheme decide."""
+"""Which transport a client gets: `--upstream-protocol` and the endpoint's scheme decide.
+
+`auto` does what S2's SDKs do on `https://`: offer `h2` and `http/1.1` by TLS ALPN and speak what
+the server picks (hosted S2 picks h2). On `http://` there is nothing to negotiate: `auto` speaks
+HTTP/1.1 (aiohttp, the fastest path on loopback); `http2` speaks h2c with prior knowledge.
+"""
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 from sidecar.config import UpstreamProtocol
 from sidecar.metrics import Metrics
 from sidecar.upstream.endpoint import BasinEndpoint
 from sidecar.upstream.http1 import Http1Transport
-from sidecar.upstream.transport import Transport
+from sidecar.upstream.http2 import AlpnRefused, Http2Transport
+from sidecar.upstream.transport import Response, Transport
 
 
 def ssl_context(ca_file: str | None, alpn: list[str] | None = None) -> ssl.SSLContext:
@@ -19,6 +28,63 @@ def ssl_context(ca_file: str | None, alpn: list[str] | None = None) -> ssl.SSLCo
     if alpn:
         ctx.set_alpn_protocols(alpn)
     return ctx
+
+
+class AutoTransport:
+    """HTTP/2 for origins whose TLS ALPN picks h2, HTTP/1.1 for the others (decided once per
+    origin, on its first connection)."""
+
+    def __init__(self, http1: Http1Transport, http2: Http2Transport) -> None:
+        self._h1 = http1
+        self._h2 = http2
+        self.errors = tuple(dict.fromkeys(http1.errors + http2.errors))
+        self.connect_errors = tuple(dict.fromkeys(http1.connect_errors + http2.connect_errors))
+        self._h2_origins: dict[str, bool] = {}
+
+    async def start(self) -> None:
+        await self._h1.start()
+        await self._h2.start()
+
+    async def close(self) -> None:
+        await self._h1.close()
+        await self._h2.close()
+
+    async def _speaks_h2(self, url: str) -> bool:
+        parts = urlsplit(url)
+        if parts.scheme != "https":
+            return False
+        key = parts.netloc
+        known = self._h2_origins.get(key)
+        if known is None:
+            try:
+                await self._h2.origin(url).connect()
+                known = True
+            except AlpnRefused:
+                known = False
+            self._h2_origins[key] = known
+        return known
+
+    @asynccontextmanager
+    async def get(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+        session: bool = False,
+        total_timeout: float | None = None,
+    ) -> AsyncIterator[Response]:
+        transport: Transport = self._h2 if await self._speaks_h2(url) else self._h1
+        async with transport.get(
+            url, headers=headers, params=params, session=session, total_timeout=total_timeout
+        ) as resp:
+            yield resp
+
+    def pool_stats(self) -> dict[str, int]:
+        out = self._h1.pool_stats()
+        for k, v in self._h2.pool_stats().items():
+            out[k] = out.get(k, 0) + v
+        return out
 
 
 def make_transport(
@@ -33,11 +99,27 @@ def make_transport(
     h2_connections: int,
     metrics: Metrics,
 ) -> Transport:
-    http1 = Http1Transport(
-        session_connections=session_connections,
-        unary_connections=unary_connections,
-        connect_timeout=connect_timeout,
-        heartbeat_timeout=heartbeat_timeout,
-        ssl_context=ssl_context(ca_file) if ca_file else None,
-    )
-    return http1
+    def http1() -> Http1Transport:
+        return Http1Transport(
+            session_connections=session_connections,
+            unary_connections=unary_connections,
+            connect_timeout=connect_timeout,
+            heartbeat_timeout=heartbeat_timeout,
+            ssl_context=ssl_context(ca_file) if ca_file else None,
+        )
+
+    def http2(alpn: list[str]) -> Http2Transport:
+        return Http2Transport(
+            max_connections=h2_connections,
+            connect_timeout=connect_timeout,
+            heartbeat_timeout=heartbeat_timeout,
+            ssl_context=ssl_context(ca_file, alpn),
+        )
+
+    if protocol is UpstreamProtocol.HTTP1:
+        return http1()
+    if protocol is UpstreamProtocol.HTTP2:
+        return http2(["h2"])
+    if urlsplit(endpoint.base_url("basin")).scheme != "https":
+        return http1()
+    return AutoTransport(http1(), http2(["h2", "http/1.1"]))

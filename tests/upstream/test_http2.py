@@ -1,0 +1,190 @@
+"""The HTTP/2 upstream against a real HTTP/2 server on loopback (tests/upstream/h2server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sidecar.config import UpstreamProtocol
+from sidecar.errors import TransportError
+from sidecar.types import ReadLimit, ReadQuery, SeqNum
+from sidecar.upstream import BasinEndpoint, UpstreamClient
+from sidecar.upstream.http2 import STREAM_WINDOW
+from tests.upstream.h2server import H2TestServer, raw_frame, wait_until
+
+BASIN = "b"
+
+
+@contextlib.asynccontextmanager
+async def h2_client(server: H2TestServer, **kwargs: object) -> AsyncIterator[UpstreamClient]:
+    kwargs.setdefault("protocol", UpstreamProtocol.HTTP2)
+    async with UpstreamClient(BasinEndpoint.parse(server.url), **kwargs) as client:  # type: ignore[arg-type]
+        yield client
+
+
+async def collect(client: UpstreamClient, stream: str, start: int, count: int) -> list[int]:
+    seqs: list[int] = []
+    query = ReadQuery(start=SeqNum(start), limit=ReadLimit(count=count))
+    async for batch in client.read_session(BASIN, stream, query):
+        seqs.extend(r.seq_num for r in batch.records())
+    return seqs
+
+
+async def test_unary_calls_and_sessions_over_h2c() -> None:
+    async with H2TestServer(records=2500) as server, h2_client(server) as client:
+        tail = await client.check_tail(BASIN, "s")
+        assert tail.seq_num == 2500
+        batch = await client.read(BASIN, "s", ReadQuery(start=SeqNum(10)))
+        assert [r.seq_num for r in batch.records()][:3] == [10, 11, 12]
+        assert await collect(client, "s", 5, 2000) == list(range(5, 2005))
+        stats = client.pool_stats()
+        assert stats["connections_h2"] == 1 and stats.get("connections_h1", 0) == 0
+
+
+async def test_many_sessions_share_few_connections() -> None:
+    """300 concurrent sessions, 100 streams per connection: 3 connections, never more than N."""
+    async with H2TestServer(records=50, max_streams=100) as server, h2_client(server, h2_connections=4) as client:
+        gens = [client.read_session(BASIN, f"s{i}", ReadQuery(start=SeqNum(0))) for i in range(300)]
+        firsts = await asyncio.gather(*(g.__anext__() for g in gens))
+        assert all(b.count == 50 for b in firsts)
+        stats = client.pool_stats()
+        assert stats["session_in_use"] == 300
+        assert stats["connections_h2"] == 3 == server.connections_opened
+        assert stats["max_streams_per_connection_h2"] == 100
+        for g in gens:
+            await g.aclose()
+        await wait_until(lambda: client.pool_stats()["streams_h2"] == 0)
+
+
+async def test_connections_are_bounded_by_the_flag() -> None:
+    """Past N connections full of streams, requests wait for a free stream."""
+    async with H2TestServer(records=10, max_streams=5) as server, h2_client(server, h2_connections=2) as client:
+        gens = [client.read_session(BASIN, f"s{i}", ReadQuery(start=SeqNum(0))) for i in range(12)]
+        tasks = [asyncio.ensure_future(g.__anext__()) for g in gens]
+        await wait_until(lambda: sum(t.done() for t in tasks) == 10)
+        await asyncio.sleep(0.1)
+        assert sum(t.done() for t in tasks) == 10  # two wait for a slot
+        assert server.connections_opened == 2
+        await gens[0].aclose()
+        await gens[1].aclose()
+        await asyncio.wait_for(asyncio.gather(*tasks[2:]), 5)
+        for g in gens[2:]:
+            await g.aclose()
+
+
+async def test_stalled_session_does_not_slow_the_others() -> None:
+    """One session stops reading; 50 others on the same connection read 1 MiB each (50 MiB, far
+    past the connection window), and the stalled one holds at most its stream window."""
+    records = 1024
+    async with (
+        H2TestServer(records=records, body_size=1000, batch=64, max_streams=1000) as server,
+        h2_client(server, h2_connections=1) as client,
+    ):
+        stalled = client.read_session(BASIN, "stalled", ReadQuery(start=SeqNum(0)))
+        first = await stalled.__anext__()  # then never read again
+        assert first.count
+        seqs = await asyncio.wait_for(asyncio.gather(*(collect(client, f"fast{i}", 0, records) for i in range(50))), 60)
+        assert all(s == list(range(records)) for s in seqs)
+        assert client.pool_stats()["connections_h2"] == 1
+        # The server could send the stalled stream its window and no more.
+        assert server.sent["stalled"] <= STREAM_WINDOW + 256 * 1024
+        await stalled.aclose()
+
+
+async def test_rst_stream_fails_only_that_request() -> None:
+    async with H2TestServer(records=10) as server, h2_client(server) as client:
+        a = client.read_session(BASIN, "a", ReadQuery(start=SeqNum(0)))
+        b = client.read_session(BASIN, "b", ReadQuery(start=SeqNum(0)))
+        await a.__anext__()
+        await b.__anext__()
+        server.reset("a")
+        with pytest.raises(TransportError) as err:
+            while True:
+                await asyncio.wait_for(a.__anext__(), 5)
+        assert err.value.retryable and "reset" in str(err.value)
+        hb = await asyncio.wait_for(b.__anext__(), 5)  # the other stream carries on
+        assert hb.tail is not None
+        await b.aclose()
+
+
+async def test_goaway_graceful_lets_streams_finish_and_moves_new_ones() -> None:
+    async with H2TestServer(records=3000, batch=10, pace=0.002) as server, h2_client(server) as client:
+        running = asyncio.ensure_future(collect(client, "s", 0, 3000))
+        await wait_until(lambda: server.sent["s"] > 0)
+        server.goaway(0)  # NO_ERROR, last_stream_id = the last one it saw
+        assert await asyncio.wait_for(running, 30) == list(range(3000))
+        assert await collect(client, "t", 0, 10) == list(range(10))
+        assert server.connections_opened == 2
+
+
+async def test_goaway_above_last_stream_is_sent_again_at_once() -> None:
+    """Streams the server never processed (above last_stream_id) go to a new connection."""
+    async with H2TestServer(records=10) as server, h2_client(server) as client:
+        assert await collect(client, "warm", 0, 10) == list(range(10))
+        server.hold.add("held")
+        held = asyncio.ensure_future(collect(client, "held", 0, 10))
+        await wait_until(lambda: any(r[1] == "held" for r in server.requests))
+        server.hold.clear()
+        server.goaway(0, last_stream_id=1)  # "held" (stream 3) was never processed
+        assert await asyncio.wait_for(held, 5) == list(range(10))
+        assert server.connections_opened == 2
+
+
+async def test_goaway_with_error_fails_streams_retryably() -> None:
+    async with H2TestServer(records=10) as server, h2_client(server) as client:
+        gen = client.read_session(BASIN, "s", ReadQuery(start=SeqNum(0)))
+        await gen.__anext__()
+        server.goaway(2, close=True)  # INTERNAL_ERROR, then the server closes
+        with pytest.raises(TransportError) as err:
+            while True:
+                await asyncio.wait_for(gen.__anext__(), 5)
+        assert err.value.retryable
+        assert await collect(client, "s", 0, 10) == list(range(10))  # a new connection
+
+
+async def test_ping_finds_a_silent_dead_connection() -> None:
+    """A long poll on a connection whose peer went silent (no FIN): PING finds it."""
+    async with H2TestServer(records=10) as server, h2_client(server, heartbeat_timeout=1.0) as client:
+        await client.check_tail(BASIN, "s")
+        poll = asyncio.ensure_future(client.read(BASIN, "s", ReadQuery(start=SeqNum(10), wait=30)))
+        await asyncio.sleep(0.1)
+        server.silent = True
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TransportError) as err:
+            await asyncio.wait_for(poll, 10)
+        assert loop.time() - started < 3
+        assert err.value.retryable and "silent" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("data on stream 0", raw_frame(0, 0, 0, b"abc")),
+        ("window overflow", raw_frame(8, 0, 0, (2**31 - 1).to_bytes(4, "big")) * 2),
+        ("garbage", b"\xff" * 64),
+    ],
+)
+async def test_a_peer_that_breaks_http2_ends_requests_retryably(name: str, bad: bytes) -> None:
+    async with H2TestServer(records=10) as server, h2_client(server) as client:
+        gen = client.read_session(BASIN, "s", ReadQuery(start=SeqNum(0)))
+        await gen.__anext__()
+        server.send_raw(bad)
+        with pytest.raises(TransportError) as err:
+            while True:
+                await asyncio.wait_for(gen.__anext__(), 5)
+        assert err.value.retryable, name
+        assert await collect(client, "s", 0, 10) == list(range(10))  # and the client goes on
+
+
+async def test_header_block_too_large_ends_the_request_retryably() -> None:
+    async with H2TestServer(records=10) as server, h2_client(server) as client:
+        server.headers_extra = [(b"x-big", b"v" * 100_000)]
+        with pytest.raises(TransportError) as err:
+            await asyncio.wait_for(client.check_tail(BASIN, "s"), 5)
+        assert err.value.retryable
+        server.headers_extra = []
+        assert (await client.check_tail(BASIN, "s")).seq_num == 10
