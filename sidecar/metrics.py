@@ -330,6 +330,16 @@ class Metrics:
         self.upstream_connections_limit = r.gauge(
             "s2_sidecar_upstream_connections_limit", "Upstream pool size limit, by pool.", ("pool",)
         )
+        self.upstream_connections = r.gauge(
+            "s2_sidecar_upstream_connections",
+            "Open upstream connections, by HTTP version (protocol: 1.1 or 2).",
+            ("protocol",),
+        )
+        self.upstream_streams_per_connection = r.gauge(
+            "s2_sidecar_upstream_streams_per_connection",
+            "Open HTTP/2 streams (sessions and calls) per upstream connection, on average (protocol: 2).",
+            ("protocol",),
+        )
         self.records_sent = r.counter("s2_sidecar_records_sent_total", "Records sent to apps, by method.", ("method",))
         self.bytes_sent = r.counter(
             "s2_sidecar_bytes_sent_total", "Metered bytes of records sent to apps, by method.", ("method",)

@@ -101,6 +101,10 @@ class UpstreamClient:
             metrics=self.metrics,
         )
         self._errors = self.transport.errors
+        stats = self.transport.pool_stats
+        self.metrics.upstream_connections.labels("1.1").set_function(lambda: stats().get("connections_h1", 0))
+        self.metrics.upstream_connections.labels("2").set_function(lambda: stats().get("connections_h2", 0))
+        self.metrics.upstream_streams_per_connection.labels("2").set_function(lambda: _per_connection(stats()))
 
     async def __aenter__(self) -> UpstreamClient:
         await self.start()
@@ -397,6 +401,11 @@ class _FrameReader:
             raise wjson.error_from_response(frame.status or 500, frame.body)
         batch = decode_read_batch(frame.body)
         return dataclasses.replace(batch, reconnect_advised=True) if frame.reconnect_advised else batch
+
+
+def _per_connection(stats: dict[str, int]) -> float:
+    conns = stats.get("connections_h2", 0)
+    return stats.get("streams_h2", 0) / conns if conns else 0.0
 
 
 def _after(batch: ReadBatch) -> int | None:

@@ -1,0 +1,140 @@
+"""--upstream-protocol: TLS with ALPN (a trustme CA), `auto`, CA files, spans and metrics."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+from aiohttp import web
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from sidecar import telemetry as tm
+from sidecar.config import UpstreamProtocol
+from sidecar.errors import TransportError
+from sidecar.metrics import Metrics
+from sidecar.types import ReadLimit, ReadQuery, SeqNum
+from sidecar.upstream import BasinEndpoint, UpstreamClient
+from sidecar.upstream.http1 import Http1Transport
+from tests.upstream.h2server import H2TestServer
+from tests.upstream.test_http2 import BASIN, collect
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+def server_tls(ca: trustme.CA, alpn: list[str] | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+@pytest.fixture
+def spans() -> Iterator[tuple[tm.Telemetry, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield tm.Telemetry.from_provider(provider), exporter
+    provider.shutdown()
+
+
+async def test_auto_negotiates_h2_by_alpn_with_a_ca_file(
+    ca: trustme.CA, ca_file: str, spans: tuple[tm.Telemetry, InMemorySpanExporter]
+) -> None:
+    telemetry, exporter = spans
+    async with (
+        H2TestServer(records=100, ssl_context=server_tls(ca, ["h2", "http/1.1"])) as server,
+        UpstreamClient(BasinEndpoint.parse(server.url), ca_file=ca_file, telemetry=telemetry) as client,
+    ):
+        assert (await client.check_tail(BASIN, "s")).seq_num == 100
+        assert await collect(client, "s", 0, 100) == list(range(100))
+        stats = client.pool_stats()
+        assert stats["connections_h2"] == 1 and stats["connections_h1"] == 0
+    versions = {s.attributes.get(tm.NETWORK_PROTOCOL_VERSION) for s in exporter.get_finished_spans() if s.attributes}
+    assert versions == {"2"}
+
+
+async def test_http2_honours_ssl_cert_file(ca: trustme.CA, ca_file: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", ca_file)
+    async with (
+        H2TestServer(records=10, ssl_context=server_tls(ca, ["h2"])) as server,
+        UpstreamClient(BasinEndpoint.parse(server.url), protocol=UpstreamProtocol.HTTP2) as client,
+    ):
+        assert (await client.check_tail(BASIN, "s")).seq_num == 10
+
+
+async def test_untrusted_certificate_is_a_transport_error(ca: trustme.CA) -> None:
+    async with (
+        H2TestServer(records=10, ssl_context=server_tls(ca, ["h2"])) as server,
+        UpstreamClient(BasinEndpoint.parse(server.url), protocol=UpstreamProtocol.HTTP2) as client,
+    ):
+        with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.check_tail(BASIN, "s")
+
+
+async def test_auto_speaks_http1_when_alpn_does_not_offer_h2(
+    ca: trustme.CA, ca_file: str, spans: tuple[tm.Telemetry, InMemorySpanExporter]
+) -> None:
+    telemetry, exporter = spans
+
+    async def tail(_request: web.Request) -> web.Response:
+        return web.json_response({"tail": {"seq_num": 7, "timestamp": 0}})
+
+    app = web.Application()
+    app.router.add_get("/v1/streams/{stream}/records/tail", tail)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls(ca, ["http/1.1"]))
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with UpstreamClient(
+            BasinEndpoint.parse(f"https://127.0.0.1:{port}"), ca_file=ca_file, telemetry=telemetry
+        ) as client:
+            assert (await client.check_tail(BASIN, "s")).seq_num == 7
+            assert (await client.check_tail(BASIN, "s")).seq_num == 7
+            stats = client.pool_stats()
+            assert stats["connections_h1"] == 1 and stats["connections_h2"] == 0
+    finally:
+        await runner.cleanup()
+    versions = {s.attributes.get(tm.NETWORK_PROTOCOL_VERSION) for s in exporter.get_finished_spans() if s.attributes}
+    assert versions == {"1.1"}
+
+
+def test_auto_on_http_is_http1() -> None:
+    client = UpstreamClient(BasinEndpoint.parse("http://127.0.0.1:1"))
+    assert isinstance(client.transport, Http1Transport)
+
+
+async def test_metrics_show_connections_per_protocol_and_streams_per_connection() -> None:
+    metrics = Metrics()
+    async with (
+        H2TestServer(records=10) as server,
+        UpstreamClient(BasinEndpoint.parse(server.url), protocol=UpstreamProtocol.HTTP2, metrics=metrics) as client,
+    ):
+        gens = [
+            client.read_session(BASIN, f"s{i}", ReadQuery(start=SeqNum(0), limit=ReadLimit(count=100)))
+            for i in range(5)
+        ]
+        for g in gens:
+            await g.__anext__()
+        text = metrics.render()
+        assert 's2_sidecar_upstream_connections{protocol="2"} 1' in text
+        assert 's2_sidecar_upstream_streams_per_connection{protocol="2"} 5' in text
+        for g in gens:
+            await g.aclose()
