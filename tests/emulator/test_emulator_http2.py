@@ -209,3 +209,31 @@ async def test_tls_offers_h2_and_http1_by_alpn(tmp_path: Path) -> None:
             http.get(f"{emu.url}/v1/streams/tls-stream/records/tail", headers=H, ssl=http1) as r,
         ):
             assert r.status == 200 and r.version == aiohttp.HttpVersion11
+
+
+async def test_a_client_reset_ends_its_session_only(s2: S2, h2: H2Client, five: str) -> None:
+    gone = h2.request("GET", records_path(five, "seq_num=5"), {**H, **S2S})
+    kept = h2.request("GET", records_path(five, "seq_num=5"), {**H, **S2S})
+    await h2.wait(kept, lambda s: len(s.data) >= 4)
+    await h2.wait(gone, lambda s: len(s.data) >= 4)
+    assert (await s2.hook("GET", "stats"))["open_sessions"][f"{BASIN}/{five}"] == 2
+    h2.conn.reset_stream(gone.id, 8)  # CANCEL
+    h2._flush()
+    async with asyncio.timeout(5):
+        while (await s2.hook("GET", "stats"))["open_sessions"].get(f"{BASIN}/{five}") != 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    await s2.append(five, [{"body": "for-kept"}])
+    await h2.wait(kept, lambda s: b"for-kept" in s.data)
+    assert b"for-kept" in kept.data
+
+
+async def test_a_broken_http2_client_gets_goaway_and_the_emulator_goes_on(s2: S2, emulator: Emulator) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", emulator.port)
+    # The preface, then a DATA frame on stream 0 (a connection error: PROTOCOL_ERROR).
+    writer.write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    writer.write(b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x")
+    got = await asyncio.wait_for(reader.read(), 5)  # the server's SETTINGS ... GOAWAY, then EOF
+    writer.close()
+    goaway = got.find(b"\x07\x00\x00\x00\x00\x00")  # type GOAWAY, flags 0, stream 0
+    assert goaway > 0 and int.from_bytes(got[goaway + 10 : goaway + 14], "big") == 1  # PROTOCOL_ERROR
+    assert (await s2.hook("GET", "stats"))["requests_total"] >= 0  # still serving
