@@ -23,3 +23,6 @@ class EmulatorConfig:
     # port serves HTTP/1.1 and HTTP/2 with prior knowledge (h2c) in clear text.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: how many streams (sessions, calls) one connection may
+    # carry at once; lower it to test a client that opens more connections.
+    h2_max_concurrent_streams: int = 1000

@@ -120,8 +120,11 @@ class H2Exchange(Exchange):
 class H2ServerProtocol(asyncio.Protocol):
     """One HTTP/2 connection (h2c with prior knowledge, or TLS with ALPN `h2`)."""
 
-    def __init__(self, handler: Handler, registry: set[Http2Connection]) -> None:
+    def __init__(
+        self, handler: Handler, registry: set[Http2Connection], max_streams: int = MAX_CONCURRENT_STREAMS
+    ) -> None:
         self._handler = handler
+        self._max_streams = max_streams
         self._registry = registry
         self._conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
         self._transport: asyncio.Transport | None = None
@@ -142,7 +145,9 @@ class H2ServerProtocol(asyncio.Protocol):
             client=False,
             initial_values={
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+                # A client must open another connection beyond this (h2 ends a connection that
+                # exceeds it rather than refusing the one stream).
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self._max_streams,
             },
         )
         self._conn.initiate_connection()
@@ -248,6 +253,10 @@ class H2ServerProtocol(asyncio.Protocol):
         finally:
             if not stream.answered and not stream.closed and not self._closed:
                 self.reset_stream(stream, H2_ERROR_CODES["INTERNAL_ERROR"])  # never leave a stream hanging
+            elif not stream.request_ended and not stream.closed and not self._closed:
+                # Answered before the request ended (e.g. an append session that failed): tell the
+                # client to stop sending (RFC 9113 section 8.1).
+                self.reset_stream(stream, H2_ERROR_CODES["NO_ERROR"])
             self._streams.pop(stream.id, None)
             self._close_if_done()
 

@@ -65,7 +65,9 @@ class Emulator:
             assert http1 is not None
             context = tls_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
             server = await asyncio.get_running_loop().create_server(
-                lambda: Sniffer(http1, lambda: H2ServerProtocol(serve_one, state.http2)),
+                lambda: Sniffer(
+                    http1, lambda: H2ServerProtocol(serve_one, state.http2, config.h2_max_concurrent_streams)
+                ),
                 config.host,
                 config.port,
                 ssl=context,

@@ -237,3 +237,13 @@ async def test_a_broken_http2_client_gets_goaway_and_the_emulator_goes_on(s2: S2
     goaway = got.find(b"\x07\x00\x00\x00\x00\x00")  # type GOAWAY, flags 0, stream 0
     assert goaway > 0 and int.from_bytes(got[goaway + 10 : goaway + 14], "big") == 1  # PROTOCOL_ERROR
     assert (await s2.hook("GET", "stats"))["requests_total"] >= 0  # still serving
+
+
+async def test_max_concurrent_streams_is_advertised() -> None:
+    async with Emulator(EmulatorConfig(port=0, basins={BASIN: None}, h2_max_concurrent_streams=2)) as emu:
+        h2 = await H2Client().connect("127.0.0.1", emu.port)
+        try:
+            assert (await h2.fetch("GET", "/_emulator/stats")).status == 200
+            assert h2.conn.remote_settings.max_concurrent_streams == 2
+        finally:
+            await h2.close()
