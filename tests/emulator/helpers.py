@@ -7,7 +7,10 @@ a mistake shared by the emulator and the wire code cannot hide itself.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -127,3 +130,31 @@ class Frames:
 
     async def at_end(self, timeout: float = 5.0) -> bool:
         return await asyncio.wait_for(self.response.content.read(), timeout) == b""
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """A test CA and a server certificate for 127.0.0.1 and localhost, as PEM files."""
+
+    cert: Path  # the certificate chain: EmulatorConfig.tls_cert, `emulator --tls-cert`
+    key: Path  # EmulatorConfig.tls_key, `emulator --tls-key`
+    ca: Path  # trust this (SSL_CERT_FILE, a CA-file flag, or `client_context()`)
+
+    def client_context(self, alpn: list[str] | None = None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        if alpn:
+            context.set_alpn_protocols(alpn)
+        return context
+
+
+def make_tls(directory: Path) -> TLSFiles:
+    """Write a fresh trustme CA and server certificate into `directory`."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    files = TLSFiles(directory / "cert.pem", directory / "key.pem", directory / "ca.pem")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(files.cert))
+    cert.private_key_pem.write_to_path(str(files.key))
+    ca.cert_pem.write_to_path(str(files.ca))
+    return files

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-import trustme
 
 from sidecar.emulator import Emulator, EmulatorConfig
 
 from .h2client import H2Client
-from .helpers import BASIN, FIVE, FIVE_FRAME, FIVE_JSON, S2, S2S, SSE
+from .helpers import BASIN, FIVE, FIVE_FRAME, FIVE_JSON, S2, S2S, SSE, make_tls
 
 H = {"s2-basin": BASIN}
 
@@ -184,29 +182,20 @@ async def test_rst_stream_fault_over_http1_aborts_the_connection(s2: S2, five: s
 
 
 async def test_tls_offers_h2_and_http1_by_alpn(tmp_path: Path) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    config = EmulatorConfig(port=0, basins={BASIN: None}, tls_cert=cert_file, tls_key=key_file)
+    tls = make_tls(tmp_path)
+    config = EmulatorConfig(port=0, basins={BASIN: None}, tls_cert=tls.cert, tls_key=tls.key)
     async with Emulator(config) as emu:
         assert emu.url.startswith("https://")
-        context = ssl.create_default_context()
-        ca.configure_trust(context)
-        context.set_alpn_protocols(["h2", "http/1.1"])
-        h2 = await H2Client().connect("127.0.0.1", emu.port, context)
+        h2 = await H2Client().connect("127.0.0.1", emu.port, tls.client_context(["h2", "http/1.1"]))
         try:
             assert h2.alpn == "h2"
             made = await h2.fetch("PUT", "/v1/streams/tls-stream", H)
             assert made.status == 201
         finally:
             await h2.close()
-        http1 = ssl.create_default_context()
-        ca.configure_trust(http1)
         async with (
             aiohttp.ClientSession() as http,  # aiohttp offers http/1.1 only
-            http.get(f"{emu.url}/v1/streams/tls-stream/records/tail", headers=H, ssl=http1) as r,
+            http.get(f"{emu.url}/v1/streams/tls-stream/records/tail", headers=H, ssl=tls.client_context()) as r,
         ):
             assert r.status == 200 and r.version == aiohttp.HttpVersion11
 

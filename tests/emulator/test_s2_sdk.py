@@ -10,6 +10,7 @@ package, so it can share neither the project's venv nor a process with the sidec
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -20,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 
 from sidecar.emulator import Emulator, EmulatorConfig
+
+from .helpers import make_tls
 
 SDK_REQUIREMENT = "s2-sdk==0.13.0"
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,14 +60,9 @@ async def sdk_run(request: pytest.FixtureRequest, sdk: Path, tmp_path_factory: p
     env = {k: v for k, v in os.environ.items() if not k.startswith("S2_")}
     config = EmulatorConfig(port=0, basins={BASIN: None}, heartbeat_min=0.2, heartbeat_max=0.3)
     if request.param == "tls":
-        ca = trustme.CA()
-        cert = ca.issue_cert("127.0.0.1")
-        d = tmp_path_factory.mktemp("tls")
-        cert.private_key_and_cert_chain_pem.write_to_path(str(d / "cert.pem"))
-        cert.private_key_pem.write_to_path(str(d / "key.pem"))
-        ca.cert_pem.write_to_path(str(d / "ca.pem"))
-        config = EmulatorConfig(**{**config.__dict__, "tls_cert": d / "cert.pem", "tls_key": d / "key.pem"})
-        env["SSL_CERT_FILE"] = str(d / "ca.pem")  # ssl.create_default_context() honours it
+        tls = make_tls(tmp_path_factory.mktemp("tls"))
+        config = dataclasses.replace(config, tls_cert=tls.cert, tls_key=tls.key)
+        env["SSL_CERT_FILE"] = str(tls.ca)  # the SDK's ssl.create_default_context() honours it
     async with Emulator(config) as emu:
         env["S2_ACCOUNT_ENDPOINT"] = env["S2_BASIN_ENDPOINT"] = emu.url
         proc = await asyncio.create_subprocess_exec(
