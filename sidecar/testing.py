@@ -10,6 +10,7 @@ Both servers run in the calling event loop, on ephemeral ports, over real TCP; n
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +19,7 @@ import aiohttp
 import grpc
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
-from sidecar.config import Config
+from sidecar.config import Config, UpstreamProtocol
 from sidecar.emulator import CREATE_ON_APPEND, Emulator, EmulatorConfig
 from sidecar.server import Sidecar
 from sidecar.types import AppendRecord, StreamPosition
@@ -63,6 +64,8 @@ class SidecarHarness:
             admin_listen=None,
             default_basin=self.basin,
             grace_period=2.0,
+            # Run a suite against either upstream protocol: S2_SIDECAR_TEST_UPSTREAM_PROTOCOL=http2.
+            upstream_protocol=UpstreamProtocol(os.environ.get("S2_SIDECAR_TEST_UPSTREAM_PROTOCOL", "auto")),
         )
         self.sidecar = Sidecar(dataclasses.replace(cfg, **self.config_overrides), tracer_provider=self.tracer_provider)
         await self.sidecar.start()

@@ -249,6 +249,9 @@ class H2Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._last_rx = time.monotonic()
         self._ping_out = False  # anything from the peer proves it alive
+        if not self.ready.done() and data.startswith(b"HTTP/1."):
+            self._shut(ConnectFailed(f"{self._origin.name} answered HTTP/1.1, not HTTP/2 (h2c prior knowledge)"))
+            return
         try:
             events = self.h2.receive_data(data)
             for event in events:

@@ -138,3 +138,21 @@ async def test_metrics_show_connections_per_protocol_and_streams_per_connection(
         assert 's2_sidecar_upstream_streams_per_connection{protocol="2"} 5' in text
         for g in gens:
             await g.aclose()
+
+
+async def test_http2_against_an_http1_only_server_says_so() -> None:
+    app = web.Application()
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with UpstreamClient(
+            BasinEndpoint.parse(f"http://127.0.0.1:{port}"), protocol=UpstreamProtocol.HTTP2
+        ) as client:
+            with pytest.raises(TransportError, match=r"answered HTTP/1\.1") as err:
+                await client.check_tail(BASIN, "s")
+            assert err.value.retryable
+    finally:
+        await runner.cleanup()
