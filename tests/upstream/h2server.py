@@ -121,8 +121,7 @@ class _ServerConn(asyncio.Protocol):
         self.last_sid = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
         self.s.conns.append(self)
         self.s.connections_opened += 1
         self.h2.initiate_connection()

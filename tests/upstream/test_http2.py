@@ -188,3 +188,15 @@ async def test_header_block_too_large_ends_the_request_retryably() -> None:
         assert err.value.retryable
         server.headers_extra = []
         assert (await client.check_tail(BASIN, "s")).seq_num == 10
+
+
+def test_runs_on_uvloop() -> None:
+    """The sidecar runs on uvloop, whose transports do not subclass asyncio.Transport."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> list[int]:
+        async with H2TestServer(records=300) as server, h2_client(server) as client:
+            assert (await client.check_tail(BASIN, "s")).seq_num == 300
+            return await collect(client, "s", 0, 300)
+
+    assert uvloop.run(main()) == list(range(300))
