@@ -302,11 +302,14 @@ async def _tail(request: Exchange, state: EmulatorState, basin: str, t: Target, 
     return Reply.json(tail_to_json(state.store.open(basin, t.stream, "create_stream_on_read").tail))
 
 
-def _check_token(token: str | None) -> None:
-    # S2 parses the token as a `FencingToken` (at most 36 bytes) with the body: 422 before the
-    # stream is even looked up (S2: common/src/record.rs `FencingToken`).
+def _check_token(token: str | None, *, json_body: bool = False) -> None:
+    # S2 parses the token as a `FencingToken` (at most 36 bytes) with the body, before the stream
+    # is even looked up (S2: common/src/record.rs `FencingToken`): in a JSON body that fails the
+    # body's deserialization (400 bad_json), in protobuf its validation (422 invalid), as s2-lite
+    # (s2-cli 0.43.4) answers.
     if token is not None and len(token.encode("utf-8", "surrogatepass")) > MAX_FENCING_TOKEN_BYTES:
-        raise S2Error(422, "invalid", f"`fencing_token` exceeds {MAX_FENCING_TOKEN_BYTES} bytes")
+        status, code = (400, "bad_json") if json_body else (422, "invalid")
+        raise S2Error(status, code, f"`fencing_token` exceeds {MAX_FENCING_TOKEN_BYTES} bytes")
 
 
 async def _append_session(
@@ -355,9 +358,10 @@ async def _append(request: Exchange, state: EmulatorState, basin: str, t: Target
             records, match, token = decode_append_input(await _read_body(request))
         except ProtocolError as e:
             raise S2Error(400, "bad_proto", str(e)) from None
+        _check_token(token)
     else:
         records, match, token = append_input_from_json(await _json_body(request), fmt)
-    _check_token(token)
+        _check_token(token, json_body=True)
     ack = state.store.append(basin, t.stream, records, match, token)
     if PROTOBUF_TYPES.intersection(_media_types(request.headers.get("Accept", ""))):
         return Reply(200, encode_append_ack(ack.start, ack.end, ack.tail), PROTOBUF)

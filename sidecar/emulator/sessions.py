@@ -186,15 +186,16 @@ async def run_session(
     """Catch up from `start`, then follow live, until a bound, the wait, a close or a delete ends it.
 
     `delivered` is (records, metered bytes) already delivered before a resumption (Last-Event-ID):
-    the session's bounds are reduced by it; its event ids count from zero, as S2's do.
+    the session's bounds are reduced by it and its event ids go on counting from it, as S2's do
+    (checked against s2-lite, s2-cli 0.43.4: `Last-Event-ID: 1,2,20` then `id: 2,3,30`).
     S2: lite/src/backend/read.rs `read_session` (catch-up batches without a tail, live batches and
     heartbeats with one; a position trimmed away resumes at the first remaining record).
     """
     loop = asyncio.get_running_loop()
-    count_so_far, bytes_so_far = 0, 0  # what this connection delivered (SSE event ids)
-    count_limit = _remaining(query.limit.count, delivered[0])
-    bytes_limit = _remaining(query.limit.bytes, delivered[1])
-    count_left, bytes_left = count_limit, bytes_limit
+    count_so_far, bytes_so_far = delivered  # the session's totals, resumptions included (SSE ids)
+    count_limit, bytes_limit = query.limit.count, query.limit.bytes
+    count_left = _remaining(count_limit, count_so_far)
+    bytes_left = _remaining(bytes_limit, bytes_so_far)
     # S2's default wait: 0 when bounded, forever (None) when not.
     wait: float | None = query.wait if query.wait is not None else (0 if query.bounded else None)
     pos = start

@@ -464,11 +464,12 @@ async def test_timestamp_start_on_a_never_written_stream(s2: S2, stream: str) ->
 
 async def test_sse_ids_after_last_event_id_count_from_the_resume(s2: S2, five: str) -> None:
     """S2: lite/src/handlers/v1/records.rs `apply_last_event_id` (start = seq_num + 1, count/bytes
-    reduced) and then `processed` starts at zero for the new connection's ids."""
+    reduced), and the ids go on from the resumed totals: s2-lite (s2-cli 0.43.4) answers
+    `Last-Event-ID: 1,2,20` on `seq_num=0&count=3` with `id: 2,3,30` (see test_against_s2_lite.py)."""
     headers = {**SSE, "Last-Event-ID": "1,2,20"}
     async with s2.http.get(s2.path(five, "/records?seq_num=0&count=3"), headers=s2.headers(headers)) as r:
         event = await Events(r).next()
-    assert event.startswith("event: batch\nid: 2,1,10\n")  # count 3 - 2 = 1 record left: seq 2
+    assert event.startswith("event: batch\nid: 2,3,30\n")  # count 3 - 2 = 1 record left: seq 2
 
 
 async def test_s2s_prefers_zstd_and_leaves_small_frames_alone(s2: S2, stream: str) -> None:
@@ -521,10 +522,11 @@ async def test_tail_offset_takes_the_full_u64_range(s2: S2, five: str) -> None:
 
 async def test_fencing_token_over_36_bytes_rejected_when_parsed(s2: S2, stream: str) -> None:
     """S2: common/src/record.rs `FencingToken` (at most 36 bytes) is parsed with the append body, so
-    it is 422 before the basin or stream is even looked at."""
+    it fails before the basin or stream is even looked at: in JSON as a body that does not
+    deserialize (400 bad_json), in protobuf as an invalid value (422), as s2-lite answers."""
     plain = await s2.create_basin()  # the stream does not exist: parsing still comes first
     status, body = await append_status(plain, stream, {"records": [{"body": "x"}], "fencing_token": "t" * 37})
-    assert (status, body["code"]) == (422, "invalid")
+    assert (status, body["code"]) == (400, "bad_json")
     data = encode_append_input([AppendRecord(body=b"x")], fencing_token="t" * 37)
     async with s2.http.post(
         plain.path(stream, "/records"),

@@ -117,18 +117,18 @@ async def test_sse_finite_wait_is_reset_by_batches(s2: S2, five: str) -> None:
 
 
 async def test_sse_last_event_id_resumes(s2: S2, five: str) -> None:
-    # count=4 less the 2 delivered leaves 2; the new ids count from the resume point, as S2's do
-    # (lite/src/handlers/v1/records.rs: `apply_last_event_id`, then `processed` starts at zero).
+    # count=4 less the 2 delivered leaves 2; the ids go on from the resumed totals, as s2-lite's do
+    # (s2-cli 0.43.4; tests/emulator/test_against_s2_lite.py compares them).
     headers = {**SSE, "Last-Event-ID": "1,2,20"}
     async with session(s2, five, "seq_num=0&count=4", headers) as r:
         events = Events(r)
         event = await events.next()
-        assert event.startswith("event: batch\nid: 3,2,20\n")
+        assert event.startswith("event: batch\nid: 3,4,40\n")
         assert '"seq_num":2' in event and '"seq_num":1' not in event
         assert await events.next() == DONE
     headers = {**SSE, "Last-Event-ID": "2,3,30"}
     async with session(s2, five, "seq_num=0", headers) as r:
-        assert (await Events(r).next()).startswith("event: batch\nid: 4,2,20\n")
+        assert (await Events(r).next()).startswith("event: batch\nid: 4,5,50\n")
     async with session(s2, five, "seq_num=0", {**SSE, "Last-Event-ID": "nope"}) as r:
         assert r.status == 400
         assert (await r.json())["code"] == "bad_header"
