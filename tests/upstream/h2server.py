@@ -50,6 +50,7 @@ class H2TestServer:
         self.connections_opened = 0
         self.sent: defaultdict[str, int] = defaultdict(int)  # DATA bytes sent per stream name
         self.requests: list[tuple[float, str, dict[str, str]]] = []  # (time, stream, params)
+        self.request_headers: list[dict[str, str]] = []
         self.hold: set[str] = set()  # stream names whose response headers are held back
         self.silent = False
         self.headers_extra: list[tuple[bytes, bytes]] = []
@@ -221,6 +222,7 @@ class _ServerConn(asyncio.Protocol):
         self.names[sid] = name
         params = {k: v[0] for k, v in parse_qs(parts.query).items()}
         s.requests.append((time.monotonic(), name, params))
+        s.request_headers.append(hdrs)
         while name in s.hold:  # noqa: ASYNC110 - polled by tests
             await asyncio.sleep(0.01)
         if parts.path.endswith("/tail"):

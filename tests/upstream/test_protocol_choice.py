@@ -156,3 +156,22 @@ async def test_http2_against_an_http1_only_server_says_so() -> None:
             assert err.value.retryable
     finally:
         await runner.cleanup()
+
+
+async def test_headers_and_trace_context_go_upstream_over_h2(spans: tuple[tm.Telemetry, InMemorySpanExporter]) -> None:
+    telemetry, exporter = spans
+    async with (
+        H2TestServer(records=10) as server,
+        UpstreamClient(
+            BasinEndpoint.parse(server.url), protocol=UpstreamProtocol.HTTP2, telemetry=telemetry, access_token="tok"
+        ) as client,
+    ):
+        await client.check_tail(BASIN, "s")
+    (hdrs,) = server.request_headers
+    (span,) = exporter.get_finished_spans()
+    assert span.context is not None
+    assert hdrs["traceparent"].split("-")[1] == format(span.context.trace_id, "032x")
+    assert hdrs["authorization"] == "Bearer tok"
+    assert hdrs["s2-basin"] == BASIN
+    assert hdrs[":authority"] == f"127.0.0.1:{server.port}"
+    assert hdrs[":path"] == "/v1/streams/s/records/tail"
