@@ -1,5 +1,6 @@
 """Differential test: the same requests to the emulator and to S2's own open-source server
-(s2-lite, `s2 lite --port P`), and the answers compared.
+(s2-lite, `s2 lite --port P`), and the answers compared; and the sidecar reading s2-lite over
+HTTP/1.1 and HTTP/2.
 
 s2-lite is the reference where the emulator's behaviour is in doubt. Building it takes ~35 minutes
 on this machine (`cargo install --locked s2-cli`), more than CI allows, so this module runs when an
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import os
 import shutil
@@ -25,9 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
 import pytest
 
+from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
+from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
+from sidecar.config import Config, UpstreamProtocol
 from sidecar.emulator import Emulator
+from sidecar.server import Sidecar
 
 from .helpers import S2
 
@@ -219,3 +226,56 @@ async def test_sse_sessions_answer_as_s2_lite_does(
             await _call(s2, "POST", "s", "/records", {"records": [_record(f"r{i}", 10 * (i + 1)) for i in range(5)]})
             answers.append(await _sse_events(s2, "s", params, last_event_id))
         assert answers[1] == answers[0]
+
+
+@pytest.mark.parametrize("protocol", ["http1", "http2"])
+async def test_the_sidecar_reads_s2_lite(s2_lite_url: str, protocol: str) -> None:
+    """The sidecar against S2's own server, over HTTP/1.1 and over HTTP/2 (h2c): one-shot reads,
+    bounded and live sessions (a heartbeat on following, then records appended live), the tail,
+    and S2's errors as gRPC statuses."""
+    basin = f"side-{uuid.uuid4().hex[:10]}"
+    async with aiohttp.ClientSession() as http:
+        s2 = await _new_basin(http, s2_lite_url, basin)
+        await _call(s2, "PUT", "s", "", {})
+        await _call(s2, "POST", "s", "/records", {"records": [_record(f"r{i}", 10 * (i + 1)) for i in range(5)]})
+        config = Config(
+            listen=("127.0.0.1:0",), basin_endpoint=s2_lite_url + "/v1", admin_listen=None, default_basin=basin
+        )
+        sidecar = Sidecar(dataclasses.replace(config, upstream_protocol=UpstreamProtocol(protocol)))
+        await sidecar.start()
+        channel = grpc.aio.insecure_channel(sidecar.addresses[0])
+        stub = stream_pb2_grpc.StreamServiceStub(channel)  # type: ignore[no-untyped-call]
+        try:
+            batch = await stub.Read(pb.ReadRequest(stream="s", seq_num=1, count=3), timeout=10)
+            assert [(r.seq_num, r.timestamp, r.body) for r in batch.records] == [
+                (1, 20, b"r1"),
+                (2, 30, b"r2"),
+                (3, 40, b"r3"),
+            ]
+            assert not batch.HasField("tail")  # a catch-up batch: S2 sends no tail
+            tail = await stub.CheckTail(pb.CheckTailRequest(stream="s", max_staleness_ms=0), timeout=10)
+            assert (tail.tail.seq_num, tail.tail.timestamp) == (5, 50)
+            bounded = [
+                r.seq_num
+                async for m in stub.ReadSession(pb.ReadSessionRequest(stream="s", tail_offset=4, count=4), timeout=10)
+                for r in m.records
+            ]
+            assert bounded == [1, 2, 3, 4]
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                await stub.Read(pb.ReadRequest(stream="nope", seq_num=0), timeout=10)
+            assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+            with pytest.raises(grpc.aio.AioRpcError) as past:
+                await stub.Read(pb.ReadRequest(stream="s", seq_num=9), timeout=10)
+            assert past.value.code() == grpc.StatusCode.OUT_OF_RANGE
+            live = stub.ReadSession(pb.ReadSessionRequest(stream="s"), timeout=30)  # follows from the tail
+            first = await asyncio.wait_for(anext(aiter(live)), 10)
+            assert not first.records and first.tail.seq_num == 5  # a heartbeat as soon as it follows
+            await _call(s2, "POST", "s", "/records", {"records": [_record("live", 60)]})
+            msg = await asyncio.wait_for(anext(aiter(live)), 10)
+            while not msg.records:
+                msg = await asyncio.wait_for(anext(aiter(live)), 10)
+            assert [(r.seq_num, r.body) for r in msg.records] == [(5, b"live")]
+            live.cancel()
+        finally:
+            await channel.close(None)
+            await sidecar.stop(grace=0.2)
