@@ -26,12 +26,19 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 from hyperframe.frame import GoAwayFrame
 from multidict import CIMultiDict, MultiDict
 
 from .exchange import H2_ERROR_CODES, MAX_REQUEST_BYTES, Exchange, Http2Connection, too_large
 
 log = logging.getLogger("sidecar.emulator")
+
+# h2 formats `repr(frame)` for its trace log on every frame it receives, logging on or off, and
+# hyperframe's repr hex-encodes the whole payload (~30% of receive CPU; found in
+# sidecar/upstream/http2.py, which the emulator may not import): give only the length, process-wide.
+if getattr(hyperframe.frame, "_raw_data_repr", None) is not None:
+    hyperframe.frame._raw_data_repr = lambda data: f"<{len(data) if data else 0} bytes>"
 
 # What each stream may have in flight towards us (and so what it may buffer here): about one
 # append batch. The connection window is larger so that many streams can send at once.
