@@ -1,6 +1,6 @@
 """The sidecar's benchmark (issue 5): one run prints three tables.
 
-    .venv/bin/python -m tests.bench.bench [--only throughput|unary|fanout] [--repeats 3] ...
+    .venv/bin/python -m tests.bench.bench [--only throughput|unary|fanout|vs_sdk] [--repeats 3] ...
 
 1. Catch-up throughput (`throughput.py`): `ReadSession` and `Read` records/s through the sidecar
    against a direct aiohttp client of the same emulator, and the gRPC ceiling (a trivial grpc.aio
@@ -11,6 +11,10 @@
 3. Fan-out (`fanout.py`): 1 to 1,000 apps following one stream while 1,000 records/s are
    appended: upstream sessions, append-to-app latency, sidecar CPU and memory; and 1,000 apps on
    a trivial fan-out server (the gRPC ceiling again).
+4. vs s2-sdk (`vs_sdk.py`, issue 11): the project's Python client through the sidecar (http1 and
+   http2 upstream) against `s2-sdk`'s own `read_session` on the emulator over h2c; http2/http1
+   catch-up and the upstream connections of 1,000 sessions; the emulator's direct figures before
+   (a worktree of 34ddf8a at /tmp/pre-h2, made if missing) and after its HTTP/2 front.
 
 The emulator, the sidecar, the ceiling and the follower clients run as separate processes on
 loopback; this process (uvloop) is the client for sections 1 and 2 and the appender for 3.
@@ -32,10 +36,11 @@ from tests.bench.common import BASIN, start
 from tests.bench.fanout import FanoutParams, format_fanout, run_fanout
 from tests.bench.throughput import ThroughputParams, format_throughput, run_throughput
 from tests.bench.unary import UnaryParams, format_unary, run_unary
+from tests.bench.vs_sdk import VsSdkParams, format_vs_sdk, run_vs_sdk
 
 __all__ = ["BASIN", "main", "start"]  # BASIN and start: load.py uses them from here
 
-SECTIONS = ("throughput", "unary", "fanout")
+SECTIONS = ("throughput", "unary", "fanout", "vs_sdk")
 
 
 def header() -> str:
@@ -59,6 +64,10 @@ async def run(opts: argparse.Namespace) -> None:
             text = format_throughput(await run_throughput(tp))
         elif name == "unary":
             text = format_unary(await run_unary(UnaryParams(callers=opts.callers, repeats=opts.repeats)))
+        elif name == "vs_sdk":
+            sizes = tuple(int(s) for s in opts.sizes.split(","))
+            vp = VsSdkParams(records=opts.records, sizes=sizes, runs=opts.repeats, repeats=opts.repeats)
+            text = format_vs_sdk(await run_vs_sdk(vp))
         else:
             followers = tuple(int(n) for n in opts.followers.split(","))
             fp = FanoutParams(followers=followers, window=opts.window, repeats=opts.repeats)

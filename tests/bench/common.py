@@ -37,14 +37,14 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 async def start(
-    *args: str, ready: str, module: str = "sidecar", env: dict[str, str] | None = None
+    *args: str, ready: str, module: str = "sidecar", env: dict[str, str] | None = None, cwd: Path = ROOT
 ) -> asyncio.subprocess.Process:
-    """`python -m MODULE ARGS` with the malloc settings (plus `env`); returns once a line contains
-    `ready`."""
+    """`python -m MODULE ARGS` with the malloc settings (plus `env`), run from `cwd` (the repository,
+    or another checkout of it); returns once a line contains `ready`."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", module, *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, **MALLOC_ENV, **(env or {})}, cwd=ROOT,
+        env={**os.environ, **MALLOC_ENV, **(env or {})}, cwd=cwd,
     )  # fmt: skip
     assert proc.stdout is not None
     seen: list[str] = []
@@ -83,9 +83,10 @@ class Servers:
     ceiling_address: str = ""
 
 
-async def start_emulator() -> tuple[asyncio.subprocess.Process, str]:
+async def start_emulator(cwd: Path = ROOT) -> tuple[asyncio.subprocess.Process, str]:
+    """The emulator of the checkout at `cwd` (default: this one)."""
     port = free_port()
-    proc = await start("emulator", "--listen", f"127.0.0.1:{port}", "--basin", BASIN, ready="http://")
+    proc = await start("emulator", "--listen", f"127.0.0.1:{port}", "--basin", BASIN, ready="http://", cwd=cwd)
     return proc, f"http://127.0.0.1:{port}"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import grpc
@@ -34,16 +35,29 @@ async def catch_up(address: str, stream: str, n: int) -> float:
         return n / (time.perf_counter() - started)
 
 
-async def many_sessions(url: str, stream: str, sessions: int) -> tuple[int, int]:
-    """Open `sessions` live sessions over HTTP/2; (connections, sessions open)."""
-    client = UpstreamClient(BasinEndpoint.parse(url + "/v1"), protocol=UpstreamProtocol.HTTP2)
+async def many_sessions(
+    url: str,
+    stream: str,
+    sessions: int,
+    protocol: UpstreamProtocol = UpstreamProtocol.HTTP2,
+    probe: Callable[[], Awaitable[object]] | None = None,
+) -> tuple[int, int]:
+    """Open `sessions` live sessions with the sidecar's upstream client; (TCP connections, sessions
+    open). `probe` is awaited while they are all open."""
+    client = UpstreamClient(
+        BasinEndpoint.parse(url + "/v1"), protocol=protocol, session_connections=max(1000, sessions)
+    )
     async with client:
         gens = [client.read_session(BASIN, stream, ReadQuery(start=TailOffset(0))) for _ in range(sessions)]
         await asyncio.gather(*(g.__anext__() for g in gens))  # every one has its first heartbeat
         stats = client.pool_stats()
+        if probe is not None:
+            await probe()
         for g in gens:
             await g.aclose()
-        return stats["connections_h2"], stats["session_in_use"]
+        if protocol is UpstreamProtocol.HTTP2:
+            return stats["connections_h2"], stats["session_in_use"]
+        return stats["connections_h1"], stats["session_in_use"]
 
 
 async def run(records: int, sizes: list[int], sessions: int) -> None:

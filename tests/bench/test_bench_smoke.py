@@ -1,4 +1,4 @@
-"""The benchmark's three sections with tiny parameters: every expected row is there and its
+"""The benchmark's sections with tiny parameters: every expected row is there and its
 figures are sane (positive, and the cache/single-flight/upstream counts mean what they say).
 Not a performance test: nothing here depends on how fast the machine is."""
 
@@ -9,6 +9,7 @@ import math
 from tests.bench.fanout import FanoutParams, format_fanout, run_fanout
 from tests.bench.throughput import ThroughputParams, format_throughput, run_throughput
 from tests.bench.unary import UnaryParams, format_unary, run_unary
+from tests.bench.vs_sdk import VsSdkParams, format_vs_sdk, run_vs_sdk
 
 
 def positive(*values: float) -> bool:
@@ -74,3 +75,20 @@ async def test_fanout_section() -> None:
         assert row.delivered > 0.9 and not row.problems, text
         assert positive(row.p50_ms, row.p99_ms, row.rss_mib, row.hwm_mib), row
         assert row.max_ms >= row.p99_ms >= row.p50_ms and row.sidecar_cpu >= 0, row
+
+
+async def test_vs_sdk_section() -> None:
+    p = VsSdkParams(
+        records=3000, sizes=(100,), runs=1, sessions=20, repeats=1, min_seconds=0.1, callers=4, before_tree=None
+    )
+    r = await run_vs_sdk(p)
+    text = format_vs_sdk(r)
+    print(text)
+    assert [row[0] for row in r.reads] == [100] and positive(*r.reads[0][1:]), text
+    assert [row[0] for row in r.catchup] == [100] and positive(*r.catchup[0][1:]), text
+    assert r.connections["http2"][:2] == (1, 20), text  # 20 sessions on one HTTP/2 connection
+    assert r.connections["http2"][2] == 1, text  # the emulator saw that one connection too
+    assert r.connections["http1"][:2] == (20, 20), text  # one connection per session
+    assert len(r.emulator) == 2 and all(positive(b, a) for _, b, a in r.emulator), text
+    for heading in ("s2-sdk", "http2/http1", "TCP connections", "after/before"):
+        assert heading in text, text
