@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
+from sidecar.config import UpstreamProtocol
 from sidecar.testing import SidecarHarness
 
 
@@ -29,7 +30,8 @@ async def unary_in_use_drops_to(h: SidecarHarness, n: int, within: float) -> boo
 
 
 async def test_cancelled_long_polls_release_their_upstream_connections() -> None:
-    async with SidecarHarness(unary_connections=4) as h:
+    # HTTP/1.1: this checks the --unary-connections pool (one request per connection); HTTP/2 below.
+    async with SidecarHarness(unary_connections=4, upstream_protocol=UpstreamProtocol.HTTP1) as h:
         streams = [f"poll-{i}" for i in range(12)]  # distinct streams: nothing coalesces
         for name in [*streams, "other"]:
             await h.create_stream(name)
@@ -45,6 +47,29 @@ async def test_cancelled_long_polls_release_their_upstream_connections() -> None
         assert resp.tail.seq_num == 1
         assert time.monotonic() - started < 3  # not after the 20 s polls of callers long gone
         assert await unary_in_use_drops_to(h, 0, within=3)
+        for call in calls:
+            assert call.cancelled() or (await call.code()) == grpc.StatusCode.CANCELLED
+
+
+async def test_cancelled_long_polls_close_their_http2_streams() -> None:
+    async with SidecarHarness(upstream_protocol=UpstreamProtocol.HTTP2) as h:
+        streams = [f"poll-{i}" for i in range(12)]  # distinct streams: nothing coalesces
+        for name in [*streams, "other"]:
+            await h.create_stream(name)
+        await h.append("other", [b"x"])
+        calls = [h.stub.Read(pb.ReadRequest(stream=name, tail_offset=0, wait=20)) for name in streams]
+        await asyncio.sleep(1.5)
+        assert h.sidecar is not None and h.sidecar.client is not None
+        assert h.sidecar.client.pool_stats()["streams_h2"] == 12  # every poll holds an HTTP/2 stream
+        for call in calls:
+            call.cancel()
+        resp = await h.stub.CheckTail(pb.CheckTailRequest(stream="other", max_staleness_ms=0), timeout=5)
+        assert resp.tail.seq_num == 1
+        end = time.monotonic() + 3
+        while h.sidecar.client.pool_stats()["streams_h2"] > 0:  # closed, not left for the 20 s polls
+            assert time.monotonic() < end, h.sidecar.client.pool_stats()
+            await asyncio.sleep(0.05)
+        assert await unary_in_use_drops_to(h, 0, within=1)
         for call in calls:
             assert call.cancelled() or (await call.code()) == grpc.StatusCode.CANCELLED
 

@@ -21,7 +21,7 @@ from aiohttp import web
 from google.rpc import error_details_pb2, status_pb2
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
-from sidecar.config import UpstreamFormat
+from sidecar.config import UpstreamFormat, UpstreamProtocol
 from sidecar.testing import SidecarHarness
 from tests.api.helpers import collect, error_info, padded, trailing
 
@@ -233,7 +233,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @asynccontextmanager
 async def fake_upstream(handler: Handler, **config: Any) -> AsyncIterator[SidecarHarness]:
-    """A sidecar whose upstream is `handler` (real HTTP on loopback; the harness's emulator idles)."""
+    """A sidecar whose upstream is `handler` (real HTTP on loopback; the harness's emulator idles).
+
+    Always HTTP/1.1 (aiohttp serves nothing else): these test S2 wire-format handling above the
+    transport; HTTP/2 transport-level misbehaviour is covered in tests/upstream/test_http2.py."""
     app = web.Application()
     app.router.add_route("*", "/{path:.*}", handler)
     runner = web.AppRunner(app)
@@ -242,7 +245,8 @@ async def fake_upstream(handler: Handler, **config: Any) -> AsyncIterator[Sideca
     await site.start()
     port = runner.addresses[0][1]
     try:
-        async with SidecarHarness(basin_endpoint=f"http://127.0.0.1:{port}/v1", **RETRIES, **config) as x:
+        config = {"upstream_protocol": UpstreamProtocol.HTTP1, **RETRIES, **config}
+        async with SidecarHarness(basin_endpoint=f"http://127.0.0.1:{port}/v1", **config) as x:
             yield x
     finally:
         await runner.cleanup()

@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
 from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
+from sidecar.config import UpstreamProtocol
 from sidecar.testing import SidecarHarness, SidecarProcess
 from tests.telemetry.otlp_receiver import OtlpHttpReceiver
 
@@ -83,7 +84,9 @@ async def test_traceparent_reaches_the_upstream(traced: tuple[SidecarHarness, In
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     try:
-        async with SidecarHarness(tracer_provider=provider, basin_endpoint=f"http://127.0.0.1:{port}/v1") as x:
+        # HTTP/1.1: aiohttp serves nothing else (traceparent over HTTP/2: tests/upstream/test_protocol_choice.py).
+        upstream = {"basin_endpoint": f"http://127.0.0.1:{port}/v1", "upstream_protocol": UpstreamProtocol.HTTP1}
+        async with SidecarHarness(tracer_provider=provider, **upstream) as x:
             await x.stub.CheckTail(pb.CheckTailRequest(stream="s", max_staleness_ms=0), metadata=TRACEPARENT)
     finally:
         await runner.cleanup()
