@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -53,7 +54,10 @@ class SidecarHarness:
 
     async def __aenter__(self) -> SidecarHarness:
         await self.emulator.start()
-        self.http = aiohttp.ClientSession()
+        # With the emulator on TLS (EmulatorConfig.tls_cert), the CA the sidecar trusts is trusted here too.
+        ca_file = self.config_overrides.get("upstream_ca_file")
+        connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca_file)) if ca_file else None
+        self.http = aiohttp.ClientSession(connector=connector)
         await self.start_sidecar()
         return self
 
