@@ -12,8 +12,8 @@ from tests.upstream.h2server import H2TestServer, wait_until
 from tests.upstream.test_http2 import BASIN, h2_client
 
 
-async def _read_all(client: UpstreamClient, stream: str, total: int) -> list[int]:
-    seqs: list[int] = []
+async def _read_all(client: UpstreamClient, stream: str, total: int, seqs: list[int] | None = None) -> list[int]:
+    seqs = [] if seqs is None else seqs
     query = ReadQuery(start=SeqNum(0), limit=ReadLimit(count=total))
     async for batch in resumable_session(client, BASIN, stream, query, policy=RetryPolicy()):
         seqs.extend(r.seq_num for r in batch.records())
@@ -26,8 +26,10 @@ async def test_connection_reset_under_200_sessions_loses_and_repeats_nothing() -
         H2TestServer(records=total, batch=10, pace=0.01, max_streams=1000) as server,
         h2_client(server, h2_connections=1) as client,
     ):
-        tasks = [asyncio.ensure_future(_read_all(client, f"s{i}", total)) for i in range(sessions)]
-        await wait_until(lambda: all(server.sent[f"s{i}"] > 0 for i in range(sessions)), 30)
+        received: list[list[int]] = [[] for _ in range(sessions)]
+        tasks = [asyncio.ensure_future(_read_all(client, f"s{i}", total, received[i])) for i in range(sessions)]
+        # Every session has delivered records (not merely been sent some): each must resume past 0.
+        await wait_until(lambda: all(received), 30)
         assert client.pool_stats()["connections_h2"] == 1
         reset_at = time.monotonic()
         server.abort_all()  # every session on the connection breaks at the same moment
