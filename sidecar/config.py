@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from sidecar.types import DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES
+
 
 class UpstreamFormat(Enum):
     """How to talk to S2: protobuf one-shot reads and s2s sessions, or JSON and SSE."""
@@ -57,7 +59,7 @@ class Config:
     tail_cache_size: int = 10_000
     share_sessions: bool = True
     subscriber_queue: int = 64
-    max_message_bytes: int = 4 * 1024 * 1024  # what every gRPC client accepts by default
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     unix_socket_mode: int = 0o600
     log_level: str = "info"
     log_format: str = "text"
@@ -105,9 +107,8 @@ def _non_negative(value: str) -> float:
 
 def _message_bytes(value: str) -> int:
     n = int(value)
-    # A 1 MiB metered record can encode to ~2 MiB of protobuf, and must fit one message.
-    if n < 3 * 1024 * 1024:
-        raise ValueError("must be at least 3145728 (3 MiB): one S2 record can take 2 MiB on the wire")
+    if n < MIN_MAX_MESSAGE_BYTES:
+        raise ValueError(f"must be at least {MIN_MAX_MESSAGE_BYTES} (3 MiB): one S2 record can take 2 MiB on the wire")
     return n
 
 

@@ -12,6 +12,11 @@ MAX_BATCH_RECORDS = 1000
 MAX_BATCH_BYTES = 1024 * 1024  # metered
 MAX_RECORD_BYTES = 1024 * 1024  # metered
 MAX_UNARY_WAIT_SECONDS = 60
+# The largest gRPC message sent to apps: what every gRPC client accepts by default...
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# ...and the least it may be set to: one 1 MiB metered record can encode to ~2 MiB of protobuf
+# (many one-byte headers), and must fit one message.
+MIN_MAX_MESSAGE_BYTES = 3 * 1024 * 1024
 U64_MAX = 2**64 - 1
 U32_MAX = 2**32 - 1
 

@@ -23,7 +23,7 @@ from sidecar import telemetry as tm
 from sidecar.config import UpstreamFormat, UpstreamProtocol
 from sidecar.errors import ProtocolError, S2Error, TransportError
 from sidecar.metrics import Metrics
-from sidecar.types import ReadQuery, StreamPosition
+from sidecar.types import DEFAULT_MAX_MESSAGE_BYTES, ReadQuery, StreamPosition
 from sidecar.upstream.endpoint import BasinEndpoint
 from sidecar.upstream.select import make_transport
 from sidecar.upstream.transport import Body, Response, Transport
@@ -37,10 +37,6 @@ log = logging.getLogger(__name__)
 PROTOBUF = "application/protobuf"
 # Merge already-received frames up to this size: well under gRPC's default 4 MiB receive limit.
 MERGE_BYTES = 2 * 1024 * 1024
-# The largest message the sidecar sends: what every gRPC client accepts by default.
-DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-# A 1 MiB metered record can encode to ~2 MiB (many one-byte headers): the limit must fit one.
-MIN_MAX_MESSAGE_BYTES = 3 * 1024 * 1024
 # Errors that mean "the server does not speak s2s over this connection": fall back to SSE.
 _S2S_REFUSED_STATUSES = frozenset({405, 406, 415, 426, 501, 505})
 
