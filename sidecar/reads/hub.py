@@ -35,7 +35,7 @@ from sidecar.telemetry import NO_CALL_TRACE, S2_BASIN, S2_SHARED, S2_STREAM, Cal
 from sidecar.types import ReadQuery, SeqNum, StreamPosition, TailOffset
 from sidecar.upstream.client import MERGE_BYTES, UpstreamClient
 from sidecar.upstream.retry import RetryPolicy
-from sidecar.wire.protobuf import ReadBatch, encode_batch, merge_batches, slice_batch
+from sidecar.wire.protobuf import ReadBatch, batch_from_records, merge_batches, slice_batch
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class LiveFeed:
                 sub.items.append(slice_batch(batch, seq_num))
         tail = self.tail
         if (announce or sub.items) and tail is not None and tail.seq_num == self.next_seq_num:
-            sub.items.append(heartbeat(tail))
+            sub.items.append(batch_from_records([], tail))  # a heartbeat: no records, the tail
         self.subscribers.add(sub)
         if self._linger is not None:
             self._linger.cancel()
@@ -370,11 +370,6 @@ class Hub:
                         break
                 else:
                     return
-
-
-def heartbeat(tail: StreamPosition) -> ReadBatch:
-    """A heartbeat as S2 sends it in a session: an empty batch with the tail."""
-    return ReadBatch(encode_batch([], tail), 0, None, None, None, tail)
 
 
 async def _settled(feed: LiveFeed, within: float) -> None:

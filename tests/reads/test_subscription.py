@@ -4,7 +4,7 @@ records got a 6,288,072-byte message and failed RESOURCE_EXHAUSTED at its gRPC c
 
 from __future__ import annotations
 
-from sidecar.reads.hub import Subscription, heartbeat
+from sidecar.reads.hub import Subscription
 from sidecar.types import Record, StreamPosition
 from sidecar.upstream.client import MERGE_BYTES
 from sidecar.wire.protobuf import ReadBatch, batch_from_records
@@ -38,7 +38,7 @@ async def test_small_batches_still_merge_and_heartbeats_go_alone() -> None:
     small = [batch_from_records([Record(s, s, (), b"y")], None) for s in range(5)]
     for b in small[:3]:
         sub.offer(b)
-    sub.offer(heartbeat(StreamPosition(3, 3)))
+    sub.offer(batch_from_records([], StreamPosition(3, 3)))  # a heartbeat
     for b in small[3:]:
         sub.offer(b)
     first = await sub.next()
