@@ -35,7 +35,6 @@ class ResumePlan:
     next_seq_num: int | None = None  # first seq_num not yet delivered, once known
     last_batch_at: float | None = None  # monotonic time of the last delivered batch
     following_since: float | None = None  # monotonic time of the first heartbeat (S2's wait starts there)
-    tail: StreamPosition | None = None  # latest tail seen
 
     @property
     def tracks_bytes(self) -> bool:
@@ -79,14 +78,10 @@ class ResumePlan:
     def caught_up(self, tail: StreamPosition, now: float | None = None) -> None:
         """A heartbeat (admitted): everything before `tail` that matched the read was delivered
         or trimmed."""
-        self.tail = tail
         if self.following_since is None and now is not None:
             self.following_since = now
         if self.next_seq_num is None or tail.seq_num > self.next_seq_num:
             self.next_seq_num = tail.seq_num
-
-    def saw_tail(self, tail: StreamPosition) -> None:
-        self.tail = tail
 
     @property
     def exhausted(self) -> bool:

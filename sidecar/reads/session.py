@@ -64,8 +64,8 @@ SessionEvent = Retry | Trimmed | AdvisedReconnect
 Observer = Callable[[SessionEvent], None]
 
 
-def session_observer(metrics: Metrics, call: CallTrace, where: str = "") -> Observer:
-    """What happens to a session's upstream, as metrics, events on its span and log lines."""
+def session_observer(metrics: Metrics, call: CallTrace) -> Observer:
+    """What happens to a session's upstream, as metrics and as events on its span."""
 
     def observe(event: SessionEvent) -> None:
         match event:
@@ -77,7 +77,6 @@ def session_observer(metrics: Metrics, call: CallTrace, where: str = "") -> Obse
             case Trimmed(lo, hi):
                 metrics.trimmed_records_skipped.inc(hi - lo)
                 call.event("trimmed", {"s2.trimmed.from_seq_num": lo, "s2.trimmed.to_seq_num": hi})
-                log.debug("session %s: records %d..%d were trimmed upstream; continuing at %d", where, lo, hi - 1, hi)
             case AdvisedReconnect(next_seq_num):
                 metrics.advised_reconnects.inc()
                 call.event("reconnect advised", {"s2.seq_num": -1 if next_seq_num is None else next_seq_num})
@@ -114,14 +113,12 @@ async def resumable_session(
                     if batch.count:
                         assert batch.first_seq_num is not None and batch.last_seq_num is not None
                         if trimmed := plan.admit_records(batch.first_seq_num, response_start=response_start):
-                            report(Trimmed(batch.first_seq_num - trimmed, batch.first_seq_num))
+                            _trimmed(basin, stream, Trimmed(batch.first_seq_num - trimmed, batch.first_seq_num), report)
                         metered = batch.metered_bytes() if plan.tracks_bytes else 0
                         plan.delivered(batch.count, batch.last_seq_num, metered, clock())
-                        if batch.tail is not None:
-                            plan.saw_tail(batch.tail)
                     elif batch.tail is not None:
                         if trimmed := plan.admit_heartbeat(batch.tail, response_start=response_start):
-                            report(Trimmed(batch.tail.seq_num - trimmed, batch.tail.seq_num))
+                            _trimmed(basin, stream, Trimmed(batch.tail.seq_num - trimmed, batch.tail.seq_num), report)
                         plan.caught_up(batch.tail, clock())
                     else:
                         continue  # neither records nor a tail: nothing to pass on
@@ -153,3 +150,11 @@ async def resumable_session(
             report(Retry(attempt, delay, e))
             await asyncio.sleep(delay)
             next_query = plan.next_query(clock())
+
+
+def _trimmed(basin: str, stream: str, event: Trimmed, report: Observer) -> None:
+    log.debug(
+        "session %s/%s: records %d..%d were trimmed upstream; continuing at %d",
+        basin, stream, event.from_seq_num, event.to_seq_num - 1, event.to_seq_num,
+    )  # fmt: skip
+    report(event)
