@@ -168,12 +168,13 @@ def free_port() -> int:
 class SidecarProcess:
     """`s2-sidecar` as a child process, as users run it (embedded emulator unless env says otherwise).
 
-    Waits for the startup banner; `output` collects everything the process printed."""
+    Waits for the startup banner; `output` collects everything the process printed. `grpc_port`
+    fixes the port, so a test can start a sidecar again where apps expect it."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, grpc_port: int | None = None) -> None:
         import os
 
-        self.grpc_port = free_port()
+        self.grpc_port = grpc_port or free_port()
         self.emulator_port = free_port()
         self.args = [
             "--listen", f"127.0.0.1:{self.grpc_port}",

@@ -1,0 +1,301 @@
+"""The restart test every client runs (issue 12, clients/RESUME.md): a real sidecar process is
+stopped and started again on the same port 10 times (5 SIGTERM, 5 SIGKILL, in random order, at
+random points) under a client's auto-resuming `ReadSession`; every record must arrive exactly once,
+in order, including those appended while the sidecar was down.
+
+The emulator runs in this process, so the streams outlive the sidecar and appends go on while it is
+down. Each client brings a driver (RESUME.md, "The restart test's driver"): a command that prints
+`<seq_num> <body>` per record. `DriverCmd(address, stream, start_seq_num, count)` builds its argv.
+
+    await restarts.catch_up_across_restarts(cmd)     # 100,000 records, bounded session
+    await restarts.follow_across_restarts(cmd)       # live follower while a writer appends
+    await restarts.missing_stream_fails_at_once(cmd) # NOT_FOUND is not retried
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from sidecar.emulator import CREATE_ON_APPEND, Emulator, EmulatorConfig
+from sidecar.testing import SidecarProcess, free_port
+from sidecar.types import AppendRecord
+from sidecar.wire.protobuf import encode_append_input
+
+DriverCmd = Callable[[str, str, int, "int | None"], list[str]]
+
+BASIN = "restart-basin"
+RESTARTS = 10  # 5 SIGTERM (drain: UNAVAILABLE with s2-next-seq-num) and 5 SIGKILL (connection reset)
+BODY_SIZE = 1000  # 100,000 records = 100 MB: far more than gRPC windows and socket buffers hold in flight
+
+_names = itertools.count()
+
+
+def body(seq_num: int) -> str:
+    """The body of record `seq_num` (ASCII, so drivers print it as is)."""
+    return f"r{seq_num}-".ljust(BODY_SIZE, "x")
+
+
+@dataclass
+class Sidecar:
+    """A sidecar process reading from `upstream`, restartable on one port."""
+
+    upstream: str
+    port: int = field(default_factory=free_port)
+    proc: SidecarProcess | None = None
+    stops: list[str] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.proc = SidecarProcess(
+            "--basin-endpoint", f"{self.upstream}/v1", "--default-basin", BASIN, "--grace-period", "1",
+            grpc_port=self.port,
+        )  # fmt: skip
+        await self.proc.__aenter__()
+
+    async def stop(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.proc.send_signal(sig)
+        code = await self.proc.wait(within=30)
+        # SIGTERM drains and exits 0; SIGKILL leaves no chance to say goodbye
+        expected = 0 if sig == signal.SIGTERM else -signal.SIGKILL
+        assert code == expected, f"sidecar exited {code} after {sig.name}:\n{self.proc.output[-3000:]}"
+        self.stops.append(sig.name)
+        self.proc = None
+
+    async def close(self) -> None:
+        if self.proc is not None:
+            await self.proc.kill()
+
+
+@contextlib.asynccontextmanager
+async def _world() -> AsyncIterator[tuple[Emulator, Sidecar, aiohttp.ClientSession]]:
+    emulator = Emulator(EmulatorConfig(port=0, heartbeat_min=0.5, heartbeat_max=1.0, basins={BASIN: CREATE_ON_APPEND}))
+    await emulator.start()
+    sidecar = Sidecar(emulator.url)
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield emulator, sidecar, http
+    finally:
+        await sidecar.close()
+        await emulator.stop()
+
+
+async def _append(http: aiohttp.ClientSession, emulator: Emulator, stream: str, seq_nums: range) -> None:
+    async with http.post(
+        f"{emulator.url}/v1/streams/{stream}/records",
+        data=encode_append_input([AppendRecord(body=body(i).encode()) for i in seq_nums]),
+        headers={"s2-basin": BASIN, "content-type": "application/protobuf", "accept": "application/protobuf"},
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+class Driver:
+    """A client's driver process; `seen` collects (seq_num, body) as it prints them."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.seen: list[tuple[int, str]] = []
+        self.stderr = b""
+        self.proc: asyncio.subprocess.Process | None = None
+        self._progress = asyncio.Event()
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=1 << 20
+        )
+        self._stdout = asyncio.create_task(self._read_stdout())
+        self._stderr = asyncio.create_task(self._read_stderr())
+
+    async def _read_stdout(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            seq, _, text = line.decode().rstrip("\n").partition(" ")
+            self.seen.append((int(seq), text))
+            self._progress.set()
+
+    async def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        self.stderr = await self.proc.stderr.read()
+
+    async def until_seen(self, n: int, within: float) -> None:
+        """Wait until `n` records arrived (fails with the driver's stderr if it exits first)."""
+        deadline = time.monotonic() + within
+        while len(self.seen) < n:
+            assert self.proc is not None
+            if self.proc.returncode is not None:
+                await self._stdout
+                if len(self.seen) >= n:
+                    return
+                await self._stderr
+                raise AssertionError(self.report(f"driver exited {self.proc.returncode} after {len(self.seen)} of {n}"))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(self.report(f"{len(self.seen)} of {n} records after {within} s"))
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), min(left, 0.2))
+
+    async def assert_running(self, why: str) -> None:
+        assert self.proc is not None
+        if self.proc.returncode is not None:
+            await self._stdout
+            await self._stderr
+            raise AssertionError(
+                self.report(f"driver exited {self.proc.returncode} after {len(self.seen)} records: {why}")
+            )
+
+    async def exit_code(self, within: float) -> int:
+        assert self.proc is not None
+        code = await asyncio.wait_for(self.proc.wait(), within)
+        await self._stdout
+        await self._stderr
+        return code
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+    def report(self, what: str) -> str:
+        return f"{what}\ndriver: {' '.join(self.argv)}\ndriver stderr (tail):\n{self.stderr.decode(errors='replace')[-3000:]}"
+
+
+def assert_exactly_once(seen: list[tuple[int, str]], total: int, start: int = 0) -> None:
+    """Records start..total-1, each once, in order, with the bodies written."""
+    seqs = [s for s, _ in seen]
+    if seqs != list(range(start, total)):
+        counts: dict[int, int] = {}
+        for s in seqs:
+            counts[s] = counts.get(s, 0) + 1
+        repeated = sorted(s for s, c in counts.items() if c > 1)
+        lost = sorted(set(range(start, total)) - counts.keys())
+        first_bad = next((i for i, s in enumerate(seqs) if s != start + i), None)
+        raise AssertionError(
+            f"expected seq_nums {start}..{total - 1} once each, in order; got {len(seqs)} records: "
+            f"{len(lost)} lost (first {lost[:5]}), {len(repeated)} repeated (first {repeated[:5]}), "
+            f"first out of place at index {first_bad}"
+        )
+    wrong = [(s, b) for s, b in seen if b != body(s)]
+    assert not wrong, f"{len(wrong)} records with the wrong body, first: {wrong[0][0]} {wrong[0][1][:40]!r}"
+
+
+def _signals(rng: random.Random) -> list[signal.Signals]:
+    sigs = [signal.SIGTERM] * (RESTARTS // 2) + [signal.SIGKILL] * (RESTARTS - RESTARTS // 2)
+    rng.shuffle(sigs)
+    return sigs
+
+
+def _rng() -> random.Random:
+    seed = random.randrange(1 << 32)
+    print(f"restart test seed {seed}", file=sys.stderr)  # pytest shows it when the test fails
+    return random.Random(seed)
+
+
+async def catch_up_across_restarts(cmd: DriverCmd, *, records: int = 100_000) -> None:
+    """A bounded session over `records` records; the sidecar is stopped each time the driver has
+    printed past another random point, and started again after a random pause."""
+    rng = _rng()
+    stream = f"catch-up-{next(_names)}"
+    async with _world() as (emulator, sidecar, http):
+        for lo in range(0, records, 1000):
+            await _append(http, emulator, stream, range(lo, min(records, lo + 1000)))
+        await sidecar.start()
+        driver = Driver(cmd(sidecar.address, stream, 0, records))
+        await driver.start()
+        try:
+            # The driver stands still while the sidecar is down, and each point is watched from the
+            # moment it is back, so every stop lands mid-session (checked: the driver is still running).
+            points = sorted(rng.sample(range(records // 50, records * 7 // 10), RESTARTS))
+            for point, sig in zip(points, _signals(rng), strict=True):
+                await driver.until_seen(point, within=120)
+                await sidecar.stop(sig)
+                await driver.assert_running(f"stop {len(sidecar.stops)} ({sig.name}) did not land mid-session")
+                await asyncio.sleep(rng.uniform(0.0, 1.0))
+                await sidecar.start()
+            code = await driver.exit_code(within=120)
+            assert code == 0, driver.report(f"driver exited {code}")
+            assert_exactly_once(driver.seen, records)
+            assert len(sidecar.stops) == RESTARTS
+        finally:
+            await driver.kill()
+
+
+async def follow_across_restarts(cmd: DriverCmd) -> None:
+    """A live follower from seq_num 0 while a writer appends small batches all along, including
+    while the sidecar is down: after the last restart it must have every record, once, in order."""
+    rng = _rng()
+    stream = f"follow-{next(_names)}"
+    async with _world() as (emulator, sidecar, http):
+        await _append(http, emulator, stream, range(0, 100))
+        written = 100
+        down = False
+        written_while_down: list[int] = []
+
+        async def writer() -> None:
+            nonlocal written
+            while True:
+                n = rng.randint(1, 50)
+                await _append(http, emulator, stream, range(written, written + n))
+                if down:
+                    written_while_down.extend(range(written, written + n))
+                written += n
+                await asyncio.sleep(rng.uniform(0.005, 0.05))
+
+        await sidecar.start()
+        driver = Driver(cmd(sidecar.address, stream, 0, None))
+        await driver.start()
+        writing = asyncio.create_task(writer())
+        try:
+            await driver.until_seen(100, within=60)
+            for sig in _signals(rng):
+                await asyncio.sleep(rng.uniform(0.2, 1.5))
+                await driver.assert_running(f"it ended while following, before stop {len(sidecar.stops) + 1}")
+                await sidecar.stop(sig)
+                down = True
+                await asyncio.sleep(rng.uniform(0.2, 1.0))
+                down = False
+                await sidecar.start()
+            await asyncio.sleep(rng.uniform(0.2, 1.0))
+            writing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writing
+            await driver.until_seen(written, within=60)
+            await asyncio.sleep(0.5)  # anything past the last record (a repeat) would show up here
+            assert_exactly_once(driver.seen, written)
+            assert written_while_down, "the writer appended nothing while the sidecar was down"
+            assert len(sidecar.stops) == RESTARTS
+        finally:
+            writing.cancel()
+            await driver.kill()
+
+
+async def missing_stream_fails_at_once(cmd: DriverCmd) -> None:
+    """NOT_FOUND cannot be fixed by retrying: the driver must fail fast, saying so."""
+    async with _world() as (_, sidecar, _http):
+        await sidecar.start()
+        driver = Driver(cmd(sidecar.address, f"missing-{next(_names)}", 0, None))
+        await driver.start()
+        try:
+            started = time.monotonic()
+            code = await driver.exit_code(within=30)
+            elapsed = time.monotonic() - started
+            assert code != 0, driver.report("driver exited 0 for a missing stream")
+            assert b"NOT_FOUND" in driver.stderr, driver.report("no NOT_FOUND on stderr")
+            assert not driver.seen
+            # no timing assertion (noisy machines); a retried NOT_FOUND would take the whole budget (~1 min)
+            print(f"missing stream: driver failed after {elapsed:.1f} s", file=sys.stderr)
+        finally:
+            await driver.kill()
