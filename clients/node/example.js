@@ -8,13 +8,14 @@
 //   node example.js -addr 127.0.0.1:50051 tail   -stream orders
 //   node example.js -addr unix:/run/s2-sidecar.sock tail -stream orders
 //
-// -token (or env S2_SIDECAR_APP_TOKEN) sends the sidecar's app token.
+// -addr defaults to env S2_SIDECAR_ADDRESS, else 127.0.0.1:50051. -token (or env
+// S2_SIDECAR_APP_TOKEN) sends the sidecar's app token. `follow` resumes across sidecar restarts.
 // Prints one JSON object per line: a record, a tail, or an error (then exits with status 2).
 
 const { S2SidecarClient, SidecarError, StreamNotFound } = require('./src/client');
 
 function parse(argv) {
-  const opts = { addr: '127.0.0.1:50051' };
+  const opts = {};
   let command;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];

@@ -25,10 +25,43 @@ export interface ReadOptions {
 export interface SessionOptions extends ReadOptions {
   /** Yield heartbeats (no records, `tail` set) instead of skipping them. */
   heartbeats?: boolean;
+  /**
+   * Reopen a broken session where it stood (default true). false: the first failure is thrown,
+   * as `retry: { maxAttempts: 1 }` would.
+   */
+  resume?: boolean;
+}
+
+/** How calls are retried (clients/RESUME.md); every field has a default. */
+export interface RetryOptions {
+  /**
+   * Attempts in a row without progress before the last error is thrown (default 60, about a
+   * minute). Records or a heartbeat reset a session's count; 1 turns retries off.
+   */
+  maxAttempts?: number;
+  /**
+   * Backoff: failure n waits base = min(baseDelayMs * 2^(n-1), maxDelayMs), plus up to as much
+   * again at random; a longer RetryInfo delay from the server wins. Defaults 100 and 1000.
+   */
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  /** Called before each retry's wait, e.g. to log it; `attempt` counts failures from 1. */
+  onRetry?: (error: SidecarError, attempt: number, delayMs: number) => void;
+}
+
+export interface ClientOptions {
+  /** Empty (the default) uses the sidecar's default basin. */
+  basin?: string;
+  /** The sidecar's app token (S2_SIDECAR_APP_TOKEN), sent as `authorization: Bearer <token>`. */
+  token?: string;
+  /** Deadline of `read` (plus its `wait`) and `checkTail`, retries included. Default 30000. */
+  timeoutMs?: number;
+  retry?: RetryOptions;
 }
 
 export class S2SidecarClient {
-  constructor(target?: string, options?: { basin?: string; token?: string; timeoutMs?: number });
+  /** `target`: "host:port" or "unix:/path"; default env S2_SIDECAR_ADDRESS, else "127.0.0.1:50051". */
+  constructor(target?: string, options?: ClientOptions);
   read(stream: string, opts?: ReadOptions): Promise<ReadBatch>;
   readSession(stream: string, opts?: SessionOptions): AsyncGenerator<ReadBatch, void, undefined>;
   checkTail(stream: string): Promise<StreamPosition>;
@@ -46,13 +79,18 @@ export class SidecarError extends Error {
   /** The request field to change (BadRequest), for InvalidArgument. */
   field?: string;
   trailers: Record<string, string>;
+  /**
+   * Where to resume (pass as `seqNum`) after a session failed: the session's own position when it
+   * knows it, else the sidecar's `s2-next-seq-num`, else undefined.
+   */
+  nextSeqNum: U64 | undefined;
 }
 export class InvalidArgument extends SidecarError {}
 export class NotFound extends SidecarError {}
 export class StreamNotFound extends NotFound {}
 export class BasinNotFound extends NotFound {}
 export class RangeNotSatisfiable extends SidecarError { readonly tail: StreamPosition }
-export class Unavailable extends SidecarError { readonly nextSeqNum: U64 | undefined }
+export class Unavailable extends SidecarError {}
 export class Unauthenticated extends SidecarError {}
 export class PermissionDenied extends SidecarError {}
 export class ResourceExhausted extends SidecarError {}

@@ -3,8 +3,11 @@
 // `readSession`, and typed errors built from the gRPC status, its google.rpc.Status details
 // (ErrorInfo, RetryInfo, BadRequest) and the sidecar's trailing metadata.
 //
+// Every call rides out a sidecar restart (clients/RESUME.md): sessions resume where they stood,
+// `read` and `checkTail` retry within their deadline. The rules live in ./resume.js.
+//
 //   const { S2SidecarClient } = require('./src/client');
-//   const client = new S2SidecarClient('127.0.0.1:50051');
+//   const client = new S2SidecarClient(); // S2_SIDECAR_ADDRESS, else 127.0.0.1:50051
 //   const batch = await client.read('orders', { seqNum: 0, count: 100 });
 //   for await (const batch of client.readSession('orders', { tailOffset: 10 })) { ... }
 //
@@ -12,9 +15,11 @@
 // header names/values as Buffers. Heartbeats are skipped unless `{ heartbeats: true }`.
 
 const path = require('node:path');
+const { setTimeout: sleep } = require('node:timers/promises');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const protobuf = require('protobufjs');
+const { DEFAULT_RETRY, isRetryable, retryDelayMs, SessionCursor } = require('./resume');
 
 // The contract, loaded at run time (nothing generated). S2SIDECAR_PROTO overrides the path.
 const PROTO = process.env.S2SIDECAR_PROTO ||
@@ -91,6 +96,11 @@ class SidecarError extends Error {
     this.retryAfterMs = info.retryAfterMs;
     this.field = info.field;
     this.trailers = info.trailers;
+    /**
+     * Where a failed session should resume (`{ seqNum: nextSeqNum }`): the session's own position
+     * when it knows it, else what the sidecar said (a drain's `s2-next-seq-num`), else undefined.
+     */
+    this.nextSeqNum = info.trailers['s2-next-seq-num'] || info.metadata.next_seq_num;
   }
 }
 class InvalidArgument extends SidecarError {}
@@ -106,12 +116,7 @@ class RangeNotSatisfiable extends SidecarError {
     };
   }
 }
-class Unavailable extends SidecarError {
-  /** Where a failed session should resume (`{ seqNum: nextSeqNum }`), if the sidecar said. */
-  get nextSeqNum() {
-    return this.trailers['s2-next-seq-num'] || this.metadata.next_seq_num;
-  }
-}
+class Unavailable extends SidecarError {}
 class Unauthenticated extends SidecarError {}
 class PermissionDenied extends SidecarError {}
 class ResourceExhausted extends SidecarError {}
@@ -181,30 +186,68 @@ function batchOf(msg) {
   return { records: msg.records, tail: msg.tail || null };
 }
 
+// grpc-js waits up to 2 minutes between reconnects by default; a sidecar restart takes seconds.
+const CHANNEL_OPTIONS = {
+  'grpc.initial_reconnect_backoff_ms': DEFAULT_RETRY.baseDelayMs,
+  'grpc.max_reconnect_backoff_ms': DEFAULT_RETRY.maxDelayMs,
+};
+
 class S2SidecarClient {
   /**
-   * @param {string} target "host:port" or "unix:/path/to.sock"
-   * @param {{ basin?: string, token?: string, timeoutMs?: number }} [options] basin: empty uses the
-   *   sidecar's default; token: the sidecar's app token (S2_SIDECAR_APP_TOKEN), sent as
-   *   `authorization: Bearer <token>`; timeoutMs: deadline for read / checkTail (plus any `wait`).
+   * @param {string} [target] "host:port" or "unix:/path/to.sock"; default: env S2_SIDECAR_ADDRESS,
+   *   else 127.0.0.1:50051
+   * @param {object} [options]
+   * @param {string} [options.basin] empty uses the sidecar's default basin
+   * @param {string} [options.token] the sidecar's app token (S2_SIDECAR_APP_TOKEN), sent as
+   *   `authorization: Bearer <token>`
+   * @param {number} [options.timeoutMs] deadline for read / checkTail (plus any `wait`), retries included
+   * @param {object} [options.retry] `{ maxAttempts, baseDelayMs, maxDelayMs, onRetry }`, see client.d.ts
    */
-  constructor(target = '127.0.0.1:50051', { basin = '', token, timeoutMs = 30000 } = {}) {
+  constructor(target, { basin = '', token, timeoutMs = 30000, retry = {} } = {}) {
     this.basin = basin;
     this.timeoutMs = timeoutMs;
+    const given = Object.entries(retry).filter(([, value]) => value !== undefined);
+    this.retry = { ...DEFAULT_RETRY, ...Object.fromEntries(given) };
+    if (!(this.retry.maxAttempts >= 1)) throw new RangeError('retry.maxAttempts must be at least 1');
     this.metadata = new grpc.Metadata();
     if (token) this.metadata.set('authorization', `Bearer ${token}`);
-    this.stub = new StreamService(target, grpc.credentials.createInsecure());
+    target = target || process.env.S2_SIDECAR_ADDRESS || '127.0.0.1:50051';
+    this.stub = new StreamService(target, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
   }
 
   close() {
     this.stub.close();
   }
 
-  _unary(method, req, extraMs = 0) {
-    const deadline = new Date(Date.now() + this.timeoutMs + extraMs);
+  /**
+   * After failure number `attempt` of a call: the milliseconds to wait before trying again, or
+   * undefined when `err` is final (not retryable, or the attempts are spent).
+   */
+  _retryDelay(err, attempt, maxAttempts) {
+    if (attempt >= maxAttempts || !isRetryable(err)) return undefined;
+    const delayMs = retryDelayMs(attempt, err.retryAfterMs, this.retry);
+    if (this.retry.onRetry) this.retry.onRetry(err, attempt, delayMs);
+    return delayMs;
+  }
+
+  _call(method, req, deadline) {
     return new Promise((resolve, reject) => {
       this.stub[method](req, this.metadata, { deadline }, (err, resp) => (err ? reject(toSidecarError(err)) : resolve(resp)));
     });
+  }
+
+  /** A unary call, retried while its deadline (timeout plus `extraMs`) leaves room for another try. */
+  async _unary(method, req, extraMs = 0) {
+    const deadline = Date.now() + this.timeoutMs + extraMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this._call(method, req, new Date(deadline));
+      } catch (err) {
+        const delayMs = this._retryDelay(err, attempt, this.retry.maxAttempts);
+        if (delayMs === undefined || Date.now() + delayMs >= deadline) throw err;
+        await sleep(delayMs);
+      }
+    }
   }
 
   /** One batch: `{ records: [{ seq_num, timestamp, headers, body }], tail }`. Default start: seq_num 0. */
@@ -224,17 +267,35 @@ class S2SidecarClient {
    * An async iterator of batches from a start (default: the tail). Without a stop (count, bytes,
    * until) it follows for ever; `break` out of the loop to end it (the call is cancelled).
    * Heartbeats (no records, `tail` set) are skipped unless `opts.heartbeats`.
+   *
+   * A broken session is reopened from the next record, each record delivered once, in order,
+   * until `retry.maxAttempts` attempts in a row fail without progress; the last error is then
+   * thrown with `nextSeqNum` set. `opts.resume: false` throws the first failure instead.
    */
   async *readSession(stream, opts = {}) {
-    const call = this.stub.ReadSession(readRequest(this.basin, stream, opts), this.metadata);
-    try {
-      for await (const msg of call) {
-        if (msg.records.length || opts.heartbeats) yield batchOf(msg);
+    const { heartbeats = false, resume = true, ...read } = opts;
+    const cursor = new SessionCursor(readRequest(this.basin, stream, read));
+    const maxAttempts = resume ? this.retry.maxAttempts : 1;
+    for (let attempt = 1; ; attempt++) {
+      const call = this.stub.ReadSession(cursor.request(), this.metadata);
+      try {
+        for await (const msg of call) {
+          // Track the position before handing the batch over: once yielded, it was delivered.
+          if (cursor.advance(msg)) attempt = 1;
+          if (msg.records.length || heartbeats) yield batchOf(msg);
+        }
+        return; // the server ended the session: a stop was reached
+      } catch (e) {
+        const err = toSidecarError(e);
+        if (!(err instanceof SidecarError)) throw err; // not the call's failure
+        if (cursor.done) return; // it broke after the last record asked for (count or bytes)
+        if (cursor.nextSeqNum !== undefined) err.nextSeqNum = cursor.nextSeqNum;
+        const delayMs = this._retryDelay(err, attempt, maxAttempts);
+        if (delayMs === undefined) throw err;
+        await sleep(delayMs);
+      } finally {
+        call.cancel();
       }
-    } catch (err) {
-      throw toSidecarError(err);
-    } finally {
-      call.cancel();
     }
   }
 }

@@ -1,0 +1,189 @@
+'use strict';
+// The session loop and the unary retries of src/client.js against a scripted fake sidecar
+// (test/fake-sidecar.js) on loopback: what is asked on each retry, and what the caller gets.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { startFake, failure, record, status } = require('./fake-sidecar');
+const { S2SidecarClient, Unavailable, StreamNotFound, SidecarError } = require('../src/client');
+
+const TINY = { baseDelayMs: 1, maxDelayMs: 2 }; // backoff that keeps the tests fast
+
+/** Runs `body(client, fake)` against a fake with `script`, then closes both. */
+async function withFake(script, clientOptions, body) {
+  const fake = await startFake(script);
+  const client = new S2SidecarClient(fake.address, clientOptions);
+  try {
+    await body(client, fake);
+  } finally {
+    client.close();
+    fake.close();
+  }
+}
+
+/** Every batch of a session (heartbeats included), or the error that ended it with the batches before. */
+async function drain(session) {
+  const batches = [];
+  try {
+    for await (const batch of session) batches.push(batch);
+  } catch (error) {
+    return { batches, error };
+  }
+  return { batches, error: undefined };
+}
+
+const seqs = (batches) => batches.flatMap((b) => b.records.map((r) => r.seq_num));
+
+const unavailable = (trailers) => failure(status.UNAVAILABLE, 'sidecar draining', { reason: 'draining', retryAfterMs: 5, trailers });
+const send = (...records) => (call) => call.write({ records });
+const fail = (err) => (call) => call.emit('error', err);
+const steps = (...parts) => (call) => parts.forEach((part) => part(call));
+const end = (call) => call.end();
+
+test('records then UNAVAILABLE: resumes after the last record with the rest of count and bytes', async () => {
+  const withHeader = record(1, 'bb', [['key', 'value']]); // 8 + 2 + 8 + 2 = 20 metered bytes
+  await withFake({
+    ReadSession: [
+      // the drain's s2-next-seq-num is stale on purpose: the client's own tracking wins
+      steps(send(record(0, 'a'), withHeader), send(record(2, 'ccc')), fail(unavailable({ 's2-next-seq-num': '1' }))),
+      steps(send(record(3, 'd'), record(4, 'e')), end),
+    ],
+  }, { retry: TINY }, async (client, fake) => {
+    const { batches, error } = await drain(client.readSession('s', { seqNum: 0, count: 5, bytes: 1000, until: 99, wait: 7 }));
+    assert.equal(error, undefined);
+    assert.deepEqual(seqs(batches), ['0', '1', '2', '3', '4']);
+    assert.deepEqual(batches.flatMap((b) => b.records.map((r) => r.body.toString())), ['a', 'bb', 'ccc', 'd', 'e']);
+    assert.deepEqual(fake.requests.ReadSession, [
+      { basin: '', stream: 's', seq_num: '0', count: '5', bytes: '1000', until: '99', wait: 7 },
+      { basin: '', stream: 's', seq_num: '3', count: '2', bytes: String(1000 - 9 - 20 - 11), until: '99', wait: 7 },
+    ]);
+  });
+});
+
+test('a follower that saw only a heartbeat resumes at its tail, then after each record', async () => {
+  const heartbeat = { records: [], tail: { seq_num: '7', timestamp: '1700000000000' } };
+  await withFake({
+    ReadSession: [
+      steps((call) => call.write(heartbeat), fail(unavailable())),
+      steps(send(record(7, 'x')), fail(failure(status.INTERNAL, 'Received RST_STREAM with code 2'))),
+      steps(send(record(8, 'y')), end),
+    ],
+  }, { retry: TINY }, async (client, fake) => {
+    const { batches, error } = await drain(client.readSession('s', { heartbeats: true }));
+    assert.equal(error, undefined);
+    assert.deepEqual(batches.map((b) => b.records.length), [0, 1, 1]);
+    assert.deepEqual(batches[0].tail, heartbeat.tail);
+    assert.deepEqual(seqs(batches), ['7', '8']);
+    assert.deepEqual(fake.requests.ReadSession, [
+      { basin: '', stream: 's' },
+      { basin: '', stream: 's', seq_num: '7' },
+      { basin: '', stream: 's', seq_num: '8' },
+    ]);
+  });
+});
+
+test('a failure before any progress asks for the same start again', async () => {
+  await withFake({
+    ReadSession: [fail(unavailable()), steps(send(record(10, 'a')), end)],
+  }, { retry: TINY }, async (client, fake) => {
+    const { batches, error } = await drain(client.readSession('s', { tailOffset: 10, clamp: true }));
+    assert.equal(error, undefined);
+    assert.deepEqual(seqs(batches), ['10']);
+    const first = { basin: '', stream: 's', tail_offset: '10', clamp: true };
+    assert.deepEqual(fake.requests.ReadSession, [first, first]);
+  });
+});
+
+test('a session whose count was delivered in full ends without another call', async () => {
+  await withFake({
+    ReadSession: [steps(send(record(0, 'a'), record(1, 'b')), fail(unavailable()))],
+  }, { retry: TINY }, async (client, fake) => {
+    const { batches, error } = await drain(client.readSession('s', { seqNum: 0, count: 2 }));
+    assert.equal(error, undefined);
+    assert.deepEqual(seqs(batches), ['0', '1']);
+    assert.equal(fake.requests.ReadSession.length, 1);
+  });
+});
+
+test('u64 seq_nums past 2^53 resume exactly', async () => {
+  const start = 18446744073709551610n;
+  await withFake({
+    ReadSession: [steps(send(record(start, 'a'), record(start + 1n, 'b')), fail(unavailable())), end],
+  }, { retry: TINY }, async (client, fake) => {
+    const { error } = await drain(client.readSession('s', { seqNum: start }));
+    assert.equal(error, undefined);
+    assert.deepEqual(fake.requests.ReadSession.map((r) => r.seq_num), [String(start), String(start + 2n)]);
+  });
+});
+
+test('NOT_FOUND is thrown at once, typed, with where the session stood', async () => {
+  await withFake({
+    ReadSession: [fail(failure(status.NOT_FOUND, 'stream not found', { reason: 'stream_not_found' }))],
+  }, { retry: TINY }, async (client, fake) => {
+    const { batches, error } = await drain(client.readSession('s', { seqNum: 5 }));
+    assert.ok(error instanceof StreamNotFound, String(error));
+    assert.equal(error.code, 'NOT_FOUND');
+    assert.equal(error.nextSeqNum, '5');
+    assert.deepEqual(batches, []);
+    assert.equal(fake.requests.ReadSession.length, 1);
+  });
+});
+
+test('a spent budget throws the last UNAVAILABLE with the client position; progress resets it', async () => {
+  let retries = 0;
+  await withFake({
+    ReadSession: [
+      fail(unavailable()), // attempt 1
+      steps(send(record(3, 'a')), fail(unavailable())), // progress: counts from 1 again
+      fail(unavailable()), // 2
+      fail(unavailable({ 's2-next-seq-num': '0' })), // 3 of 3: thrown
+    ],
+  }, { retry: { ...TINY, maxAttempts: 3, onRetry: () => retries++ } }, async (client, fake) => {
+    const { batches, error } = await drain(client.readSession('s', { seqNum: 3 }));
+    assert.ok(error instanceof Unavailable, String(error));
+    assert.equal(error.nextSeqNum, '4'); // not the trailer's 0
+    assert.equal(error.retryAfterMs, 5);
+    assert.deepEqual(seqs(batches), ['3']);
+    assert.deepEqual(fake.requests.ReadSession.map((r) => r.seq_num), ['3', '3', '4', '4']);
+    assert.equal(retries, 3);
+  });
+});
+
+test('resume: false throws the first failure', async () => {
+  await withFake({
+    ReadSession: [steps(send(record(0, 'a')), fail(unavailable()))],
+  }, { retry: TINY }, async (client, fake) => {
+    const { batches, error } = await drain(client.readSession('s', { seqNum: 0, resume: false }));
+    assert.ok(error instanceof Unavailable, String(error));
+    assert.equal(error.nextSeqNum, '1');
+    assert.deepEqual(seqs(batches), ['0']);
+    assert.equal(fake.requests.ReadSession.length, 1);
+  });
+});
+
+test('read and checkTail retry UNAVAILABLE with the same request', async () => {
+  const tail = { seq_num: '20', timestamp: '1700000019000' };
+  await withFake({
+    Read: [() => ({ error: unavailable() }), () => ({ error: unavailable() }), () => ({ records: [record(0, 'a')] })],
+    CheckTail: [() => ({ error: unavailable() }), () => ({ tail, age_ms: '0' })],
+  }, { retry: TINY }, async (client, fake) => {
+    const batch = await client.read('s', { seqNum: 0, count: 1 });
+    assert.deepEqual(seqs([batch]), ['0']);
+    assert.deepEqual(fake.requests.Read, Array(3).fill({ basin: '', stream: 's', seq_num: '0', count: '1' }));
+    assert.deepEqual(await client.checkTail('s'), tail);
+    assert.deepEqual(fake.requests.CheckTail, Array(2).fill({ basin: '', stream: 's' }));
+  });
+});
+
+test('read throws a final error at once, and the last UNAVAILABLE once its deadline leaves no room', async () => {
+  // RetryInfo asks for 600 ms: the first retry fits in the 1 s timeout, a second would not.
+  const slow = () => ({ error: failure(status.UNAVAILABLE, 'upstream down', { retryAfterMs: 600 }) });
+  await withFake({
+    Read: [() => ({ error: failure(status.INVALID_ARGUMENT, 'bad count') }), slow, slow, slow],
+  }, { timeoutMs: 1000, retry: TINY }, async (client, fake) => {
+    await assert.rejects(client.read('s', { count: 5 }), (e) => e instanceof SidecarError && e.code === 'INVALID_ARGUMENT');
+    assert.equal(fake.requests.Read.length, 1);
+    await assert.rejects(client.read('s'), (e) => e instanceof Unavailable && e.message === 'upstream down');
+    assert.equal(fake.requests.Read.length, 3);
+  });
+});
