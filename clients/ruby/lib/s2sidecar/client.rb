@@ -1,0 +1,168 @@
+# frozen_string_literal: true
+
+require "logger"
+require_relative "errors"
+require_relative "retry"
+require_relative "proto/s2sidecar/v1/stream_services_pb"
+
+module S2Sidecar
+  # A client for one sidecar. Calls return the generated messages (S2Sidecar::V1::ReadResponse,
+  # ReadSessionResponse, StreamPosition): records have seq_num, timestamp (ms), headers (name,
+  # value) and body, byte strings as binary (ASCII-8BIT) Strings.
+  #
+  #   client = S2Sidecar::Client.new(basin: "my-basin")
+  #   client.read("orders", seq_num: 0, count: 100).records.each { |r| puts r.body }
+  #   client.read_session("orders", tail_offset: 10) { |batch| ... }
+  #   client.check_tail("orders").seq_num
+  class Client
+    DEFAULT_TARGET = "127.0.0.1:50051"
+    START_FIELDS = %i[seq_num timestamp tail_offset].freeze
+
+    attr_reader :basin, :timeout, :retry_policy
+
+    # target: "host:port" or "unix:/path/to.sock"; default $S2_SIDECAR_ADDRESS (the Helm chart sets
+    # it in every app container), else 127.0.0.1:50051. basin: sent with every call; nil uses the
+    # sidecar's default basin. token: the sidecar's app token (S2_SIDECAR_APP_TOKEN), sent as
+    # "authorization: Bearer <token>". timeout: seconds for read and check_tail, on top of any
+    # `wait`; sessions have none. retry_policy: how calls ride out a sidecar restart
+    # (RetryPolicy::NONE turns that off). logger: where resumes and retries are logged (info).
+    def initialize(target = ENV["S2_SIDECAR_ADDRESS"] || DEFAULT_TARGET, basin: nil, token: nil, timeout: 30,
+                   retry_policy: RetryPolicy.new, logger: nil)
+      @basin = basin.to_s
+      @timeout = timeout
+      @retry_policy = retry_policy
+      @logger = logger || Logger.new(IO::NULL)
+      @metadata = token ? { "authorization" => "Bearer #{token}" } : {}
+      @channel = GRPC::Core::Channel.new(target, retry_policy.channel_args, :this_channel_is_insecure)
+      @stub = V1::StreamService::Stub.new(target, :this_channel_is_insecure, channel_override: @channel)
+    end
+
+    # Opens a client, yields it and closes it.
+    def self.open(*args, **kwargs)
+      client = new(*args, **kwargs)
+      return client unless block_given?
+
+      begin
+        yield client
+      ensure
+        client.close
+      end
+    end
+
+    def close = @channel.close
+
+    # One batch (at most 1000 records / 1 MiB metered) as a V1::ReadResponse. Start with one of
+    # seq_num: (default 0), timestamp: (ms) or tail_offset:; stop with count:, bytes: or until:
+    # (an exclusive timestamp); clamp: starts at the tail instead of failing past it; wait:
+    # (seconds, at most 60) long-polls at the tail.
+    def read(stream, **opts)
+      opts = { seq_num: 0, **opts } if (opts.keys & START_FIELDS).empty?
+      req = request(V1::ReadRequest, stream, **opts)
+      retrying(@timeout && (@timeout + (opts[:wait] || 0))) do |deadline|
+        @stub.read(req, metadata: @metadata, deadline: deadline)
+      end
+    end
+
+    # The stream's tail as a V1::StreamPosition: the seq_num the next record will get and the last
+    # record's timestamp. max_staleness_ms: how old a cached tail may be (0: ask S2 unless a live
+    # session vouches for it; nil: the sidecar's default, 1 s).
+    def check_tail(stream, max_staleness_ms: nil)
+      req = V1::CheckTailRequest.new(basin: @basin, stream: stream, max_staleness_ms: max_staleness_ms)
+      retrying(@timeout) { |deadline| @stub.check_tail(req, metadata: @metadata, deadline: deadline) }.tail
+    end
+
+    # Batches (V1::ReadSessionResponse) from a start (default: the tail), in order, each record
+    # exactly once; same options as #read. With no stop (count:, bytes:, until:) the session
+    # follows the stream for ever; with one it ends there, or at the tail unless wait: (seconds
+    # without a record) says how long to wait. Heartbeats (no records, tail set: caught up and
+    # healthy) are skipped unless heartbeats: true.
+    #
+    # With a block, yields each batch (break out to end the session); without, returns a Session,
+    # an Enumerable whose each opens the call.
+    #
+    # If the sidecar restarts, the session resumes after the last record it delivered;
+    # resume: false raises the first failure instead. A failure it does not retry raises an Error
+    # whose next_seq_num is where to resume.
+    def read_session(stream, heartbeats: false, resume: true, **opts, &block)
+      state = Retry::SessionState.new(request(V1::ReadSessionRequest, stream, **opts),
+                                      resume ? @retry_policy : RetryPolicy::NONE)
+      session = Session.new(state, heartbeats: heartbeats, logger: @logger) do |req|
+        @stub.read_session(req, metadata: @metadata, return_op: true)
+      end
+      block ? session.each(&block) : session
+    end
+
+    private
+
+    def request(klass, stream, **opts)
+      starts = opts.keys & START_FIELDS
+      raise ArgumentError, "give at most one start, not #{starts.join(' and ')}" if starts.size > 1
+
+      klass.new(basin: @basin, stream: stream, **opts.compact)
+    end
+
+    # Yields the call's deadline (a Time, or nil for none) until the call succeeds, fails for good,
+    # or `within` seconds leave no room for another attempt.
+    def retrying(within)
+      deadline = within && (Time.now + within)
+      attempts = Retry::Attempts.new(@retry_policy)
+      loop do
+        return yield deadline
+      rescue GRPC::BadStatus => e
+        err = Error.from_grpc(e)
+        delay = attempts.retry_delay(err, deadline && (deadline - Time.now))
+        raise err unless delay
+
+        @logger.info("retrying in #{delay.round(2)}s: #{err.message}")
+        sleep delay
+      end
+    end
+  end
+
+  # An auto-resuming ReadSession: Enumerable over its batches. Each #each opens a new call.
+  class Session
+    include Enumerable
+
+    def initialize(state, heartbeats:, logger:, &open)
+      @state = state
+      @heartbeats = heartbeats
+      @logger = logger
+      @open = open
+    end
+
+    # Where the session stands: after the last record delivered, or at the last heartbeat's tail.
+    def next_seq_num = @state.next_seq_num
+
+    def each
+      return enum_for(:each) unless block_given?
+
+      while (req = @state.request)
+        call = @open.call(req)
+        in_block = false
+        begin
+          call.execute.each do |msg|
+            @state.on_message(msg)
+            next unless msg.records.any? || @heartbeats
+
+            in_block = true
+            yield msg
+            in_block = false
+          end
+          return self # the session ended by itself
+        rescue GRPC::BadStatus => e
+          raise if in_block # the caller's own gRPC failure, not this session's
+
+          err = Error.from_grpc(e)
+          delay = @state.on_error(err)
+          raise err unless delay
+
+          @logger.info("session resumes at #{@state.next_seq_num.inspect} in #{delay.round(2)}s: #{err.message}")
+          sleep delay
+        ensure
+          call.cancel # a no-op once the call ended; ends it when the caller breaks out
+        end
+      end
+      self
+    end
+  end
+end

@@ -1,0 +1,87 @@
+"""The Ruby client (`clients/ruby`): its minitest unit tests (retry rules, session positions, error
+decoding; no server), the example CLI against a real sidecar (the shared cli_scenarios), and the
+auto-resume driver across real sidecar restarts (tests/clients/restarts.py). Needs Debian's Ruby
+gRPC (`clients/ruby/install-toolchain.sh`); skips, saying so, without it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+
+import pytest
+
+from tests.clients import cli_scenarios, restarts
+from tests.clients.conftest import ROOT, Live
+
+RUBY_DIR = ROOT / "clients" / "ruby"
+
+
+@pytest.fixture(scope="module")
+def ruby() -> str:
+    path = shutil.which("ruby")
+    if path is None:
+        pytest.skip("ruby is not installed: run clients/ruby/install-toolchain.sh")
+    probe = subprocess.run(
+        [path, "-e", 'require "grpc"; require "google/protobuf"'], capture_output=True, text=True, timeout=60
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"Ruby's grpc / google-protobuf gems are missing (run clients/ruby/install-toolchain.sh): {probe.stderr.strip()}")
+    return path
+
+
+@pytest.fixture
+def cmd_for(ruby: str) -> Callable[[str], list[str]]:
+    return lambda address: [ruby, str(RUBY_DIR / "example.rb"), "-addr", address]
+
+
+@pytest.fixture
+def driver(ruby: str) -> restarts.DriverCmd:
+    def cmd(address: str, stream: str, start: int, count: int | None) -> list[str]:
+        argv = [ruby, str(RUBY_DIR / "restart-reader.rb"), "--addr", address, "--stream", stream]
+        argv += ["--start-seq-num", str(start)]
+        return argv + (["--count", str(count)] if count is not None else [])
+
+    return cmd
+
+
+def test_ruby_unit_tests(ruby: str) -> None:
+    """clients/ruby/test/*_test.rb with minitest (Ruby's bundled gem)."""
+    tests = sorted(str(p) for p in (RUBY_DIR / "test").glob("*_test.rb"))
+    assert tests
+    script = "ARGV.each { |t| require t }"
+    result = subprocess.run(
+        [ruby, "-Ilib", "-rminitest/autorun", "-e", script, *tests],
+        cwd=RUBY_DIR, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, f"minitest failed:\n{result.stdout}\n{result.stderr}"
+    assert " 0 failures, 0 errors" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("scenario", cli_scenarios.SCENARIOS, ids=lambda f: f.__name__)
+async def test_ruby_example(scenario, cmd_for: Callable[[str], list[str]], live: Live, stream: str) -> None:
+    await scenario(cmd_for(live.address), live, stream)
+
+
+async def test_ruby_example_over_a_unix_socket(cmd_for: Callable[[str], list[str]], live: Live, stream: str) -> None:
+    await cli_scenarios.unix_socket(cmd_for, live, stream)
+
+
+async def test_ruby_example_with_an_app_token(
+    cmd_for: Callable[[str], list[str]], token_live: Live, stream: str
+) -> None:
+    await cli_scenarios.app_token(cmd_for, token_live, stream)
+
+
+@pytest.mark.timeout(600)
+async def test_ruby_catch_up_across_sidecar_restarts(driver: restarts.DriverCmd) -> None:
+    await restarts.catch_up_across_restarts(driver)
+
+
+@pytest.mark.timeout(600)
+async def test_ruby_follow_across_sidecar_restarts(driver: restarts.DriverCmd) -> None:
+    await restarts.follow_across_restarts(driver)
+
+
+async def test_ruby_missing_stream_fails_at_once(driver: restarts.DriverCmd) -> None:
+    await restarts.missing_stream_fails_at_once(driver)
