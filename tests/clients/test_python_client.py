@@ -157,8 +157,9 @@ async def test_sync_client(live: Live, stream: str) -> None:
     assert session == [17, 18, 19]
 
 
-async def test_draining_sidecar_ends_a_session_with_unavailable_and_next_seq_num() -> None:
-    """SIGTERM: the session ends with UNAVAILABLE, RetryInfo and `s2-next-seq-num` (own sidecar)."""
+async def test_draining_sidecar_ends_a_session_without_resume_with_unavailable_and_next_seq_num() -> None:
+    """SIGTERM: with resume off the session ends with UNAVAILABLE, RetryInfo and `s2-next-seq-num`
+    (own sidecar). With resume on it would retry: test_python_resume*.py."""
     import aiohttp
     from s2sidecar_client import Unavailable
 
@@ -168,7 +169,7 @@ async def test_draining_sidecar_ends_a_session_with_unavailable_and_next_seq_num
         live = Live(sc, "", http)
         await live.fill("drain")
         async with S2SidecarClient(sc.address) as c:
-            session = c.read_session("drain", start=SeqNum(0))
+            session = c.read_session("drain", start=SeqNum(0), resume=False)
             got = []
             with pytest.raises(Unavailable) as err:
                 async for batch in session:

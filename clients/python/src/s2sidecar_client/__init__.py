@@ -2,14 +2,18 @@
 
 from s2sidecar_client import S2SidecarClient, SeqNum, TailOffset, ReadLimit
 
-async with S2SidecarClient("127.0.0.1:50051") as client:
+async with S2SidecarClient() as client:  # $S2_SIDECAR_ADDRESS, else 127.0.0.1:50051
     batch = await client.read("orders", start=SeqNum(0), limit=ReadLimit(count=100))
     tail = await client.check_tail("orders")
     async for batch in client.read_session("orders", start=TailOffset(10)):
         for record in batch.records:
             print(record.seq_num, record.body)
+
+Sessions resume across sidecar restarts, `read` and `check_tail` retry within their timeout
+(`RetryPolicy`; clients/RESUME.md).
 """
 
+from s2sidecar_client._resume import RetryPolicy
 from s2sidecar_client.client import ReadSession, S2SidecarClient
 from s2sidecar_client.errors import (
     BasinNotFound,
@@ -51,6 +55,7 @@ __all__ = [
     "ReadLimit",
     "ReadSession",
     "ResourceExhausted",
+    "RetryPolicy",
     "S2SidecarClient",
     "S2SidecarSyncClient",
     "SeqNum",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TypeVar
 
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
@@ -72,3 +73,8 @@ def batch(msg: pb.ReadResponse | pb.ReadSessionResponse) -> ReadBatch:
         ),
         tail=position(msg.tail) if msg.HasField("tail") else None,
     )
+
+
+def default_target() -> str:
+    """$S2_SIDECAR_ADDRESS (the Helm chart sets it in every app container), else the default port."""
+    return os.environ.get("S2_SIDECAR_ADDRESS") or "127.0.0.1:50051"

@@ -2,47 +2,65 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 import grpc
 
 from s2sidecar_client import _convert
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
+from s2sidecar_client._resume import NO_RETRY, Attempts, RetryPolicy, SessionState
 from s2sidecar_client.errors import SidecarError, from_rpc_error
 from s2sidecar_client.types import ReadBatch, ReadLimit, SeqNum, Start, StreamPosition, Timestamp
+
+T = TypeVar("T")
+SessionCall = grpc.aio.UnaryStreamCall[pb.ReadSessionRequest, pb.ReadSessionResponse]
+
+
+log = logging.getLogger("s2sidecar_client")
 
 
 class S2SidecarClient:
     """Reads S2 streams through an s2-sidecar.
 
-        async with S2SidecarClient("127.0.0.1:50051") as client:
+        async with S2SidecarClient() as client:  # $S2_SIDECAR_ADDRESS, else 127.0.0.1:50051
             batch = await client.read("orders", start=SeqNum(0), limit=ReadLimit(count=100))
             async for batch in client.read_session("orders", start=TailOffset(10)):
                 ...
 
-    `target` is any gRPC target: "host:port", "unix:/path/to.sock", "unix:///abs/path".
+    `target` is any gRPC target: "host:port", "unix:/path/to.sock", "unix:///abs/path"; None
+    means $S2_SIDECAR_ADDRESS, else "127.0.0.1:50051".
     `basin` is sent with every call; `None` uses the sidecar's default basin. `token` is the
     sidecar's app token (sent as `authorization: Bearer <token>`), for a sidecar started with
     S2_SIDECAR_APP_TOKEN. `timeout` (seconds) applies to `read` and `check_tail`, on top of any
-    `wait`; sessions have none.
+    `wait`; sessions have none. `retry` says how calls ride out a sidecar restart (clients/RESUME.md):
+    sessions resume where they stood, `read` and `check_tail` retry within their timeout;
+    `RetryPolicy(max_attempts=1)` turns that off.
     Failed calls raise a `SidecarError` subclass (see `s2sidecar_client.errors`).
     """
 
     def __init__(
         self,
-        target: str = "127.0.0.1:50051",
+        target: str | None = None,
         basin: str | None = None,
         *,
         token: str | None = None,
         timeout: float | None = 30.0,
+        retry: RetryPolicy = RetryPolicy(),
         channel: grpc.aio.Channel | None = None,
     ) -> None:
         self.basin = basin
         self._metadata = _convert.auth_metadata(token)
         self.timeout = timeout
+        self.retry = retry
         self._own_channel = channel is None
-        self._channel = channel or grpc.aio.insecure_channel(target)
+        self._channel = channel or grpc.aio.insecure_channel(
+            target or _convert.default_target(), options=retry.channel_options()
+        )
         self._read: grpc.aio.UnaryUnaryMultiCallable[pb.ReadRequest, pb.ReadResponse] = self._channel.unary_unary(
             _convert.SERVICE + "Read", pb.ReadRequest.SerializeToString, pb.ReadResponse.FromString
         )
@@ -85,10 +103,7 @@ class S2SidecarClient:
         is an exclusive timestamp in ms; `wait` (seconds, at most 60) long-polls at the tail."""
         req = _convert.read_request(pb.ReadRequest, self.basin, stream, start, limit, until, clamp, wait)
         timeout = None if self.timeout is None else self.timeout + (wait or 0)
-        try:
-            resp = await self._read(req, timeout=timeout, metadata=self._metadata)
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        resp = await self._retrying(lambda t: self._read(req, timeout=t, metadata=self._metadata), timeout)
         return _convert.batch(resp)
 
     def read_session(
@@ -101,6 +116,7 @@ class S2SidecarClient:
         wait: int | None = None,
         *,
         heartbeats: bool = False,
+        resume: bool = True,
     ) -> ReadSession:
         """Batches from `start` (default: the tail), in order, each record exactly once.
 
@@ -108,11 +124,14 @@ class S2SidecarClient:
         there, or at the tail unless `wait` (seconds without a record) says how long to wait.
         Heartbeats (no records, `tail` set: caught up and healthy) are skipped unless
         `heartbeats=True`, in which case they arrive as batches with `is_heartbeat` true.
-        If the session fails it raises a `SidecarError`; an `Unavailable` carries
-        `next_seq_num` to resume from with `start=SeqNum(e.next_seq_num)`.
+
+        If the sidecar restarts the session resumes after the last record it delivered (see
+        `RetryPolicy`); `resume=False` raises the first failure instead. A failure it does not
+        retry raises a `SidecarError` whose `next_seq_num` is where to resume.
         """
         req = _convert.read_request(pb.ReadSessionRequest, self.basin, stream, start, limit, until, clamp, wait)
-        return ReadSession(self._session(req, metadata=self._metadata), heartbeats=heartbeats)
+        state = SessionState(req, self.retry if resume else NO_RETRY)
+        return ReadSession(lambda r: self._session(r, metadata=self._metadata), state, heartbeats=heartbeats)
 
     async def check_tail(self, stream: str, *, max_staleness_ms: int | None = None) -> StreamPosition:
         """The seq_num the next record will get, and the last record's timestamp.
@@ -120,40 +139,87 @@ class S2SidecarClient:
         `max_staleness_ms`: how old a tail the sidecar may answer from its cache (0: ask S2,
         unless a live session vouches for the tail); None: the sidecar's default (1 s)."""
         req = pb.CheckTailRequest(basin=self.basin or "", stream=stream, max_staleness_ms=max_staleness_ms)
-        try:
-            resp = await self._check_tail(req, timeout=self.timeout, metadata=self._metadata)
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        resp = await self._retrying(lambda t: self._check_tail(req, timeout=t, metadata=self._metadata), self.timeout)
         return _convert.position(resp.tail)
+
+    async def _retrying(self, call: Callable[[float | None], Awaitable[T]], within: float | None) -> T:
+        """`call(seconds left)` until it succeeds, fails for good, or `within` seconds leave no
+        room for another attempt."""
+        deadline = None if within is None else time.monotonic() + within
+        attempts = Attempts(self.retry)
+        while True:
+            try:
+                return await call(None if deadline is None else deadline - time.monotonic())
+            except grpc.RpcError as e:
+                err = from_rpc_error(e)
+            delay = attempts.retry_delay(err, None if deadline is None else deadline - time.monotonic())
+            if delay is None:
+                raise err
+            log.info("retrying in %.2fs: %s", delay, err.message)
+            await asyncio.sleep(delay)
 
 
 class ReadSession:
-    """An open session: an async iterator of `ReadBatch`. Use it as an async context manager
-    (or call `aclose()`) to end it early; breaking out of `async for` leaves that to the GC."""
+    """An open session: an async iterator of `ReadBatch` that resumes across sidecar restarts.
+    Use it as an async context manager (or call `aclose()`) to end it early; breaking out of
+    `async for` leaves that to the GC."""
 
     def __init__(
-        self, call: grpc.aio.UnaryStreamCall[pb.ReadSessionRequest, pb.ReadSessionResponse], *, heartbeats: bool
+        self,
+        open_call: Callable[[pb.ReadSessionRequest], SessionCall],
+        state: SessionState,
+        *,
+        heartbeats: bool,
     ) -> None:
-        self._call = call
+        self._open = open_call
+        self._state = state
         self._heartbeats = heartbeats
-        self._iter = call.__aiter__()
+        self._call: SessionCall | None = None
+        self._iter: AsyncIterator[pb.ReadSessionResponse] | None = None
+        self._closed = False
+
+    @property
+    def next_seq_num(self) -> int | None:
+        """Where the session stands: after the last record delivered, or at the last heartbeat's tail."""
+        return self._state.next_seq_num
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> ReadBatch:
-        while True:
+        while not self._closed:
+            if self._iter is None:
+                req = self._state.request()
+                if req is None:  # a count or bytes limit was used up before the failure
+                    break
+                self._call = self._open(req)
+                self._iter = self._call.__aiter__()
             try:
                 msg = await self._iter.__anext__()
+            except StopAsyncIteration:
+                break
             except grpc.RpcError as e:
-                raise from_rpc_error(e) from None
+                err = from_rpc_error(e)
+                self._call = self._iter = None
+                delay = self._state.on_error(err)
+                if delay is None:
+                    self._closed = True
+                    raise err from None
+                log.info("session resumes at %s in %.2fs: %s", self._state.next_seq_num, delay, err.message)
+                await asyncio.sleep(delay)
+                continue
             result = _convert.batch(msg)
+            self._state.on_batch(result)
             if result.records or self._heartbeats:
                 return result
+        self._closed = True
+        raise StopAsyncIteration
 
     async def aclose(self) -> None:
         """End the session (cancels the call; a no-op if it already ended)."""
-        self._call.cancel()
+        self._closed = True
+        if self._call is not None:
+            self._call.cancel()
 
     async def __aenter__(self) -> Self:
         return self

@@ -2,13 +2,13 @@
 `google.rpc.Status` in `grpc-status-details-bin` (ErrorInfo, RetryInfo, BadRequest) and the
 sidecar's trailing metadata (`s2-tail-seq-num`, `s2-tail-timestamp`, `s2-next-seq-num`).
 
-SidecarError                 any failed call (`.code`, `.message`, `.reason`, `.retry_after`, ...)
+SidecarError                 any failed call (`.code`, `.message`, `.reason`, `.retry_after`, `.next_seq_num`, ...)
 ├── InvalidArgument          INVALID_ARGUMENT; `.field` names the request field to change
 ├── NotFound                 NOT_FOUND
 │   ├── StreamNotFound       reason stream_not_found
 │   └── BasinNotFound        reason basin_not_found
 ├── RangeNotSatisfiable      OUT_OF_RANGE: start past the tail; `.tail`
-├── Unavailable              UNAVAILABLE: retry after `.retry_after`; sessions resume at `.next_seq_num`
+├── Unavailable              UNAVAILABLE: sidecar restarting or unreachable (retried unless resume is off)
 ├── Unauthenticated          UNAUTHENTICATED: S2 refused the sidecar's token
 ├── PermissionDenied         PERMISSION_DENIED
 ├── ResourceExhausted        RESOURCE_EXHAUSTED (rate limited, or quota)
@@ -58,6 +58,21 @@ class SidecarError(Exception):
         self.retry_after = retry_after
         self.field_violations = field_violations
         self.trailers = trailers or {}
+        self._next_seq_num: int | None = None
+
+    @property
+    def next_seq_num(self) -> int | None:
+        """For a session that failed: the seq_num to resume at (`start=SeqNum(next_seq_num)`).
+        The session's own position when it delivered anything (or saw a heartbeat), else the
+        sidecar's `s2-next-seq-num` trailer, else None."""
+        if self._next_seq_num is not None:
+            return self._next_seq_num
+        raw = self.trailers.get(NEXT_SEQ_NUM_KEY) or self.metadata.get("next_seq_num")
+        return int(raw) if raw else None
+
+    @next_seq_num.setter
+    def next_seq_num(self, value: int) -> None:
+        self._next_seq_num = value
 
     @property
     def retryable(self) -> bool:
@@ -96,11 +111,7 @@ class RangeNotSatisfiable(SidecarError):
 
 
 class Unavailable(SidecarError):
-    @property
-    def next_seq_num(self) -> int | None:
-        """For a session that ended early: the seq_num to resume at (`SeqNum(next_seq_num)`)."""
-        raw = self.trailers.get(NEXT_SEQ_NUM_KEY) or self.metadata.get("next_seq_num")
-        return int(raw) if raw else None
+    pass
 
 
 class Unauthenticated(SidecarError):

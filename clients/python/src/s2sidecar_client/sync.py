@@ -2,38 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 import grpc
 
 from s2sidecar_client import _convert
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
+from s2sidecar_client._resume import NO_RETRY, Attempts, RetryPolicy, SessionState
 from s2sidecar_client.errors import from_rpc_error
 from s2sidecar_client.types import ReadBatch, ReadLimit, SeqNum, Start, StreamPosition, Timestamp
 
+T = TypeVar("T")
+log = logging.getLogger("s2sidecar_client")
+
 
 class S2SidecarSyncClient:
-    """Same arguments and semantics as `S2SidecarClient`, without asyncio.
+    """Same arguments and semantics as `S2SidecarClient` (resume included), without asyncio.
 
-    with S2SidecarSyncClient("127.0.0.1:50051") as client:
+    with S2SidecarSyncClient() as client:  # $S2_SIDECAR_ADDRESS, else 127.0.0.1:50051
         for batch in client.read_session("orders", start=SeqNum(0), limit=ReadLimit(count=10)):
             ...
     """
 
     def __init__(
         self,
-        target: str = "127.0.0.1:50051",
+        target: str | None = None,
         basin: str | None = None,
         *,
         token: str | None = None,
         timeout: float | None = 30.0,
+        retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         self.basin = basin
         self._metadata = _convert.auth_metadata(token)
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(target)
+        self.retry = retry
+        self._channel = grpc.insecure_channel(target or _convert.default_target(), options=retry.channel_options())
         self._read: grpc.UnaryUnaryMultiCallable[pb.ReadRequest, pb.ReadResponse] = self._channel.unary_unary(
             _convert.SERVICE + "Read", pb.ReadRequest.SerializeToString, pb.ReadResponse.FromString
         )
@@ -72,10 +80,7 @@ class S2SidecarSyncClient:
     ) -> ReadBatch:
         req = _convert.read_request(pb.ReadRequest, self.basin, stream, start, limit, until, clamp, wait)
         timeout = None if self.timeout is None else self.timeout + (wait or 0)
-        try:
-            return _convert.batch(self._read(req, timeout=timeout, metadata=self._metadata))
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        return _convert.batch(self._retrying(lambda t: self._read(req, timeout=t, metadata=self._metadata), timeout))
 
     def read_session(
         self,
@@ -87,23 +92,48 @@ class S2SidecarSyncClient:
         wait: int | None = None,
         *,
         heartbeats: bool = False,
+        resume: bool = True,
     ) -> Iterator[ReadBatch]:
-        """A generator of batches; closing it (or breaking out of a `for`) cancels the call."""
-        req = _convert.read_request(pb.ReadSessionRequest, self.basin, stream, start, limit, until, clamp, wait)
-        call = self._session(req, metadata=self._metadata)
-        try:
-            for msg in call:
-                result = _convert.batch(msg)
-                if result.records or heartbeats:
-                    yield result
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
-        finally:
-            call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves it untyped
+        """A generator of batches that resumes across sidecar restarts; closing it (or breaking
+        out of a `for`) cancels the call."""
+        first = _convert.read_request(pb.ReadSessionRequest, self.basin, stream, start, limit, until, clamp, wait)
+        state = SessionState(first, self.retry if resume else NO_RETRY)
+        while (req := state.request()) is not None:  # None: a count or bytes limit is used up
+            call = self._session(req, metadata=self._metadata)
+            try:
+                for msg in call:
+                    result = _convert.batch(msg)
+                    state.on_batch(result)
+                    if result.records or heartbeats:
+                        yield result
+                return
+            except grpc.RpcError as e:
+                err = from_rpc_error(e)
+            finally:
+                call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves it untyped
+            delay = state.on_error(err)
+            if delay is None:
+                raise err
+            log.info("session resumes at %s in %.2fs: %s", state.next_seq_num, delay, err.message)
+            time.sleep(delay)
 
     def check_tail(self, stream: str, *, max_staleness_ms: int | None = None) -> StreamPosition:
         req = pb.CheckTailRequest(basin=self.basin or "", stream=stream, max_staleness_ms=max_staleness_ms)
-        try:
-            return _convert.position(self._check_tail(req, timeout=self.timeout, metadata=self._metadata).tail)
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+        resp = self._retrying(lambda t: self._check_tail(req, timeout=t, metadata=self._metadata), self.timeout)
+        return _convert.position(resp.tail)
+
+    def _retrying(self, call: Callable[[float | None], T], within: float | None) -> T:
+        """`call(seconds left)` until it succeeds, fails for good, or `within` seconds leave no
+        room for another attempt."""
+        deadline = None if within is None else time.monotonic() + within
+        attempts = Attempts(self.retry)
+        while True:
+            try:
+                return call(None if deadline is None else deadline - time.monotonic())
+            except grpc.RpcError as e:
+                err = from_rpc_error(e)
+            delay = attempts.retry_delay(err, None if deadline is None else deadline - time.monotonic())
+            if delay is None:
+                raise err
+            log.info("retrying in %.2fs: %s", delay, err.message)
+            time.sleep(delay)

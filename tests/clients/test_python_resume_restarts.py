@@ -1,0 +1,47 @@
+"""The Python client's sessions across real sidecar restarts (tests/clients/restarts.py): the async
+client in the example driver `clients/python/examples/restart_reader.py`, and the sync client
+through its `--sync` mode."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.clients import restarts
+from tests.clients.conftest import ROOT
+
+DRIVER = ROOT / "clients" / "python" / "examples" / "restart_reader.py"
+
+
+def driver(*extra: str) -> restarts.DriverCmd:
+    def cmd(address: str, stream: str, start: int, count: int | None) -> list[str]:
+        argv = [sys.executable, str(DRIVER), *extra, "--addr", address, "--stream", stream]
+        argv += ["--start-seq-num", str(start)]
+        return argv + (["--count", str(count)] if count is not None else [])
+
+    return cmd
+
+
+@pytest.mark.timeout(600)
+async def test_python_catch_up_across_sidecar_restarts() -> None:
+    await restarts.catch_up_across_restarts(driver())
+
+
+@pytest.mark.timeout(600)
+async def test_python_follow_across_sidecar_restarts() -> None:
+    await restarts.follow_across_restarts(driver())
+
+
+async def test_python_missing_stream_fails_at_once() -> None:
+    await restarts.missing_stream_fails_at_once(driver())
+
+
+@pytest.mark.timeout(600)
+async def test_python_sync_catch_up_across_sidecar_restarts() -> None:
+    await restarts.catch_up_across_restarts(driver("--sync"), records=30_000)
+
+
+@pytest.mark.timeout(600)
+async def test_python_sync_follow_across_sidecar_restarts() -> None:
+    await restarts.follow_across_restarts(driver("--sync"))
