@@ -1,13 +1,14 @@
-"""The Ruby client (`clients/ruby`): its minitest unit tests (retry rules, session positions, error
-decoding; no server), the example CLI against a real sidecar (the shared cli_scenarios), and the
-auto-resume driver across real sidecar restarts (tests/clients/restarts.py). Needs Debian's Ruby
-gRPC (`clients/ruby/install-toolchain.sh`); skips, saying so, without it."""
+"""The Ruby client (`clients/ruby`): its minitest tests (retry rules, session positions and error
+decoding; the client over loopback gRPC against a scripted in-process server), the example CLI
+against a real sidecar (the shared cli_scenarios), and the auto-resume driver across real sidecar
+restarts (tests/clients/restarts.py). Needs Debian's Ruby gRPC (`clients/ruby/install-toolchain.sh`);
+skips, saying so, without it."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
@@ -26,7 +27,7 @@ def ruby() -> str:
         [path, "-e", 'require "grpc"; require "google/protobuf"'], capture_output=True, text=True, timeout=60
     )
     if probe.returncode != 0:
-        pytest.skip(f"Ruby's grpc / google-protobuf gems are missing (run clients/ruby/install-toolchain.sh): {probe.stderr.strip()}")
+        pytest.skip(f"Ruby's grpc gems are missing (run clients/ruby/install-toolchain.sh): {probe.stderr.strip()}")
     return path
 
 
@@ -46,20 +47,21 @@ def driver(ruby: str) -> restarts.DriverCmd:
 
 
 def test_ruby_unit_tests(ruby: str) -> None:
-    """clients/ruby/test/*_test.rb with minitest (Ruby's bundled gem)."""
-    tests = sorted(str(p) for p in (RUBY_DIR / "test").glob("*_test.rb"))
-    assert tests
-    script = "ARGV.each { |t| require t }"
-    result = subprocess.run(
-        [ruby, "-Ilib", "-rminitest/autorun", "-e", script, *tests],
-        cwd=RUBY_DIR, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, f"minitest failed:\n{result.stdout}\n{result.stderr}"
+    """`rake test`: clients/ruby/test/*_test.rb (minitest; the fakes run in-process)."""
+    rake = shutil.which("rake")
+    assert rake is not None, "rake comes with Debian's ruby package"
+    result = subprocess.run([rake, "test"], cwd=RUBY_DIR, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"rake test failed:\n{result.stdout}\n{result.stderr}"
     assert " 0 failures, 0 errors" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("scenario", cli_scenarios.SCENARIOS, ids=lambda f: f.__name__)
-async def test_ruby_example(scenario, cmd_for: Callable[[str], list[str]], live: Live, stream: str) -> None:
+async def test_ruby_example(
+    scenario: Callable[[Sequence[str], Live, str], Awaitable[None]],
+    cmd_for: Callable[[str], list[str]],
+    live: Live,
+    stream: str,
+) -> None:
     await scenario(cmd_for(live.address), live, stream)
 
 

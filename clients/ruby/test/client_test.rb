@@ -1,0 +1,128 @@
+# frozen_string_literal: true
+
+# S2Sidecar::Client over real gRPC on loopback against a scripted in-process StreamService: what it
+# retries, where a session resumes, what it raises. Run: ruby -Ilib -rminitest/autorun test/client_test.rb
+
+require "minitest/autorun"
+require "s2sidecar"
+
+module S2Sidecar
+  class ClientTest < Minitest::Test
+    # Answers each call with the next scripted step: a message to return, an exception to raise,
+    # or (for ReadSession) an array of messages then optionally an exception. Records every request.
+    class ScriptedService < V1::StreamService::Service
+      attr_reader :requests, :tokens
+
+      def initialize(script)
+        super()
+        @script = script
+        @requests = []
+        @tokens = []
+      end
+
+      def read(req, call) = answer(req, call)
+      def check_tail(req, call) = answer(req, call)
+
+      def read_session(req, call)
+        step = answer(req, call)
+        Enumerator.new do |y|
+          step.each { |m| m.is_a?(Exception) ? raise(m) : y << m }
+        end
+      end
+
+      private
+
+      def answer(req, call)
+        @requests << req
+        @tokens << call.metadata["authorization"]
+        step = @script.shift or raise GRPC::Internal, "script ran out"
+        raise step if step.is_a?(Exception)
+
+        step
+      end
+    end
+
+    FAST = RetryPolicy.new(max_attempts: 5, min_backoff: 0.01, max_backoff: 0.02)
+
+    def serve(*script)
+      @service = ScriptedService.new(script)
+      @server = GRPC::RpcServer.new(pool_size: 2)
+      port = @server.add_http2_port("127.0.0.1:0", :this_port_is_insecure)
+      @server.handle(@service)
+      @thread = Thread.new { @server.run_till_terminated }
+      @server.wait_till_running
+      @client = Client.new("127.0.0.1:#{port}", basin: "test-basin", token: "t0k", timeout: 10, retry_policy: FAST)
+    end
+
+    def teardown
+      @client&.close
+      @server&.stop
+      @thread&.join
+    end
+
+    def tail(seq_num) = V1::CheckTailResponse.new(tail: V1::StreamPosition.new(seq_num: seq_num, timestamp: 7))
+
+    def batch(*seq_nums, tail: nil)
+      V1::ReadSessionResponse.new(records: seq_nums.map { |s| V1::SequencedRecord.new(seq_num: s, body: "r#{s}") },
+                                  tail: tail)
+    end
+
+    def test_unary_calls_retry_unavailable_then_succeed
+      serve(GRPC::Unavailable.new("restarting"), GRPC::Unavailable.new("restarting"), tail(20))
+      position = @client.check_tail("orders", max_staleness_ms: 0)
+      assert_equal [20, 7], [position.seq_num, position.timestamp]
+      assert_equal 3, @service.requests.size
+      assert_equal ["test-basin", "orders", 0], @service.requests.last.then { |r| [r.basin, r.stream, r.max_staleness_ms] }
+      assert_equal ["Bearer t0k"] * 3, @service.tokens
+    end
+
+    def test_unary_calls_raise_what_they_do_not_retry_at_once
+      details = Google::Rpc::Status.new(code: 5, message: "no such stream",
+                                        details: [Google::Protobuf::Any.pack(Google::Rpc::ErrorInfo.new(reason: "stream_not_found"))])
+      serve(GRPC::NotFound.new("no such stream", { "grpc-status-details-bin" => Google::Rpc::Status.encode(details) }))
+      err = assert_raises(StreamNotFound) { @client.read("orders") }
+      assert_equal ["stream_not_found", "no such stream"], [err.reason, err.message]
+      assert_equal 1, @service.requests.size
+      assert_equal [:seq_num, 0], [@service.requests[0].start, @service.requests[0].seq_num] # read's default start
+    end
+
+    def test_unary_calls_raise_the_last_error_when_the_budget_is_spent
+      serve(*Array.new(5) { GRPC::Unavailable.new("down") })
+      assert_raises(Unavailable) { @client.check_tail("orders") }
+      assert_equal 5, @service.requests.size
+    end
+
+    def test_a_session_resumes_after_the_last_record_with_the_rest_of_its_count
+      serve([batch(3, 4), GRPC::Unavailable.new("draining", { "s2-next-seq-num" => "5" })],
+            [GRPC::Internal.new("Received RST_STREAM with error code 2")],
+            [batch(5), batch(6)])
+      seqs = @client.read_session("orders", tail_offset: 4, count: 4).flat_map { |b| b.records.map(&:seq_num) }
+      assert_equal [3, 4, 5, 6], seqs
+      starts = @service.requests.map { |r| [r.start, r.public_send(r.start), r.count] }
+      assert_equal [[:tail_offset, 4, 4], [:seq_num, 5, 2], [:seq_num, 5, 2]], starts
+    end
+
+    def test_a_follower_resumes_from_a_heartbeats_tail_and_skips_heartbeats
+      serve([batch(tail: V1::StreamPosition.new(seq_num: 9)), GRPC::Unavailable.new("draining")], [batch(9)])
+      assert_equal [[9]], @client.read_session("orders").map { |b| b.records.map(&:seq_num) }
+      assert_equal 9, @service.requests.last.seq_num
+    end
+
+    def test_resume_off_raises_the_first_failure_with_where_to_resume
+      serve([batch(0), GRPC::Unavailable.new("draining")])
+      seen = []
+      err = assert_raises(Unavailable) do
+        @client.read_session("orders", seq_num: 0, resume: false) { |b| seen << b.records.map(&:seq_num) }
+      end
+      assert_equal [[0]], seen
+      assert_equal 1, err.next_seq_num
+      assert_equal 1, @service.requests.size
+    end
+
+    def test_more_than_one_start_is_refused_before_any_call
+      serve
+      assert_raises(ArgumentError) { @client.read("orders", seq_num: 1, timestamp: 2) }
+      assert_empty @service.requests
+    end
+  end
+end
