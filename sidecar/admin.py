@@ -1,5 +1,11 @@
-"""The admin HTTP listener: `/healthz` (alive), `/readyz` (serving, and the upstream reachable) and,
-when given a `Metrics`, `/metrics` (Prometheus text format 0.0.4).
+"""The admin HTTP listener: `/healthz` (alive), `/readyz` (serving: started and not draining; with
+`requires_upstream`, also the upstream reachable) and, when given a `Metrics`, `/metrics`
+(Prometheus text format 0.0.4).
+
+Readiness does not follow the upstream by default: the sidecar serves what it can during an S2
+outage (cached tails, sessions that resume on their own, errors that tell apps to retry), and a
+readiness that followed S2 would mark every pod of every app NotReady at once, taking them out of
+their Services for an outage they can do nothing about. `--ready-requires-upstream` opts in.
 
 Kubernetes probes connect to the pod IP and cannot reach a loopback-only gRPC API, so health
 lives on its own listener (the chart binds it to 0.0.0.0 while the API stays on 127.0.0.1).
@@ -24,11 +30,20 @@ log = logging.getLogger(__name__)
 class UpstreamProbe:
     """Is the upstream reachable? A TCP connect to its host, remembered for `ttl` seconds."""
 
-    def __init__(self, base_url: str, *, timeout: float = 2.0, ttl: float = 1.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 2.0,
+        ttl: float = 1.0,
+        on_result: Callable[[bool], None] | None = None,
+    ) -> None:
+        """`on_result` hears every fresh result (not the remembered ones)."""
         parts = urlsplit(base_url.replace("{basin}", "probe"))
         self.host = parts.hostname or "localhost"
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self._timeout, self._ttl = timeout, ttl
+        self._on_result = on_result
         self._checked_at = -1e9
         self._ok = False
         self._lock = asyncio.Lock()
@@ -46,16 +61,26 @@ class UpstreamProbe:
             except (OSError, TimeoutError):
                 self._ok = False
             self._checked_at = time.monotonic()
+            if self._on_result is not None:
+                self._on_result(self._ok)
             return self._ok
 
 
 class AdminServer:
     def __init__(
-        self, listen: str, *, serving: Callable[[], bool], probe: UpstreamProbe, metrics: Metrics | None = None
+        self,
+        listen: str,
+        *,
+        serving: Callable[[], bool],
+        probe: UpstreamProbe,
+        metrics: Metrics | None = None,
+        requires_upstream: bool = False,
     ) -> None:
+        """`requires_upstream`: /readyz also fails while the upstream refuses TCP connections."""
         host, _, port = listen.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
         self._serving, self._probe, self._metrics = serving, probe, metrics
+        self._requires_upstream = requires_upstream
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -69,9 +94,11 @@ class AdminServer:
     async def _readyz(self, _: web.Request) -> web.Response:
         if not self._serving():
             return web.Response(status=503, text="not ready: draining\n")
-        if not await self._probe.reachable():
+        if self._requires_upstream and not await self._probe.reachable():
             where = f"{self._probe.host}:{self._probe.port}"
-            return web.Response(status=503, text=f"not ready: upstream {where} unreachable\n")
+            return web.Response(
+                status=503, text=f"not ready: upstream {where} unreachable (--ready-requires-upstream)\n"
+            )
         return web.Response(text="ready\n")
 
     async def _metrics_page(self, _: web.Request) -> web.Response:

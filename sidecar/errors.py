@@ -64,6 +64,10 @@ class RangeNotSatisfiable(S2Error):
 class TransportError(SidecarError):
     """Connecting to, or reading from, the upstream failed (refused, reset, timed out, truncated)."""
 
+    # Set by the upstream client when no connection could be made at all (refused, unreachable,
+    # DNS, TLS handshake, connect timeout), as opposed to a connection that broke or went silent.
+    connect_failed: bool = False
+
     @property
     def retryable(self) -> bool:
         return True

@@ -3,8 +3,10 @@ the text exposition format 0.0.4, and the sidecar's metric set (`Metrics`).
 
 Why not `prometheus_client`: the sidecar needs three metric types, no process-global registry
 (tests build as many `Metrics` as they like), typed code for `mypy --strict`, and scrape-time
-callback gauges without custom collectors; that is ~150 lines here. Everything is meant to be
-used from the event loop's thread (no locks).
+callback gauges without custom collectors; that is ~150 lines here. The `process_*` and
+`python_*` families that `prometheus_client` exports by default are reproduced below with its
+exact names, types, help texts and labels. Everything is meant to be used from the event loop's
+thread (no locks).
 
 Labels never carry secrets, record contents or stream/basin names (unbounded cardinality): each
 metric also stops adding series past `max_series` distinct label sets, as a guard.
@@ -13,10 +15,15 @@ metric also stops adding series past `max_series` distinct label sets, as a guar
 from __future__ import annotations
 
 import bisect
+import gc
 import logging
 import math
+import os
+import platform
 import re
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from typing import Final, Generic, TypeVar
 
@@ -238,15 +245,41 @@ class Histogram(_Metric[HistogramChild]):
 C_M = TypeVar("C_M", Counter, Gauge, Histogram)
 
 
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One metric family computed at scrape time by a collector (no state kept between scrapes)."""
+
+    name: str
+    type: str  # "counter" or "gauge"
+    help: str
+    label_names: tuple[str, ...] = ()
+    samples: tuple[tuple[tuple[str, ...], float], ...] = ()  # (label values, value)
+
+    def render(self) -> Iterator[str]:
+        yield f"# HELP {self.name} {_escape_help(self.help)}"
+        yield f"# TYPE {self.name} {self.type}"
+        for values, value in self.samples:
+            yield f"{self.name}{_labels(self.label_names, values)} {_fmt(value)}"
+
+
+Collector = Callable[[], Iterable[Family]]
+
+
 class Registry:
     def __init__(self) -> None:
         self._metrics: dict[str, _Metric[CounterChild] | _Metric[GaugeChild] | _Metric[HistogramChild]] = {}
+        self._collectors: list[tuple[str, Collector]] = []
 
     def _add(self, metric: C_M) -> C_M:
         if metric.name in self._metrics:
             raise ValueError(f"metric {metric.name} already registered")
         self._metrics[metric.name] = metric
         return metric
+
+    def collector(self, name: str, collect: Collector) -> None:
+        """Add families computed at each scrape (after the registered metrics); `name` is for logs.
+        A collector that raises is skipped for that scrape, with a warning."""
+        self._collectors.append((name, collect))
 
     def counter(self, name: str, help: str, labels: Sequence[str] = ()) -> Counter:
         return self._add(Counter(name, help, labels))
@@ -264,12 +297,155 @@ class Registry:
         lines: list[str] = []
         for metric in self._metrics.values():
             lines.extend(metric.render())
+        for name, collect in self._collectors:
+            try:
+                families = list(collect())
+            except Exception:
+                log.warning("metrics collector %s failed", name, exc_info=True)
+                continue
+            for family in families:
+                if family.name in self._metrics:
+                    continue  # a registered metric wins over a collected one of the same name
+                lines.extend(family.render())
         return "\n".join(lines) + "\n"
+
+
+# -- what every Prometheus client library exports: process_* and python_* -----------------------
+#
+# Names, types, help texts and labels as `prometheus_client` (0.26) exports them, so dashboards
+# and alerts written for any Python service work unchanged. Read from /proc as it does: on a
+# system without /proc (macOS) the process_* families are absent, as with prometheus_client.
+
+try:
+    _PAGESIZE = os.sysconf("SC_PAGE_SIZE")
+    _TICKS = float(os.sysconf("SC_CLK_TCK"))
+except (ValueError, OSError, AttributeError):  # pragma: no cover - not Unix
+    _PAGESIZE, _TICKS = 4096, 100.0
+
+
+def _boot_time(proc: str) -> float | None:
+    try:
+        with open(os.path.join(proc, "stat"), "rb") as f:
+            for line in f:
+                if line.startswith(b"btime "):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class ProcessCollector:
+    """`process_*` from /proc/self: memory, CPU, start time, file descriptors."""
+
+    def __init__(self, proc: str = "/proc") -> None:
+        self._proc = proc
+        self._btime = _boot_time(proc)
+
+    def __call__(self) -> list[Family]:
+        if self._btime is None:
+            return []
+        pid = os.path.join(self._proc, "self")
+        out: list[Family] = []
+        try:
+            with open(os.path.join(pid, "stat"), "rb") as f:
+                parts = f.read().split(b")")[-1].split()  # after "pid (comm)", which may hold spaces
+        except OSError:
+            parts = []
+        if len(parts) > 21:
+            out += [
+                Family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+                       samples=(((), float(parts[20])),)),
+                Family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+                       samples=(((), float(parts[21]) * _PAGESIZE),)),
+                Family("process_start_time_seconds", "gauge",
+                       "Start time of the process since unix epoch in seconds.",
+                       samples=(((), float(parts[19]) / _TICKS + self._btime),)),
+                Family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+                       samples=(((), (float(parts[11]) + float(parts[12])) / _TICKS),)),
+            ]  # fmt: skip
+        try:
+            with open(os.path.join(pid, "limits"), "rb") as f:
+                max_fds = next((float(line.split()[3]) for line in f if line.startswith(b"Max open file")), None)
+            open_fds = len(os.listdir(os.path.join(pid, "fd")))
+        except (OSError, ValueError, IndexError):
+            return out
+        out.append(Family("process_open_fds", "gauge", "Number of open file descriptors.", samples=(((), open_fds),)))
+        if max_fds is not None:
+            out.append(
+                Family("process_max_fds", "gauge", "Maximum number of open file descriptors.", samples=(((), max_fds),))
+            )
+        return out
+
+
+def gc_families() -> list[Family]:
+    """`python_gc_*` per generation, from `gc.get_stats()` (CPython)."""
+    stats = gc.get_stats()
+    gen = ("generation",)
+
+    def family(name: str, help: str, key: str) -> Family:
+        return Family(name, "counter", help, gen, tuple(((str(i),), float(s[key])) for i, s in enumerate(stats)))
+
+    return [
+        family("python_gc_objects_collected_total", "Objects collected during gc", "collected"),
+        family("python_gc_objects_uncollectable_total", "Uncollectable objects found during GC", "uncollectable"),
+        family("python_gc_collections_total", "Number of times this generation was collected", "collections"),
+    ]
+
+
+def _python_info() -> Family:
+    major, minor, patchlevel = platform.python_version_tuple()
+    labels = ("implementation", "major", "minor", "patchlevel", "version")  # prometheus_client's output order
+    values = (platform.python_implementation(), major, minor, patchlevel, platform.python_version())
+    return Family("python_info", "gauge", "Python platform information", labels, ((values, 1.0),))
+
+
+def runtime_collectors(registry: Registry) -> None:
+    """Add `process_*`, `python_gc_*` (CPython) and `python_info` to `registry`."""
+    registry.collector("process", ProcessCollector())
+    if platform.python_implementation() == "CPython" and hasattr(gc, "get_stats"):
+        registry.collector("gc", gc_families)
+    info = [_python_info()]
+    registry.collector("platform", lambda: info)
 
 
 # Label values the sidecar uses (documented here so dashboards and code agree).
 UPSTREAM_KINDS: Final = ("read", "tail", "session")
 POOLS: Final = ("session", "unary")
+
+# Records between a stream's tail and what a session has sent its app: 0 is "caught up".
+LAG_BUCKETS: Final = (0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
+
+
+class Reachability:
+    """`s2_sidecar_upstream_up`: 1 when the upstream was reachable on the last attempt to reach it,
+    0 when it was not.
+
+    Real traffic decides first: any HTTP response (whatever its status: S2 answered) sets 1, and a
+    request that could not open a connection (refused, unreachable, DNS, TLS handshake, connect
+    timeout: `status="connect"`) sets 0. Failures after connecting (a reset mid-body, a read
+    timeout, a malformed answer) say nothing about reachability and leave it as it was. The
+    periodic TCP probe (every 2 s) decides when no request has reported for `traffic_wins_for`
+    seconds, so an idle sidecar still notices an outage and a recovery, and a TCP connect that
+    works cannot hide requests that fail (e.g. a TLS handshake refused).
+    """
+
+    def __init__(
+        self, gauge: GaugeChild, *, traffic_wins_for: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._gauge, self._window, self._clock = gauge, traffic_wins_for, clock
+        self._traffic_at = -math.inf
+
+    def traffic(self, reachable: bool) -> None:
+        self._gauge.value = 1.0 if reachable else 0.0
+        self._traffic_at = self._clock()
+
+    def probe(self, reachable: bool) -> None:
+        if self._clock() - self._traffic_at >= self._window:
+            self._gauge.value = 1.0 if reachable else 0.0
+
+    @property
+    def up(self) -> bool:
+        return self._gauge.value == 1.0
 
 
 class Metrics:
@@ -277,12 +453,16 @@ class Metrics:
 
     Label conventions: `method` is the gRPC method name (`Read`, `ReadSession`, `CheckTail`);
     `code` a gRPC status name (`OK`, `UNAVAILABLE`, ...); `kind` one of `UPSTREAM_KINDS`; `status`
-    the HTTP status as a number (`200`, `503`) or an error token for requests with no response
-    (`timeout`, `connect`, `disconnected`, `protocol`); `reason` a short fixed token (`timeout`,
-    `status_503`, `heartbeat`, `server_disconnected`, ...); `pool` one of `POOLS`.
+    the HTTP status as a number (`200`, `503`) or an error token for requests with no response:
+    `connect` (no connection could be made: refused, unreachable, DNS, TLS handshake, connect
+    timeout), `timeout` (connected, no answer in time), `disconnected` (the connection broke),
+    `protocol` (not S2's wire format), `cancelled` (the caller left); `reason` a short fixed token
+    (S2's error code such as `unavailable`, or `connect`, `timeout`, `disconnected`, `protocol`);
+    `pool` one of `POOLS`. Besides `s2_sidecar_*`, `runtime=True` adds the `process_*` and
+    `python_*` families every Prometheus client library exports.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, runtime: bool = True) -> None:
         r = self.registry = Registry()
         self.rpcs = r.counter(
             "s2_sidecar_rpcs_total", "gRPC calls finished, by method and gRPC status.", ("method", "code")
@@ -344,8 +524,22 @@ class Metrics:
         self.bytes_sent = r.counter(
             "s2_sidecar_bytes_sent_total", "Metered bytes of records sent to apps, by method.", ("method",)
         )
+        self.upstream_up = r.gauge(
+            "s2_sidecar_upstream_up",
+            "1 if the upstream was reachable on the last request or probe (any HTTP answer), 0 if no "
+            "connection could be made.",
+        )
+        self.upstream_reachability = Reachability(self.upstream_up.labels())
+        self.session_lag = r.histogram(
+            "s2_sidecar_session_lag_records",
+            "Records between the stream's tail and the end of what a ReadSession has sent its app, observed "
+            "at each message sent while the sidecar knows the tail (0: caught up).",
+            buckets=LAG_BUCKETS,
+        )
         self.info = r.gauge("s2_sidecar_info", "Always 1; the labels tell the sidecar's version.", ("version",))
         self.info.labels(_version()).set(1)
+        if runtime:
+            runtime_collectors(r)
 
     def render(self) -> str:
         return self.registry.render()

@@ -267,6 +267,8 @@ def reason_token(error: BaseException) -> str:
     if isinstance(error, ProtocolError):
         return "protocol"
     if isinstance(error, TransportError):
+        if error.connect_failed:
+            return "connect"
         return "timeout" if "Timeout" in repr(error.__cause__) else "disconnected"
     return type(error).__name__
 

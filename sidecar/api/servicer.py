@@ -21,9 +21,10 @@ from sidecar.api import errors
 from sidecar.api.instrument import CallRecord, Instrumentation
 from sidecar.api.requests import Undecodable, decoded, decoder, read_query, stream_ref
 from sidecar.errors import SidecarError
-from sidecar.metrics import Metrics
+from sidecar.metrics import HistogramChild, Metrics
 from sidecar.reads import ResumePlan, StreamReader
 from sidecar.types import SeqNum, StreamPosition
+from sidecar.wire.protobuf import ReadBatch
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ class StreamService:
             if self._draining.is_set():
                 await self._drained(context, rec, plan)
             batches = self.reader.session(ref.basin, ref.stream, query, plan=plan, call=rec)
+            key, tails, lag = (ref.basin, ref.stream), self.reader.tails, self.instr.metrics.session_lag.labels()
             task = asyncio.current_task()
             assert task is not None
             self._sessions.add(task)
@@ -190,6 +192,7 @@ class StreamService:
                         rec.sent(batch.count, len(batch.data))
                     elif batch.tail is not None:
                         rec.event("heartbeat", {"s2.tail.seq_num": batch.tail.seq_num})
+                    _observe_lag(lag, batch, tails.peek(key), plan.next_seq_num)
                     await _send(context, batch.data)
                     if self._draining.is_set():
                         raise asyncio.CancelledError  # handled below like a drain while waiting
@@ -226,6 +229,17 @@ class StreamService:
                 ),
             },
         )
+
+
+def _observe_lag(lag: HistogramChild, batch: ReadBatch, known: StreamPosition | None, next_seq_num: int | None) -> None:
+    """Records between the newest tail the sidecar knows for the stream (this message's own, a
+    heartbeat's, a CheckTail answer, another session's) and the end of what this session is sending
+    now. Catch-up batches carry no tail: they are observed only when the tail cache knows one."""
+    tail = batch.tail.seq_num if batch.tail is not None else -1
+    if known is not None and known.seq_num > tail:
+        tail = known.seq_num
+    if tail >= 0 and next_seq_num is not None:
+        lag.observe(max(0, tail - next_seq_num))
 
 
 class _CallGone(Exception):

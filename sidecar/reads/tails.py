@@ -69,6 +69,12 @@ class TailCache:
         if (entry := self._entries.get(key)) is not None:
             entry.tracked_until = 0.0
 
+    def peek(self, key: StreamKey) -> StreamPosition | None:
+        """The newest tail known for the stream, however old (tails only grow: an old one
+        understates how far the stream has gone); does not count as a use for the LRU."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry.tail
+
     def get(self, key: StreamKey, max_age: float) -> CachedTail | None:
         """The cached tail if it is at most `max_age` seconds old, else None (a miss)."""
         entry = self._entries.get(key)

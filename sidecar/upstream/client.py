@@ -157,6 +157,8 @@ class UpstreamClient:
             raise
         except BaseException as e:
             outcome.status = outcome.status or _error_token(e, self.transport.connect_errors)
+            if outcome.status == "connect" and isinstance(e, TransportError):
+                e.connect_failed = True  # retries and reconnects count it under reason "connect" too
             if span is not None:
                 span.set_attribute(tm.ERROR_TYPE, outcome.status if outcome.http_status else type(e).__name__)
                 span.set_status(StatusCode.ERROR, str(e)[:200])
@@ -169,6 +171,10 @@ class UpstreamClient:
                     span.set_attribute(tm.NETWORK_PROTOCOL_VERSION, outcome.protocol)
                 span.end()
             self.metrics.upstream_requests.labels(kind, outcome.status or "ok").inc()
+            if outcome.http_status is not None:
+                self.metrics.upstream_reachability.traffic(True)  # S2 answered, whatever it said
+            elif outcome.status == "connect":
+                self.metrics.upstream_reachability.traffic(False)
             self.metrics.upstream_duration.labels(kind).observe(
                 (outcome.headers_at or time.perf_counter()) - outcome.started
             )
@@ -349,12 +355,14 @@ class _Outcome:
 
 
 def _error_token(e: BaseException, connect_errors: tuple[type[BaseException], ...]) -> str:
-    """A short, fixed label for a request that got no HTTP status."""
+    """A short, fixed label for a request that got no HTTP status. `connect`: no connection could
+    be made (refused, unreachable, DNS, TLS handshake, connect timeout); `timeout`: connected, but
+    no answer in time; `disconnected`: the connection broke; `protocol`: not S2's wire format."""
     cause = e.__cause__ or e
+    if isinstance(cause, connect_errors):  # before timeouts: a connect timeout is a TimeoutError too
+        return "connect"
     if isinstance(cause, asyncio.TimeoutError):  # aiohttp's ServerTimeoutError is one
         return "timeout"
-    if isinstance(cause, connect_errors):
-        return "connect"
     if isinstance(e, ProtocolError):
         return "protocol"
     return "disconnected"

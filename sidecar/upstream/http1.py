@@ -51,7 +51,12 @@ class Http1Transport:
         asyncio.IncompleteReadError,
         ConnectionError,
     )
-    connect_errors: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError, ConnectionRefusedError)
+    # ConnectionTimeoutError: no connection within --connect-timeout (a read timeout is not one).
+    connect_errors: tuple[type[BaseException], ...] = (
+        aiohttp.ClientConnectorError,
+        aiohttp.ConnectionTimeoutError,
+        ConnectionRefusedError,
+    )
 
     def __init__(
         self,

@@ -1,9 +1,11 @@
-"""The admin listener of a real sidecar: /metrics after traffic, /readyz and gRPC health following
-the upstream's reachability, /healthz."""
+"""The admin listener of a real sidecar: /metrics after traffic (upstream_up, session lag, connect
+failures), /readyz (serving; the upstream only when opted in), gRPC health following the
+upstream's reachability, /healthz."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 
@@ -78,8 +80,26 @@ async def test_retries_and_reconnects_are_counted() -> None:
         assert sample(text, "s2_sidecar_session_reconnects_total", reason="disconnected") >= 1
 
 
-async def test_readyz_and_grpc_health_follow_the_upstream() -> None:
+async def test_readyz_does_not_follow_the_upstream_by_default() -> None:
+    """An S2 outage must not mark every app pod NotReady: /readyz means "serving" unless opted in.
+    gRPC health still reports the outage after --unhealthy-after, and upstream_up says it at once."""
     async with SidecarHarness(admin_listen="127.0.0.1:0", unhealthy_after=0.5) as h:
+        assert h.sidecar is not None and h.sidecar.admin is not None
+        url = h.sidecar.admin.url
+        health = health_pb2_grpc.HealthStub(h.channel)
+        assert await get(f"{url}/readyz") == (200, "ready\n")
+        port = h.emulator.port
+        await h.emulator.stop()
+        await wait_for_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)  # the outage was seen
+        await wait_for_metric(url, "s2_sidecar_upstream_up", 0)
+        assert await get(f"{url}/readyz") == (200, "ready\n")
+        assert (await get(f"{url}/healthz"))[0] == 200
+        await restart_on(h, port)
+        await wait_for_health(health, health_pb2.HealthCheckResponse.SERVING)
+
+
+async def test_readyz_follows_the_upstream_when_asked() -> None:
+    async with SidecarHarness(admin_listen="127.0.0.1:0", unhealthy_after=0.5, ready_requires_upstream=True) as h:
         assert h.sidecar is not None and h.sidecar.admin is not None
         url = h.sidecar.admin.url
         health = health_pb2_grpc.HealthStub(h.channel)
@@ -88,14 +108,109 @@ async def test_readyz_and_grpc_health_follow_the_upstream() -> None:
         port = h.emulator.port
         await h.emulator.stop()
         await wait_for_status(f"{url}/readyz", 503)
+        status, text = await get(f"{url}/readyz")
+        assert status == 503 and f"127.0.0.1:{port} unreachable" in text
         await wait_for_health(health, health_pb2.HealthCheckResponse.NOT_SERVING)
         assert (await get(f"{url}/healthz"))[0] == 200  # alive all the while
-        from sidecar.emulator import Emulator
-
-        h.emulator = Emulator(h.emulator_config.__class__(**{**h.emulator_config.__dict__, "port": port}))
-        await h.emulator.start()
+        await restart_on(h, port)
         await wait_for_status(f"{url}/readyz", 200)
         await wait_for_health(health, health_pb2.HealthCheckResponse.SERVING)
+
+
+def test_ready_requires_upstream_setting() -> None:
+    import argparse
+
+    from sidecar import config
+
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    assert config.from_args(parser.parse_args([]), {}).ready_requires_upstream is False
+    env = {"S2_SIDECAR_READY_REQUIRES_UPSTREAM": "true"}
+    assert config.from_args(parser.parse_args([]), env).ready_requires_upstream is True
+    flag = parser.parse_args(["--ready-requires-upstream", "false"])
+    assert config.from_args(flag, env).ready_requires_upstream is False  # the flag wins
+    with pytest.raises(ValueError, match="S2_SIDECAR_READY_REQUIRES_UPSTREAM"):
+        config.from_args(parser.parse_args([]), {"S2_SIDECAR_READY_REQUIRES_UPSTREAM": "maybe"})
+
+
+async def test_upstream_up_and_connect_failures() -> None:
+    """upstream_up is 1 after an answer, 0 as soon as a request cannot connect (then by the probe
+    alone, without traffic), 1 again once the upstream is back; refused connections are counted
+    as status/reason "connect", not as a connection that broke."""
+    async with SidecarHarness(admin_listen="127.0.0.1:0", retry_attempts=2, retry_base_delay=0.01) as h:
+        assert h.sidecar is not None and h.sidecar.admin is not None
+        url = h.sidecar.admin.url
+        await h.append("up", [b"x"])
+        await h.stub.Read(pb.ReadRequest(stream="up", seq_num=0))
+        _, text = await get(f"{url}/metrics")
+        assert sample(text, "s2_sidecar_upstream_up") == 1
+        port = h.emulator.port
+        await h.emulator.stop()
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await h.stub.Read(pb.ReadRequest(stream="up", seq_num=0))
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(grpc.aio.AioRpcError):
+            async for _ in h.stub.ReadSession(pb.ReadSessionRequest(stream="up", seq_num=1)):
+                pass
+        _, text = await get(f"{url}/metrics")
+        assert sample(text, "s2_sidecar_upstream_up") == 0  # the failed request said so, no probe needed
+        assert sample(text, "s2_sidecar_upstream_requests_total", kind="read", status="connect") == 3
+        assert sample(text, "s2_sidecar_upstream_requests_total", kind="session", status="connect") == 3
+        assert sample(text, "s2_sidecar_upstream_retries_total", kind="read", reason="connect") == 2
+        assert sample(text, "s2_sidecar_upstream_retries_total", kind="session", reason="connect") == 2
+        assert sample(text, "s2_sidecar_session_reconnects_total", reason="connect") == 2
+        assert 'reason="disconnected"' not in text and 'status="disconnected"' not in text
+        await restart_on(h, port)
+        await wait_for_metric(url, "s2_sidecar_upstream_up", 1)  # the probe: no traffic since
+        await h.emulator.stop()
+        await wait_for_metric(url, "s2_sidecar_upstream_up", 0)  # the probe alone notices the outage
+        await restart_on(h, port)
+        await h.append("up", [b"y"])
+        await h.stub.Read(pb.ReadRequest(stream="up", seq_num=0))
+        _, text = await get(f"{url}/metrics")
+        assert sample(text, "s2_sidecar_upstream_up") == 1
+
+
+async def test_session_lag_histogram() -> None:
+    """A session that reads a backlog it is behind on: each message observes how far the known
+    tail is past what the app has been sent, down to 0 when it has everything."""
+    async with SidecarHarness(admin_listen="127.0.0.1:0") as h:
+        assert h.sidecar is not None and h.sidecar.admin is not None
+        url = h.sidecar.admin.url
+        await h.append_many("lag", 5000, size=1000)  # 5 MB: several messages of at most 2 MiB
+        await h.stub.CheckTail(pb.CheckTailRequest(stream="lag", max_staleness_ms=0))  # the tail is known
+        sent, lags = 0, []
+        async for msg in h.stub.ReadSession(pb.ReadSessionRequest(stream="lag", seq_num=0, count=5000)):
+            sent += len(msg.records)
+            lags.append(5000 - sent)
+        assert len(lags) >= 3 and lags[-1] == 0
+        _, text = await get(f"{url}/metrics")
+        assert sample(text, "s2_sidecar_session_lag_records_count") == len(lags)
+        assert sample(text, "s2_sidecar_session_lag_records_sum") == sum(lags)
+        assert sample(text, "s2_sidecar_session_lag_records_bucket", le="0.0") == 1
+        assert sample(text, "s2_sidecar_session_lag_records_bucket", le="1000.0") == sum(1 for v in lags if v <= 1000)
+        assert "basin=" not in text and "stream=" not in text
+        # A follower at the tail: its heartbeat observes 0.
+        async for msg in h.stub.ReadSession(pb.ReadSessionRequest(stream="lag", tail_offset=0)):
+            assert not msg.records and msg.tail.seq_num == 5000
+            break
+        _, text = await get(f"{url}/metrics")
+        assert sample(text, "s2_sidecar_session_lag_records_count") == len(lags) + 1
+        assert sample(text, "s2_sidecar_session_lag_records_bucket", le="0.0") == 2
+
+
+async def restart_on(h: SidecarHarness, port: int) -> None:
+    from sidecar.emulator import Emulator
+
+    h.emulator = Emulator(dataclasses.replace(h.emulator_config, port=port))
+    await h.emulator.start()
+
+
+async def wait_for_metric(url: str, name: str, value: float, within: float = 15) -> None:
+    deadline = time.monotonic() + within
+    while sample((await get(f"{url}/metrics"))[1], name) != value:
+        assert time.monotonic() < deadline, f"{name} never became {value}"
+        await asyncio.sleep(0.2)
 
 
 async def wait_for_status(url: str, status: int, within: float = 10) -> None:
@@ -126,7 +241,7 @@ async def test_json_logs_and_access_log_from_a_process() -> None:
                 await stub.CheckTail(pb.CheckTailRequest(stream="nothing-here"))
         sc.terminate()
         await sc.wait()
-    lines = [json.loads(line) for line in sc.output.splitlines() if line.startswith("{\"time\"")]
+    lines = [json.loads(line) for line in sc.output.splitlines() if line.startswith('{"time"')]
     access = [entry for entry in lines if entry["logger"] == "s2_sidecar.access"]
     assert len(access) == 1
     (entry,) = access

@@ -147,7 +147,7 @@ def test_sidecar_metric_set_renders() -> None:
     m.records_sent.labels("ReadSession").inc(10)
     m.bytes_sent.labels("ReadSession").inc(1234)
     meta, samples = parse(m.render())
-    assert all(name.startswith("s2_sidecar_") for name in meta)
+    assert all(name.startswith(("s2_sidecar_", "process_", "python_")) for name in meta)
     assert meta["s2_sidecar_rpc_duration_seconds"][0] == "histogram"
     assert meta["s2_sidecar_rpcs_total"][0] == "counter"
     assert meta["s2_sidecar_sessions_open"][0] == "gauge"
@@ -189,3 +189,106 @@ async def test_admin_without_metrics_has_no_endpoint() -> None:
             assert resp.status == 404
     finally:
         await server.stop()
+
+
+# -- process_* and python_*, as prometheus_client exports them ----------------------------------
+
+RUNTIME_FAMILIES = {
+    "process_virtual_memory_bytes": ("gauge", "Virtual memory size in bytes."),
+    "process_resident_memory_bytes": ("gauge", "Resident memory size in bytes."),
+    "process_start_time_seconds": ("gauge", "Start time of the process since unix epoch in seconds."),
+    "process_cpu_seconds_total": ("counter", "Total user and system CPU time spent in seconds."),
+    "process_open_fds": ("gauge", "Number of open file descriptors."),
+    "process_max_fds": ("gauge", "Maximum number of open file descriptors."),
+    "python_gc_objects_collected_total": ("counter", "Objects collected during gc"),
+    "python_gc_objects_uncollectable_total": ("counter", "Uncollectable objects found during GC"),
+    "python_gc_collections_total": ("counter", "Number of times this generation was collected"),
+    "python_info": ("gauge", "Python platform information"),
+}
+
+
+def runtime_checks(
+    meta: dict[str, tuple[str, str]], samples: list[tuple[str, dict[str, str], float]], *, started_after: float
+) -> None:
+    """The families with prometheus_client's types and help texts, and plausible values for a
+    process that started after `started_after` (unix time) and is scraped now."""
+    import platform
+    import time
+
+    for name, want in RUNTIME_FAMILIES.items():
+        assert meta.get(name) == want, name
+    one = {name: value for name, labels, value in samples if not labels}
+    assert one["process_resident_memory_bytes"] > 10 * 1024 * 1024  # a Python process with grpc loaded
+    assert one["process_virtual_memory_bytes"] >= one["process_resident_memory_bytes"]
+    assert 3 <= one["process_open_fds"] <= one["process_max_fds"]
+    assert one["process_cpu_seconds_total"] > 0
+    # /proc's boot time has whole seconds and start ticks 1/100 s: allow a second either side.
+    assert started_after - 1 <= one["process_start_time_seconds"] <= time.time() + 1
+    gens = {labels["generation"]: v for name, labels, v in samples if name == "python_gc_collections_total"}
+    assert set(gens) == {"0", "1", "2"} and gens["0"] > 0  # importing grpc alone runs generation 0
+    for name in ("python_gc_objects_collected_total", "python_gc_objects_uncollectable_total"):
+        assert {labels["generation"] for n, labels, _ in samples if n == name} == {"0", "1", "2"}
+    [info] = [labels for name, labels, _ in samples if name == "python_info"]
+    major, minor, patchlevel = platform.python_version_tuple()
+    assert info == {
+        "implementation": platform.python_implementation(),
+        "major": major,
+        "minor": minor,
+        "patchlevel": patchlevel,
+        "version": platform.python_version(),
+    }
+
+
+def test_runtime_families_describe_this_process() -> None:
+    import gc
+    import os
+    import resource
+
+    meta, samples = parse(Metrics().render())
+    runtime_checks(meta, samples, started_after=0)
+    one = {name: value for name, labels, value in samples if not labels}
+    # Against what the process can tell about itself another way.
+    assert one["process_max_fds"] == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert one["process_resident_memory_bytes"] <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert one["process_cpu_seconds_total"] <= sum(os.times()[:2]) + 0.02
+    assert abs(one["process_open_fds"] - len(os.listdir("/proc/self/fd"))) <= 1
+    collected = {labels["generation"]: v for n, labels, v in samples if n == "python_gc_collections_total"}
+    assert collected["2"] <= gc.get_stats()[2]["collections"]
+    # Metrics(runtime=False): only the sidecar's own families.
+    assert all(name.startswith("s2_sidecar_") for name in parse(Metrics(runtime=False).render())[0])
+
+
+def test_collectors_fail_alone() -> None:
+    from sidecar.metrics import Family
+
+    r = Registry()
+    r.counter("t_total", "x").inc()
+
+    def broken() -> list[Family]:
+        raise OSError("no /proc here")
+
+    r.collector("broken", broken)
+    r.collector("ok", lambda: [Family("t_up", "gauge", "Up.", samples=(((), 1.0),))])
+    meta, samples = parse(r.render())
+    assert set(meta) == {"t_total", "t_up"}
+    assert ("t_up", {}, 1.0) in samples
+
+
+async def test_metrics_of_a_sidecar_process() -> None:
+    """`s2-sidecar` as users run it: its /metrics describes that process, not this one."""
+    import os
+    import time
+
+    from sidecar.testing import SidecarProcess, free_port
+
+    before = time.time()
+    admin_port = free_port()
+    async with SidecarProcess("--admin-listen", f"127.0.0.1:{admin_port}") as sc:
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{admin_port}/metrics") as resp:
+            assert resp.status == 200
+            meta, samples = parse(await resp.text())
+        runtime_checks(meta, samples, started_after=before)
+        one = {name: value for name, labels, value in samples if not labels}
+        # Counted during the scrape: its own connection and the directory listing are open then.
+        assert abs(one["process_open_fds"] - len(os.listdir(f"/proc/{sc.proc.pid}/fd"))) <= 3
+        assert one["s2_sidecar_upstream_up"] == 1  # the embedded emulator, probed at start
