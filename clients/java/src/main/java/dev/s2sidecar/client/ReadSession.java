@@ -1,0 +1,122 @@
+package dev.s2sidecar.client;
+
+import dev.s2sidecar.v1.ReadSessionRequest;
+import dev.s2sidecar.v1.ReadSessionResponse;
+import io.grpc.Context;
+import io.grpc.StatusRuntimeException;
+import java.time.Duration;
+import java.util.Iterator;
+import java.util.NoSuchElementException;
+import java.util.Optional;
+
+/**
+ * A ReadSession's batches, in order, blocking in {@link #hasNext()} until the next one arrives.
+ * Heartbeats (no records, {@code tail} set) are batches too: the session is caught up to their
+ * tail. Without a stop the session follows the stream for ever; {@link #close()} ends it (also
+ * from another thread, which makes a blocked {@code hasNext()} return false).
+ *
+ * <p>With resume on (the default) a failure the sidecar's restart explains is retried from the
+ * session's own position: every record exactly once, in order (clients/RESUME.md). Other failures,
+ * or the retry budget spent, throw a {@link SidecarException} from {@code hasNext()} whose {@link
+ * SidecarException#nextSeqNum()} says where to resume.
+ */
+public final class ReadSession implements Iterator<ReadBatch>, AutoCloseable {
+  private final S2SidecarClient client;
+  private final SessionState state;
+  private Context.CancellableContext call; // the current attempt, cancelled to end it
+  private Iterator<ReadSessionResponse> responses;
+  private ReadBatch next;
+  private boolean done;
+  private volatile boolean closed;
+
+  ReadSession(S2SidecarClient client, ReadSessionRequest request) {
+    this.client = client;
+    this.state = new SessionState(request, client.retryPolicy(), Math::random);
+  }
+
+  @Override
+  public boolean hasNext() {
+    while (next == null && !done) {
+      if (responses == null && !open()) {
+        done = true;
+        break;
+      }
+      try {
+        if (responses.hasNext()) {
+          next = Convert.batch(responses.next());
+          state.onBatch(next);
+        } else {
+          done = true;
+        }
+      } catch (StatusRuntimeException e) {
+        endCall();
+        if (closed) {
+          done = true;
+          break;
+        }
+        SidecarException error = SidecarException.from(e);
+        Optional<Duration> delay = state.onError(error);
+        if (delay.isEmpty()) {
+          done = true;
+          throw error;
+        }
+        client.beforeRetry("ReadSession", state.failures(), delay.get(), error);
+      }
+    }
+    if (done) {
+      endCall();
+    }
+    return next != null;
+  }
+
+  @Override
+  public ReadBatch next() {
+    if (!hasNext()) {
+      throw new NoSuchElementException();
+    }
+    ReadBatch batch = next;
+    next = null;
+    return batch;
+  }
+
+  /** Where the session stands: the seq_num after the last record or heartbeat delivered. */
+  public java.util.OptionalLong nextSeqNum() {
+    return state.nextSeqNum();
+  }
+
+  /** Ends the session (cancels the call). Idempotent. */
+  @Override
+  public void close() {
+    closed = true;
+    Context.CancellableContext c = call;
+    if (c != null) {
+      c.cancel(null);
+    }
+  }
+
+  /** Starts the next attempt; false when the session's limit is already reached or it is closed. */
+  private boolean open() {
+    Optional<ReadSessionRequest> request = state.request();
+    if (request.isEmpty() || closed) {
+      return false;
+    }
+    // The blocking stub's call belongs to the Context current when it starts: a cancellable one
+    // lets close() end it.
+    call = Context.current().withCancellation();
+    Context previous = call.attach();
+    try {
+      responses = client.stub().readSession(request.get());
+    } finally {
+      call.detach(previous);
+    }
+    return true;
+  }
+
+  private void endCall() {
+    if (call != null) {
+      call.cancel(null);
+      call = null;
+    }
+    responses = null;
+  }
+}

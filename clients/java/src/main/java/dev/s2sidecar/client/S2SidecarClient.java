@@ -1,0 +1,236 @@
+package dev.s2sidecar.client;
+
+import dev.s2sidecar.v1.CheckTailRequest;
+import dev.s2sidecar.v1.StreamServiceGrpc;
+import dev.s2sidecar.v1.StreamServiceGrpc.StreamServiceBlockingStub;
+import io.grpc.Channel;
+import io.grpc.ClientInterceptors;
+import io.grpc.Deadline;
+import io.grpc.Grpc;
+import io.grpc.InsecureChannelCredentials;
+import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.MetadataUtils;
+import java.time.Duration;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
+
+/**
+ * A blocking client for an s2-sidecar: {@link #read}, {@link #readSession} and {@link #checkTail}.
+ * Thread-safe; one per process is plenty (it holds one gRPC channel). Close it when done.
+ *
+ * <pre>{@code
+ * try (var client = S2SidecarClient.builder().build()) {
+ *   ReadBatch batch = client.read("orders", ReadOptions.from(ReadStart.seqNum(0)));
+ *   try (ReadSession session = client.readSession("orders", ReadOptions.from(ReadStart.tailOffset(10)))) {
+ *     while (session.hasNext()) { for (SequencedRecord r : session.next().records()) { ... } }
+ *   }
+ *   StreamPosition tail = client.checkTail("orders");
+ * }
+ * }</pre>
+ */
+public final class S2SidecarClient implements AutoCloseable {
+  /** The sidecar's address when {@code S2_SIDECAR_ADDRESS} is not set. */
+  public static final String DEFAULT_TARGET = "127.0.0.1:50051";
+
+  // A batch is at most the sidecar's --max-message-bytes (4 MiB by default) plus framing; leave
+  // room for a sidecar configured higher rather than fail on gRPC's 4 MiB default.
+  private static final int MAX_INBOUND_MESSAGE_BYTES = 64 << 20;
+
+  /** Told before each retry: which call, the attempt number (1, 2, ...), the wait, and why. */
+  @FunctionalInterface
+  public interface RetryListener {
+    void onRetry(String method, int attempt, Duration delay, SidecarException cause);
+  }
+
+  private final ManagedChannel ownedChannel; // null when the caller passed a channel
+  private final Channel channel;
+  private final StreamServiceBlockingStub stub;
+  private final String basin;
+  private final Duration timeout;
+  private final RetryPolicy retryPolicy;
+  private final RetryListener retryListener;
+
+  private S2SidecarClient(Builder b) {
+    ManagedChannel managed = b.channel;
+    if (managed == null) {
+      managed =
+          Grpc.newChannelBuilder(b.target, InsecureChannelCredentials.create())
+              .maxInboundMessageSize(MAX_INBOUND_MESSAGE_BYTES)
+              .build();
+      ownedChannel = managed;
+    } else {
+      ownedChannel = null;
+    }
+    Metadata headers = new Metadata();
+    b.token.ifPresent(t -> headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + t));
+    this.channel = managed;
+    this.stub =
+        StreamServiceGrpc.newBlockingStub(ClientInterceptors.intercept(managed, MetadataUtils.newAttachHeadersInterceptor(headers)));
+    this.basin = b.basin;
+    this.timeout = b.timeout;
+    this.retryPolicy = b.resume ? b.retryPolicy : RetryPolicy.NONE;
+    this.retryListener = b.retryListener;
+  }
+
+  public static Builder builder() {
+    return new Builder();
+  }
+
+  /**
+   * One batch: at most 1000 records and 1 MiB of metered bytes, from {@code options.start()} (none:
+   * the tail). With {@code waitSeconds} it long-polls at the tail. Retried within the deadline
+   * (the timeout plus the wait) when the sidecar is restarting.
+   */
+  public ReadBatch read(String stream, ReadOptions options) {
+    var request = Convert.readRequest(basin, stream, options);
+    Duration wait = Duration.ofSeconds(options.waitSeconds().orElse(0));
+    dev.s2sidecar.v1.ReadResponse response = unary("Read", wait, s -> s.read(request));
+    return Convert.batch(response);
+  }
+
+  /**
+   * Streams batches from {@code options.start()} (none: the tail, i.e. new records only). With no
+   * stop (count, bytes, until) it follows the stream live for ever; close the session to end it.
+   */
+  public ReadSession readSession(String stream, ReadOptions options) {
+    return new ReadSession(this, Convert.readSessionRequest(basin, stream, options));
+  }
+
+  /** The stream's tail: the seq_num the next record will get, and the last record's timestamp. */
+  public StreamPosition checkTail(String stream) {
+    var request = CheckTailRequest.newBuilder().setBasin(basin).setStream(stream).build();
+    return Convert.position(unary("CheckTail", Duration.ZERO, s -> s.checkTail(request)).getTail());
+  }
+
+  @Override
+  public void close() {
+    if (ownedChannel != null) {
+      ownedChannel.shutdownNow();
+      try {
+        ownedChannel.awaitTermination(5, TimeUnit.SECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    }
+  }
+
+  StreamServiceBlockingStub stub() {
+    return stub;
+  }
+
+  RetryPolicy retryPolicy() {
+    return retryPolicy;
+  }
+
+  private <T> T unary(String method, Duration extra, Function<StreamServiceBlockingStub, T> call) {
+    Deadline deadline = Deadline.after(timeout.plus(extra).toNanos(), TimeUnit.NANOSECONDS);
+    Attempts attempts = new Attempts(retryPolicy, Math::random);
+    while (true) {
+      try {
+        return call.apply(stub.withDeadline(deadline));
+      } catch (StatusRuntimeException e) {
+        SidecarException error = SidecarException.from(e);
+        Duration remaining = Duration.ofNanos(deadline.timeRemaining(TimeUnit.NANOSECONDS));
+        Optional<Duration> delay = attempts.retryDelay(error, Optional.of(remaining));
+        if (delay.isEmpty()) {
+          throw error;
+        }
+        beforeRetry(method, attempts.failures(), delay.get(), error);
+      }
+    }
+  }
+
+  /** Waits out a retry's delay; throws {@code cause} if the thread is interrupted meanwhile. */
+  void beforeRetry(String method, int attempt, Duration delay, SidecarException cause) {
+    if (retryListener != null) {
+      retryListener.onRetry(method, attempt, delay, cause);
+    }
+    try {
+      Thread.sleep(delay.toMillis(), delay.toNanosPart() % 1_000_000);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw cause;
+    }
+    // grpc-java has no public setting for the channel's reconnect backoff (up to 2 minutes by
+    // default, failing every call fast meanwhile): reset it so that the next attempt connects
+    // now, which bounds it by this policy's backoff instead (RESUME.md, "Backoff").
+    if (channel instanceof ManagedChannel managed) {
+      managed.resetConnectBackoff();
+    }
+  }
+
+  /** Options for {@link S2SidecarClient}; every one has a default. */
+  public static final class Builder {
+    private String target = Optional.ofNullable(System.getenv("S2_SIDECAR_ADDRESS"))
+        .filter(s -> !s.isEmpty())
+        .orElse(DEFAULT_TARGET);
+    private String basin = "";
+    private Optional<String> token = Optional.empty();
+    private Duration timeout = Duration.ofSeconds(30);
+    private boolean resume = true;
+    private RetryPolicy retryPolicy = RetryPolicy.DEFAULT;
+    private RetryListener retryListener;
+    private ManagedChannel channel;
+
+    private Builder() {}
+
+    /**
+     * {@code host:port} or {@code unix:/path/to.sock} (or any gRPC target). Default: env {@code
+     * S2_SIDECAR_ADDRESS}, else {@value #DEFAULT_TARGET}.
+     */
+    public Builder target(String target) {
+      this.target = Objects.requireNonNull(target);
+      return this;
+    }
+
+    /** The basin; empty (the default) uses the sidecar's default basin. */
+    public Builder basin(String basin) {
+      this.basin = Objects.requireNonNull(basin);
+      return this;
+    }
+
+    /** The sidecar's app token (its S2_SIDECAR_APP_TOKEN), sent as {@code authorization: Bearer}. */
+    public Builder token(String token) {
+      this.token = Optional.ofNullable(token).filter(t -> !t.isEmpty());
+      return this;
+    }
+
+    /** The deadline of {@code read} (plus its wait) and {@code checkTail}, retries included. Default 30 s. */
+    public Builder timeout(Duration timeout) {
+      this.timeout = Objects.requireNonNull(timeout);
+      return this;
+    }
+
+    /** Auto-resume and retries (on by default); off, the first failure is thrown. */
+    public Builder resume(boolean resume) {
+      this.resume = resume;
+      return this;
+    }
+
+    /** The retry budget and backoff bounds (default {@link RetryPolicy#DEFAULT}). */
+    public Builder retryPolicy(RetryPolicy policy) {
+      this.retryPolicy = Objects.requireNonNull(policy);
+      return this;
+    }
+
+    /** Told before each retry, e.g. to log it. */
+    public Builder retryListener(RetryListener listener) {
+      this.retryListener = listener;
+      return this;
+    }
+
+    /** Use this channel (e.g. with TLS, or in-process in tests) instead of one for the target; not closed by the client. */
+    public Builder channel(ManagedChannel channel) {
+      this.channel = channel;
+      return this;
+    }
+
+    public S2SidecarClient build() {
+      return new S2SidecarClient(this);
+    }
+  }
+}

@@ -1,0 +1,104 @@
+"""The Java client (`clients/java`): built offline with Maven (its JUnit tests run in the build),
+then its example CLI against a real sidecar (the shared scenarios) and its restart driver across
+real sidecar restarts (tests/clients/restarts.py).
+
+Needs `clients/java/install-toolchain.sh` first (it fills the local Maven repository); skips,
+saying why, only when java or mvn is missing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+
+import pytest
+
+from tests.clients import cli_scenarios, restarts
+from tests.clients.conftest import ROOT, Live
+
+JAVA_DIR = ROOT / "clients" / "java"
+TARGET = JAVA_DIR / "target"
+PACKAGE = "dev.s2sidecar.client.example"
+# Short-lived JVMs: C1 only starts faster, and these programs are never CPU-bound for long.
+JVM_FLAGS = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
+
+
+@pytest.fixture(scope="module")
+def classpath() -> str:
+    """Builds the client with `mvn -o package` (compile, JUnit tests, jar, target/classpath.txt)."""
+    for tool in ("java", "mvn"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed: the Java client needs Java 17+ and Maven")
+    result = subprocess.run(
+        ["mvn", "-o", "-B", "-q", "package"], cwd=JAVA_DIR, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, (
+        "mvn -o package failed (run clients/java/install-toolchain.sh if dependencies are missing):\n"
+        f"{result.stdout[-5000:]}\n{result.stderr[-3000:]}"
+    )
+    return f"{TARGET / 'classes'}:{(TARGET / 'classpath.txt').read_text().strip()}"
+
+
+def java(classpath: str, main: str) -> list[str]:
+    java_bin = shutil.which("java")
+    assert java_bin is not None
+    return [java_bin, *JVM_FLAGS, "-cp", classpath, f"{PACKAGE}.{main}"]
+
+
+def test_java_unit_tests_ran_and_passed(classpath: str) -> None:
+    """The build ran the JUnit tests (resume logic, errors, a scripted in-process service)."""
+    reports = list((TARGET / "surefire-reports").glob("TEST-*.xml"))
+    suites = [ET.parse(p).getroot() for p in reports]
+    assert {s.get("name") for s in suites} >= {
+        "dev.s2sidecar.client.RetryPolicyTest",
+        "dev.s2sidecar.client.SessionStateTest",
+        "dev.s2sidecar.client.SidecarExceptionTest",
+        "dev.s2sidecar.client.ScriptedServiceTest",
+    }
+    assert sum(int(s.get("tests", "0")) for s in suites) >= 20
+    assert all(s.get("failures") == "0" and s.get("errors") == "0" for s in suites)
+
+
+@pytest.fixture
+def cmd_for(classpath: str) -> Callable[[str], list[str]]:
+    return lambda address: [*java(classpath, "Example"), "-addr", address]
+
+
+@pytest.mark.parametrize("scenario", cli_scenarios.SCENARIOS, ids=lambda f: f.__name__)
+async def test_java_example(scenario, cmd_for: Callable[[str], list[str]], live: Live, stream: str) -> None:
+    await scenario(cmd_for(live.address), live, stream)
+
+
+async def test_java_example_over_a_unix_socket(cmd_for: Callable[[str], list[str]], live: Live, stream: str) -> None:
+    await cli_scenarios.unix_socket(cmd_for, live, stream)
+
+
+async def test_java_example_with_an_app_token(
+    cmd_for: Callable[[str], list[str]], token_live: Live, stream: str
+) -> None:
+    await cli_scenarios.app_token(cmd_for, token_live, stream)
+
+
+@pytest.fixture
+def driver(classpath: str) -> restarts.DriverCmd:
+    def cmd(address: str, stream: str, start: int, count: int | None) -> list[str]:
+        argv = [*java(classpath, "RestartDriver"), "--addr", address, "--stream", stream]
+        argv += ["--start-seq-num", str(start)]
+        return argv + (["--count", str(count)] if count is not None else [])
+
+    return cmd
+
+
+@pytest.mark.timeout(600)
+async def test_java_catch_up_across_sidecar_restarts(driver: restarts.DriverCmd) -> None:
+    await restarts.catch_up_across_restarts(driver, records=20_000)
+
+
+@pytest.mark.timeout(600)
+async def test_java_follow_across_sidecar_restarts(driver: restarts.DriverCmd) -> None:
+    await restarts.follow_across_restarts(driver)
+
+
+async def test_java_missing_stream_fails_at_once(driver: restarts.DriverCmd) -> None:
+    await restarts.missing_stream_fails_at_once(driver)
