@@ -9,7 +9,8 @@ have() {
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || return 1
   done
-  command -v ruby >/dev/null && command -v grpc_ruby_plugin >/dev/null &&
+  command -v ruby >/dev/null && command -v rake >/dev/null &&
+    command -v grpc_tools_ruby_protoc >/dev/null && command -v grpc_ruby_plugin >/dev/null &&
     ruby -e 'require "grpc"; require "google/protobuf"' 2>/dev/null
 }
 if have; then

@@ -56,6 +56,7 @@ module S2Sidecar
     # (an exclusive timestamp); clamp: starts at the tail instead of failing past it; wait:
     # (seconds, at most 60) long-polls at the tail.
     def read(stream, **opts)
+      opts = opts.compact
       opts = { seq_num: 0, **opts } if (opts.keys & START_FIELDS).empty?
       req = request(V1::ReadRequest, stream, **opts)
       retrying(@timeout && (@timeout + (opts[:wait] || 0))) do |deadline|
@@ -95,10 +96,11 @@ module S2Sidecar
     private
 
     def request(klass, stream, **opts)
+      opts = opts.compact # nil means unset, as for the proto's optional fields
       starts = opts.keys & START_FIELDS
       raise ArgumentError, "give at most one start, not #{starts.join(' and ')}" if starts.size > 1
 
-      klass.new(basin: @basin, stream: stream, **opts.compact)
+      klass.new(basin: @basin, stream: stream, **opts)
     end
 
     # Yields the call's deadline (a Time, or nil for none) until the call succeeds, fails for good,
@@ -119,7 +121,8 @@ module S2Sidecar
     end
   end
 
-  # An auto-resuming ReadSession: Enumerable over its batches. Each #each opens a new call.
+  # An auto-resuming ReadSession: Enumerable over its batches. Each #each opens a call from where
+  # the session stands, so a second #each (after `first`, say) carries on after the first one.
   class Session
     include Enumerable
 
