@@ -131,6 +131,7 @@ def test_invalid_values_are_rejected_by_the_schema(helm: Helm, values: Path, com
     "setting",
     [
         "sidecar.native=yes",  # string, not bool
+        "sidecar.readyRequiresUpstream=sometimes",  # string, not bool
         "sidecar.probes.startup.periodSeconds=0",  # below minimum
         "sidecar.unixSocket.path=relative.sock",
         "sidecar.unixSocket.mode=999",
@@ -277,6 +278,7 @@ def test_rendered_pod_spec(helm: Helm, values: Path) -> None:
     assert float(env["S2_SIDECAR_GRACE_PERIOD"]) == sc["gracePeriodSeconds"]
     assert env["S2_SIDECAR_LOG_LEVEL"] == sc["logLevel"]
     assert env["S2_SIDECAR_LOG_FORMAT"] == sc["logFormat"]
+    assert env["S2_SIDECAR_READY_REQUIRES_UPSTREAM"] == str(sc["readyRequiresUpstream"]).lower()
     if v["s2"]["basinEndpoint"]:
         assert env["S2_BASIN_ENDPOINT"] == v["s2"]["basinEndpoint"]
     else:
@@ -412,6 +414,7 @@ def test_hosted_s2(helm: Helm) -> None:
     assert env["S2_SIDECAR_GRACE_PERIOD"] == "15"
     assert env["S2_SIDECAR_LOG_LEVEL"] == "warning"
     assert env["S2_SIDECAR_REQUEST_TIMEOUT"] == "15"
+    assert env["S2_SIDECAR_READY_REQUIRES_UPSTREAM"] == "true"
     assert entries["S2_ACCESS_TOKEN"] == {
         "name": "S2_ACCESS_TOKEN",
         "valueFrom": {"secretKeyRef": {"name": "s2-credentials", "key": "access-token"}},

@@ -165,6 +165,8 @@ failureThreshold: {{ .probe.failureThreshold | int64 }}
   value: {{ $sc.logLevel | quote }}
 - name: S2_SIDECAR_LOG_FORMAT
   value: {{ $sc.logFormat | quote }}
+- name: S2_SIDECAR_READY_REQUIRES_UPSTREAM
+  value: {{ $sc.readyRequiresUpstream | toString | quote }}
 {{- if $sc.malloc.enabled }}
 - name: MALLOC_MMAP_THRESHOLD_
   value: {{ $sc.malloc.mmapThreshold | int64 | quote }}
