@@ -341,18 +341,19 @@ Session = Callable[..., Awaitable[list[ReadBatch]]]
 
 @pytest.fixture(params=["async", "sync"])
 def session(request: pytest.FixtureRequest, fake: FakeSidecar) -> Session:
-    """Runs one `read_session("s", **kwargs)` to its end with the async or the sync client."""
+    """Runs one `read_session("s", **kwargs)` to its end with the async or the sync client
+    (`retry=FAST` unless given)."""
     if request.param == "async":
 
-        async def run_async(**kwargs: Any) -> list[ReadBatch]:
-            async with S2SidecarClient(fake.address, retry=FAST) as client:
+        async def run_async(retry: RetryPolicy = FAST, **kwargs: Any) -> list[ReadBatch]:
+            async with S2SidecarClient(fake.address, retry=retry) as client:
                 return [b async for b in client.read_session("s", **kwargs)]
 
         return run_async
 
-    async def run_sync(**kwargs: Any) -> list[ReadBatch]:
+    async def run_sync(retry: RetryPolicy = FAST, **kwargs: Any) -> list[ReadBatch]:
         def run() -> list[ReadBatch]:
-            with S2SidecarSyncClient(fake.address, retry=FAST) as client:
+            with S2SidecarSyncClient(fake.address, retry=retry) as client:
                 return list(client.read_session("s", **kwargs))
 
         return await asyncio.to_thread(run)
@@ -471,7 +472,9 @@ async def test_a_session_resumes_across_a_server_that_goes_away(fake: FakeSideca
     """A real transport failure: the server stops mid-session, cutting its calls off, and a new one
     takes its port."""
     fake.script("ReadSession", [Records(3), Heartbeat(3), GoAway()], [Records(2)])
-    batches = await session(start=SeqNum(0), limit=ReadLimit(count=5))
+    # a budget of seconds, not FAST's few milliseconds: the new server takes a moment to listen
+    patient = RetryPolicy(max_attempts=100, min_backoff=0.01, max_backoff=0.05)
+    batches = await session(start=SeqNum(0), limit=ReadLimit(count=5), retry=patient)
     assert seqs(batches) == [0, 1, 2, 3, 4]
     assert sent(fake) == [("seq_num", 0, 5, None, None), ("seq_num", 3, 2, None, None)]
 
