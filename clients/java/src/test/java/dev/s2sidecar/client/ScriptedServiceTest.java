@@ -1,0 +1,267 @@
+package dev.s2sidecar.client;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import com.google.protobuf.ByteString;
+import dev.s2sidecar.v1.CheckTailRequest;
+import dev.s2sidecar.v1.CheckTailResponse;
+import dev.s2sidecar.v1.ReadRequest;
+import dev.s2sidecar.v1.ReadResponse;
+import dev.s2sidecar.v1.ReadSessionRequest;
+import dev.s2sidecar.v1.ReadSessionResponse;
+import dev.s2sidecar.v1.StreamServiceGrpc;
+import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
+import io.grpc.Server;
+import io.grpc.ServerCall;
+import io.grpc.ServerCallHandler;
+import io.grpc.ServerInterceptor;
+import io.grpc.ServerInterceptors;
+import io.grpc.Status;
+import io.grpc.inprocess.InProcessChannelBuilder;
+import io.grpc.inprocess.InProcessServerBuilder;
+import io.grpc.stub.StreamObserver;
+import java.io.IOException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.OptionalLong;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.function.BiConsumer;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The client against an in-process StreamService that plays a script: each call takes the next
+ * step, which answers it (records, heartbeats, a failure). The script records every request.
+ */
+class ScriptedServiceTest {
+  private static final RetryPolicy FAST = new RetryPolicy(5, Duration.ofMillis(1), Duration.ofMillis(2));
+
+  private final ConcurrentLinkedQueue<BiConsumer<Object, StreamObserver<Object>>> script = new ConcurrentLinkedQueue<>();
+  private final List<Object> requests = new ArrayList<>();
+  private final List<String> authorizations = new ArrayList<>();
+  private Server server;
+  private ManagedChannel channel;
+
+  @SuppressWarnings({"unchecked", "rawtypes"})
+  private final class Scripted extends StreamServiceGrpc.StreamServiceImplBase {
+    private void play(Object request, StreamObserver observer) {
+      synchronized (requests) {
+        requests.add(request);
+      }
+      var step = script.poll();
+      if (step == null) {
+        observer.onError(Status.INTERNAL.withDescription("the script has no more steps").asRuntimeException());
+      } else {
+        step.accept(request, observer);
+      }
+    }
+
+    @Override
+    public void read(ReadRequest request, StreamObserver<ReadResponse> observer) {
+      play(request, observer);
+    }
+
+    @Override
+    public void readSession(ReadSessionRequest request, StreamObserver<ReadSessionResponse> observer) {
+      play(request, observer);
+    }
+
+    @Override
+    public void checkTail(CheckTailRequest request, StreamObserver<CheckTailResponse> observer) {
+      play(request, observer);
+    }
+  }
+
+  @BeforeEach
+  void start() throws IOException {
+    String name = InProcessServerBuilder.generateName();
+    ServerInterceptor auth = new ServerInterceptor() {
+      @Override
+      public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers, ServerCallHandler<Q, R> next) {
+        synchronized (authorizations) {
+          authorizations.add(headers.get(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER)));
+        }
+        return next.startCall(call, headers);
+      }
+    };
+    server = InProcessServerBuilder.forName(name)
+        .directExecutor()
+        .addService(ServerInterceptors.intercept(new Scripted(), auth))
+        .build()
+        .start();
+    channel = InProcessChannelBuilder.forName(name).directExecutor().build();
+  }
+
+  @AfterEach
+  void stop() {
+    channel.shutdownNow();
+    server.shutdownNow();
+  }
+
+  private S2SidecarClient client(boolean resume) {
+    return S2SidecarClient.builder().channel(channel).basin("b").token("t0k").retryPolicy(FAST).resume(resume).build();
+  }
+
+  private static ReadSessionResponse records(long from, long to) {
+    var b = ReadSessionResponse.newBuilder();
+    for (long s = from; s < to; s++) {
+      b.addRecords(dev.s2sidecar.v1.SequencedRecord.newBuilder()
+          .setSeqNum(s)
+          .setTimestamp(1000 + s)
+          .setBody(ByteString.copyFromUtf8("r" + s)));
+    }
+    return b.build();
+  }
+
+  private static ReadSessionResponse heartbeat(long tail) {
+    return ReadSessionResponse.newBuilder()
+        .setTail(dev.s2sidecar.v1.StreamPosition.newBuilder().setSeqNum(tail).setTimestamp(9))
+        .build();
+  }
+
+  private void step(Object... answers) {
+    script.add((request, observer) -> {
+      for (Object answer : answers) {
+        if (answer instanceof Throwable t) {
+          observer.onError(t);
+          return;
+        }
+        observer.onNext(answer);
+      }
+      observer.onCompleted();
+    });
+  }
+
+  private static List<Long> drain(ReadSession session) {
+    List<Long> seen = new ArrayList<>();
+    session.forEachRemaining(b -> b.records().forEach(r -> seen.add(r.seqNum())));
+    return seen;
+  }
+
+  private List<ReadSessionRequest> sessionRequests() {
+    return requests.stream().map(ReadSessionRequest.class::cast).toList();
+  }
+
+  @Test
+  void aSessionResumesAfterTheLastRecordWithTheCountReduced() {
+    var drained = Errors.status(Status.Code.UNAVAILABLE, "draining", Map.of("s2-next-seq-num", "2"));
+    step(records(0, 2), drained);
+    step(Errors.status(Status.Code.UNAVAILABLE, "connection refused"));
+    step(records(2, 5));
+    try (var client = client(true);
+        var session = client.readSession("s", ReadOptions.from(ReadStart.tailOffset(9)).limit(ReadLimit.count(5)))) {
+      assertEquals(List.of(0L, 1L, 2L, 3L, 4L), drain(session));
+    }
+    var sent = sessionRequests();
+    assertEquals(3, sent.size());
+    assertEquals(ReadSessionRequest.StartCase.TAIL_OFFSET, sent.get(0).getStartCase());
+    assertEquals(5, sent.get(0).getCount());
+    for (var retry : sent.subList(1, 3)) {
+      assertEquals(2, retry.getSeqNum());
+      assertEquals(3, retry.getCount());
+      assertEquals("b", retry.getBasin());
+    }
+    assertEquals(List.of("Bearer t0k", "Bearer t0k", "Bearer t0k"), authorizations);
+  }
+
+  @Test
+  void aFollowerResumesAtTheTailItsHeartbeatShowed() {
+    step(heartbeat(7), Errors.status(Status.Code.INTERNAL, "RST_STREAM closed stream"));
+    step(records(7, 9));
+    try (var client = client(true); var session = client.readSession("s", ReadOptions.DEFAULT)) {
+      assertEquals(7, session.next().tail().orElseThrow().seqNum());
+      assertEquals(List.of(7L, 8L), drain(session));
+    }
+    assertEquals(7, sessionRequests().get(1).getSeqNum());
+  }
+
+  @Test
+  void aSessionThatReachedItsCountEndsWithoutAnotherCall() {
+    step(records(0, 3), Errors.status(Status.Code.UNAVAILABLE, "gone"));
+    try (var client = client(true);
+        var session = client.readSession("s", ReadOptions.from(ReadStart.seqNum(0)).limit(ReadLimit.count(3)))) {
+      assertEquals(List.of(0L, 1L, 2L), drain(session));
+    }
+    assertEquals(1, requests.size());
+  }
+
+  @Test
+  void notFoundIsThrownAtOnce() {
+    step(Errors.status(Status.Code.NOT_FOUND, "no such stream", Map.of(), Errors.errorInfo("stream_not_found")));
+    try (var client = client(true); var session = client.readSession("s", ReadOptions.DEFAULT)) {
+      var e = assertThrows(SidecarException.StreamNotFound.class, session::hasNext);
+      assertEquals("no such stream", e.getMessage());
+      assertFalse(session.hasNext());
+    }
+    assertEquals(1, requests.size());
+  }
+
+  @Test
+  void aSpentBudgetThrowsTheLastErrorWithWhereToResume() {
+    step(records(0, 4), Errors.status(Status.Code.UNAVAILABLE, "down 1"));
+    for (int i = 2; i <= 5; i++) {
+      step(Errors.status(Status.Code.UNAVAILABLE, "down " + i));
+    }
+    try (var client = client(true); var session = client.readSession("s", ReadOptions.from(ReadStart.seqNum(0)))) {
+      session.next();
+      var e = assertThrows(SidecarException.Unavailable.class, session::hasNext);
+      assertEquals("down 5", e.getMessage()); // FAST allows 5 attempts in a row without progress
+      assertEquals(OptionalLong.of(4), e.nextSeqNum());
+    }
+    assertEquals(5, requests.size());
+  }
+
+  @Test
+  void withResumeOffTheFirstFailureIsThrown() {
+    step(records(0, 1), Errors.status(Status.Code.UNAVAILABLE, "draining", Map.of("s2-next-seq-num", "1")));
+    try (var client = client(false); var session = client.readSession("s", ReadOptions.DEFAULT)) {
+      session.next();
+      var e = assertThrows(SidecarException.Unavailable.class, session::hasNext);
+      assertEquals(OptionalLong.of(1), e.nextSeqNum());
+    }
+    step(Errors.status(Status.Code.UNAVAILABLE, "down"));
+    try (var client = client(false)) {
+      assertThrows(SidecarException.Unavailable.class, () -> client.checkTail("s"));
+    }
+    assertEquals(2, requests.size());
+  }
+
+  @Test
+  void unaryCallsAreRetriedAndTyped() {
+    step(Errors.status(Status.Code.UNAVAILABLE, "restarting"));
+    step(ReadResponse.newBuilder().addAllRecords(records(0, 2).getRecordsList()).build());
+    step(Errors.status(Status.Code.UNAVAILABLE, "restarting"));
+    step(CheckTailResponse.newBuilder()
+        .setTail(dev.s2sidecar.v1.StreamPosition.newBuilder().setSeqNum(2).setTimestamp(1001))
+        .build());
+    step(Errors.status(Status.Code.OUT_OF_RANGE, "past the tail", Map.of("s2-tail-seq-num", "2")));
+    try (var client = client(true)) {
+      ReadBatch batch = client.read("s", ReadOptions.from(ReadStart.seqNum(0)));
+      assertEquals("r1", batch.records().get(1).bodyUtf8());
+      assertEquals(new StreamPosition(2, 1001), client.checkTail("s"));
+      var e = assertThrows(SidecarException.RangeNotSatisfiable.class, () -> client.read("s", ReadOptions.from(ReadStart.seqNum(5))));
+      assertEquals(2, e.tail().seqNum());
+    }
+    assertEquals(5, requests.size());
+    assertEquals(0, ((ReadRequest) requests.get(1)).getSeqNum());
+    assertEquals(5, ((ReadRequest) requests.get(4)).getSeqNum());
+  }
+
+  @Test
+  void closeEndsAFollowingSession() {
+    script.add((request, observer) -> observer.onNext(records(0, 1))); // then never ends
+    try (var client = client(true)) {
+      var session = client.readSession("s", ReadOptions.DEFAULT);
+      assertEquals(0, session.next().records().get(0).seqNum());
+      session.close();
+      assertFalse(session.hasNext());
+    }
+    assertEquals(1, requests.size());
+  }
+}
