@@ -69,7 +69,9 @@ def error(code: grpc.StatusCode, message: str = "x", retry_after: float | None =
     ],
 )
 def test_what_is_retried(code: grpc.StatusCode, message: str, retry_after: float | None, retried: bool) -> None:
-    assert is_retryable(error(code, message, retry_after)) is retried
+    err = error(code, message, retry_after)
+    assert is_retryable(err) is retried
+    assert err.retryable is retried
 
 
 def test_backoff_doubles_from_100ms_to_1s_with_up_to_as_much_again_of_jitter() -> None:

@@ -7,12 +7,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
-from s2sidecar_client.errors import SidecarError
 from s2sidecar_client.types import ReadBatch, SequencedRecord
+
+if TYPE_CHECKING:  # errors.py asks is_retryable for `SidecarError.retryable`
+    from s2sidecar_client.errors import SidecarError
 
 # INTERNAL / UNKNOWN are server bugs unless the message shows the connection itself broke.
 _TRANSPORT_FAILURES = ("RST_STREAM", "Stream removed", "Connection reset")

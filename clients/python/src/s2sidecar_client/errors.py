@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from s2sidecar_client._resume import is_retryable
 from s2sidecar_client.types import StreamPosition
 
 DOMAIN = "s2.dev"
@@ -36,8 +37,8 @@ TAIL_TIMESTAMP_KEY = "s2-tail-timestamp"
 
 class SidecarError(Exception):
     """A call failed. `reason` is S2's error code (ErrorInfo.reason, e.g. "stream_not_found"),
-    `metadata` the ErrorInfo metadata, `retry_after` the RetryInfo delay in seconds (None: do
-    not retry as is), `trailers` the raw trailing metadata (text values only)."""
+    `metadata` the ErrorInfo metadata, `retry_after` the RetryInfo delay in seconds (None: the
+    sidecar named none), `trailers` the raw trailing metadata (text values only)."""
 
     def __init__(
         self,
@@ -76,7 +77,9 @@ class SidecarError(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.retry_after is not None
+        """Whether the client retries this failure (clients/RESUME.md): UNAVAILABLE, a
+        RESOURCE_EXHAUSTED or ABORTED with a RetryInfo delay, or a broken connection."""
+        return is_retryable(self)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code.name}, reason={self.reason!r}, message={self.message!r})"
