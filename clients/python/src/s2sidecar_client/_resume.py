@@ -106,7 +106,9 @@ class SessionState:
     """One resuming `ReadSession`: its position, what it has delivered, and the request that
     continues it. Feed it every batch (heartbeats included) and every failure."""
 
-    def __init__(self, request: pb.ReadSessionRequest, policy: RetryPolicy, rng: Callable[[], float] = random.random):
+    def __init__(
+        self, request: pb.ReadSessionRequest, policy: RetryPolicy, rng: Callable[[], float] = random.random
+    ) -> None:
         self._original = request
         self.attempts = Attempts(policy, rng)
         self.next_seq_num: int | None = None  # None until a record or heartbeat says where we are
