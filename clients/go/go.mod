@@ -1,10 +1,15 @@
 module github.com/s2-sidecar/s2-sidecar/clients/go
 
-go 1.19
+go 1.26.0
 
-// The versions Debian 12 packages, which build.sh uses offline (GOPATH mode, no go.sum needed).
-// For a module-mode build with the Go proxy, run `go mod tidy` once (it writes go.sum).
 require (
-	google.golang.org/grpc v1.33.3
-	google.golang.org/protobuf v1.28.1
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20261110000943-09e21b237f2c
+	google.golang.org/grpc v1.85.0
+	google.golang.org/protobuf v1.36.12
+)
+
+require (
+	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
 )

@@ -1,29 +1,31 @@
 #!/usr/bin/env bash
-# Installs what the Go client needs, from Debian packages (no Go module proxy):
-# Go 1.19, grpc-go 1.33, protobuf-go 1.28, genproto, github.com/golang/protobuf 1.5 (grpc-go's codec
-# calls it; Debian's default 1.3 panics on messages from today's protoc-gen-go), protoc-gen-go and
-# protoc-gen-go-grpc.
-# Idempotent: does nothing when everything is already there. Needs root (or sudo) and apt.
+# Installs the protoc plugins for the Go stubs into <repo>/.tools/bin and downloads the Go module's
+# dependencies (go.sum pins them), so `tools/genproto.py` and `go build` find everything later.
+# Needs Go >= the `go` line of go.mod. Idempotent: an installed plugin of the pinned version is kept.
+#   clients/go/install-toolchain.sh
 set -euo pipefail
-pkgs=(golang-go golang-google-grpc-dev golang-google-protobuf-dev golang-google-genproto-dev
-      golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc)
-have() {
-  for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || return 1
-  done
-  command -v go >/dev/null && command -v protoc-gen-go >/dev/null && command -v protoc-gen-go-grpc >/dev/null &&
-    [ -d /usr/share/gocode/src/google.golang.org/grpc ] &&
-    [ -d /usr/share/gocode/src/google.golang.org/protobuf ] &&
-    [ -d /usr/share/gocode/src/google.golang.org/genproto/googleapis/rpc/errdetails ]
-}
-if have; then
-  echo "install-toolchain: already installed ($(go version))"
-  exit 0
-fi
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
-have || { echo "install-toolchain: packages installed but something is still missing" >&2; exit 1; }
-echo "install-toolchain: installed $(go version)"
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+export GOBIN="$repo/.tools/bin"
+
+# Pinned; bump together with the stubs (`python tools/genproto.py` then shows the diff).
+# protoc-gen-go is versioned with google.golang.org/protobuf, which go.mod pins too.
+plugins=(
+  "google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12"
+  "google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2"
+)
+
+command -v go >/dev/null || { echo "install-toolchain: go is not on PATH (need $(grep '^go ' "$here/go.mod"))" >&2; exit 1; }
+mkdir -p "$GOBIN"
+for spec in "${plugins[@]}"; do
+  pkg="${spec%@*}" version="${spec#*@}" bin="$GOBIN/${pkg##*/}"
+  # `go version -m` reads the module version the binary was built from.
+  if [ -x "$bin" ] && go version -m "$bin" | grep -qE "^[[:space:]]+mod[[:space:]].*[[:space:]]$version([[:space:]]|$)"; then
+    echo "install-toolchain: ${pkg##*/} $version already installed"
+  else
+    go install "$spec"
+    echo "install-toolchain: installed ${pkg##*/} $version into $GOBIN"
+  fi
+done
+(cd "$here" && go mod download)
+echo "install-toolchain: modules downloaded ($(go version))"

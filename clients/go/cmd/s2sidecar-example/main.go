@@ -1,4 +1,4 @@
-// Command s2sidecar-example reads S2 streams through an s2-sidecar with the generated Go stubs.
+// Command s2sidecar-example reads S2 streams through an s2-sidecar with the s2sidecar client package.
 //
 //	s2sidecar-example -addr 127.0.0.1:50051 read   -stream orders -seq-num 0 -count 100
 //	s2sidecar-example -addr 127.0.0.1:50051 read   -stream orders -timestamp 1700000005000 -until 1700000008000
@@ -16,22 +16,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"strings"
-	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
-
+	"github.com/s2-sidecar/s2-sidecar/clients/go/s2sidecar"
 	pb "github.com/s2-sidecar/s2-sidecar/clients/go/s2sidecarv1"
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:50051", "sidecar address: host:port or unix:/path")
+	addr := flag.String("addr", s2sidecar.DefaultTarget(), "sidecar address: host:port or unix:/path (default: env S2_SIDECAR_ADDRESS, else 127.0.0.1:50051)")
 	token := flag.String("token", os.Getenv("S2_SIDECAR_APP_TOKEN"), "the sidecar's app token, if it requires one")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: s2sidecar-example [-addr ADDR] read|follow|tail -stream NAME [options]")
@@ -54,21 +46,16 @@ func main() {
 	n := fs.Int("n", 0, "follow: exit after this many records (0: follow for ever)")
 	_ = fs.Parse(flag.Args()[1:])
 
-	conn, err := grpc.Dial(*addr, grpc.WithInsecure())
+	client, err := s2sidecar.New(*addr, s2sidecar.WithToken(*token))
 	if err != nil {
 		fail(err)
 	}
-	defer conn.Close()
-	client := pb.NewStreamServiceClient(conn)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if *token != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+*token)
-	}
+	defer client.Close()
+	ctx := context.Background()
 
 	switch cmd {
 	case "read":
-		req := &pb.ReadRequest{Basin: *basin, Stream: *stream}
+		req := &pb.ReadRequest{Basin: *basin, Stream: *stream, Count: optional(*count), Until: optional(*until)}
 		switch {
 		case *seqNum >= 0:
 			req.Start = &pb.ReadRequest_SeqNum{SeqNum: uint64(*seqNum)}
@@ -77,20 +64,15 @@ func main() {
 		case *tailOffset >= 0:
 			req.Start = &pb.ReadRequest_TailOffset{TailOffset: uint64(*tailOffset)}
 		}
-		req.Count = optional(*count)
-		req.Until = optional(*until)
-		var trailer metadata.MD
-		callCtx, done := context.WithTimeout(ctx, 30*time.Second)
-		defer done()
-		resp, err := client.Read(callCtx, req, grpc.Trailer(&trailer))
+		resp, err := client.Read(ctx, req) // retried while the sidecar restarts, within 30 s
 		if err != nil {
-			failRPC(err, trailer)
+			fail(err)
 		}
 		for _, r := range resp.Records {
 			printRecord(r)
 		}
 	case "follow":
-		req := &pb.ReadSessionRequest{Basin: *basin, Stream: *stream}
+		req := &pb.ReadSessionRequest{Basin: *basin, Stream: *stream, Count: optional(*count), Until: optional(*until)}
 		switch {
 		case *seqNum >= 0:
 			req.Start = &pb.ReadSessionRequest_SeqNum{SeqNum: uint64(*seqNum)}
@@ -99,41 +81,28 @@ func main() {
 		case *tailOffset >= 0:
 			req.Start = &pb.ReadSessionRequest_TailOffset{TailOffset: uint64(*tailOffset)}
 		}
-		req.Count = optional(*count)
-		req.Until = optional(*until)
-		session, err := client.ReadSession(ctx, req)
-		if err != nil {
-			failRPC(err, nil)
-		}
+		session := client.ReadSession(ctx, req) // resumes across sidecar restarts
+		defer session.Close()
 		seen := 0
-		for {
-			msg, err := session.Recv()
-			if errors.Is(err, io.EOF) {
-				return // the session reached its stop
-			}
-			if err != nil {
-				failRPC(err, session.Trailer())
-			}
-			if len(msg.Records) == 0 {
-				continue // a heartbeat: caught up to msg.Tail, still healthy
-			}
-			for _, r := range msg.Records {
+		for session.Next() {
+			// a batch without records is a heartbeat: caught up to its tail, still healthy
+			for _, r := range session.Batch().Records {
 				printRecord(r)
 				seen++
 				if *n > 0 && seen >= *n {
-					return // cancel() ends the session
+					return // the deferred Close ends the session
 				}
 			}
 		}
-	case "tail":
-		var trailer metadata.MD
-		callCtx, done := context.WithTimeout(ctx, 30*time.Second)
-		defer done()
-		resp, err := client.CheckTail(callCtx, &pb.CheckTailRequest{Basin: *basin, Stream: *stream}, grpc.Trailer(&trailer))
-		if err != nil {
-			failRPC(err, trailer)
+		if err := session.Err(); err != nil {
+			fail(err)
 		}
-		emit(map[string]interface{}{"tail": map[string]uint64{
+	case "tail":
+		resp, err := client.CheckTail(ctx, &pb.CheckTailRequest{Basin: *basin, Stream: *stream})
+		if err != nil {
+			fail(err)
+		}
+		emit(map[string]any{"tail": map[string]uint64{
 			"seq_num": resp.Tail.GetSeqNum(), "timestamp": resp.Tail.GetTimestamp(),
 		}})
 	default:
@@ -155,49 +124,43 @@ func printRecord(r *pb.SequencedRecord) {
 	for _, h := range r.Headers {
 		headers = append(headers, [2]string{string(h.Name), string(h.Value)})
 	}
-	emit(map[string]interface{}{
+	emit(map[string]any{
 		"seq_num": r.SeqNum, "timestamp": r.Timestamp, "headers": headers, "body": string(r.Body),
 	})
 }
 
-func emit(v interface{}) {
+func emit(v any) {
 	line, _ := json.Marshal(v)
 	fmt.Println(string(line))
 }
 
-// failRPC prints what the sidecar said went wrong: the gRPC code and message, and from the
-// google.rpc.Status details the S2 error code (ErrorInfo.reason), the field to fix (BadRequest)
-// and when to retry (RetryInfo); trailing metadata gives the tail (OUT_OF_RANGE) or where to
-// resume a session (UNAVAILABLE).
-func failRPC(err error, trailer metadata.MD) {
-	st := status.Convert(err)
-	out := map[string]interface{}{"error": st.Code().String(), "message": st.Message()}
-	for _, d := range st.Details() {
-		switch info := d.(type) {
-		case *errdetails.ErrorInfo:
-			out["reason"] = info.Reason
-			out["domain"] = info.Domain
-		case *errdetails.BadRequest:
-			for _, v := range info.FieldViolations {
-				out["field"] = v.Field
-			}
-		case *errdetails.RetryInfo:
-			out["retry_after_ms"] = info.RetryDelay.GetSeconds()*1000 + int64(info.RetryDelay.GetNanos())/1e6
+// fail prints what the sidecar said went wrong (an *s2sidecar.Error: the gRPC code and message,
+// the S2 error code, the field to fix, when to retry, the tail or where to resume a session), or
+// any other error as is, and exits 2.
+func fail(err error) {
+	var e *s2sidecar.Error
+	if !errors.As(err, &e) {
+		emit(map[string]string{"error": err.Error()})
+		os.Exit(2)
+	}
+	out := map[string]any{"error": e.Code.String(), "message": e.Message}
+	if e.Reason != "" {
+		out["reason"], out["domain"] = e.Reason, e.Domain
+	}
+	if e.Field != "" {
+		out["field"] = e.Field
+	}
+	if e.RetryAfter != nil {
+		out["retry_after_ms"] = e.RetryAfter.Milliseconds()
+	}
+	for key, v := range map[string]*uint64{"tail_seq_num": e.TailSeqNum, "tail_timestamp": e.TailTimestamp, "next_seq_num": e.NextSeqNum} {
+		if v != nil {
+			out[key] = *v
 		}
 	}
-	for _, key := range []string{"s2-tail-seq-num", "s2-tail-timestamp", "s2-next-seq-num"} {
-		if v := trailer.Get(key); len(v) > 0 {
-			out[strings.ReplaceAll(strings.TrimPrefix(key, "s2-"), "-", "_")] = v[0]
-		}
-	}
-	if st.Code() == codes.NotFound && out["reason"] == "stream_not_found" {
+	if s2sidecar.IsNotFound(err) && e.Reason == "stream_not_found" {
 		out["hint"] = "no such stream: check the name or create it"
 	}
 	emit(out)
-	os.Exit(2)
-}
-
-func fail(err error) {
-	emit(map[string]string{"error": err.Error()})
 	os.Exit(2)
 }
