@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -66,7 +66,12 @@ def cmd_for(classpath: str) -> Callable[[str], list[str]]:
 
 
 @pytest.mark.parametrize("scenario", cli_scenarios.SCENARIOS, ids=lambda f: f.__name__)
-async def test_java_example(scenario, cmd_for: Callable[[str], list[str]], live: Live, stream: str) -> None:
+async def test_java_example(
+    scenario: Callable[[list[str], Live, str], Awaitable[None]],
+    cmd_for: Callable[[str], list[str]],
+    live: Live,
+    stream: str,
+) -> None:
     await scenario(cmd_for(live.address), live, stream)
 
 
