@@ -6,7 +6,7 @@
 #     pom.xml) with the grpc-java plugin 1.83.1, the newest whose linux-x86_64 build Central serves
 #     (1.84.2 and 1.85.x answer 404); its stubs run on the newer grpc-java runtime (1.85.1).
 #   - every Maven dependency and plugin of clients/java, so that `mvn -o` builds offline.
-# Idempotent: skips what is already there.
+# Idempotent: fetches only what is missing.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -42,5 +42,9 @@ fetch io.grpc:protoc-gen-grpc-java "$plugin_version" "$bin/protoc-gen-grpc-java-
 # A first build fetches every dependency and plugin that the offline build (`mvn -o`) uses,
 # including surefire's JUnit provider, which only running the tests resolves (dependency:go-offline
 # misses it). Test failures are not this script's business: the tests report them.
-(cd "$here" && mvn -q -B package -Dmaven.test.failure.ignore=true >/dev/null)
+if ! (cd "$here" && mvn -q -B package -Dmaven.test.failure.ignore=true >"$tmp/build.log" 2>&1); then
+  tail -40 "$tmp/build.log" >&2
+  echo "install-toolchain: the first Maven build of clients/java failed (above)" >&2
+  exit 1
+fi
 echo "install-toolchain: the Maven dependencies of clients/java are in the local repository"

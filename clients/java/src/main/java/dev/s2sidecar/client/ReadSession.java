@@ -8,6 +8,7 @@ import java.time.Duration;
 import java.util.Iterator;
 import java.util.NoSuchElementException;
 import java.util.Optional;
+import java.util.OptionalLong;
 
 /**
  * A ReadSession's batches, in order, blocking in {@link #hasNext()} until the next one arrives.
@@ -80,7 +81,7 @@ public final class ReadSession implements Iterator<ReadBatch>, AutoCloseable {
   }
 
   /** Where the session stands: the seq_num after the last record or heartbeat delivered. */
-  public java.util.OptionalLong nextSeqNum() {
+  public OptionalLong nextSeqNum() {
     return state.nextSeqNum();
   }
 

@@ -31,13 +31,12 @@ public record RetryPolicy(int maxAttempts, Duration minBackoff, Duration maxBack
 
   /** The wait before retry number {@code attempt} (1, 2, ...); {@code random} gives [0, 1). */
   public Duration backoff(int attempt, DoubleSupplier random) {
-    // min(min * 2^(n-1), max) without overflowing for large n
-    Duration base = maxBackoff;
-    if (attempt <= 31) {
-      long nanos = minBackoff.toNanos() << (attempt - 1);
-      if (nanos >= 0 && nanos < maxBackoff.toNanos()) {
-        base = Duration.ofNanos(nanos);
-      }
+    Duration base = minBackoff; // min(minBackoff * 2^(n-1), maxBackoff), doubling only up to the cap
+    for (int n = 1; n < attempt && base.compareTo(maxBackoff) < 0; n++) {
+      base = base.multipliedBy(2);
+    }
+    if (base.compareTo(maxBackoff) > 0) {
+      base = maxBackoff;
     }
     return base.plusNanos((long) (random.getAsDouble() * base.toNanos()));
   }

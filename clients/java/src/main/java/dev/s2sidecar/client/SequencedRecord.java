@@ -5,7 +5,8 @@ import java.util.List;
 
 /**
  * A record as stored in the stream: its position, timestamp (milliseconds), headers in append
- * order, and body.
+ * order, and body. (Like any record with array components, two records compare equal only if
+ * they share the arrays: compare {@code seqNum} instead.)
  */
 public record SequencedRecord(long seqNum, long timestamp, List<Header> headers, byte[] body) {
   public SequencedRecord {

@@ -238,6 +238,10 @@ public class SidecarException extends RuntimeException {
     }
     Status status = Status.fromThrowable(t);
     String message = status.getDescription() != null ? status.getDescription() : status.getCode().name();
+    if (status.getCause() != null && status.getCause().getMessage() != null) {
+      // grpc-java says "io exception" for a refused or reset connection: the cause says which
+      message += ": " + status.getCause().getMessage();
+    }
     Details details = details(t);
     Constructor make =
         switch (status.getCode()) {
