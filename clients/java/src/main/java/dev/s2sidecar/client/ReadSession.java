@@ -24,7 +24,7 @@ import java.util.OptionalLong;
 public final class ReadSession implements Iterator<ReadBatch>, AutoCloseable {
   private final S2SidecarClient client;
   private final SessionState state;
-  private Context.CancellableContext call; // the current attempt, cancelled to end it
+  private volatile Context.CancellableContext call; // the current attempt; close() may cancel it from another thread
   private Iterator<ReadSessionResponse> responses;
   private ReadBatch next;
   private boolean done;
@@ -61,7 +61,12 @@ public final class ReadSession implements Iterator<ReadBatch>, AutoCloseable {
           done = true;
           throw error;
         }
-        client.beforeRetry("ReadSession", state.failures(), delay.get(), error);
+        try {
+          client.beforeRetry("ReadSession", state.failures(), delay.get(), error);
+        } catch (SidecarException interrupted) {
+          done = true;
+          throw interrupted;
+        }
       }
     }
     if (done) {
@@ -103,19 +108,24 @@ public final class ReadSession implements Iterator<ReadBatch>, AutoCloseable {
     }
     // The blocking stub's call belongs to the Context current when it starts: a cancellable one
     // lets close() end it.
-    call = Context.current().withCancellation();
-    Context previous = call.attach();
+    Context.CancellableContext attempt = Context.current().withCancellation();
+    call = attempt;
+    Context previous = attempt.attach();
     try {
       responses = client.stub().readSession(request.get());
     } finally {
-      call.detach(previous);
+      attempt.detach(previous);
+    }
+    if (closed) {
+      attempt.cancel(null); // close() came between the check above and `call = attempt`
     }
     return true;
   }
 
   private void endCall() {
-    if (call != null) {
-      call.cancel(null);
+    Context.CancellableContext attempt = call;
+    if (attempt != null) {
+      attempt.cancel(null);
       call = null;
     }
     responses = null;

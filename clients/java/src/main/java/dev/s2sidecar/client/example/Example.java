@@ -1,6 +1,5 @@
 package dev.s2sidecar.client.example;
 
-import dev.s2sidecar.client.Header;
 import dev.s2sidecar.client.ReadBatch;
 import dev.s2sidecar.client.ReadLimit;
 import dev.s2sidecar.client.ReadOptions;
