@@ -7,6 +7,7 @@ The emulator runs in this process, so the streams outlive the sidecar and append
 down. Each client brings a driver (RESUME.md, "The restart test's driver"): a command that prints
 `<seq_num> <body>` per record. `DriverCmd(address, stream, start_seq_num, count)` builds its argv.
 
+    await restarts.catch_up_and_follow_across_restarts(cmd)  # both at once: issue 12's test
     await restarts.catch_up_across_restarts(cmd)     # 100,000 records, bounded session
     await restarts.follow_across_restarts(cmd)       # live follower while a writer appends
     await restarts.missing_stream_fails_at_once(cmd) # NOT_FOUND is not retried
@@ -204,42 +205,33 @@ def _rng() -> random.Random:
     return random.Random(seed)
 
 
+async def catch_up_and_follow_across_restarts(cmd: DriverCmd, *, records: int = 100_000) -> None:
+    """Issue 12's test: a catch-up over `records` records and a live follower at once, while the
+    sidecar is stopped 10 times and started again."""
+    await across_restarts(cmd, catch_up=records, follow=True)
+
+
 async def catch_up_across_restarts(cmd: DriverCmd, *, records: int = 100_000) -> None:
-    """A bounded session over `records` records; the sidecar is stopped each time the driver has
-    printed past another random point, and started again after a random pause."""
-    rng = _rng()
-    stream = f"catch-up-{next(_names)}"
-    async with _world() as (emulator, sidecar, http):
-        for lo in range(0, records, 1000):
-            await _append(http, emulator, stream, range(lo, min(records, lo + 1000)))
-        await sidecar.start()
-        driver = Driver(cmd(sidecar.address, stream, 0, records))
-        await driver.start()
-        try:
-            # The driver stands still while the sidecar is down, and each point is watched from the
-            # moment it is back, so every stop lands mid-session (checked: the driver is still running).
-            points = sorted(rng.sample(range(records // 50, records * 7 // 10), RESTARTS))
-            for point, sig in zip(points, _signals(rng), strict=True):
-                await driver.until_seen(point, within=120)
-                await sidecar.stop(sig)
-                await driver.assert_running(f"stop {len(sidecar.stops)} ({sig.name}) did not land mid-session")
-                await asyncio.sleep(rng.uniform(0.0, 1.0))
-                await sidecar.start()
-            code = await driver.exit_code(within=120)
-            assert code == 0, driver.report(f"driver exited {code}")
-            assert_exactly_once(driver.seen, records)
-            assert len(sidecar.stops) == RESTARTS
-        finally:
-            await driver.kill()
+    await across_restarts(cmd, catch_up=records, follow=False)
 
 
 async def follow_across_restarts(cmd: DriverCmd) -> None:
-    """A live follower from seq_num 0 while a writer appends small batches all along, including
-    while the sidecar is down: after the last restart it must have every record, once, in order."""
+    await across_restarts(cmd, catch_up=None, follow=True)
+
+
+async def across_restarts(cmd: DriverCmd, *, catch_up: int | None, follow: bool) -> None:
+    """`catch_up`: a bounded session over that many records; the sidecar is stopped each time its
+    driver has printed past another random point. `follow`: a live follower from seq_num 0 while a
+    writer appends small batches all along, including while the sidecar is down (without a catch-up,
+    stops come at random times). Every session must end with each record once, in order."""
+    assert catch_up or follow
     rng = _rng()
-    stream = f"follow-{next(_names)}"
+    n = next(_names)
     async with _world() as (emulator, sidecar, http):
-        await _append(http, emulator, stream, range(0, 100))
+        if catch_up:
+            for lo in range(0, catch_up, 1000):
+                await _append(http, emulator, f"catch-up-{n}", range(lo, min(catch_up, lo + 1000)))
+        await _append(http, emulator, f"follow-{n}", range(0, 100))
         written = 100
         down = False
         written_while_down: list[int] = []
@@ -247,39 +239,57 @@ async def follow_across_restarts(cmd: DriverCmd) -> None:
         async def writer() -> None:
             nonlocal written
             while True:
-                n = rng.randint(1, 50)
-                await _append(http, emulator, stream, range(written, written + n))
+                k = rng.randint(1, 50)
+                await _append(http, emulator, f"follow-{n}", range(written, written + k))
                 if down:
-                    written_while_down.extend(range(written, written + n))
-                written += n
+                    written_while_down.extend(range(written, written + k))
+                written += k
                 await asyncio.sleep(rng.uniform(0.005, 0.05))
 
         await sidecar.start()
-        driver = Driver(cmd(sidecar.address, stream, 0, None))
-        await driver.start()
-        writing = asyncio.create_task(writer())
+        catching_up = Driver(cmd(sidecar.address, f"catch-up-{n}", 0, catch_up)) if catch_up else None
+        following = Driver(cmd(sidecar.address, f"follow-{n}", 0, None)) if follow else None
+        drivers = [d for d in (catching_up, following) if d is not None]
+        for d in drivers:
+            await d.start()
+        writing = asyncio.create_task(writer()) if following else None
         try:
-            await driver.until_seen(100, within=60)
-            for sig in _signals(rng):
-                await asyncio.sleep(rng.uniform(0.2, 1.5))
-                await driver.assert_running(f"it ended while following, before stop {len(sidecar.stops) + 1}")
+            if following:
+                await following.until_seen(100, within=60)
+            # The catch-up driver stands still while the sidecar is down and each point is watched
+            # from the moment it is back, so every stop lands mid-session (checked: still running).
+            points = sorted(rng.sample(range(catch_up // 50, catch_up * 7 // 10), RESTARTS)) if catch_up else None
+            for i, sig in enumerate(_signals(rng)):
+                if catching_up and points:
+                    await catching_up.until_seen(points[i], within=120)
+                else:
+                    await asyncio.sleep(rng.uniform(0.2, 1.5))
+                for d in drivers:
+                    await d.assert_running(f"it ended before stop {i + 1} ({sig.name})")
                 await sidecar.stop(sig)
                 down = True
-                await asyncio.sleep(rng.uniform(0.2, 1.0))
+                await asyncio.sleep(rng.uniform(0.0, 1.0))
                 down = False
                 await sidecar.start()
-            await asyncio.sleep(rng.uniform(0.2, 1.0))
-            writing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writing
-            await driver.until_seen(written, within=60)
-            await asyncio.sleep(0.5)  # anything past the last record (a repeat) would show up here
-            assert_exactly_once(driver.seen, written)
-            assert written_while_down, "the writer appended nothing while the sidecar was down"
+            if catching_up and catch_up:
+                code = await catching_up.exit_code(within=120)
+                assert code == 0, catching_up.report(f"catch-up driver exited {code}")
+                assert_exactly_once(catching_up.seen, catch_up)
+            if following and writing:
+                await asyncio.sleep(rng.uniform(0.2, 1.0))
+                writing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writing
+                await following.until_seen(written, within=60)
+                await asyncio.sleep(0.5)  # anything past the last record (a repeat) would show up here
+                assert_exactly_once(following.seen, written)
+                assert written_while_down, "the writer appended nothing while the sidecar was down"
             assert len(sidecar.stops) == RESTARTS
         finally:
-            writing.cancel()
-            await driver.kill()
+            if writing:
+                writing.cancel()
+            for d in drivers:
+                await d.kill()
 
 
 async def missing_stream_fails_at_once(cmd: DriverCmd) -> None:

@@ -24,13 +24,8 @@ def driver(*extra: str) -> restarts.DriverCmd:
 
 
 @pytest.mark.timeout(600)
-async def test_python_catch_up_across_sidecar_restarts() -> None:
-    await restarts.catch_up_across_restarts(driver())
-
-
-@pytest.mark.timeout(600)
-async def test_python_follow_across_sidecar_restarts() -> None:
-    await restarts.follow_across_restarts(driver())
+async def test_python_catch_up_and_follow_across_sidecar_restarts() -> None:
+    await restarts.catch_up_and_follow_across_restarts(driver())
 
 
 async def test_python_missing_stream_fails_at_once() -> None:
@@ -38,10 +33,5 @@ async def test_python_missing_stream_fails_at_once() -> None:
 
 
 @pytest.mark.timeout(600)
-async def test_python_sync_catch_up_across_sidecar_restarts() -> None:
-    await restarts.catch_up_across_restarts(driver("--sync"), records=30_000)
-
-
-@pytest.mark.timeout(600)
-async def test_python_sync_follow_across_sidecar_restarts() -> None:
-    await restarts.follow_across_restarts(driver("--sync"))
+async def test_python_sync_catch_up_and_follow_across_sidecar_restarts() -> None:
+    await restarts.catch_up_and_follow_across_restarts(driver("--sync"), records=30_000)
