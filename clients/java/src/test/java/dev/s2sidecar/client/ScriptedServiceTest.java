@@ -29,11 +29,14 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.OptionalLong;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.CountDownLatch;
 import java.util.function.BiConsumer;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 
 /**
  * The client against an in-process StreamService that plays a script: each call takes the next
@@ -261,6 +264,24 @@ class ScriptedServiceTest {
       assertEquals(0, session.next().records().get(0).seqNum());
       session.close();
       assertFalse(session.hasNext());
+    }
+    assertEquals(1, requests.size());
+  }
+
+  @Test
+  @Timeout(60) // a hang guard: without close() working, hasNext() would block for ever
+  void closeFromAnotherThreadUnblocksHasNext() throws Exception {
+    var started = new CountDownLatch(1);
+    script.add((request, observer) -> started.countDown()); // answers nothing, ever
+    try (var client = client(true)) {
+      var session = client.readSession("s", ReadOptions.DEFAULT);
+      var result = new CompletableFuture<Boolean>();
+      var reader = new Thread(() -> result.complete(session.hasNext()));
+      reader.start();
+      started.await();
+      session.close();
+      assertFalse(result.get());
+      reader.join();
     }
     assertEquals(1, requests.size());
   }
