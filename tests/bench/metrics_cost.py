@@ -14,8 +14,9 @@ histogram observations, each with attributes (`method`+`code`, `method`, `kind`+
 
 The OTel meter provider has a reader attached (an in-memory one: the recording path is the same
 as with a periodic OTLP exporter; export work happens at collection, measured separately as
-"collect"). Medians of `--repeats`, in microseconds per call or operation; compare ratios, not
-absolute figures (PERFORMANCE.md: these machines drift 1.5-2x from hour to hour).
+"collect"). Medians of `--repeats` interleaved rounds, in microseconds per call or operation;
+compare ratios, not absolute figures (PERFORMANCE.md: these machines drift 1.5-2x from hour to
+hour).
 """
 
 from __future__ import annotations
@@ -49,19 +50,16 @@ class Row:
     us: float  # microseconds per call (or per operation)
 
 
-def _timed(fn: Callable[[int], object], n: int, repeats: int) -> float:
-    """Median seconds per iteration of `fn(n)` over `repeats` runs, GC off while timing."""
-    runs = []
-    for _ in range(repeats):
-        gc.collect()
-        gc.disable()
-        try:
-            t0 = time.perf_counter()
-            fn(n)
-            runs.append((time.perf_counter() - t0) / n)
-        finally:
-            gc.enable()
-    return statistics.median(runs)
+def _once(fn: Callable[[int], object], n: int) -> float:
+    """Seconds per iteration of one `fn(n)`, GC off while timing."""
+    gc.collect()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        fn(n)
+        return (time.perf_counter() - t0) / n
+    finally:
+        gc.enable()
 
 
 def hand_written() -> tuple[Callable[[int], None], Callable[[int], None], Callable[[int], None], Callable[[], str]]:
@@ -139,21 +137,26 @@ def otel() -> tuple[
 
 
 def measure(calls: int, repeats: int) -> list[Row]:
+    """Medians over `repeats` rounds; each round runs every row once, so drift on a shared
+    machine touches both ways alike."""
     hw_call, hw_counter, hw_histogram, hw_render = hand_written()
     ot_call, ot_prebuilt, ot_counter, ot_histogram, ot_collect = otel()
-    us = 1e6
-    rows = [
-        Row("call: hand-written (sidecar/metrics.py)", _timed(hw_call, calls, repeats) * us),
-        Row("call: OTel SDK, attribute dicts per call", _timed(ot_call, calls, repeats) * us),
-        Row("call: OTel SDK, attribute dicts reused", _timed(ot_prebuilt, calls, repeats) * us),
-        Row("counter add: hand-written", _timed(hw_counter, calls, repeats) * us),
-        Row("counter add: OTel SDK", _timed(ot_counter, calls, repeats) * us),
-        Row("histogram record: hand-written", _timed(hw_histogram, calls, repeats) * us),
-        Row("histogram record: OTel SDK", _timed(ot_histogram, calls, repeats) * us),
-        Row("collect: hand-written render of /metrics", _timed(lambda n: [hw_render() for _ in range(n)], 200, 3) * us),
-        Row("collect: OTel reader.get_metrics_data()", _timed(lambda n: [ot_collect() for _ in range(n)], 200, 3) * us),
+    rows: list[tuple[str, Callable[[int], object], int]] = [
+        ("call: hand-written (sidecar/metrics.py)", hw_call, calls),
+        ("call: OTel SDK, attribute dicts per call", ot_call, calls),
+        ("call: OTel SDK, attribute dicts reused", ot_prebuilt, calls),
+        ("counter add: hand-written", hw_counter, calls),
+        ("counter add: OTel SDK", ot_counter, calls),
+        ("histogram record: hand-written", hw_histogram, calls),
+        ("histogram record: OTel SDK", ot_histogram, calls),
+        ("collect: hand-written render of /metrics", lambda n: [hw_render() for _ in range(n)], max(1, calls // 500)),
+        ("collect: OTel reader.get_metrics_data()", lambda n: [ot_collect() for _ in range(n)], max(1, calls // 500)),
     ]
-    return rows
+    runs: list[list[float]] = [[] for _ in rows]
+    for _ in range(repeats):
+        for i, (_, fn, n) in enumerate(rows):
+            runs[i].append(_once(fn, n))
+    return [Row(what, statistics.median(r) * 1e6) for (what, _, _), r in zip(rows, runs, strict=True)]
 
 
 def format_rows(rows: list[Row]) -> str:
