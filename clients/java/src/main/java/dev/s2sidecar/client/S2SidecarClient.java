@@ -100,9 +100,28 @@ public final class S2SidecarClient implements AutoCloseable {
     return new ReadSession(this, Convert.readSessionRequest(basin, stream, options));
   }
 
-  /** The stream's tail: the seq_num the next record will get, and the last record's timestamp. */
+  /**
+   * The stream's tail: the seq_num the next record will get, and the last record's timestamp. The
+   * sidecar may answer from its cache if its tail is at most its default age old (1 s unless
+   * configured).
+   */
   public StreamPosition checkTail(String stream) {
-    var request = CheckTailRequest.newBuilder().setBasin(basin).setStream(stream).build();
+    return checkTail(CheckTailRequest.newBuilder().setBasin(basin).setStream(stream).build());
+  }
+
+  /**
+   * The stream's tail, at most {@code maxStaleness} old: {@code Duration.ZERO} asks S2 unless a
+   * live session on this sidecar vouches for the tail.
+   */
+  public StreamPosition checkTail(String stream, Duration maxStaleness) {
+    return checkTail(CheckTailRequest.newBuilder()
+        .setBasin(basin)
+        .setStream(stream)
+        .setMaxStalenessMs(Math.toIntExact(maxStaleness.toMillis()))
+        .build());
+  }
+
+  private StreamPosition checkTail(CheckTailRequest request) {
     return Convert.position(unary("CheckTail", Duration.ZERO, s -> s.checkTail(request)).getTail());
   }
 

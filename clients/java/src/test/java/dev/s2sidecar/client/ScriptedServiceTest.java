@@ -3,6 +3,7 @@ package dev.s2sidecar.client;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.protobuf.ByteString;
 import dev.s2sidecar.v1.CheckTailRequest;
@@ -247,13 +248,16 @@ class ScriptedServiceTest {
     try (var client = client(true)) {
       ReadBatch batch = client.read("s", ReadOptions.from(ReadStart.seqNum(0)));
       assertEquals("r1", batch.records().get(1).bodyUtf8());
-      assertEquals(new StreamPosition(2, 1001), client.checkTail("s"));
+      assertEquals(new StreamPosition(2, 1001), client.checkTail("s", Duration.ZERO));
       var e = assertThrows(SidecarException.RangeNotSatisfiable.class, () -> client.read("s", ReadOptions.from(ReadStart.seqNum(5))));
       assertEquals(2, e.tail().seqNum());
     }
     assertEquals(5, requests.size());
     assertEquals(0, ((ReadRequest) requests.get(1)).getSeqNum());
     assertEquals(5, ((ReadRequest) requests.get(4)).getSeqNum());
+    var checkTail = (CheckTailRequest) requests.get(3);
+    assertEquals(0, checkTail.getMaxStalenessMs());
+    assertTrue(checkTail.hasMaxStalenessMs());
   }
 
   @Test
