@@ -65,13 +65,9 @@ async def test_go_example_with_an_app_token(cmd_for: Callable[[str], list[str]],
 
 
 @pytest.mark.timeout(600)
-async def test_go_catch_up_across_sidecar_restarts(bin_dir: Path) -> None:
-    await restarts.catch_up_across_restarts(driver(bin_dir))
-
-
-@pytest.mark.timeout(600)
-async def test_go_follow_across_sidecar_restarts(bin_dir: Path) -> None:
-    await restarts.follow_across_restarts(driver(bin_dir))
+async def test_go_catch_up_and_follow_across_sidecar_restarts(bin_dir: Path) -> None:
+    """A 100,000-record catch-up and a live follower, both under the same 10 stops."""
+    await restarts.catch_up_and_follow_across_restarts(driver(bin_dir))
 
 
 @pytest.mark.timeout(120)
