@@ -8,7 +8,6 @@ package s2sidecar
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -71,9 +70,12 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 }
 
 func buildOptions(opts []Option) options {
-	o := options{timeout: 30 * time.Second, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	o := options{timeout: 30 * time.Second}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
 	}
 	o.retry = o.retry.withDefaults()
 	return o
@@ -92,21 +94,20 @@ func New(target string, opts ...Option) (*Client, error) {
 	bo.BaseDelay, bo.MaxDelay = o.retry.MinBackoff, o.retry.MaxBackoff
 	dial := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()), // localhost
+		// MinConnectTimeout is gRPC's default, spelled out: left 0 it would shrink to the backoff.
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: 20 * time.Second}),
 	}, o.dialOpts...)
 	conn, err := grpc.NewClient(target, dial...)
 	if err != nil {
 		return nil, err
 	}
-	c := NewFromConn(conn, opts...)
-	c.conn = conn
-	return c, nil
+	return &Client{stub: pb.NewStreamServiceClient(conn), conn: conn, opts: o}, nil
 }
 
-// NewFromConn uses a connection the caller dialed and closes; WithDialOptions does not apply.
+// NewFromConn uses a connection the caller dialed and closes; WithDialOptions does not apply,
+// and the connection's reconnect backoff is the caller's to bound.
 func NewFromConn(conn grpc.ClientConnInterface, opts ...Option) *Client {
-	o := buildOptions(opts)
-	return &Client{stub: pb.NewStreamServiceClient(conn), opts: o}
+	return &Client{stub: pb.NewStreamServiceClient(conn), opts: buildOptions(opts)}
 }
 
 // Close closes the connection New dialed (not one given to NewFromConn).

@@ -32,6 +32,7 @@ type script struct {
 	resp    proto.Message
 	err     error
 	trailer metadata.MD
+	hang    bool // after the batches, wait until the call is cancelled or the server stops
 }
 
 type fakeService struct {
@@ -55,6 +56,9 @@ func (f *fakeService) ReadSession(req *pb.ReadSessionRequest, stream grpc.Server
 			return err
 		}
 	}
+	if s.hang {
+		<-stream.Context().Done()
+	}
 	stream.SetTrailer(s.trailer)
 	return s.err
 }
@@ -77,12 +81,15 @@ func (f *fakeService) CheckTail(ctx context.Context, req *pb.CheckTailRequest) (
 	return s.resp.(*pb.CheckTailResponse), nil
 }
 
-// serve starts the fake on a loopback port and returns a client for it with a tiny backoff
-// (1-2 ms, no jitter) and the given budget.
-func serve(t *testing.T, maxAttempts int, scripts ...script) (*Client, *fakeService) {
+type server struct {
+	*grpc.Server
+	addr string
+}
+
+// start serves f on addr (port 0: any free one) until the test ends.
+func start(t *testing.T, addr string, f *fakeService) server {
 	t.Helper()
-	f := &fakeService{scripts: scripts}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +97,16 @@ func serve(t *testing.T, maxAttempts int, scripts ...script) (*Client, *fakeServ
 	pb.RegisterStreamServiceServer(srv, f)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
-	c, err := New(lis.Addr().String(), WithRetryPolicy(RetryPolicy{MaxAttempts: maxAttempts, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}))
+	return server{srv, lis.Addr().String()}
+}
+
+// serve starts the fake on a loopback port and returns a client for it with a tiny backoff
+// (1-2 ms, no jitter) and the given budget.
+func serve(t *testing.T, maxAttempts int, scripts ...script) (*Client, *fakeService) {
+	t.Helper()
+	f := &fakeService{scripts: scripts}
+	srv := start(t, "127.0.0.1:0", f)
+	c, err := New(srv.addr, WithRetryPolicy(RetryPolicy{MaxAttempts: maxAttempts, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,6 +213,34 @@ func TestSessionResumesAtTheLastHeartbeatsTail(t *testing.T) {
 	assertSeqNums(t, seqNums(got), 7, 9)
 	// nothing delivered and no heartbeat: the original again; after the heartbeat: its tail
 	assertRequests(t, f, req, req, &pb.ReadSessionRequest{Stream: "s", Start: &pb.ReadSessionRequest_SeqNum{SeqNum: 7}})
+}
+
+func TestSessionResumesOnANewServerAfterTheConnectionBreaks(t *testing.T) {
+	f := &fakeService{scripts: []script{{batches: []*pb.ReadSessionResponse{batch(0, 1, 2)}, hang: true}}}
+	first := start(t, "127.0.0.1:0", f)
+	c, err := New(first.addr, WithRetryPolicy(RetryPolicy{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := &pb.ReadSessionRequest{Stream: "s", Start: &pb.ReadSessionRequest_SeqNum{SeqNum: 0}, Count: proto.Uint64(5)}
+	s := c.ReadSession(context.Background(), req)
+	if !s.Next() {
+		t.Fatalf("no first batch: %v", s.Err())
+	}
+	got := []*pb.ReadSessionResponse{s.Batch()}
+	first.Stop() // closes the connection mid-session, like a SIGKILL'd sidecar
+	f.mu.Lock()
+	f.scripts = append(f.scripts, script{batches: []*pb.ReadSessionResponse{batch(3, 4)}})
+	f.mu.Unlock()
+	start(t, first.addr, f) // the sidecar is back on the same port
+	got = append(got, drain(s)...)
+	if s.Err() != nil {
+		t.Fatalf("Err() = %v", s.Err())
+	}
+	assertSeqNums(t, seqNums(got), 0, 5)
+	// attempts while no server listened were refused before reaching one: never recorded
+	assertRequests(t, f, req, &pb.ReadSessionRequest{Stream: "s", Start: &pb.ReadSessionRequest_SeqNum{SeqNum: 3}, Count: proto.Uint64(2)})
 }
 
 func TestSessionFailsAtOnceOnNotFound(t *testing.T) {
