@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the protoc plugins for the Go stubs into <repo>/.tools/bin and downloads the Go module's
 # dependencies (go.sum pins them), so `tools/genproto.py` and `go build` find everything later.
-# Needs Go >= the `go` line of go.mod. Idempotent: an installed plugin of the pinned version is kept.
+# Needs Go >= the `go` line of go.mod (does nothing without Go). Idempotent: an installed plugin of
+# the pinned version is kept.
 #   clients/go/install-toolchain.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,7 +16,11 @@ plugins=(
   "google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2"
 )
 
-command -v go >/dev/null || { echo "install-toolchain: go is not on PATH (need $(grep '^go ' "$here/go.mod"))" >&2; exit 1; }
+if ! command -v go >/dev/null; then
+  # Not fatal for scripts/install-test-tools: tests/clients/test_go.py skips, saying so.
+  echo "install-toolchain: skipped: go is not on PATH (the module needs $(grep '^go ' "$here/go.mod"))" >&2
+  exit 0
+fi
 mkdir -p "$GOBIN"
 for spec in "${plugins[@]}"; do
   pkg="${spec%@*}" version="${spec#*@}" bin="$GOBIN/${pkg##*/}"
