@@ -163,11 +163,11 @@ func (s *sessionState) onBatch(b *pb.ReadSessionResponse) {
 
 // onError tells e where to resume (the client's own position wins over the server's
 // s2-next-seq-num) and returns how long to wait before request(); ok false: return e.
-func (s *sessionState) onError(e *Error, now time.Time) (time.Duration, bool) {
+func (s *sessionState) onError(e *Error) (time.Duration, bool) {
 	if _, fromSeqNum := s.original.GetStart().(*pb.ReadSessionRequest_SeqNum); s.positioned || fromSeqNum {
 		e.NextSeqNum = proto.Uint64(s.nextSeqNum)
 	}
-	return s.attempts.retryDelay(e, now, time.Time{})
+	return s.attempts.retryDelay(e, time.Time{}, time.Time{}) // a session has no deadline of its own
 }
 
 // request is the request for the next attempt (the original until something was delivered or a

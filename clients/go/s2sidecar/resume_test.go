@@ -178,19 +178,19 @@ func TestSessionErrorCarriesTheClientsPosition(t *testing.T) {
 	next := uint64(3) // the server's s2-next-seq-num, behind the client's own position
 	s := newSessionState(&pb.ReadSessionRequest{Start: &pb.ReadSessionRequest_SeqNum{SeqNum: 4}}, DefaultRetryPolicy, nil)
 	e := &Error{Code: codes.Unavailable, NextSeqNum: &next}
-	s.onError(e, time.Now())
+	s.onError(e)
 	if *e.NextSeqNum != 4 {
 		t.Errorf("before any batch: NextSeqNum %d, want the start 4", *e.NextSeqNum)
 	}
 	s.onBatch(batch(4, 5))
-	s.onError(e, time.Now())
+	s.onError(e)
 	if *e.NextSeqNum != 6 {
 		t.Errorf("after records 4 and 5: NextSeqNum %d, want 6", *e.NextSeqNum)
 	}
 
 	s = newSessionState(&pb.ReadSessionRequest{Start: &pb.ReadSessionRequest_TailOffset{TailOffset: 2}}, DefaultRetryPolicy, nil)
 	e = &Error{Code: codes.Unavailable, NextSeqNum: &next}
-	s.onError(e, time.Now())
+	s.onError(e)
 	if *e.NextSeqNum != 3 {
 		t.Errorf("no position of its own: the server's s2-next-seq-num stays, got %d", *e.NextSeqNum)
 	}

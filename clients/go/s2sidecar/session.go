@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
-	"time"
+	"log/slog"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -113,12 +113,16 @@ func (s *Session) failed(err error, trailer metadata.MD) {
 		s.finish(s.ctx.Err()) // the caller's ctx ended: not a failure to retry
 		return
 	}
-	delay, ok := s.state.onError(e, time.Now())
+	delay, ok := s.state.onError(e)
 	if !ok {
 		s.finish(e)
 		return
 	}
-	s.client.opts.log.Info("s2sidecar: session resumes", "seq_num", e.NextSeqNum, "after", delay, "error", e)
+	from := slog.String("from", "the original start")
+	if e.NextSeqNum != nil {
+		from = slog.Uint64("from", *e.NextSeqNum)
+	}
+	s.client.opts.log.Info("s2sidecar: session resumes", from, "after", delay, "error", e)
 	if !sleep(s.ctx, delay) {
 		s.finish(s.ctx.Err())
 	}
