@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import os
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from sidecar import config as config_mod
+from sidecar.listeners import ListenError, bind_error, ensure_available, parse_host_port
 from sidecar.logs import register_secret, setup_logging
 
 DESCRIPTION = """\
@@ -33,78 +35,146 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
         asyncio.run(coro)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="s2-sidecar", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+COMMANDS = {"serve": "serve the gRPC API (the default)", "emulator": "run only the S2-compatible emulator"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors in one line naming what to change; argparse's default prints the whole usage
+    (25 lines) first, and hides the mistake."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{message} (see {self.prog} --help)")
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"s2-sidecar: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def build_parser(command: str = "serve") -> argparse.ArgumentParser:
+    if command == "emulator":
+        emu = _Parser(prog="s2-sidecar emulator", allow_abbrev=False, description=COMMANDS["emulator"])
+        emu.add_argument("--listen", dest="emulator_listen_only", default="127.0.0.1:8080", metavar="HOST:PORT",
+                         help="where to listen (default: 127.0.0.1:8080)")  # fmt: skip
+        emu.add_argument("--data-dir", dest="data_dir", default=None, metavar="DIR",
+                         help="keep basins and streams in DIR (SQLite) instead of memory")  # fmt: skip
+        emu.add_argument("--basin", dest="basins", action="append", default=[], metavar="NAME",
+                         help="create basin NAME at start (repeatable), with create_stream_on_append and "
+                         "create_stream_on_read on, so streams are created by their first append or read. "
+                         "Without it, as in S2, there are no basins until created with POST /v1/basins, and "
+                         "streams exist only once created")  # fmt: skip
+        emu.add_argument("--require-token", dest="require_token",
+                         default=os.environ.get("S2_EMULATOR_REQUIRE_TOKEN"), metavar="TOKEN",
+                         help="answer 401 unless this bearer token is sent "
+                         "[env S2_EMULATOR_REQUIRE_TOKEN]")  # fmt: skip
+        emu.add_argument("--tls-cert", dest="tls_cert", default=None, metavar="FILE",
+                         help="serve TLS with this certificate chain (PEM), offering h2 and http/1.1 by ALPN; "
+                         "without it the port serves HTTP/1.1 and HTTP/2 with prior knowledge (h2c)")  # fmt: skip
+        emu.add_argument("--tls-key", dest="tls_key", default=None, metavar="FILE",
+                         help="the private key (PEM) of --tls-cert")  # fmt: skip
+        config_mod.add_arguments(emu, only=("log_level", "log_format"))
+        return emu
+    commands = "\n".join(f"  {name:<10} {text}" for name, text in COMMANDS.items())
+    parser = _Parser(
+        prog="s2-sidecar",
+        usage="s2-sidecar [COMMAND] [OPTIONS]",
+        description=DESCRIPTION,
+        epilog=f"commands (options go before or after the command):\n{commands}\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # a misspelt flag is an error, never a guess
     )
     config_mod.add_arguments(parser)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("serve", help="serve the gRPC API (the default)")
-    emu = sub.add_parser("emulator", help="run only the S2-compatible emulator")
-    emu.add_argument("--listen", dest="emulator_listen_only", default="127.0.0.1:8080", metavar="HOST:PORT",
-                     help="where to listen (default: 127.0.0.1:8080)")  # fmt: skip
-    emu.add_argument("--data-dir", dest="data_dir", default=None, metavar="DIR",
-                     help="keep basins and streams in DIR (SQLite) instead of memory")  # fmt: skip
-    emu.add_argument("--basin", dest="basins", action="append", default=[], metavar="NAME",
-                     help="create basin NAME at start (repeatable), with create_stream_on_append and "
-                     "create_stream_on_read on, so streams are created by their first append or read. "
-                     "Without it, as in S2, there are no basins until created with POST /v1/basins, and "
-                     "streams exist only once created")  # fmt: skip
-    emu.add_argument("--require-token", dest="require_token", default=os.environ.get("S2_EMULATOR_REQUIRE_TOKEN"),
-                     metavar="TOKEN", help="answer 401 unless this bearer token is sent "
-                     "[env S2_EMULATOR_REQUIRE_TOKEN]")  # fmt: skip
-    emu.add_argument("--tls-cert", dest="tls_cert", default=None, metavar="FILE",
-                     help="serve TLS with this certificate chain (PEM), offering h2 and http/1.1 by ALPN; "
-                     "without it the port serves HTTP/1.1 and HTTP/2 with prior knowledge (h2c)")  # fmt: skip
-    emu.add_argument("--tls-key", dest="tls_key", default=None, metavar="FILE",
-                     help="the private key (PEM) of --tls-cert")  # fmt: skip
     return parser
 
 
+def _split_command(argv: Sequence[str]) -> tuple[str, list[str]]:
+    """The command word, wherever it stands among the options, and the options. Every option takes a
+    value (`--flag V` or `--flag=V`) except -h/--help, so a word is a value exactly when it follows
+    an option that did not carry one with `=`."""
+    rest = list(argv)
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        if word == "--":
+            break
+        if word.startswith("-"):
+            i += 1 if ("=" in word or word in ("-h", "--help")) else 2
+            continue
+        if word in COMMANDS:
+            del rest[i]
+            return word, rest
+        _fail(f"unknown command {word!r}: the commands are {', '.join(COMMANDS)} (see s2-sidecar --help)")
+    return "serve", rest
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        word = extras[0]
+        if word.startswith("-"):
+            known = [opt for action in parser._actions for opt in action.option_strings]
+            name = word.split("=", 1)[0]
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            _fail(f"unknown option {name}{hint} (see {parser.prog} --help)")
+        _fail(f"unexpected argument {word!r} (see {parser.prog} --help)")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    command, rest = _split_command(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(command)
+    args = _parse(parser, rest)
     try:
         cfg = config_mod.from_args(args)
     except ValueError as e:
-        parser.error(str(e))
+        _fail(str(e))
     setup_logging(cfg.log_level, cfg.log_format)
     register_secret(cfg.access_token)  # defence in depth: scrubbed from every log line
     register_secret(cfg.app_token)
-    if args.command == "emulator":
-        from sidecar.emulator import EmulatorConfig, serve
-        from sidecar.server import _host_port
-
-        try:
-            host, port = _host_port(args.emulator_listen_only)
-        except ValueError as e:
-            parser.error(str(e))
-        from sidecar.emulator import AUTO_CREATE
-        from sidecar.wire.names import basin_name_problem
-
-        for name in args.basins:
-            if problem := basin_name_problem(name):
-                parser.error(f"--basin {name!r}: {problem}")
-        if (args.tls_cert is None) != (args.tls_key is None):
-            parser.error("--tls-cert and --tls-key go together")
-        emu_cfg = EmulatorConfig(
-            host=host,
-            port=port,
-            data_dir=Path(args.data_dir) if args.data_dir else None,
-            require_token=args.require_token,
-            basins=dict.fromkeys(args.basins, AUTO_CREATE),
-            tls_cert=Path(args.tls_cert) if args.tls_cert else None,
-            tls_key=Path(args.tls_key) if args.tls_key else None,
-        )
-        _run(serve(emu_cfg))
+    if command == "emulator":
+        _run_emulator(args)
         return
     from sidecar.server import run
 
     try:
         _run(run(cfg))
+    except ListenError as e:
+        _fail(str(e))
     except OSError as e:
         print(f"s2-sidecar: {e}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def _run_emulator(args: argparse.Namespace) -> None:
+    from sidecar.emulator import AUTO_CREATE, EmulatorConfig, serve
+    from sidecar.wire.names import basin_name_problem
+
+    try:
+        addr = parse_host_port(args.emulator_listen_only)
+    except ValueError as e:
+        _fail(f"invalid emulator --listen {args.emulator_listen_only!r}: {e}; for example 127.0.0.1:8080")
+    for name in args.basins:
+        if problem := basin_name_problem(name):
+            _fail(f"invalid emulator --basin {name!r}: {problem}; for example my-basin-01")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        _fail("emulator --tls-cert and --tls-key go together: give both, or neither")
+    emu_cfg = EmulatorConfig(
+        host=addr.host,
+        port=addr.port,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        require_token=args.require_token,
+        basins=dict.fromkeys(args.basins, AUTO_CREATE),
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+    )
+    try:
+        ensure_available(addr, "emulator --listen")
+        _run(serve(emu_cfg))
+    except ListenError as e:
+        _fail(str(e))
+    except OSError as e:  # the port was taken between the check and the bind
+        _fail(str(bind_error(addr, "emulator --listen", e)))
 
 
 if __name__ == "__main__":

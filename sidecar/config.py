@@ -11,9 +11,11 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
+from sidecar.listeners import parse_host_port, parse_listen
 from sidecar.types import DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES
+from sidecar.wire.names import basin_name_problem
 
 
 class UpstreamFormat(Enum):
@@ -65,6 +67,7 @@ class Config:
     log_format: str = "text"
     access_log: bool = False
     unhealthy_after: float = 30.0
+    ready_requires_upstream: bool = False
 
     @property
     def uses_emulator(self) -> bool:
@@ -85,7 +88,71 @@ def _listen_list(value: str) -> tuple[str, ...]:
     addrs = tuple(a.strip() for a in value.split(",") if a.strip())
     if not addrs:
         raise ValueError("at least one address is needed")
+    for addr in addrs:
+        try:
+            parse_listen(addr)
+        except ValueError as e:
+            raise ValueError(f"{addr!r}: {e}") from None
     return addrs
+
+
+def _host_port(value: str) -> str:
+    parse_host_port(value)
+    return value
+
+
+def _basin_endpoint(value: str) -> str:
+    from sidecar.upstream.endpoint import BasinEndpoint  # late: sidecar.upstream imports this module
+
+    BasinEndpoint.parse(value)  # the same parse the upstream client does, so it cannot fail later
+    return value
+
+
+def _url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+def _basin(value: str) -> str:
+    if problem := basin_name_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value.lower() not in choices:
+            raise ValueError(f"must be {', '.join(choices[:-1])} or {choices[-1]}")
+        return value.lower()
+
+    return parse
+
+
+_E = TypeVar("_E", bound=Enum)
+
+
+def _enum(kind: type[_E]) -> Callable[[str], _E]:
+    def parse(value: str) -> _E:
+        names = [str(m.value) for m in kind]
+        if value.lower() not in names:
+            raise ValueError(f"must be {', '.join(names[:-1])} or {names[-1]}")
+        return kind(value.lower())
+
+    return parse
+
+
+def _octal_mode(value: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise ValueError("must be an octal file mode") from None
+    if not 0 <= mode <= 0o777:
+        raise ValueError("must be an octal file mode from 000 to 777")
+    return mode
 
 
 def _positive(kind: Callable[[str], float | int]) -> Callable[[str], Any]:
@@ -128,7 +195,7 @@ def _ca_file(value: str) -> str:
 
 
 def _optional_addr(value: str) -> str | None:
-    return None if value.lower() in ("", "off", "none") else value
+    return None if value.lower() in ("", "off", "none") else _host_port(value)
 
 
 SETTINGS: Sequence[_Setting] = (
@@ -137,13 +204,13 @@ SETTINGS: Sequence[_Setting] = (
              _listen_list, "ADDR"),
     _Setting("basin_endpoint", "--basin-endpoint", "S2_BASIN_ENDPOINT",
              "S2 basin endpoint URL: https://{basin}.b.s2.dev/v1 for hosted S2, or one URL that takes the "
-             "s2-basin header. Unset: start the embedded emulator and read from it", metavar="URL"),
+             "s2-basin header. Unset: start the embedded emulator and read from it", _basin_endpoint, "URL"),
     _Setting("account_endpoint", "--account-endpoint", "S2_ACCOUNT_ENDPOINT",
-             "S2 account endpoint URL (not needed for reads)", metavar="URL"),
+             "S2 account endpoint URL (not needed for reads)", _url, "URL"),
     _Setting("default_basin", "--default-basin", "S2_SIDECAR_DEFAULT_BASIN",
-             "basin used when a request leaves `basin` empty", metavar="BASIN"),
+             "basin used when a request leaves `basin` empty", _basin, "BASIN"),
     _Setting("emulator_listen", "--emulator-listen", "S2_SIDECAR_EMULATOR_LISTEN",
-             "where the embedded emulator listens when no basin endpoint is set", metavar="HOST:PORT"),
+             "where the embedded emulator listens when no basin endpoint is set", _host_port, "HOST:PORT"),
     _Setting("emulator_data_dir", "--emulator-data-dir", "S2_SIDECAR_EMULATOR_DATA_DIR",
              "keep the embedded emulator's streams in this directory (unset: in memory)", metavar="DIR"),
     _Setting("admin_listen", "--admin-listen", "S2_SIDECAR_ADMIN_LISTEN",
@@ -162,12 +229,12 @@ SETTINGS: Sequence[_Setting] = (
              _positive(float), "SECONDS"),
     _Setting("upstream_format", "--upstream-format", "S2_SIDECAR_UPSTREAM_FORMAT",
              "protobuf (protobuf reads, s2s sessions; falls back to SSE if s2s is refused) or json "
-             "(JSON reads, SSE sessions)", UpstreamFormat, "FORMAT"),
+             "(JSON reads, SSE sessions)", _enum(UpstreamFormat), "FORMAT"),
     _Setting("upstream_protocol", "--upstream-protocol", "S2_SIDECAR_UPSTREAM_PROTOCOL",
              "auto (HTTP/2 where TLS ALPN offers it, as S2's SDKs do; HTTP/1.1 for http:// and when ALPN "
              "picks http/1.1), http1 (aiohttp, one connection per open session), or http2 (every session "
              "and call multiplexed over few connections; h2c with prior knowledge for http://)",
-             UpstreamProtocol, "PROTOCOL"),
+             _enum(UpstreamProtocol), "PROTOCOL"),
     _Setting("upstream_ca_file", "--upstream-ca-file", "S2_SIDECAR_UPSTREAM_CA_FILE",
              "PEM file of extra CA certificates to trust for https:// upstreams, on top of the system "
              "store (SSL_CERT_FILE is honoured too)", _ca_file, "FILE"),
@@ -197,16 +264,41 @@ SETTINGS: Sequence[_Setting] = (
     _Setting("grace_period", "--grace-period", "S2_SIDECAR_GRACE_PERIOD",
              "seconds to drain on SIGTERM before cancelling what is left", _positive(float), "SECONDS"),
     _Setting("unix_socket_mode", "--unix-socket-mode", "S2_SIDECAR_UNIX_SOCKET_MODE",
-             "permissions of unix: sockets, octal", lambda v: int(v, 8), "MODE"),
+             "permissions of unix: sockets, octal", _octal_mode, "MODE"),
     _Setting("log_level", "--log-level", "S2_SIDECAR_LOG_LEVEL", "debug, info, warning or error",
-             str.lower, "LEVEL"),
-    _Setting("log_format", "--log-format", "S2_SIDECAR_LOG_FORMAT", "text or json", str.lower, "FORMAT"),
+             _choice("debug", "info", "warning", "error"), "LEVEL"),
+    _Setting("log_format", "--log-format", "S2_SIDECAR_LOG_FORMAT", "text or json", _choice("text", "json"),
+             "FORMAT"),
     _Setting("access_log", "--access-log", "S2_SIDECAR_ACCESS_LOG",
              "log one line per API call (method, stream, status, duration) (true/false)", _bool, "BOOL"),
     _Setting("unhealthy_after", "--unhealthy-after", "S2_SIDECAR_UNHEALTHY_AFTER",
              "seconds the upstream may be unreachable before gRPC health turns NOT_SERVING",
              _positive(float), "SECONDS"),
+    _Setting("ready_requires_upstream", "--ready-requires-upstream", "S2_SIDECAR_READY_REQUIRES_UPSTREAM",
+             "/readyz also fails while the upstream refuses TCP connections (true/false); off by default, so "
+             "an S2 outage does not take every app pod out of its Services", _bool, "BOOL"),
 )  # fmt: skip
+
+# A valid value for each setting, shown after what was wrong with an invalid one.
+EXAMPLES: Mapping[str, str] = {
+    "listen": "127.0.0.1:50051 or unix:/run/s2-sidecar/sidecar.sock",
+    "basin_endpoint": "https://{basin}.b.s2.dev/v1, or http://127.0.0.1:8080/v1 with the basin in s2-basin",
+    "account_endpoint": "https://aws.s2.dev/v1",
+    "default_basin": "my-basin-01",
+    "emulator_listen": "127.0.0.1:8080",
+    "emulator_data_dir": "/var/lib/s2-sidecar",
+    "admin_listen": "127.0.0.1:9090, or off",
+    "upstream_format": "protobuf",
+    "upstream_protocol": "auto",
+    "upstream_ca_file": "/etc/ssl/certs/my-ca.pem",
+    "share_sessions": "true",
+    "access_log": "false",
+    "ready_requires_upstream": "false",
+    "max_message_bytes": str(DEFAULT_MAX_MESSAGE_BYTES),
+    "unix_socket_mode": "0600",
+    "log_level": "info",
+    "log_format": "json",
+}
 
 
 def _default_text(value: Any) -> str:
@@ -221,10 +313,12 @@ def _default_text(value: Any) -> str:
     return "unset" if value is None else str(value)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per setting; help shows the variable and the default."""
+def add_arguments(parser: argparse.ArgumentParser, *, only: Sequence[str] | None = None) -> None:
+    """Add one flag per setting (or per setting named in `only`); help shows the variable and the default."""
     defaults = Config()
     for s in SETTINGS:
+        if only is not None and s.name not in only:
+            continue
         env = f" [env {s.env}]" if s.env else ""
         kwargs: dict[str, Any] = {
             "dest": s.name,
@@ -253,15 +347,24 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None
         try:
             values[s.name] = s.parse(raw)
         except ValueError as e:
-            raise ValueError(f"{source}={raw!r}: {e}") from None
+            raise ValueError(_invalid(s, source, raw, e)) from None
     # Secrets come from the environment only: flags show up in `ps` and shell history.
     if token := environ.get("S2_ACCESS_TOKEN"):
         values["access_token"] = token
     if app_token := environ.get("S2_SIDECAR_APP_TOKEN"):
         values["app_token"] = app_token
-    config = Config(**values)
-    if config.log_format not in ("text", "json"):
-        raise ValueError(f"--log-format must be text or json, got {config.log_format!r}")
-    if config.log_level not in ("debug", "info", "warning", "error"):
-        raise ValueError(f"--log-level must be debug, info, warning or error, got {config.log_level!r}")
-    return config
+    return Config(**values)
+
+
+def _invalid(s: _Setting, source: str, raw: str, problem: ValueError) -> str:
+    """One line: where the value came from (and the other way to set it), the value, what is wrong
+    with it, and a valid one."""
+    if source == s.flag:
+        where = f"{s.flag} {raw!r}" + (f" (or env {s.env})" if s.env else "")
+    else:
+        where = f"{s.env}={raw!r} (or flag {s.flag})"
+    message = str(problem)
+    if "invalid literal" in message or "could not convert" in message:  # int() / float() said it
+        message = "must be a number of seconds" if s.metavar == "SECONDS" else "must be a whole number"
+    example = EXAMPLES.get(s.name) or ("30" if s.metavar == "SECONDS" else "100" if s.metavar == "N" else None)
+    return f"invalid {where}: {message}" + (f"; for example {example}" if example else "")

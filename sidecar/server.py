@@ -8,7 +8,6 @@ import functools
 import logging
 import os
 import signal
-import stat
 from pathlib import Path
 
 import grpc
@@ -22,6 +21,16 @@ from sidecar.api import SERVICE_NAME, StreamService, reflection
 from sidecar.api.auth import AppTokenInterceptor
 from sidecar.api.instrument import Instrumentation
 from sidecar.config import Config
+from sidecar.listeners import (
+    ListenError,
+    TcpAddress,
+    UnixAddress,
+    bind_error,
+    ensure_available,
+    parse_host_port,
+    parse_listen,
+    remove_stale_socket,
+)
 from sidecar.metrics import Metrics
 from sidecar.reads import StreamReader
 from sidecar.reads.tails import TailCache
@@ -41,31 +50,17 @@ GRPC_OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_send_message_length", 8 * 1024 * 1024),
+    # gRPC's default SO_REUSEPORT let a second sidecar bind the same port and take half the calls.
+    ("grpc.so_reuseport", 0),
 ]
 
-
-def _host_port(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"expected HOST:PORT, got {addr!r}")
-    return host.strip("[]"), int(port)
-
-
-def _unix_path(addr: str) -> str | None:
-    if not addr.startswith("unix:"):
-        return None
-    path = addr[len("unix:") :]
-    return path[2:] if path.startswith("//") else path
+LISTEN_SETTING = "--listen / S2_SIDECAR_LISTEN"
+ADMIN_SETTING = "--admin-listen / S2_SIDECAR_ADMIN_LISTEN"
+EMULATOR_SETTING = "--emulator-listen / S2_SIDECAR_EMULATOR_LISTEN"
 
 
 def _in_use(client: UpstreamClient, pool: str) -> float:
     return client.pool_stats()[f"{pool}_in_use"]
-
-
-def _remove_socket(path: str) -> None:
-    p = Path(path)
-    if p.exists() and stat.S_ISSOCK(p.stat().st_mode):
-        p.unlink()
 
 
 class Sidecar:
@@ -93,11 +88,32 @@ class Sidecar:
         self.serving = False
 
     async def start(self) -> None:
+        """Start everything, or nothing: a listener that is taken raises ListenError before anything
+        starts, and a failure half-way stops what did start."""
+        self._ensure_listeners_available()
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+
+    def _ensure_listeners_available(self) -> None:
+        cfg = self.config
+        checks: list[tuple[TcpAddress | UnixAddress, str]] = [(parse_listen(a), LISTEN_SETTING) for a in cfg.listen]
+        if cfg.admin_listen:
+            checks.append((parse_host_port(cfg.admin_listen), ADMIN_SETTING))
+        if cfg.uses_emulator:
+            checks.append((parse_host_port(cfg.emulator_listen), EMULATOR_SETTING))
+        for addr, setting in checks:
+            ensure_available(addr, setting)
+
+    async def _start(self) -> None:
         cfg = self.config
         if cfg.uses_emulator:
             from sidecar.emulator import CREATE_ON_APPEND, Emulator, EmulatorConfig  # only dev mode pays for it
 
-            host, port = _host_port(cfg.emulator_listen)
+            emu_addr = parse_host_port(cfg.emulator_listen)
+            host, port = emu_addr.host, emu_addr.port
             data_dir = Path(cfg.emulator_data_dir) if cfg.emulator_data_dir else None
             # Like S2, the emulator has no basins of its own: create the default basin, with streams
             # created by their first append, so that appending to a new stream just works; reading a
@@ -105,7 +121,10 @@ class Sidecar:
             basin = self.default_basin or EMULATOR_DEFAULT_BASIN
             basins = {basin: CREATE_ON_APPEND}
             emulator = Emulator(EmulatorConfig(host=host, port=port, data_dir=data_dir, basins=basins))
-            await emulator.start()
+            try:
+                await emulator.start()
+            except OSError as e:
+                raise bind_error(emu_addr, EMULATOR_SETTING, e) from None
             log.info("embedded emulator: basin %s is ready (create_stream_on_append on)", basin)
             self.emulator, self.emulator_url = emulator, emulator.url
             endpoint = BasinEndpoint.parse(emulator.url + "/v1")
@@ -164,18 +183,19 @@ class Sidecar:
         from google.rpc import error_details_pb2  # noqa: F401
 
         sockets: list[str] = []
-        for addr in cfg.listen:
-            if (path := _unix_path(addr)) is not None:
-                _remove_socket(path)  # a stale socket from a previous run
-                server.add_insecure_port(f"unix:{path}")
-                sockets.append(path)
-                self.addresses.append(f"unix:{path}")
+        for raw in cfg.listen:
+            addr = parse_listen(raw)
+            if isinstance(addr, UnixAddress):
+                remove_stale_socket(addr.path)  # checked above: nobody serves it
+            try:
+                port = server.add_insecure_port(str(addr))
+            except RuntimeError:  # grpc says only "Failed to bind"; two settings naming one address, say
+                raise ListenError(f"cannot listen on {addr} ({LISTEN_SETTING}): address already in use") from None
+            if isinstance(addr, UnixAddress):
+                sockets.append(addr.path)
+                self.addresses.append(str(addr))
             else:
-                host, _ = _host_port(addr)
-                port = server.add_insecure_port(addr)
-                if port == 0:
-                    raise OSError(f"cannot listen on {addr}")
-                self.addresses.append(f"{host}:{port}")
+                self.addresses.append(str(TcpAddress(addr.host, port)))
         await server.start()
         for path in sockets:
             os.chmod(path, cfg.unix_socket_mode)
@@ -183,19 +203,32 @@ class Sidecar:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         self.serving = True
-        probe = UpstreamProbe(endpoint.base_url("probe"))
+        probe = UpstreamProbe(endpoint.base_url("probe"), on_result=self.metrics.upstream_reachability.probe)
         if cfg.admin_listen:
-            self.admin = AdminServer(cfg.admin_listen, serving=lambda: self.serving, probe=probe, metrics=self.metrics)
-            await self.admin.start()
+            self.admin = AdminServer(
+                cfg.admin_listen,
+                serving=lambda: self.serving,
+                probe=probe,
+                metrics=self.metrics,
+                requires_upstream=cfg.ready_requires_upstream,
+            )
+            try:
+                await self.admin.start()
+            except OSError as e:
+                raise bind_error(cfg.admin_listen, ADMIN_SETTING, e) from None
         self._upstream_watch = asyncio.ensure_future(self._watch_upstream(probe))
 
     async def _watch_upstream(self, probe: UpstreamProbe, every: float = 2.0) -> None:
         """gRPC health says NOT_SERVING while the upstream has been unreachable for longer than
-        `--unhealthy-after`, and SERVING again as soon as it answers."""
+        `--unhealthy-after`, and SERVING again as soon as it answers. The first probe runs at
+        start, so `s2_sidecar_upstream_up` is known at once."""
         down_since: float | None = None
         serving = True
+        first = True
         while True:
-            await asyncio.sleep(every)
+            if not first:
+                await asyncio.sleep(every)
+            first = False
             now = asyncio.get_running_loop().time()
             if await probe.reachable():
                 down_since = None
@@ -207,7 +240,14 @@ class Sidecar:
                 status = (
                     health_pb2.HealthCheckResponse.SERVING if healthy else health_pb2.HealthCheckResponse.NOT_SERVING
                 )
-                log.warning("upstream %s: gRPC health %s", "reachable" if healthy else "unreachable", status)
+                name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)  # words, not the enum's number
+                if healthy:
+                    log.warning("upstream %s:%s reachable again: gRPC health %s", probe.host, probe.port, name)
+                else:
+                    log.warning(
+                        "upstream %s:%s unreachable for %.0f s (--unhealthy-after): gRPC health %s",
+                        probe.host, probe.port, now - (down_since or now), name,
+                    )  # fmt: skip
                 await self.health.set("", status)
                 await self.health.set(SERVICE_NAME, status)
 
@@ -232,14 +272,26 @@ class Sidecar:
         if self.emulator is not None:
             await self.emulator.stop()  # type: ignore[attr-defined]
         for addr in self.addresses:
-            if (path := _unix_path(addr)) is not None:
-                _remove_socket(path)
+            if isinstance(listen := parse_listen(addr), UnixAddress):
+                remove_stale_socket(listen.path)
         if self.tracer_provider is not None and self._own_provider:
             await asyncio.to_thread(self.tracer_provider.shutdown)  # flushes spans; blocks on export
 
     async def wait_for_termination(self) -> None:
         assert self._server is not None
         await self._server.wait_for_termination()
+
+
+def _grpcurl() -> str:
+    """How to run grpcurl from the user's shell: by name when it is on PATH, else the one
+    `scripts/run` installed next to this Python (.venv/bin is rarely on PATH)."""
+    import shutil
+    import sys
+
+    if shutil.which("grpcurl"):
+        return "grpcurl"
+    beside = Path(sys.executable).parent / "grpcurl"
+    return str(beside) if beside.exists() else "grpcurl"
 
 
 def banner(sidecar: Sidecar) -> str:
@@ -255,7 +307,8 @@ def banner(sidecar: Sidecar) -> str:
             "try:",
             f"  curl -s -X POST {sidecar.emulator_url}/v1/streams/demo/records -H 's2-basin: {sidecar.default_basin}'"
             ' -H \'content-type: application/json\' -d \'{"records":[{"body":"hello"}]}\'',
-            f'  grpcurl -plaintext -d \'{{"stream":"demo","seq_num":0}}\' {target} s2sidecar.v1.StreamService/Read',
+            f"  {_grpcurl()} -plaintext -d '{{\"stream\":\"demo\",\"seq_num\":0}}' {target} "
+            "s2sidecar.v1.StreamService/Read",
         ]
     else:
         lines.append(f"upstream: {sidecar.config.basin_endpoint}")

@@ -61,7 +61,10 @@ def test_bad_configuration_is_a_clear_usage_error() -> None:
         [sys.executable, "-m", "sidecar", "--session-connections", "0"], capture_output=True, text=True
     )
     assert out.returncode == 2
-    assert "--session-connections='0': must be positive" in out.stderr
+    assert out.stderr == (
+        "s2-sidecar: invalid --session-connections '0' (or env S2_SIDECAR_SESSION_CONNECTIONS): must be positive; "
+        "for example 100\n"
+    )
 
 
 async def test_out_of_the_box_with_grpcurl_and_curl() -> None:

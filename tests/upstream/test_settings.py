@@ -49,7 +49,7 @@ def test_flags_and_variables(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--upstream-protocol", "http3"], "--upstream-protocol='http3'"),
+        (["--upstream-protocol", "http3"], "--upstream-protocol 'http3' .*must be auto, http1 or http2"),
         (["--upstream-ca-file", "/no/such/ca.pem"], "no such file"),
         (["--upstream-h2-connections", "0"], "must be positive"),
     ],
