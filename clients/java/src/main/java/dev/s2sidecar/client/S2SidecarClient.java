@@ -3,7 +3,6 @@ package dev.s2sidecar.client;
 import dev.s2sidecar.v1.CheckTailRequest;
 import dev.s2sidecar.v1.StreamServiceGrpc;
 import dev.s2sidecar.v1.StreamServiceGrpc.StreamServiceBlockingStub;
-import io.grpc.Channel;
 import io.grpc.ClientInterceptors;
 import io.grpc.Deadline;
 import io.grpc.Grpc;
@@ -47,7 +46,7 @@ public final class S2SidecarClient implements AutoCloseable {
   }
 
   private final ManagedChannel ownedChannel; // null when the caller passed a channel
-  private final Channel channel;
+  private final ManagedChannel channel;
   private final StreamServiceBlockingStub stub;
   private final String basin;
   private final Duration timeout;
@@ -177,9 +176,7 @@ public final class S2SidecarClient implements AutoCloseable {
     // grpc-java has no public setting for the channel's reconnect backoff (up to 2 minutes by
     // default, failing every call fast meanwhile): reset it so that the next attempt connects
     // now, which bounds it by this policy's backoff instead (RESUME.md, "Backoff").
-    if (channel instanceof ManagedChannel managed) {
-      managed.resetConnectBackoff();
-    }
+    channel.resetConnectBackoff();
   }
 
   /** Options for {@link S2SidecarClient}; every one has a default. */
