@@ -36,6 +36,7 @@ from sidecar.errors import (
     TransportError,
 )
 from sidecar.reads import SessionInterrupted
+from sidecar.types import ReadQuery, SeqNum, StreamPosition, TailOffset
 
 DOMAIN = "s2.dev"
 NEXT_SEQ_NUM_KEY = "s2-next-seq-num"
@@ -107,8 +108,21 @@ def build(
     return RpcError(code, message, ((STATUS_DETAILS_KEY, status.SerializeToString()), *extra))
 
 
-def from_exception(e: BaseException, *, next_seq_num: int | None = None) -> RpcError:
-    """Map any error from the read path to a status. Unknown exceptions become INTERNAL."""
+def _starts_at_tail(query: ReadQuery, tail: StreamPosition) -> bool:
+    """The read's start resolves to the tail itself (with clamp, a start past it does too)."""
+    start = query.start
+    if isinstance(start, TailOffset):
+        return start.value == 0
+    if isinstance(start, SeqNum):
+        return start.value == tail.seq_num or (query.clamp and start.value > tail.seq_num)
+    return query.clamp  # a timestamp start 416s only past the last record's; clamp moves it to the tail
+
+
+def from_exception(
+    e: BaseException, *, next_seq_num: int | None = None, query: ReadQuery | None = None
+) -> RpcError:
+    """Map any error from the read path to a status. Unknown exceptions become INTERNAL. `query`,
+    when known, lets the message speak to what the caller asked for."""
     extra: Metadata = ()
     meta: dict[str, str] = {}
     if next_seq_num is not None:
@@ -118,10 +132,19 @@ def from_exception(e: BaseException, *, next_seq_num: int | None = None) -> RpcE
         return build(grpc.StatusCode.INVALID_ARGUMENT, str(e), reason="invalid_argument", field=e.field, extra=extra)
     if isinstance(e, RangeNotSatisfiable):
         tail = e.tail
-        message = (
-            f"start is past the tail: the next seq_num is {tail.seq_num} (last timestamp {tail.timestamp}); "
-            "start at or before it, or set clamp to start at the tail"
-        )
+        if query is not None and _starts_at_tail(query, tail):
+            # S2 answers 416 at the tail too when the read cannot wait there: "past the tail,
+            # start at or before it" would tell a caller who did exactly that to do it again.
+            message = (
+                f"start is the tail (the next seq_num is {tail.seq_num}): no record is there yet and this read "
+                "does not wait; set wait (seconds, at most 60) to wait for the next record, or follow the "
+                "stream with ReadSession"
+            )
+        else:
+            message = (
+                f"start is past the tail: the next seq_num is {tail.seq_num} (last timestamp {tail.timestamp}); "
+                "start at or before it, or set clamp to start at the tail"
+            )
         return build(
             grpc.StatusCode.OUT_OF_RANGE,
             message,

@@ -23,7 +23,7 @@ from sidecar.api.requests import Undecodable, decoded, decoder, read_query, stre
 from sidecar.errors import SidecarError
 from sidecar.metrics import HistogramChild, Metrics
 from sidecar.reads import ResumePlan, StreamReader
-from sidecar.types import SeqNum, StreamPosition
+from sidecar.types import ReadQuery, SeqNum, StreamPosition
 from sidecar.wire.protobuf import ReadBatch
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,11 @@ class StreamService:
         e: BaseException,
         *,
         next_seq_num: int | None = None,
+        query: ReadQuery | None = None,
     ) -> NoReturn:
         if not isinstance(e, SidecarError):
             log.error("unexpected error in a call", exc_info=e)
-        err = errors.from_exception(e, next_seq_num=next_seq_num)
+        err = errors.from_exception(e, next_seq_num=next_seq_num, query=query)
         rec.code = err.code
         rec.set(tm.ERROR_TYPE, type(e).__name__)
         await context.abort(err.code, err.message, err.trailing_metadata)
@@ -108,6 +109,7 @@ class StreamService:
     async def _read(
         self, request: api_pb.ReadRequest | Undecodable, context: grpc.aio.ServicerContext[Any, Any], rec: CallRecord
     ) -> bytes:
+        query: ReadQuery | None = None
         try:
             request = decoded(request)
             ref = stream_ref(request, self.default_basin)
@@ -115,7 +117,7 @@ class StreamService:
             rec.describe(ref.basin, ref.stream, query)
             batch = await self.reader.read(ref.basin, ref.stream, query, deadline=self._deadline(context), call=rec)
         except Exception as e:
-            await self._abort(context, rec, e)
+            await self._abort(context, rec, e, query=query)
         rec.sent(batch.count, len(batch.data))
         return batch.data
 
@@ -205,7 +207,7 @@ class StreamService:
                     task.uncancel()  # cancelled by drain(): end with a status the app can act on
                 await self._drained(context, rec, plan)
             except Exception as e:
-                await self._abort(context, rec, e, next_seq_num=_resume_point(plan))
+                await self._abort(context, rec, e, next_seq_num=_resume_point(plan), query=query)
             finally:
                 self._sessions.discard(task)
                 await batches.aclose()  # closes the upstream request at once

@@ -27,6 +27,7 @@ from sidecar.types import DEFAULT_MAX_MESSAGE_BYTES, ReadQuery, StreamPosition
 from sidecar.upstream.endpoint import BasinEndpoint
 from sidecar.upstream.select import make_transport
 from sidecar.upstream.transport import Body, Response, Transport
+from sidecar.upstream.words import in_words
 from sidecar.wire import json as wjson
 from sidecar.wire import query as wquery
 from sidecar.wire import s2s, sse
@@ -179,6 +180,14 @@ class UpstreamClient:
                 (outcome.headers_at or time.perf_counter()) - outcome.started
             )
 
+    def _transport_error(self, what: str, e: BaseException, url: str) -> TransportError:
+        """A TransportError that says in words what failed; the repr goes to the debug log."""
+        log.debug("%s: %r", what, e)
+        connect = isinstance(e, self.transport.connect_errors)
+        err = TransportError(f"{what}: {in_words(e, url, connect_failed=connect)}")
+        err.connect_failed = connect
+        return err
+
     def pool_stats(self) -> dict[str, int]:
         """Connections (HTTP/1.1) or streams (HTTP/2) in use per pool, and connection counts per
         protocol (for metrics and tests)."""
@@ -197,7 +206,7 @@ class UpstreamClient:
                     await _raise_for_error(resp)
                     body = await resp.body.read()
             except self._errors as e:
-                raise TransportError(f"check tail of {basin}/{stream}: {e!r}") from e
+                raise self._transport_error(f"check tail of {basin}/{stream}", e, url) from e
         obj = wjson.loads(body)
         if not isinstance(obj, dict) or "tail" not in obj:
             raise ProtocolError(f"upstream tail answer has no `tail`: {body[:200]!r}")
@@ -218,7 +227,7 @@ class UpstreamClient:
                     body = await resp.body.read()
                     ctype = resp.content_type
             except self._errors as e:
-                raise TransportError(f"read {basin}/{stream}: {e!r}") from e
+                raise self._transport_error(f"read {basin}/{stream}", e, url) from e
         if ctype in (PROTOBUF, "application/x-protobuf"):
             batch = decode_read_batch(body)
         elif ctype == "application/json":
@@ -305,7 +314,7 @@ class UpstreamClient:
                             break  # the server wants us gone after this one
                     yield merge_batches(batches)
         except self._errors as e:
-            raise TransportError(f"upstream s2s session {url}: {e!r}") from e
+            raise self._transport_error("upstream session (s2s)", e, url) from e
 
     async def _sse_session(
         self, url: str, params: dict[str, str], headers: dict[str, str], outcome: _Outcome
@@ -333,7 +342,7 @@ class UpstreamClient:
                             return
                 raise TransportError("upstream SSE session ended without [DONE]")
         except self._errors as e:
-            raise TransportError(f"upstream SSE session {url}: {e!r}") from e
+            raise self._transport_error("upstream session (SSE)", e, url) from e
 
 
 @dataclass

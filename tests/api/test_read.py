@@ -111,11 +111,35 @@ async def test_start_past_the_tail_is_out_of_range_with_the_tail(harness: Sideca
     assert error_info(err).metadata["tail_seq_num"] == "5"
 
 
-async def test_start_at_the_tail_without_wait_is_out_of_range(harness: SidecarHarness, stream: str) -> None:
+@pytest.mark.parametrize(
+    "start",
+    [{"seq_num": 5}, {"seq_num": 5, "clamp": True}, {"seq_num": 9, "clamp": True}, {"tail_offset": 0}],
+    ids=["seq_num", "seq_num+clamp", "past+clamp", "tail_offset"],
+)
+async def test_start_at_the_tail_without_wait_says_to_wait(
+    harness: SidecarHarness, stream: str, start: dict[str, int]
+) -> None:
+    """S2 answers 416 at the tail when the read cannot wait there (SEMANTICS.md, "Start position
+    and the tail"). The message must not tell a caller who started at the tail to start at or
+    before it (issue 16: observed), but say that nothing is there yet and to set wait."""
     await harness.append_many(stream, 5)
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await harness.stub.Read(pb.ReadRequest(stream=stream, seq_num=5, clamp=True))
+        await harness.stub.Read(pb.ReadRequest(stream=stream, **start))
+    err = info.value
+    assert err.code() == Code.OUT_OF_RANGE
+    details = err.details() or ""
+    assert details.startswith("start is the tail (the next seq_num is 5): no record is there yet"), details
+    assert "set wait" in details and "past the tail" not in details
+    assert trailing(err)["s2-tail-seq-num"] == "5"  # the same details as any 416
+
+
+async def test_a_bounded_session_at_the_tail_says_to_wait(harness: SidecarHarness, stream: str) -> None:
+    await harness.append_many(stream, 5)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for _ in harness.stub.ReadSession(pb.ReadSessionRequest(stream=stream, seq_num=5, count=1, wait=0)):
+            pass
     assert info.value.code() == Code.OUT_OF_RANGE
+    assert "set wait" in (info.value.details() or "")
 
 
 async def test_clamp_starts_at_the_tail(harness: SidecarHarness, stream: str) -> None:

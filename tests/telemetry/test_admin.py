@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import re
 import time
 
@@ -80,9 +81,11 @@ async def test_retries_and_reconnects_are_counted() -> None:
         assert sample(text, "s2_sidecar_session_reconnects_total", reason="disconnected") >= 1
 
 
-async def test_readyz_does_not_follow_the_upstream_by_default() -> None:
+async def test_readyz_does_not_follow_the_upstream_by_default(caplog: pytest.LogCaptureFixture) -> None:
     """An S2 outage must not mark every app pod NotReady: /readyz means "serving" unless opted in.
-    gRPC health still reports the outage after --unhealthy-after, and upstream_up says it at once."""
+    gRPC health still reports the outage after --unhealthy-after, and upstream_up says it at once.
+    The transitions are logged in words (issue 16: they were enum numbers)."""
+    caplog.set_level(logging.WARNING, logger="sidecar.server")
     async with SidecarHarness(admin_listen="127.0.0.1:0", unhealthy_after=0.5) as h:
         assert h.sidecar is not None and h.sidecar.admin is not None
         url = h.sidecar.admin.url
@@ -96,6 +99,12 @@ async def test_readyz_does_not_follow_the_upstream_by_default() -> None:
         assert (await get(f"{url}/healthz"))[0] == 200
         await restart_on(h, port)
         await wait_for_health(health, health_pb2.HealthCheckResponse.SERVING)
+    logged = [r.getMessage() for r in caplog.records if r.name == "sidecar.server"]
+    assert any(
+        re.fullmatch(rf"upstream 127\.0\.0\.1:{port} unreachable for \d+ s \(--unhealthy-after\): gRPC health NOT_SERVING", m)
+        for m in logged
+    ), logged
+    assert f"upstream 127.0.0.1:{port} reachable again: gRPC health SERVING" in logged
 
 
 async def test_readyz_follows_the_upstream_when_asked() -> None:

@@ -1,0 +1,74 @@
+"""Upstream failures in words, for apps and logs.
+
+aiohttp's and h2's exceptions print as Python reprs (`ClientConnectorError(ConnectionKey(host=...,
+is_ssl=False, ...))`); an app developer or an on-call engineer needs what happened, where, and which
+setting to check. The repr stays available to debug logs (the exception chain keeps the original).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import ssl
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+CHECK_ENDPOINT = "check S2_BASIN_ENDPOINT"
+
+
+def _chain(e: BaseException) -> Iterator[BaseException]:
+    """`e`, its causes and contexts, and the OSError aiohttp wraps in `os_error`."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [e]
+    while todo:
+        x = todo.pop(0)
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        yield x
+        todo += [x.__cause__, x.__context__, getattr(x, "os_error", None)]
+
+
+def _where(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return host, f"{host}:{port}"
+
+
+def in_words(e: BaseException, url: str, *, connect_failed: bool) -> str:
+    """What went wrong talking to S2 at `url`, in one sentence that names what to check.
+    `connect_failed`: no connection could be made (as opposed to one that broke)."""
+    host, where = _where(url)
+    chain = list(_chain(e))
+    for x in chain:
+        if isinstance(x, ssl.SSLCertVerificationError):
+            return (
+                f"TLS with S2 at {where} failed: certificate not trusted ({x.verify_message}); "
+                "check S2_BASIN_ENDPOINT, or S2_SIDECAR_UPSTREAM_CA_FILE for a private CA"
+            )
+    for x in chain:
+        if isinstance(x, ssl.SSLError):
+            return f"TLS with S2 at {where} failed ({x.reason or x}); {CHECK_ENDPOINT}"
+        if isinstance(x, socket.gaierror):
+            return f"cannot resolve {host} ({x.strerror}); {CHECK_ENDPOINT}"
+        if isinstance(x, ConnectionRefusedError) or (isinstance(x, OSError) and x.errno == errno.ECONNREFUSED):
+            return f"cannot connect to S2 at {where} (connection refused); {CHECK_ENDPOINT}"
+    if connect_failed:
+        if any(isinstance(x, asyncio.TimeoutError) for x in chain):
+            return (
+                f"cannot connect to S2 at {where} within the connect timeout (S2_SIDECAR_CONNECT_TIMEOUT); "
+                f"{CHECK_ENDPOINT}"
+            )
+        reason = next((x.strerror for x in chain if isinstance(x, OSError) and x.strerror), None)
+        return f"cannot connect to S2 at {where}" + (f" ({reason.lower()})" if reason else "") + f"; {CHECK_ENDPOINT}"
+    if isinstance(e, asyncio.TimeoutError) or any(type(x).__name__ == "ServerTimeoutError" for x in chain):
+        return f"S2 at {where} did not answer in time"
+    for x in chain:
+        if isinstance(x, ConnectionResetError):
+            return f"the connection to S2 at {where} was reset"
+        if isinstance(x, asyncio.IncompleteReadError):
+            return f"the connection to S2 at {where} closed in the middle of an answer"
+    text = str(e) or type(e).__name__
+    return f"the connection to S2 at {where} failed: {text}"
