@@ -9,10 +9,13 @@ Targets (generated code lives here and nowhere else; never edit it by hand):
                                                  descriptor_set.binpb (descriptors with comments)
     clients/python/src/s2sidecar_client/_proto/  the Python client's stubs (proto/s2sidecar/ only)
     clients/go/s2sidecarv1/                      Go stubs (protoc-gen-go, protoc-gen-go-grpc)
+    clients/ruby/lib/s2sidecar/proto/            Ruby stubs (tools/genproto_ruby.py; Debian's ruby-grpc-tools)
+    clients/java/src/generated/java/             Java stubs (tools/genproto_java.py; protoc + grpc-java plugin)
 
 The Node.js client loads `proto/s2sidecar/v1/stream.proto` at run time and needs nothing.
-The Go target needs `protoc-gen-go` and `protoc-gen-go-grpc` on PATH (or in the env variables
-PROTOC_GEN_GO / PROTOC_GEN_GO_GRPC); `clients/go/install-toolchain.sh` installs them.
+The Go target needs `protoc-gen-go` and `protoc-gen-go-grpc`: from the env variables
+PROTOC_GEN_GO / PROTOC_GEN_GO_GRPC, else `.tools/bin/` (where `clients/go/install-toolchain.sh`
+installs the pinned versions), else PATH.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import genproto_java  # tools/ is on sys.path: this file runs as a script
+import genproto_ruby  # tools/ is on sys.path: this file runs as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
@@ -80,7 +86,9 @@ def _generate_client(into: Path) -> None:
 
 
 def _plugin(name: str) -> str:
-    path = os.environ.get(name.upper().replace("-", "_")) or shutil.which(name)
+    # .tools/bin first: the versions install-toolchain.sh pins, not whatever PATH has
+    path = os.environ.get(name.upper().replace("-", "_")) or shutil.which(name, path=ROOT / ".tools" / "bin")
+    path = path or shutil.which(name)
     if not path or not os.access(path, os.X_OK):
         raise MissingTool(
             f"{name} is not installed (needed for the Go stubs in {GO_OUT_DIR.relative_to(ROOT)}): "
@@ -120,6 +128,8 @@ TARGETS = [
     Target(OUT_DIR, _generate),
     Target(CLIENT_OUT_DIR, _generate_client),
     Target(GO_OUT_DIR, _generate_go),
+    Target(genproto_ruby.OUT_DIR, genproto_ruby.generate),
+    Target(genproto_java.OUT_DIR, genproto_java.generate),
 ]
 
 
