@@ -9,12 +9,10 @@ grpc-java plugin: `clients/java/install-toolchain.sh` fetches both from Maven Ce
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 
-ROOT = Path(__file__).resolve().parent.parent
-PROTO_DIR = ROOT / "proto"
+from gentarget import PROTO_DIR, ROOT, MissingTool, protos
+
 OUT_DIR = ROOT / "clients" / "java" / "src" / "generated" / "java"
 # Keep in step with clients/java/install-toolchain.sh and pom.xml (protobuf.version).
 PROTOC_VERSION = "4.36.2"
@@ -23,22 +21,10 @@ GRPC_JAVA_PLUGIN_VERSION = "1.83.1"
 _BIN = ROOT / ".tools" / "bin"
 
 
-def _genproto() -> ModuleType:
-    """tools/genproto.py as loaded, for its MissingTool. Run as a script it is `__main__`; a plain
-    `import genproto` (circular at import time) would load a second copy whose MissingTool the
-    script's main() does not catch."""
-    main = sys.modules["__main__"]
-    if Path(getattr(main, "__file__", "")).resolve() == Path(__file__).resolve().with_name("genproto.py"):
-        return main
-    import genproto
-
-    return genproto
-
-
 def _tool(name: str) -> Path:
     path = _BIN / name
     if not path.is_file():
-        raise _genproto().MissingTool(
+        raise MissingTool(
             f"{name} is not installed (needed for the Java stubs in {OUT_DIR.relative_to(ROOT)}): "
             "run clients/java/install-toolchain.sh"
         )
@@ -55,7 +41,7 @@ def generate(into: Path) -> None:
             f"--plugin=protoc-gen-grpc-java={plugin}",
             f"--java_out={into}",
             f"--grpc-java_out={into}",
-            *sorted(str(p.relative_to(PROTO_DIR)) for p in (PROTO_DIR / "s2sidecar").rglob("*.proto")),
+            *protos("s2sidecar"),
         ],
         capture_output=True,
         text=True,
