@@ -21,6 +21,11 @@ async function main() {
       count: { type: 'string' },
     },
   });
+  if (!values.stream) {
+    console.error('usage: restart-reader.js [--addr ADDR] --stream STREAM [--start-seq-num N] [--count N]');
+    process.exitCode = 64;
+    return;
+  }
   const client = new S2SidecarClient(values.addr, {
     retry: {
       onRetry: (err, attempt, delayMs) =>

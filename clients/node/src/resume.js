@@ -80,7 +80,10 @@ class SessionCursor {
       return true;
     }
     if (msg.tail) {
-      this.nextSeqNum = String(msg.tail.seq_num);
+      // Caught up to the tail. Never step back (a tail behind what was delivered would mean
+      // asking for records again).
+      const tail = BigInt(msg.tail.seq_num);
+      if (this.nextSeqNum === undefined || tail > BigInt(this.nextSeqNum)) this.nextSeqNum = String(tail);
       return true;
     }
     return false;

@@ -78,6 +78,9 @@ test('a heartbeat puts a follower at the tail, even before its first record', ()
   assert.equal(cursor.advance({ records: [], tail: { seq_num: '42', timestamp: '0' } }), true);
   assert.deepEqual(cursor.request(), { basin: '', stream: 's', seq_num: '42' });
   assert.equal(cursor.done, false); // no stop: follows for ever
+  cursor.advance({ records: [rec(42, 'a')], tail: null });
+  assert.equal(cursor.advance({ records: [], tail: { seq_num: '40', timestamp: '0' } }), true);
+  assert.equal(cursor.request().seq_num, '43'); // a stale tail does not take it back
 });
 
 test('the session is done once count or bytes is used up', () => {
