@@ -77,13 +77,8 @@ async def test_node_example_with_an_app_token(
 
 
 @pytest.mark.timeout(600)
-async def test_node_catch_up_across_sidecar_restarts(driver: restarts.DriverCmd) -> None:
-    await restarts.catch_up_across_restarts(driver)
-
-
-@pytest.mark.timeout(600)
-async def test_node_follow_across_sidecar_restarts(driver: restarts.DriverCmd) -> None:
-    await restarts.follow_across_restarts(driver)
+async def test_node_catch_up_and_follow_across_sidecar_restarts(driver: restarts.DriverCmd) -> None:
+    await restarts.catch_up_and_follow_across_restarts(driver)
 
 
 async def test_node_missing_stream_fails_at_once(driver: restarts.DriverCmd) -> None:
