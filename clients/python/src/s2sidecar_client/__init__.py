@@ -13,6 +13,8 @@ Sessions resume across sidecar restarts, `read` and `check_tail` retry within th
 (`RetryPolicy`; clients/RESUME.md).
 """
 
+from importlib import metadata as _metadata
+
 from s2sidecar_client._resume import RetryPolicy
 from s2sidecar_client.client import ReadSession, S2SidecarClient
 from s2sidecar_client.errors import (
@@ -41,6 +43,11 @@ from s2sidecar_client.types import (
     TailOffset,
     Timestamp,
 )
+
+try:
+    __version__ = _metadata.version("s2sidecar-client")
+except _metadata.PackageNotFoundError:  # imported from a source tree, not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "BasinNotFound",

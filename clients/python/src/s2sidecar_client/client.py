@@ -58,9 +58,11 @@ class S2SidecarClient:
         self.timeout = timeout
         self.retry = retry
         self._own_channel = channel is None
-        self._channel = channel or grpc.aio.insecure_channel(
-            target or _convert.default_target(), options=retry.channel_options()
-        )
+        self.target = target or _convert.default_target()
+        self._channel = channel or grpc.aio.insecure_channel(self.target, options=retry.channel_options())
+        # Until a first answer, calls wait for the channel to connect (gRPC's wait_for_ready): an app
+        # that starts before its sidecar waits for it instead of failing fast.
+        self._answered = False
         self._read: grpc.aio.UnaryUnaryMultiCallable[pb.ReadRequest, pb.ReadResponse] = self._channel.unary_unary(
             _convert.SERVICE + "Read", pb.ReadRequest.SerializeToString, pb.ReadResponse.FromString
         )
@@ -85,6 +87,17 @@ class S2SidecarClient:
     ) -> None:
         await self.close()
 
+    async def wait_for_ready(self, timeout: float | None = None) -> None:  # noqa: ASYNC109  (as the sync client)
+        """Wait until the sidecar accepts connections (at start, before the first call); raises
+        TimeoutError after `timeout` seconds."""
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"s2-sidecar at {self.target} is not ready after {timeout} s") from None
+
+    def _answer(self) -> None:
+        self._answered = True
+
     async def close(self) -> None:
         """Close the channel (unless it was passed in)."""
         if self._own_channel:
@@ -103,7 +116,9 @@ class S2SidecarClient:
         is an exclusive timestamp in ms; `wait` (seconds, at most 60) long-polls at the tail."""
         req = _convert.read_request(pb.ReadRequest, self.basin, stream, start, limit, until, clamp, wait)
         timeout = None if self.timeout is None else self.timeout + (wait or 0)
-        resp = await self._retrying(lambda t: self._read(req, timeout=t, metadata=self._metadata), timeout)
+        resp = await self._retrying(
+            lambda t: self._read(req, timeout=t, metadata=self._metadata, wait_for_ready=not self._answered), timeout
+        )
         return _convert.batch(resp)
 
     def read_session(
@@ -131,7 +146,12 @@ class S2SidecarClient:
         """
         req = _convert.read_request(pb.ReadSessionRequest, self.basin, stream, start, limit, until, clamp, wait)
         state = SessionState(req, self.retry if resume else NO_RETRY)
-        return ReadSession(lambda r: self._session(r, metadata=self._metadata), state, heartbeats=heartbeats)
+        return ReadSession(
+            lambda r: self._session(r, metadata=self._metadata, wait_for_ready=not self._answered),
+            state,
+            heartbeats=heartbeats,
+            on_answer=self._answer,
+        )
 
     async def check_tail(self, stream: str, *, max_staleness_ms: int | None = None) -> StreamPosition:
         """The seq_num the next record will get, and the last record's timestamp.
@@ -139,7 +159,10 @@ class S2SidecarClient:
         `max_staleness_ms`: how old a tail the sidecar may answer from its cache (0: ask S2,
         unless a live session vouches for the tail); None: the sidecar's default (1 s)."""
         req = pb.CheckTailRequest(basin=self.basin or "", stream=stream, max_staleness_ms=max_staleness_ms)
-        resp = await self._retrying(lambda t: self._check_tail(req, timeout=t, metadata=self._metadata), self.timeout)
+        resp = await self._retrying(
+            lambda t: self._check_tail(req, timeout=t, metadata=self._metadata, wait_for_ready=not self._answered),
+            self.timeout,
+        )
         return _convert.position(resp.tail)
 
     async def _retrying(self, call: Callable[[float | None], Awaitable[T]], within: float | None) -> T:
@@ -149,7 +172,9 @@ class S2SidecarClient:
         attempts = Attempts(self.retry)
         while True:
             try:
-                return await call(None if deadline is None else deadline - time.monotonic())
+                result = await call(None if deadline is None else deadline - time.monotonic())
+                self._answered = True
+                return result
             except grpc.RpcError as e:
                 err = from_rpc_error(e)
             delay = attempts.retry_delay(err, None if deadline is None else deadline - time.monotonic())
@@ -170,8 +195,10 @@ class ReadSession:
         state: SessionState,
         *,
         heartbeats: bool,
+        on_answer: Callable[[], None] = lambda: None,
     ) -> None:
         self._open = open_call
+        self._on_answer = on_answer
         self._state = state
         self._heartbeats = heartbeats
         self._call: SessionCall | None = None
@@ -208,6 +235,7 @@ class ReadSession:
                 log.info("session resumes at %s in %.2fs: %s", self._state.next_seq_num, delay, err.message)
                 await asyncio.sleep(delay)
                 continue
+            self._on_answer()
             result = _convert.batch(msg)
             self._state.on_batch(result)
             if result.records or self._heartbeats:

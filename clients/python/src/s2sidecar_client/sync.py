@@ -41,7 +41,9 @@ class S2SidecarSyncClient:
         self._metadata = _convert.auth_metadata(token)
         self.timeout = timeout
         self.retry = retry
-        self._channel = grpc.insecure_channel(target or _convert.default_target(), options=retry.channel_options())
+        self.target = target or _convert.default_target()
+        self._channel = grpc.insecure_channel(self.target, options=retry.channel_options())
+        self._answered = False  # until a first answer, calls wait for the sidecar (wait_for_ready)
         self._read: grpc.UnaryUnaryMultiCallable[pb.ReadRequest, pb.ReadResponse] = self._channel.unary_unary(
             _convert.SERVICE + "Read", pb.ReadRequest.SerializeToString, pb.ReadResponse.FromString
         )
@@ -66,6 +68,13 @@ class S2SidecarSyncClient:
     ) -> None:
         self.close()
 
+    def wait_for_ready(self, timeout: float | None = None) -> None:
+        """Wait until the sidecar accepts connections; raises TimeoutError after `timeout` seconds."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise TimeoutError(f"s2-sidecar at {self.target} is not ready after {timeout} s") from None
+
     def close(self) -> None:
         self._channel.close()
 
@@ -80,7 +89,10 @@ class S2SidecarSyncClient:
     ) -> ReadBatch:
         req = _convert.read_request(pb.ReadRequest, self.basin, stream, start, limit, until, clamp, wait)
         timeout = None if self.timeout is None else self.timeout + (wait or 0)
-        return _convert.batch(self._retrying(lambda t: self._read(req, timeout=t, metadata=self._metadata), timeout))
+        resp = self._retrying(
+            lambda t: self._read(req, timeout=t, metadata=self._metadata, wait_for_ready=not self._answered), timeout
+        )
+        return _convert.batch(resp)
 
     def read_session(
         self,
@@ -99,9 +111,10 @@ class S2SidecarSyncClient:
         first = _convert.read_request(pb.ReadSessionRequest, self.basin, stream, start, limit, until, clamp, wait)
         state = SessionState(first, self.retry if resume else NO_RETRY)
         while (req := state.request()) is not None:  # None: a count or bytes limit is used up
-            call = self._session(req, metadata=self._metadata)
+            call = self._session(req, metadata=self._metadata, wait_for_ready=not self._answered)
             try:
                 for msg in call:
+                    self._answered = True
                     result = _convert.batch(msg)
                     state.on_batch(result)
                     if result.records or heartbeats:
@@ -119,7 +132,10 @@ class S2SidecarSyncClient:
 
     def check_tail(self, stream: str, *, max_staleness_ms: int | None = None) -> StreamPosition:
         req = pb.CheckTailRequest(basin=self.basin or "", stream=stream, max_staleness_ms=max_staleness_ms)
-        resp = self._retrying(lambda t: self._check_tail(req, timeout=t, metadata=self._metadata), self.timeout)
+        resp = self._retrying(
+            lambda t: self._check_tail(req, timeout=t, metadata=self._metadata, wait_for_ready=not self._answered),
+            self.timeout,
+        )
         return _convert.position(resp.tail)
 
     def _retrying(self, call: Callable[[float | None], T], within: float | None) -> T:
@@ -129,7 +145,9 @@ class S2SidecarSyncClient:
         attempts = Attempts(self.retry)
         while True:
             try:
-                return call(None if deadline is None else deadline - time.monotonic())
+                result = call(None if deadline is None else deadline - time.monotonic())
+                self._answered = True
+                return result
             except grpc.RpcError as e:
                 err = from_rpc_error(e)
             delay = attempts.retry_delay(err, None if deadline is None else deadline - time.monotonic())
