@@ -1,10 +1,16 @@
 """The Go client (`clients/go`), built in module mode: its own unit and fake-server tests
 (`go test ./...`), the example CLI's shared scenarios against a real sidecar, and the restart
 driver under tests/clients/restarts.py. Needs Go (the `go` line of clients/go/go.mod) and the
-modules (`clients/go/install-toolchain.sh` downloads them); skips, saying why, without Go."""
+modules (`clients/go/install-toolchain.sh` downloads them); skips, saying why, without Go.
+Also: the module builds offline from the committed go.sum, and the first call of an app started
+before its sidecar waits for it (issue 16 item 4)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -12,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.testing import SidecarProcess, free_port
 from tests.clients import cli_scenarios, restarts
 from tests.clients.conftest import ROOT, Live
 
@@ -42,8 +49,64 @@ def driver(bin_dir: Path) -> restarts.DriverCmd:
     return cmd
 
 
+def offline_env() -> dict[str, str]:
+    """No network: only the module cache (filled by install-toolchain.sh) and go.sum."""
+    return {**os.environ, "GOFLAGS": "-mod=readonly", "GOPROXY": "off", "GOTOOLCHAIN": "local"}
+
+
+def test_go_module_builds_offline_from_the_committed_go_sum(bin_dir: Path) -> None:
+    """Issue 16 item 4: a module that builds in module mode, offline, pinned by a committed go.sum."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "--error-unmatch", "clients/go/go.mod", "clients/go/go.sum"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert tracked.returncode == 0, f"go.mod/go.sum are not committed: {tracked.stderr}"
+    env = offline_env()
+    result = subprocess.run(["go", "build", "./..."], cwd=GO_DIR, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (
+        f"offline module build failed (run clients/go/install-toolchain.sh):\n{result.stdout}\n{result.stderr}"
+    )
+    verify = subprocess.run(["go", "mod", "verify"], cwd=GO_DIR, env=env, capture_output=True, text=True, timeout=600)
+    assert verify.returncode == 0 and "all modules verified" in verify.stdout, f"{verify.stdout}\n{verify.stderr}"
+
+
+def test_go_readme_wait_snippet_is_the_compiled_example() -> None:
+    """The README's WaitForReady snippet is ExampleClient_WaitForReady's body (which `go test` compiles)."""
+    readme = (GO_DIR / "README.md").read_text()
+    snippets = [b for b in re.findall(r"```go\n(.*?)```", readme, re.S) if "WaitForReady(ctx)" in b]
+    assert snippets, "the README shows no WaitForReady snippet"
+    example = (GO_DIR / "s2sidecar" / "example_test.go").read_text()
+    body = example.split("func ExampleClient_WaitForReady() {", 1)[1].split("\n}\n", 1)[0]
+    body_lines = {line.strip() for line in body.splitlines()}
+    missing = [line for line in snippets[0].splitlines() if line.strip() and line.strip() not in body_lines]
+    assert not missing, f"README lines not in ExampleClient_WaitForReady: {missing}"
+
+
+async def test_go_first_call_waits_for_a_sidecar_that_starts_later(bin_dir: Path) -> None:
+    """The example's first call (retries off) starts before the sidecar; it waits and gets the answer
+    (NOT_FOUND for a missing stream), not UNAVAILABLE."""
+    port = free_port()
+    cmd = [str(bin_dir / "s2sidecar-example"), "-addr", f"127.0.0.1:{port}", "-no-retry"]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, "tail", "-stream", "no-such-stream", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await asyncio.sleep(1.0)
+        assert proc.returncode is None, "the call did not wait for the sidecar"
+        async with SidecarProcess(grpc_port=port):
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines, err.decode()
+    assert (lines[-1]["error"], lines[-1].get("reason")) == ("NotFound", "stream_not_found"), lines
+
+
 def test_go_unit_tests(bin_dir: Path) -> None:
-    """The pure resume logic and the client's loops against a scripted in-process StreamService."""
+    """The pure resume logic and the client's loops against a scripted in-process StreamService,
+    including a fake sidecar that starts late (calls wait for it; WaitForReady names the target)."""
     result = subprocess.run(
         ["go", "test", "-count=1", "-timeout=120s", "./..."], cwd=GO_DIR, capture_output=True, text=True, timeout=600
     )

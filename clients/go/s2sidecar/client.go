@@ -8,14 +8,19 @@ package s2sidecar
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/s2-sidecar/s2-sidecar/clients/go/s2sidecarv1"
 )
@@ -36,8 +41,13 @@ func DefaultTarget() string {
 type Client struct {
 	stub   pb.StreamServiceClient
 	conn   *grpc.ClientConn // nil when the caller owns the connection
+	cc     grpc.ClientConnInterface
 	opts   options
 	jitter func() float64 // nil: math/rand; tests pin it
+	// answered: the sidecar has answered a call. Until then calls wait for the connection
+	// (grpc.WaitForReady), so an app started before its sidecar waits for it instead of failing
+	// fast; after, a sidecar restart is the retry policy's to ride out.
+	answered atomic.Bool
 }
 
 type options struct {
@@ -101,13 +111,54 @@ func New(target string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{stub: pb.NewStreamServiceClient(conn), conn: conn, opts: o}, nil
+	return &Client{stub: pb.NewStreamServiceClient(conn), conn: conn, cc: conn, opts: o}, nil
 }
 
 // NewFromConn uses a connection the caller dialed and closes; WithDialOptions does not apply,
 // and the connection's reconnect backoff is the caller's to bound.
 func NewFromConn(conn grpc.ClientConnInterface, opts ...Option) *Client {
-	return &Client{stub: pb.NewStreamServiceClient(conn), opts: buildOptions(opts)}
+	return &Client{stub: pb.NewStreamServiceClient(conn), cc: conn, opts: buildOptions(opts)}
+}
+
+// WaitForReady waits until the connection to the sidecar is up (READY), connecting if it is
+// idle; use it at start, before the first call, to wait for a sidecar that starts with the app.
+// When ctx ends first it returns an error naming the target and the connection's last state
+// (wrapping ctx.Err()). With NewFromConn it needs a *grpc.ClientConn (other connections: nil).
+//
+// Without it the first calls wait too (up to their timeout), until the sidecar first answers.
+func (c *Client) WaitForReady(ctx context.Context) error {
+	conn, ok := c.cc.(*grpc.ClientConn)
+	if !ok {
+		return nil
+	}
+	conn.Connect()
+	for {
+		state := conn.GetState()
+		if state == connectivity.Ready {
+			return nil
+		}
+		if !conn.WaitForStateChange(ctx, state) {
+			return fmt.Errorf("s2-sidecar at %s is not ready (connection %s): %w", conn.Target(), state, ctx.Err())
+		}
+	}
+}
+
+// callOptions are the options of every call: grpc.WaitForReady until the sidecar first answers.
+func (c *Client) callOptions(opts ...grpc.CallOption) []grpc.CallOption {
+	if !c.answered.Load() {
+		opts = append(opts, grpc.WaitForReady(true))
+	}
+	return opts
+}
+
+// noteAnswer records that the sidecar answered: err is nil, or a status the sidecar sent (not
+// one for a connection that never came up, nor the caller's deadline or cancellation).
+func (c *Client) noteAnswer(err error) {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return
+	}
+	c.answered.Store(true)
 }
 
 // Close closes the connection New dialed (not one given to NewFromConn).
@@ -157,7 +208,8 @@ func retrying[T any](ctx context.Context, c *Client, timeout time.Duration, call
 	tries := newAttempts(c.opts.retry, c.jitter)
 	for {
 		var trailer metadata.MD
-		resp, err := call(ctx, grpc.Trailer(&trailer))
+		resp, err := call(ctx, c.callOptions(grpc.Trailer(&trailer))...)
+		c.noteAnswer(err)
 		if err == nil {
 			return resp, nil
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/s2-sidecar/s2-sidecar/clients/go/s2sidecar"
 	pb "github.com/s2-sidecar/s2-sidecar/clients/go/s2sidecarv1"
@@ -60,5 +61,20 @@ func ExampleClient_Read() {
 	}
 	for _, r := range batch.Records {
 		fmt.Printf("%d %s\n", r.SeqNum, r.Body)
+	}
+}
+
+// At start, waits up to a minute for a sidecar that starts with the app.
+func ExampleClient_WaitForReady() {
+	client, err := s2sidecar.New("")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := client.WaitForReady(ctx); err != nil {
+		log.Fatal(err) // s2-sidecar at 127.0.0.1:50051 is not ready (connection TRANSIENT_FAILURE): context deadline exceeded
 	}
 }

@@ -75,6 +75,7 @@ func (s *Session) Next() bool {
 			s.finish(nil) // the session reached its stop
 			break
 		}
+		s.client.noteAnswer(err)
 		if err != nil {
 			trailer := s.stream.Trailer()
 			s.closeStream()
@@ -96,7 +97,7 @@ func (s *Session) open() bool {
 		return false
 	}
 	ctx, stop := context.WithCancel(s.ctx)
-	stream, err := s.client.stub.ReadSession(ctx, req)
+	stream, err := s.client.stub.ReadSession(ctx, req, s.client.callOptions()...)
 	if err != nil {
 		stop()
 		s.failed(err, nil)

@@ -93,11 +93,16 @@ func start(t *testing.T, addr string, f *fakeService) server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
-	pb.RegisterStreamServiceServer(srv, f)
+	srv := newFakeServer(f)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	return server{srv, lis.Addr().String()}
+}
+
+func newFakeServer(f *fakeService) *grpc.Server {
+	srv := grpc.NewServer()
+	pb.RegisterStreamServiceServer(srv, f)
+	return srv
 }
 
 // serve starts the fake on a loopback port and returns a client for it with a tiny backoff

@@ -7,7 +7,7 @@
 //	s2sidecar-example -addr unix:/run/s2-sidecar.sock tail -stream orders
 //
 // -token (default: env S2_SIDECAR_APP_TOKEN) sends the sidecar's app token as
-// `authorization: Bearer <token>`. It prints one JSON object per line: a record, a tail, or an error (then exits with status 2).
+// `authorization: Bearer <token>`; -no-retry turns retries and resuming off. It prints one JSON object per line: a record, a tail, or an error (then exits with status 2).
 package main
 
 import (
@@ -25,6 +25,7 @@ import (
 func main() {
 	addr := flag.String("addr", s2sidecar.DefaultTarget(), "sidecar address: host:port or unix:/path (default: env S2_SIDECAR_ADDRESS, else 127.0.0.1:50051)")
 	token := flag.String("token", os.Getenv("S2_SIDECAR_APP_TOKEN"), "the sidecar's app token, if it requires one")
+	noRetry := flag.Bool("no-retry", false, "never retry a failed call nor resume a session (a first call still waits for the sidecar to start)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: s2sidecar-example [-addr ADDR] read|follow|tail -stream NAME [options]")
 		flag.PrintDefaults()
@@ -46,7 +47,11 @@ func main() {
 	n := fs.Int("n", 0, "follow: exit after this many records (0: follow for ever)")
 	_ = fs.Parse(flag.Args()[1:])
 
-	client, err := s2sidecar.New(*addr, s2sidecar.WithToken(*token))
+	opts := []s2sidecar.Option{s2sidecar.WithToken(*token)}
+	if *noRetry {
+		opts = append(opts, s2sidecar.WithRetryPolicy(s2sidecar.RetryPolicy{MaxAttempts: 1}))
+	}
+	client, err := s2sidecar.New(*addr, opts...)
 	if err != nil {
 		fail(err)
 	}
