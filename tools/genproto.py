@@ -11,8 +11,9 @@ Targets (generated code lives here and nowhere else; never edit it by hand):
     clients/go/s2sidecarv1/                      Go stubs (protoc-gen-go, protoc-gen-go-grpc)
     clients/ruby/lib/s2sidecar/proto/            Ruby stubs (tools/genproto_ruby.py; Debian's ruby-grpc-tools)
     clients/java/src/generated/java/             Java stubs (tools/genproto_java.py; protoc + grpc-java plugin)
+    clients/node/proto/                          a copy of proto/s2sidecar/ that the Node.js client
+                                                 loads at run time (shipped in its npm package)
 
-The Node.js client loads `proto/s2sidecar/v1/stream.proto` at run time and needs nothing.
 The Go target needs `protoc-gen-go` and `protoc-gen-go-grpc`: from the env variables
 PROTOC_GEN_GO / PROTOC_GEN_GO_GRPC, else `.tools/bin/` (where `clients/go/install-toolchain.sh`
 installs the pinned versions), else PATH.
@@ -110,6 +111,16 @@ def _generate_go(into: Path) -> None:
             (into / f.name).write_text(text)
 
 
+NODE_PROTO_DIR = ROOT / "clients" / "node" / "proto"
+
+
+def _copy_node_protos(into: Path) -> None:
+    for name in protos("s2sidecar"):
+        (into / name).parent.mkdir(parents=True, exist_ok=True)
+        text = (PROTO_DIR / name).read_text()
+        (into / name).write_text(f"// Copied by tools/genproto.py from proto/{name}. Do not edit.\n{text}")
+
+
 @dataclass(frozen=True)
 class Target:
     out: Path
@@ -122,6 +133,7 @@ TARGETS = [
     Target(GO_OUT_DIR, _generate_go),
     Target(genproto_ruby.OUT_DIR, genproto_ruby.generate),
     Target(genproto_java.OUT_DIR, genproto_java.generate),
+    Target(NODE_PROTO_DIR, _copy_node_protos),
 ]
 
 

@@ -1,18 +1,28 @@
-"""The Node.js client (`clients/node`): its `node --test` unit tests (resume logic, and the session
-loop against a scripted in-process fake server), the example CLI against a real sidecar, and the
-auto-resume driver across real sidecar restarts (tests/clients/restarts.py). Installs the locked
+"""The Node.js client (`clients/node`): its `node --test` unit tests (resume logic, the session
+loop and waiting for the sidecar against a scripted in-process fake server), the example CLI
+against a real sidecar, and the auto-resume driver across real sidecar restarts
+(tests/clients/restarts.py). The npm package (issue 16, item 4): versioned with the sidecar, its
+TypeScript types checked by `tsc`, `npm pack` installed in a clean folder and used there against a
+real sidecar; and the first call waiting for a sidecar that starts later. Installs the locked
 dependencies once (`npm ci` into clients/node/node_modules, gitignored); skips if node/npm are
 missing."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import re
 import shutil
 import subprocess
+import tarfile
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from sidecar.testing import SidecarProcess, free_port
 from tests.clients import cli_scenarios, restarts
 from tests.clients.conftest import ROOT, Live
 
@@ -83,3 +93,146 @@ async def test_node_catch_up_and_follow_across_sidecar_restarts(driver: restarts
 
 async def test_node_missing_stream_fails_at_once(driver: restarts.DriverCmd) -> None:
     await restarts.missing_stream_fails_at_once(driver)
+
+
+def _run(argv: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "S2SIDECAR_PROTO"}  # the package finds its own
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_node_package_is_versioned_with_the_sidecar() -> None:
+    sidecar = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    package = json.loads((NODE_DIR / "package.json").read_text())
+    lock = json.loads((NODE_DIR / "package-lock.json").read_text())
+    assert package["version"] == sidecar
+    assert (package["name"], package.get("private")) == ("@s2-sidecar/client", None)
+    assert lock["version"] == sidecar and lock["packages"][""]["version"] == sidecar  # the lock is current
+    assert lock["name"] == package["name"]
+
+
+def test_node_types_check(node_ready: None) -> None:
+    """`npm run typecheck`: tsc (strict) on src/client.d.ts and test/types.test-d.ts, which imports
+    '@s2-sidecar/client' through the package's `exports` and holds `@ts-expect-error` lines."""
+    result = _run(["npm", "run", "--silent", "typecheck"], NODE_DIR)
+    assert result.returncode == 0, f"tsc failed:\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.fixture(scope="module")
+def tarball(node_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("npm-pack")
+    result = _run(["npm", "pack", "--json", "--pack-destination", str(out)], NODE_DIR)
+    assert result.returncode == 0, f"npm pack failed:\n{result.stdout}\n{result.stderr}"
+    (packed,) = json.loads(result.stdout)
+    return out / packed["filename"]
+
+
+def test_node_tarball_holds_what_users_need_only(tarball: Path) -> None:
+    with tarfile.open(tarball) as tar:
+        names = sorted(n.removeprefix("package/") for n in tar.getnames())
+    assert {"package.json", "README.md", "src/client.js", "src/client.d.ts", "src/resume.js"} <= set(names)
+    assert "proto/s2sidecar/v1/stream.proto" in names  # loaded at run time: the package ships its copy
+    assert not [n for n in names if "node_modules" in n or n.startswith(("test/", "tests/")) or ".test" in n], names
+    assert not [n for n in names if n in ("example.js", "restart-reader.js", "tsconfig.json", "package-lock.json")]
+
+
+CJS_APP = """
+const client = require('@s2-sidecar/client');
+const { S2SidecarClient, StreamNotFound } = client;
+const [address, stream] = process.argv.slice(2);
+async function main() {
+  const c = new S2SidecarClient(address, { timeoutMs: 10000 });
+  await c.waitForReady(10000);
+  const batch = await c.read(stream, { seqNum: 0, count: 3 });
+  try { await c.checkTail(stream + '-missing'); } catch (e) { console.log(e instanceof StreamNotFound, e.code); }
+  c.close();
+  console.log(require('@s2-sidecar/client/package.json').version, require.resolve('@s2-sidecar/client'));
+  console.log(JSON.stringify(batch.records.map((r) => [r.seq_num, r.body.toString()])));
+}
+main().catch((e) => { console.error(e); process.exit(1); });
+"""
+
+ESM_APP = "import { S2SidecarClient, SidecarError } from '@s2-sidecar/client'; console.log(typeof S2SidecarClient, typeof SidecarError);"
+
+TS_APP = """
+import { S2SidecarClient, type ReadBatch } from '@s2-sidecar/client';
+export async function first(stream: string): Promise<string[]> {
+  const client = new S2SidecarClient();
+  await client.waitForReady(1000);
+  const batch: ReadBatch = await client.read(stream, { seqNum: 0, count: 3 });
+  // @ts-expect-error seq_num is a string
+  const n: number = batch.records[0].seq_num;
+  return [String(n), ...batch.records.map((r) => r.body.toString())];
+}
+"""
+
+
+@pytest.mark.timeout(600)
+async def test_node_packed_package_installs_in_a_clean_folder_and_reads(
+    tarball: Path, tmp_path: Path, live: Live, stream: str
+) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "package.json").write_text(json.dumps({"name": "app", "version": "1.0.0", "private": True}))
+    install = ["npm", "install", "--no-audit", "--no-fund", "--prefer-offline", str(tarball)]
+    result = await asyncio.to_thread(_run, install, app)
+    assert result.returncode == 0, f"npm install failed:\n{result.stdout}\n{result.stderr}"
+    await live.fill(stream)
+    (app / "app.js").write_text(CJS_APP)
+    result = await asyncio.to_thread(_run, ["node", "app.js", live.address, stream], app, 60)
+    assert result.returncode == 0, result.stderr
+    version = json.loads((NODE_DIR / "package.json").read_text())["version"]
+    installed = app / "node_modules" / "@s2-sidecar" / "client" / "src" / "client.js"
+    assert result.stdout.splitlines() == [
+        "true NOT_FOUND",
+        f"{version} {installed}",  # the installed copy, not the repository's
+        '[["0","record-0"],["1","record-1"],["2","record-2"]]',
+    ]
+    # ES modules get the named exports too
+    result = await asyncio.to_thread(_run, ["node", "--input-type=module", "-e", ESM_APP], app, 60)
+    assert (result.returncode, result.stdout.strip()) == (0, "function function"), result.stderr
+    # TypeScript resolves the packed types through `exports` (the repository's tsc, the app's node_modules)
+    (app / "app.ts").write_text(TS_APP)
+    tsconfig = {"compilerOptions": {"strict": True, "noEmit": True, "module": "nodenext", "target": "es2022"}}
+    (app / "tsconfig.json").write_text(json.dumps(tsconfig))
+    result = await asyncio.to_thread(_run, [str(NODE_DIR / "node_modules" / ".bin" / "tsc"), "-p", "."], app)
+    assert result.returncode == 0, f"tsc in the app failed:\n{result.stdout}\n{result.stderr}"
+
+
+WAITING_APP = """
+const { S2SidecarClient } = require(process.argv[1]);
+const client = new S2SidecarClient(process.argv[2], { retry: { maxAttempts: 1 }, timeoutMs: 30000 });
+client.checkTail('no-such-stream').then(
+  (tail) => console.log('tail', JSON.stringify(tail)),
+  (err) => console.log(err.constructor.name, err.code, err.message),
+).finally(() => client.close());
+"""
+
+
+async def test_node_first_call_waits_for_a_sidecar_that_starts_later(node: str) -> None:
+    """An app that starts before its sidecar: with retries off, only gRPC's waitForReady (on until
+    the sidecar first answers) can make the call reach a sidecar that starts a second later."""
+    port = free_port()
+    argv = [node, "-e", WAITING_APP, str(NODE_DIR / "src" / "client.js"), f"127.0.0.1:{port}"]
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        await asyncio.sleep(1.0)
+        async with SidecarProcess(grpc_port=port):
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().startswith("StreamNotFound NOT_FOUND "), out.decode() + err.decode()  # answered
+
+
+async def test_node_wait_for_ready_times_out_saying_where(node: str) -> None:
+    port = free_port()
+    script = (
+        f"const {{ S2SidecarClient }} = require({json.dumps(str(NODE_DIR / 'src' / 'client.js'))});"
+        f"const c = new S2SidecarClient('127.0.0.1:{port}');"
+        "c.waitForReady(300).then(() => console.log('ready'), (e) => console.log(e.message)).finally(() => c.close());"
+    )
+    result = await asyncio.to_thread(_run, [node, "-e", script], NODE_DIR, 60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"s2-sidecar at 127.0.0.1:{port} is not ready after 300 ms"), result.stdout

@@ -1,4 +1,7 @@
-// Types for src/client.js, for TypeScript users (`import { S2SidecarClient } from '.../src/client'`).
+// Types for src/client.js, for TypeScript users:
+//   import { S2SidecarClient, StreamNotFound } from '@s2-sidecar/client';
+// Checked by `npm run typecheck` (test/types.test-d.ts uses every declaration below).
+/// <reference types="node" />
 
 /** uint64 values arrive as decimal strings; pass numbers, bigints or strings. */
 export type U64 = string;
@@ -62,13 +65,37 @@ export interface ClientOptions {
 export class S2SidecarClient {
   /** `target`: "host:port" or "unix:/path"; default env S2_SIDECAR_ADDRESS, else "127.0.0.1:50051". */
   constructor(target?: string, options?: ClientOptions);
+  /** The address this client connects to (after the defaults above). */
+  readonly target: string;
+  readonly basin: string;
+  readonly timeoutMs: number;
+  /**
+   * Resolves once the sidecar accepts connections; rejects with an Error naming the target and
+   * the timeout after `timeoutMs` (default: the client's `timeoutMs`). Optional: until the
+   * sidecar first answers, every call waits for the connection (within its deadline) anyway.
+   */
+  waitForReady(timeoutMs?: number): Promise<void>;
   read(stream: string, opts?: ReadOptions): Promise<ReadBatch>;
   readSession(stream: string, opts?: SessionOptions): AsyncGenerator<ReadBatch, void, undefined>;
   checkTail(stream: string): Promise<StreamPosition>;
   close(): void;
 }
 
+/** The gRPC status that failed a call, as grpc-js reports it. */
+export interface GrpcStatus { code: number; details?: string }
+/** What the error was decoded from (ErrorInfo, RetryInfo, BadRequest, trailers). */
+export interface ErrorInfo {
+  message: string;
+  reason?: string;
+  metadata: Record<string, string>;
+  retryAfterMs?: number;
+  field?: string;
+  trailers: Record<string, string>;
+}
+
+/** Thrown by every call; made by the client (see `toSidecarError`), not by apps. */
 export class SidecarError extends Error {
+  protected constructor(status: GrpcStatus, info: ErrorInfo);
   /** gRPC status name, e.g. "NOT_FOUND". */
   code: string;
   grpcCode: number;
@@ -78,6 +105,7 @@ export class SidecarError extends Error {
   retryAfterMs?: number;
   /** The request field to change (BadRequest), for InvalidArgument. */
   field?: string;
+  /** The sidecar's trailing metadata (binary values base64), e.g. `s2-next-seq-num`. */
   trailers: Record<string, string>;
   /**
    * Where to resume (pass as `seqNum`) after a session failed: the session's own position when it
@@ -95,4 +123,9 @@ export class Unauthenticated extends SidecarError {}
 export class PermissionDenied extends SidecarError {}
 export class ResourceExhausted extends SidecarError {}
 export class DeadlineExceeded extends SidecarError {}
-export function toSidecarError(err: unknown): unknown;
+/**
+ * The typed error for a grpc-js ServiceError (anything with a `code`); anything else (and a
+ * SidecarError) is returned as it is.
+ */
+export function toSidecarError<E extends { code: number }>(err: E): SidecarError;
+export function toSidecarError<E>(err: E): E | SidecarError;

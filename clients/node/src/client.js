@@ -6,8 +6,9 @@
 // Every call rides out a sidecar restart (clients/RESUME.md): sessions resume where they stood,
 // `read` and `checkTail` retry within their deadline. The rules live in ./resume.js.
 //
-//   const { S2SidecarClient } = require('./src/client');
+//   const { S2SidecarClient } = require('@s2-sidecar/client');
 //   const client = new S2SidecarClient(); // S2_SIDECAR_ADDRESS, else 127.0.0.1:50051
+//   await client.waitForReady(10000);     // optional: calls wait for the first connection anyway
 //   const batch = await client.read('orders', { seqNum: 0, count: 100 });
 //   for await (const batch of client.readSession('orders', { tailOffset: 10 })) { ... }
 //
@@ -21,9 +22,11 @@ const protoLoader = require('@grpc/proto-loader');
 const protobuf = require('protobufjs');
 const { DEFAULT_RETRY, isRetryable, retryDelayMs, SessionCursor } = require('./resume');
 
-// The contract, loaded at run time (nothing generated). S2SIDECAR_PROTO overrides the path.
+// The contract, loaded at run time (nothing generated) from the package's own copy of
+// proto/s2sidecar/ (clients/node/proto/, kept identical by `python tools/genproto.py`), so an
+// installed package needs nothing from the repository. S2SIDECAR_PROTO overrides the path.
 const PROTO = process.env.S2SIDECAR_PROTO ||
-  path.resolve(__dirname, '..', '..', '..', 'proto', 's2sidecar', 'v1', 'stream.proto');
+  path.resolve(__dirname, '..', 'proto', 's2sidecar', 'v1', 'stream.proto');
 
 const definition = protoLoader.loadSync(PROTO, {
   keepCase: true, // snake_case field names, as in the .proto and S2's docs
@@ -192,6 +195,10 @@ const CHANNEL_OPTIONS = {
   'grpc.max_reconnect_backoff_ms': DEFAULT_RETRY.maxDelayMs,
 };
 
+// Statuses a call gets without the sidecar having answered it (connecting failed or never
+// finished); any other status is the sidecar's answer.
+const NOT_AN_ANSWER = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.CANCELLED]);
+
 class S2SidecarClient {
   /**
    * @param {string} [target] "host:port" or "unix:/path/to.sock"; default: env S2_SIDECAR_ADDRESS,
@@ -211,8 +218,38 @@ class S2SidecarClient {
     if (!(this.retry.maxAttempts >= 1)) throw new RangeError('retry.maxAttempts must be at least 1');
     this.metadata = new grpc.Metadata();
     if (token) this.metadata.set('authorization', `Bearer ${token}`);
-    target = target || process.env.S2_SIDECAR_ADDRESS || '127.0.0.1:50051';
-    this.stub = new StreamService(target, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+    // Until the sidecar first answers, calls wait for the channel to connect (gRPC's
+    // waitForReady) instead of failing fast with UNAVAILABLE: an app that starts before its
+    // sidecar waits for it (within the call's deadline; a session waits as long as it takes).
+    this._waitingMetadata = this.metadata.clone();
+    this._waitingMetadata.setOptions({ waitForReady: true });
+    this._answered = false;
+    this.target = target || process.env.S2_SIDECAR_ADDRESS || '127.0.0.1:50051';
+    this.stub = new StreamService(this.target, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  }
+
+  /**
+   * Resolves once the channel to the sidecar is READY (connecting if it is idle); rejects with
+   * an Error naming the target and the timeout after `timeoutMs` (default: the client's
+   * `timeoutMs`). For an app's start, before its first call.
+   */
+  waitForReady(timeoutMs = this.timeoutMs) {
+    return new Promise((resolve, reject) => {
+      this.stub.waitForReady(Date.now() + timeoutMs, (err) => {
+        if (!err) resolve();
+        else reject(new Error(`s2-sidecar at ${this.target} is not ready after ${timeoutMs} ms (${err.message})`));
+      });
+    });
+  }
+
+  /** The call metadata: with waitForReady until the sidecar has answered once. */
+  _metadata() {
+    return this._answered ? this.metadata : this._waitingMetadata;
+  }
+
+  /** Notes that `err` (a SidecarError) came from the sidecar, not from a failure to reach it. */
+  _noteAnswer(err) {
+    if (!NOT_AN_ANSWER.has(err.grpcCode)) this._answered = true;
   }
 
   close() {
@@ -232,7 +269,16 @@ class S2SidecarClient {
 
   _call(method, req, deadline) {
     return new Promise((resolve, reject) => {
-      this.stub[method](req, this.metadata, { deadline }, (err, resp) => (err ? reject(toSidecarError(err)) : resolve(resp)));
+      this.stub[method](req, this._metadata(), { deadline }, (err, resp) => {
+        if (!err) {
+          this._answered = true;
+          resolve(resp);
+          return;
+        }
+        const error = toSidecarError(err);
+        this._noteAnswer(error);
+        reject(error);
+      });
     });
   }
 
@@ -277,9 +323,10 @@ class S2SidecarClient {
     const cursor = new SessionCursor(readRequest(this.basin, stream, read));
     const maxAttempts = resume ? this.retry.maxAttempts : 1;
     for (let attempt = 1; ; attempt++) {
-      const call = this.stub.ReadSession(cursor.request(), this.metadata);
+      const call = this.stub.ReadSession(cursor.request(), this._metadata());
       try {
         for await (const msg of call) {
+          this._answered = true;
           // Track the position before handing the batch over: once yielded, it was delivered.
           if (cursor.advance(msg)) attempt = 1;
           if (msg.records.length || heartbeats) yield batchOf(msg);
@@ -288,6 +335,7 @@ class S2SidecarClient {
       } catch (e) {
         const err = toSidecarError(e);
         if (!(err instanceof SidecarError)) throw err; // not the call's failure
+        this._noteAnswer(err);
         if (cursor.done) return; // it broke after the last record asked for (count or bytes)
         if (cursor.nextSeqNum !== undefined) err.nextSeqNum = cursor.nextSeqNum;
         const delayMs = this._retryDelay(err, attempt, maxAttempts);

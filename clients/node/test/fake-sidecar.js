@@ -58,8 +58,9 @@ function record(seqNum, body, headers = []) {
  * ReadSession steps are `(call) => void` (write, then `call.end()` or `call.emit('error', ...)`);
  * Read and CheckTail steps are `(request) => response` or `{ error }`.
  * Resolves to `{ address, requests, close }`; `requests[method]` lists the requests received.
+ * `port` 0 (the default) picks a free one.
  */
-async function startFake(script) {
+async function startFake(script, { port: wanted = 0 } = {}) {
   const requests = { Read: [], ReadSession: [], CheckTail: [] };
   const next = (method) => {
     const step = (script[method] || [])[requests[method].length - 1];
@@ -82,7 +83,7 @@ async function startFake(script) {
     },
   });
   const port = await new Promise((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    server.bindAsync(`127.0.0.1:${wanted}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
   return { address: `127.0.0.1:${port}`, requests, close: () => server.forceShutdown() };
 }
 
