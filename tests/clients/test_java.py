@@ -1,12 +1,15 @@
 """The Java client (`clients/java`): built offline with Maven (its JUnit tests run in the build),
 then its example CLI against a real sidecar (the shared scenarios) and its restart driver across
-real sidecar restarts (tests/clients/restarts.py).
+real sidecar restarts (tests/clients/restarts.py), and its first call waiting for a sidecar that
+starts after it.
 
 Needs `clients/java/install-toolchain.sh` first (it fills the local Maven repository); skips,
 saying why, only when java or mvn is missing."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -14,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from sidecar.testing import SidecarProcess, free_port
 from tests.clients import cli_scenarios, restarts
 from tests.clients.conftest import ROOT, Live
 
@@ -48,7 +52,8 @@ def java(classpath: str, main: str) -> list[str]:
 
 
 def test_java_unit_tests_ran_and_passed(classpath: str) -> None:
-    """The build ran the JUnit tests (resume logic, errors, a scripted in-process service)."""
+    """The build ran the JUnit tests (resume logic, errors, a scripted in-process service, and a
+    loopback server that starts late: calls wait for it, waitForReady names the target)."""
     reports = list((TARGET / "surefire-reports").glob("TEST-*.xml"))
     suites = [ET.parse(p).getroot() for p in reports]
     assert {s.get("name") for s in suites} >= {
@@ -56,6 +61,7 @@ def test_java_unit_tests_ran_and_passed(classpath: str) -> None:
         "dev.s2sidecar.client.SessionStateTest",
         "dev.s2sidecar.client.SidecarExceptionTest",
         "dev.s2sidecar.client.ScriptedServiceTest",
+        "dev.s2sidecar.client.WaitForReadyTest",
     }
     assert sum(int(s.get("tests", "0")) for s in suites) >= 20
     assert all(s.get("failures") == "0" and s.get("errors") == "0" for s in suites)
@@ -104,3 +110,25 @@ async def test_java_catch_up_and_follow_across_sidecar_restarts(driver: restarts
 
 async def test_java_missing_stream_fails_at_once(driver: restarts.DriverCmd) -> None:
     await restarts.missing_stream_fails_at_once(driver)
+
+
+async def test_java_first_call_waits_for_a_sidecar_that_starts_later(cmd_for: Callable[[str], list[str]]) -> None:
+    """Issue 16 item 4: the example's first call (retries off) starts before the sidecar; it waits
+    and gets the answer (NOT_FOUND for a missing stream), not UNAVAILABLE."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *cmd_for(f"127.0.0.1:{port}"), "-no-retry", "tail", "-stream", "no-such-stream",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await asyncio.sleep(1.0)
+        assert proc.returncode is None, "the call did not wait for the sidecar"
+        async with SidecarProcess(grpc_port=port):
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines, err.decode()
+    assert (lines[-1]["error"], lines[-1].get("reason")) == ("NotFound", "stream_not_found"), lines

@@ -45,8 +45,10 @@ public final class ReadSession implements Iterator<ReadBatch>, AutoCloseable {
       try {
         if (responses.hasNext()) {
           next = Convert.batch(responses.next());
+          client.noteAnswer(null);
           state.onBatch(next);
         } else {
+          client.noteAnswer(null);
           done = true;
         }
       } catch (StatusRuntimeException e) {
@@ -56,6 +58,7 @@ public final class ReadSession implements Iterator<ReadBatch>, AutoCloseable {
           break;
         }
         SidecarException error = SidecarException.from(e);
+        client.noteAnswer(error);
         Optional<Duration> delay = state.onError(error);
         if (delay.isEmpty()) {
           done = true;

@@ -4,17 +4,21 @@ import dev.s2sidecar.v1.CheckTailRequest;
 import dev.s2sidecar.v1.StreamServiceGrpc;
 import dev.s2sidecar.v1.StreamServiceGrpc.StreamServiceBlockingStub;
 import io.grpc.ClientInterceptors;
+import io.grpc.ConnectivityState;
 import io.grpc.Deadline;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
+import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.MetadataUtils;
 import java.time.Duration;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Function;
 
 /**
@@ -30,6 +34,10 @@ import java.util.function.Function;
  *   StreamPosition tail = client.checkTail("orders");
  * }
  * }</pre>
+ *
+ * <p>Until the sidecar has answered once, calls wait for the connection (gRPC's wait-for-ready)
+ * within their deadline instead of failing fast: an app that starts before its sidecar waits for
+ * it. {@link #waitForReady(Duration)} waits for it explicitly, at start.
  */
 public final class S2SidecarClient implements AutoCloseable {
   /** The sidecar's address when {@code S2_SIDECAR_ADDRESS} is not set. */
@@ -52,6 +60,10 @@ public final class S2SidecarClient implements AutoCloseable {
   private final Duration timeout;
   private final RetryPolicy retryPolicy;
   private final RetryListener retryListener;
+  private final String target;
+  // The sidecar has answered a call: from then on calls fail fast while it is away (and the retry
+  // policy rides that out) instead of waiting for the connection.
+  private final AtomicBoolean answered = new AtomicBoolean();
 
   private S2SidecarClient(Builder b) {
     ManagedChannel managed = b.channel;
@@ -61,8 +73,10 @@ public final class S2SidecarClient implements AutoCloseable {
               .maxInboundMessageSize(MAX_INBOUND_MESSAGE_BYTES)
               .build();
       ownedChannel = managed;
+      target = b.target;
     } else {
       ownedChannel = null;
+      target = managed.authority();
     }
     Metadata headers = new Metadata();
     b.token.ifPresent(t -> headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + t));
@@ -124,6 +138,56 @@ public final class S2SidecarClient implements AutoCloseable {
     return Convert.position(unary("CheckTail", Duration.ZERO, s -> s.checkTail(request)).getTail());
   }
 
+  /**
+   * Waits until the connection to the sidecar is up (READY), connecting if it is idle: use it at
+   * start, before the first call, for a sidecar that starts with the app. Reconnects at least every
+   * {@link RetryPolicy#maxBackoff()} meanwhile (not grpc-java's backoff of up to 2 minutes).
+   *
+   * @throws SidecarException {@code DEADLINE_EXCEEDED}, "s2-sidecar at TARGET is not ready after
+   *     N s", when {@code timeout} passes first; {@code CANCELLED} if the thread is interrupted
+   */
+  public void waitForReady(Duration timeout) {
+    long deadline = System.nanoTime() + timeout.toNanos();
+    long poll = Math.max(retryPolicy.maxBackoff().toNanos(), TimeUnit.MILLISECONDS.toNanos(100));
+    ConnectivityState state = channel.getState(true);
+    while (state != ConnectivityState.READY) {
+      long left = deadline - System.nanoTime();
+      if (left <= 0 || state == ConnectivityState.SHUTDOWN) {
+        String why = state == ConnectivityState.SHUTDOWN ? "the client is closed" : "connection " + state;
+        throw new SidecarException(
+            Status.Code.DEADLINE_EXCEEDED,
+            String.format("s2-sidecar at %s is not ready after %s s (%s)", target, seconds(timeout), why),
+            SidecarException.Details.NONE,
+            null);
+      }
+      CountDownLatch changed = new CountDownLatch(1);
+      channel.notifyWhenStateChanged(state, changed::countDown);
+      try {
+        if (!changed.await(Math.min(left, poll), TimeUnit.NANOSECONDS)
+            && state == ConnectivityState.TRANSIENT_FAILURE) {
+          channel.resetConnectBackoff(); // try again now, within this policy's backoff
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new SidecarException(
+            Status.Code.CANCELLED,
+            "interrupted while waiting for s2-sidecar at " + target,
+            SidecarException.Details.NONE,
+            e);
+      }
+      state = channel.getState(true);
+    }
+  }
+
+  private static String seconds(Duration d) {
+    return java.math.BigDecimal.valueOf(d.toMillis(), 3).stripTrailingZeros().toPlainString();
+  }
+
+  /** The target the client connects to (for a channel given to the builder: its authority). */
+  public String target() {
+    return target;
+  }
+
   @Override
   public void close() {
     if (ownedChannel != null) {
@@ -136,8 +200,22 @@ public final class S2SidecarClient implements AutoCloseable {
     }
   }
 
+  /** The stub for the next call: waiting for the connection until the sidecar first answers. */
   StreamServiceBlockingStub stub() {
-    return stub;
+    return answered.get() ? stub : stub.withWaitForReady();
+  }
+
+  /**
+   * Notes that the sidecar answered: a response, or a status it sent (not UNAVAILABLE, nor the
+   * caller's deadline or cancellation); {@code error} null for a response.
+   */
+  void noteAnswer(SidecarException error) {
+    if (error == null
+        || !(error.code() == Status.Code.UNAVAILABLE
+            || error.code() == Status.Code.DEADLINE_EXCEEDED
+            || error.code() == Status.Code.CANCELLED)) {
+      answered.set(true);
+    }
   }
 
   RetryPolicy retryPolicy() {
@@ -149,9 +227,12 @@ public final class S2SidecarClient implements AutoCloseable {
     Attempts attempts = new Attempts(retryPolicy, Math::random);
     while (true) {
       try {
-        return call.apply(stub.withDeadline(deadline));
+        T response = call.apply(stub().withDeadline(deadline));
+        noteAnswer(null);
+        return response;
       } catch (StatusRuntimeException e) {
         SidecarException error = SidecarException.from(e);
+        noteAnswer(error);
         Duration remaining = Duration.ofNanos(deadline.timeRemaining(TimeUnit.NANOSECONDS));
         Optional<Duration> delay = attempts.retryDelay(error, Optional.of(remaining));
         if (delay.isEmpty()) {

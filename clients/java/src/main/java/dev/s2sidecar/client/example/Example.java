@@ -29,7 +29,7 @@ import java.util.stream.Collectors;
  * </pre>
  *
  * <p>-basin picks a basin (default: the sidecar's); -token (or env S2_SIDECAR_APP_TOKEN) sends the
- * sidecar's app token. Prints one JSON object per line: a record, a tail, or an error (then exits
+ * sidecar's app token; -no-retry turns retries and resuming off. Prints one JSON object per line: a record, a tail, or an error (then exits
  * with status 2).
  */
 public final class Example {
@@ -41,14 +41,16 @@ public final class Example {
     Map<String, String> opts = new HashMap<>();
     String command = null;
     for (int i = 0; i < args.length; i++) {
-      if (args[i].startsWith("-") && i + 1 < args.length) {
+      if (args[i].equals("-no-retry")) {
+        opts.put("no-retry", "true");
+      } else if (args[i].startsWith("-") && i + 1 < args.length) {
         opts.put(args[i].replaceFirst("^-+", ""), args[++i]);
       } else {
         command = args[i];
       }
     }
     if (command == null || !List.of("read", "follow", "tail").contains(command) || !opts.containsKey("stream")) {
-      System.err.println("usage: Example [-addr ADDR] [-basin B] [-token T] read|follow|tail -stream NAME "
+      System.err.println("usage: Example [-addr ADDR] [-basin B] [-token T] [-no-retry] read|follow|tail -stream NAME "
           + "[-seq-num N | -timestamp T | -tail-offset K] [-count C] [-until U] [-n N]");
       System.exit(64);
     }
@@ -57,6 +59,9 @@ public final class Example {
         .token(opts.getOrDefault("token", System.getenv("S2_SIDECAR_APP_TOKEN")));
     if (opts.containsKey("addr")) {
       builder.target(opts.get("addr"));
+    }
+    if (opts.containsKey("no-retry")) {
+      builder.resume(false); // no retries nor resuming; a first call still waits for the sidecar to start
     }
     int status = 0;
     try (S2SidecarClient client = builder.build()) {
