@@ -1,4 +1,5 @@
-"""`s2-sidecar`: serve (default), or `s2-sidecar emulator` to run only the S2 emulator."""
+"""`s2-sidecar`: serve (default), `s2-sidecar emulator` to run only the S2 emulator, or
+`s2-sidecar injector` to serve the Kubernetes admission webhook that injects the sidecar."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import asyncio
 import difflib
 import os
+import ssl
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -35,7 +37,11 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
         asyncio.run(coro)
 
 
-COMMANDS = {"serve": "serve the gRPC API (the default)", "emulator": "run only the S2-compatible emulator"}
+COMMANDS = {
+    "serve": "serve the gRPC API (the default)",
+    "emulator": "run only the S2-compatible emulator",
+    "injector": "serve the Kubernetes admission webhook that adds the sidecar to pods",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,6 +80,8 @@ def build_parser(command: str = "serve") -> argparse.ArgumentParser:
                          help="the private key (PEM) of --tls-cert")  # fmt: skip
         config_mod.add_arguments(emu, only=("log_level", "log_format"))
         return emu
+    if command == "injector":
+        return _injector_parser()
     commands = "\n".join(f"  {name:<10} {text}" for name, text in COMMANDS.items())
     parser = _Parser(
         prog="s2-sidecar",
@@ -85,6 +93,32 @@ def build_parser(command: str = "serve") -> argparse.ArgumentParser:
     )
     config_mod.add_arguments(parser)
     return parser
+
+
+def _injector_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    about = " (AdmissionReview admission.k8s.io/v1 on POST /mutate over HTTPS; see helm/s2-sidecar)"
+    inj = _Parser(prog="s2-sidecar injector", allow_abbrev=False, description=COMMANDS["injector"] + about)
+    inj.add_argument("--listen", dest="injector_listen", default=env("S2_SIDECAR_INJECTOR_LISTEN", "0.0.0.0:8443"),
+                     metavar="HOST:PORT", help="where to serve HTTPS (default: 0.0.0.0:8443) "
+                     "[env S2_SIDECAR_INJECTOR_LISTEN]")  # fmt: skip
+    inj.add_argument("--tls-cert", dest="tls_cert", default=env("S2_SIDECAR_INJECTOR_TLS_CERT"), metavar="FILE",
+                     help="serving certificate chain (PEM), reloaded when the file changes "
+                     "[env S2_SIDECAR_INJECTOR_TLS_CERT]")  # fmt: skip
+    inj.add_argument("--tls-key", dest="tls_key", default=env("S2_SIDECAR_INJECTOR_TLS_KEY"), metavar="FILE",
+                     help="private key (PEM) of --tls-cert [env S2_SIDECAR_INJECTOR_TLS_KEY]")  # fmt: skip
+    inj.add_argument("--template", dest="template", default=env("S2_SIDECAR_INJECTOR_TEMPLATE"), metavar="FILE",
+                     help="the sidecar to inject: template.json as the chart renders it into its ConfigMap "
+                     "[env S2_SIDECAR_INJECTOR_TEMPLATE]")  # fmt: skip
+    inj.add_argument("--tls-reload-seconds", dest="tls_reload_seconds",
+                     default=env("S2_SIDECAR_INJECTOR_TLS_RELOAD_SECONDS", "30"), metavar="SECONDS",
+                     help="how often to check the certificate files for changes (default: 30) "
+                     "[env S2_SIDECAR_INJECTOR_TLS_RELOAD_SECONDS]")  # fmt: skip
+    inj.add_argument("--drain-seconds", dest="drain_seconds", default=env("S2_SIDECAR_INJECTOR_DRAIN_SECONDS", "5"),
+                     metavar="SECONDS", help="on SIGTERM, keep serving this long with /readyz failing (default: 5) "
+                     "[env S2_SIDECAR_INJECTOR_DRAIN_SECONDS]")  # fmt: skip
+    config_mod.add_arguments(inj, only=("log_level", "log_format"))
+    return inj
 
 
 def _split_command(argv: Sequence[str]) -> tuple[str, list[str]]:
@@ -135,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command == "emulator":
         _run_emulator(args)
         return
+    if command == "injector":
+        _run_injector(args)
+        return
     from sidecar.server import run
 
     try:
@@ -175,6 +212,55 @@ def _run_emulator(args: argparse.Namespace) -> None:
         _fail(str(e))
     except OSError as e:  # the port was taken between the check and the bind
         _fail(str(bind_error(addr, "emulator --listen", e)))
+
+
+def _seconds(args: argparse.Namespace, name: str) -> float:
+    raw = getattr(args, name)
+    flag = "--" + name.replace("_", "-")
+    try:
+        value = float(raw)
+    except ValueError:
+        _fail(f"invalid injector {flag} {raw!r}: not a number; for example 5")
+    if not value >= 0:
+        _fail(f"invalid injector {flag} {raw!r}: must be >= 0")
+    return value
+
+
+def _run_injector(args: argparse.Namespace) -> None:
+    from sidecar.injector.server import InjectorConfig, load, serve
+    from sidecar.injector.template import TemplateError
+
+    try:
+        addr = parse_host_port(args.injector_listen)
+    except ValueError as e:
+        _fail(f"invalid injector --listen {args.injector_listen!r}: {e}; for example 0.0.0.0:8443")
+    for flag, value in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--template", args.template)):
+        if not value:
+            _fail(f"injector {flag} FILE is required (the admission webhook is served over HTTPS only)")
+        if not Path(value).is_file():
+            _fail(f"injector {flag} {value}: no such file")
+    cfg = InjectorConfig(
+        host=addr.host,
+        port=addr.port,
+        tls_cert=Path(args.tls_cert),
+        tls_key=Path(args.tls_key),
+        template=Path(args.template),
+        tls_reload_seconds=max(_seconds(args, "tls_reload_seconds"), 0.1),
+        drain_seconds=_seconds(args, "drain_seconds"),
+    )
+    try:
+        injector, ctx = load(cfg)
+    except TemplateError as e:
+        _fail(f"injector --template {cfg.template}: {e}")
+    except (OSError, ssl.SSLError) as e:  # unreadable, or a key that does not match the certificate
+        _fail(f"injector: cannot load --tls-cert {cfg.tls_cert} / --tls-key {cfg.tls_key} / --template: {e}")
+    try:
+        ensure_available(addr, "injector --listen")
+        _run(serve(cfg, injector, ctx))
+    except ListenError as e:
+        _fail(str(e))
+    except OSError as e:  # the port was taken between the check and the bind
+        _fail(str(bind_error(addr, "injector --listen", e)))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,8 +67,13 @@ def merged_values(*files: Path) -> dict[str, Any]:
     return values
 
 
+def is_injector(doc: dict[str, Any]) -> bool:
+    return bool(doc.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component") == "injector")
+
+
 def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    deployments = [d for d in docs if d.get("kind") == "Deployment"]
+    """The workload's pod spec (the example Deployment, or a parent chart's), not the injector's."""
+    deployments = [d for d in docs if d.get("kind") == "Deployment" and not is_injector(d)]
     assert len(deployments) == 1, f"expected one Deployment, got {[d.get('kind') for d in docs]}"
     spec: dict[str, Any] = deployments[0]["spec"]["template"]["spec"]
     return spec
@@ -84,3 +90,23 @@ def env_map(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def env_values(container: dict[str, Any]) -> dict[str, str]:
     return {k: e["value"] for k, e in env_map(container).items() if "value" in e}
+
+
+# Kubernetes versions every manifest and patched pod is validated against (strict: unknown fields fail).
+K8S_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
+# Custom resources kubernetes-validate has no schema for (it knows only the built-in API).
+CRD_GROUPS = ("cert-manager.io/",)
+
+
+def validate_k8s(doc: dict[str, Any]) -> None:
+    """Validate one manifest (strict) against every version in K8S_VERSIONS; fails the test with
+    the version and the validator's message."""
+    for version in K8S_VERSIONS:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            where = "/".join(str(p) for p in e.path)
+            raise AssertionError(
+                f"{doc.get('kind')} {doc.get('metadata', {}).get('name')} invalid for "
+                f"Kubernetes {version} at {where}: {e.message}"
+            ) from None

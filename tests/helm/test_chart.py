@@ -28,6 +28,7 @@ from tests.helm.helpers import (
     chart_defaults,
     env_map,
     env_values,
+    is_injector,
     merged_values,
     pod_spec,
 )
@@ -234,8 +235,11 @@ def test_no_inline_token_value_exists() -> None:
 # ---------------------------------------------------------------------------------------- rendering
 
 
-def test_defaults_render_no_workload(helm: Helm) -> None:
-    assert helm.template() == []
+def test_defaults_render_the_injector_and_no_workload(helm: Helm) -> None:
+    """Default values install the injector (see test_injector_chart.py) and no app workload."""
+    docs = helm.template()
+    assert docs and all(is_injector(d) for d in docs), [d["kind"] for d in docs]
+    assert helm.template(sets=("injector.enabled=false",)) == []
 
 
 @pytest.mark.parametrize("values", GOOD_VALUES, ids=ids(GOOD_VALUES))

@@ -54,12 +54,20 @@ true. List it before the app container (legacy mode holds the app until the side
 {{- end }}
 {{- end -}}
 
-{{/* s2-sidecar.appEnv: S2_SIDECAR_ADDRESS for the app container (a gRPC target). */}}
+{{/* s2-sidecar.appEnv: S2_SIDECAR_ADDRESS for the app container (a gRPC target), and
+S2_SIDECAR_APP_TOKEN from s2.appTokenSecret when set (the app sends it as a bearer token). */}}
 {{- define "s2-sidecar.appEnv" -}}
 {{- $v := .Values -}}
 {{- if hasKey .Values "s2-sidecar" }}{{ $v = index .Values "s2-sidecar" }}{{ end -}}
 - name: S2_SIDECAR_ADDRESS
   value: {{ include "s2-sidecar.address" $v | quote }}
+{{- if $v.s2.appTokenSecret.name }}
+- name: S2_SIDECAR_APP_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.s2.appTokenSecret.name | quote }}
+      key: {{ $v.s2.appTokenSecret.key | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* s2-sidecar.appVolumeMounts: the socket directory for the app container (unix-socket mode),
@@ -154,6 +162,13 @@ failureThreshold: {{ .probe.failureThreshold | int64 }}
       {{- if $s2.tokenSecret.optional }}
       optional: true
       {{- end }}
+{{- end }}
+{{- if $s2.appTokenSecret.name }}
+- name: S2_SIDECAR_APP_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s2.appTokenSecret.name | quote }}
+      key: {{ $s2.appTokenSecret.key | quote }}
 {{- end }}
 - name: S2_SIDECAR_SESSION_CONNECTIONS
   value: {{ $sc.sessionConnections | int64 | quote }}

@@ -1,0 +1,196 @@
+"""The injection as pure logic: a pod (JSON, as the API server sends it) and the sidecar template
+in, RFC 6902 JSON Patch operations and warnings out. No sockets, no Kubernetes client.
+
+The patch must apply to the pod exactly as sent: arrays and objects that are missing are created
+with one `add` of the whole value (a pointer into a missing parent fails), and everything the pod
+already has (init containers, volumes, env, mounts, security contexts) is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sidecar.injector import annotations as ann
+from sidecar.injector.template import JSON, SidecarTemplate, Variant
+
+Kind = Literal["injected", "skipped", "already_injected", "refused"]
+
+# The order the chart's "s2-sidecar.env" renders these in: an override inserts its variable where
+# the chart would have, so an annotated pod gets the same container as the matching values.
+_ENV_ORDER = (
+    "S2_SIDECAR_LISTEN",
+    "S2_SIDECAR_ADMIN_LISTEN",
+    "S2_SIDECAR_UNIX_SOCKET_MODE",
+    "S2_BASIN_ENDPOINT",
+    "S2_ACCOUNT_ENDPOINT",
+    "S2_SIDECAR_DEFAULT_BASIN",
+    "S2_ACCESS_TOKEN",
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: Kind
+    patch: list[JSON] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    # Why a pod was refused (a metric label: a short fixed word, never pod data).
+    reason: str = ""
+
+
+def pointer(*parts: str | int) -> str:
+    """A JSON Pointer (RFC 6901): `~` and `/` in a key are escaped as `~0` and `~1`."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _refused(reason: str, *messages: str) -> Outcome:
+    return Outcome("refused", warnings=[f"s2-sidecar not injected: {m}" for m in messages], reason=reason)
+
+
+def _set_env(env: list[JSON], entry: JSON) -> None:
+    """Replace the variable in place, or insert it after the chart's preceding ones."""
+    name = entry["name"]
+    for i, e in enumerate(env):
+        if e.get("name") == name:
+            env[i] = entry
+            return
+    before = set(_ENV_ORDER[: _ENV_ORDER.index(name)])
+    at = max((i + 1 for i, e in enumerate(env) if e.get("name") in before), default=0)
+    env.insert(at, entry)
+
+
+def _image_repository(image: str) -> str:
+    ref = image.split("@", 1)[0]
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    return ref[:colon] if colon > slash else ref
+
+
+def build(template: SidecarTemplate, overrides: ann.Overrides) -> Variant | str:
+    """The sidecar variant with the pod's overrides applied, or an error message."""
+    unix = template.unix_default if overrides.unix_socket is None else overrides.unix_socket
+    variant = template.variant(unix)
+    env: list[JSON] = variant.container.setdefault("env", [])
+    if overrides.basin_endpoint is not None:
+        _set_env(env, {"name": "S2_BASIN_ENDPOINT", "value": overrides.basin_endpoint})
+    if overrides.default_basin is not None:
+        _set_env(env, {"name": "S2_SIDECAR_DEFAULT_BASIN", "value": overrides.default_basin})
+    current = next((e for e in env if e.get("name") == "S2_ACCESS_TOKEN"), None)
+    if overrides.token_secret is not None or overrides.token_secret_key is not None:
+        ref = dict((current or {}).get("valueFrom", {}).get("secretKeyRef", {}))
+        if overrides.token_secret is None and not ref:
+            return f"{ann.TOKEN_SECRET_KEY} needs {ann.TOKEN_SECRET} (the chart sets no token Secret)"
+        if overrides.token_secret is not None:
+            ref = {"name": overrides.token_secret, "key": template.token_key}
+            if template.token_optional:
+                ref["optional"] = True
+        if overrides.token_secret_key is not None:
+            ref["key"] = overrides.token_secret_key
+        _set_env(env, {"name": "S2_ACCESS_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    endpoint = next((e.get("value", "") for e in env if e.get("name") == "S2_BASIN_ENDPOINT"), "")
+    # The chart's own rule ("s2-sidecar.env" fails the render): hosted S2 always needs a token.
+    if ".s2.dev" in endpoint and not any(e.get("name") == "S2_ACCESS_TOKEN" for e in env):
+        return f"{endpoint} is hosted S2 but no token Secret is set (annotation {ann.TOKEN_SECRET})"
+    for section, quantities in overrides.resources.items():
+        variant.container.setdefault("resources", {}).setdefault(section, {}).update(quantities)
+    return variant
+
+
+def _names(items: Any) -> list[str]:
+    return [str(i.get("name")) for i in items or [] if isinstance(i, dict)]
+
+
+def _clashes(spec: Mapping[str, Any], variant: Variant) -> tuple[str, str] | None:
+    """(reason, message) when the pod already uses a name or path the sidecar needs."""
+    volumes = set(_names(spec.get("volumes")))
+    for vol in variant.volumes:
+        if vol["name"] in volumes:
+            return "volume_clash", f"the pod already has a volume named {vol['name']}"
+    mount_paths = {m.get("mountPath") for m in variant.app_volume_mounts}
+    for c in spec.get("containers") or []:
+        for m in c.get("volumeMounts") or []:
+            if isinstance(m, dict) and m.get("mountPath") in mount_paths:
+                return "mount_clash", f"container {c.get('name')} already mounts {m.get('mountPath')}"
+    return None
+
+
+def _list_ops(path: str, current: Any, items: Sequence[JSON], at_start: bool = False) -> list[JSON]:
+    """Append (or prepend) items to the array at `path`, creating it whole when it is missing."""
+    if not items:
+        return []
+    if not isinstance(current, list):
+        return [{"op": "add", "path": path, "value": list(items)}]
+    if at_start:
+        return [{"op": "add", "path": f"{path}/{i}", "value": item} for i, item in enumerate(items)]
+    return [{"op": "add", "path": f"{path}/-", "value": item} for item in items]
+
+
+def plan(pod: Mapping[str, Any], template: SidecarTemplate) -> Outcome:
+    """What to do with this pod. Never raises on odd input: an unpatchable pod is refused."""
+    if not ann.wants_injection(pod):
+        return Outcome("skipped")
+    spec = pod.get("spec")
+    if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list) or not spec["containers"]:
+        return _refused("malformed_pod", "the pod has no spec.containers")
+    if not all(isinstance(c, dict) for c in spec["containers"] + list(spec.get("initContainers") or [])):
+        return _refused("malformed_pod", "a container is not an object")
+    annotations = ann.annotations_of(pod)
+    same_name = [
+        c for c in [*(spec.get("initContainers") or []), *spec["containers"]] if c.get("name") == template.name
+    ]
+    if same_name:
+        variant_image = str(template.tcp.container.get("image", ""))
+        theirs = str(same_name[0].get("image", ""))
+        if annotations.get(ann.STATUS) == ann.STATUS_INJECTED or (
+            _image_repository(theirs) == _image_repository(variant_image)
+        ):
+            # Injected before (a re-sent pod), or added by the chart's named templates.
+            return Outcome("already_injected")
+        return _refused("name_clash", f"container {template.name} exists and is not the s2-sidecar image ({theirs})")
+
+    overrides, errors, notices = ann.parse_overrides(annotations)
+    if errors:
+        return _refused("invalid_annotation", *errors)
+    variant = build(template, overrides)
+    if isinstance(variant, str):
+        return _refused("invalid_annotation", variant)
+    if clash := _clashes(spec, variant):
+        return _refused(*clash)
+
+    ops: list[JSON] = []
+    warnings = [f"s2-sidecar: {n}" for n in notices]
+    # App containers first, with the indices of the pod as sent: the legacy sidecar is inserted at
+    # index 0 last, so no earlier op has shifted them.
+    for i, c in enumerate(spec["containers"]):
+        have = set(_names(c.get("env")))
+        env = [e for e in variant.app_env if e["name"] not in have]
+        warnings += [
+            f"s2-sidecar: container {c.get('name')} sets {n} itself; kept" for n in _names(variant.app_env) if n in have
+        ]
+        ops += _list_ops(pointer("spec", "containers", i, "env"), c.get("env"), env)
+        ops += _list_ops(
+            pointer("spec", "containers", i, "volumeMounts"), c.get("volumeMounts"), variant.app_volume_mounts
+        )
+    ops += _list_ops(pointer("spec", "volumes"), spec.get("volumes"), variant.volumes)
+    if template.native:
+        # First among init containers: those after it can already use it (it starts, and passes
+        # its startupProbe, before the next init container runs).
+        ops += _list_ops(
+            pointer("spec", "initContainers"), spec.get("initContainers"), [variant.container], at_start=True
+        )
+    else:
+        # Legacy: first regular container, so its postStart hook holds the app until ready.
+        ops.append({"op": "add", "path": pointer("spec", "containers", 0), "value": variant.container})
+    metadata = pod.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("annotations"), dict):
+        ops.append({"op": "add", "path": pointer("metadata", "annotations", ann.STATUS), "value": ann.STATUS_INJECTED})
+    elif isinstance(metadata, dict):
+        ops.append(
+            {"op": "add", "path": pointer("metadata", "annotations"), "value": {ann.STATUS: ann.STATUS_INJECTED}}
+        )
+    else:
+        ops.append(
+            {"op": "add", "path": pointer("metadata"), "value": {"annotations": {ann.STATUS: ann.STATUS_INJECTED}}}
+        )
+    return Outcome("injected", patch=ops, warnings=warnings)
