@@ -10,23 +10,27 @@
 #   ruby example.rb -addr unix:/run/s2-sidecar.sock tail -stream orders
 #
 # -basin names the basin (default: the sidecar's); -token (or env S2_SIDECAR_APP_TOKEN) sends the
-# sidecar's app token. Prints one JSON object per line: a record, a tail, or an error (then exits
-# with status 2).
+# sidecar's app token; -no-retry turns retries and resuming off (a first call still waits for the
+# sidecar to start). Prints one JSON object per line: a record, a tail, or an error (then exits with
+# status 2).
 
 require "json"
 require_relative "lib/s2sidecar"
 
-USAGE = "usage: example.rb [-addr ADDR] read|follow|tail -stream NAME [options]"
+USAGE = "usage: example.rb [-addr ADDR] [-no-retry] read|follow|tail -stream NAME [options]"
+BOOLEAN_FLAGS = %w[no-retry].freeze
 READ_FLAGS = { "seq-num" => :seq_num, "timestamp" => :timestamp, "tail-offset" => :tail_offset,
                "count" => :count, "until" => :until }.freeze
 
-# "-flag value" pairs and one bare word, the command.
+# "-flag value" pairs, flags without a value (BOOLEAN_FLAGS), and one bare word, the command.
 def parse(argv)
   opts = {}
   command = nil
   until argv.empty?
     arg = argv.shift
-    if arg.start_with?("-")
+    if BOOLEAN_FLAGS.include?(arg.sub(/\A-+/, ""))
+      opts[arg.sub(/\A-+/, "")] = true
+    elsif arg.start_with?("-")
       opts[arg.sub(/\A-+/, "")] = argv.shift or abort(USAGE)
     else
       command = arg
@@ -71,7 +75,9 @@ stream = opts["stream"]
 read = READ_FLAGS.filter_map { |flag, key| [key, Integer(opts[flag])] if opts[flag] }.to_h
 token = opts["token"] || ENV["S2_SIDECAR_APP_TOKEN"]
 client = S2Sidecar::Client.new(opts["addr"] || ENV["S2_SIDECAR_ADDRESS"] || S2Sidecar::Client::DEFAULT_TARGET,
-                               basin: opts["basin"], token: token.to_s.empty? ? nil : token)
+                               basin: opts["basin"], token: token.to_s.empty? ? nil : token,
+                               retry_policy: opts["no-retry"] ? S2Sidecar::RetryPolicy::NONE
+                                                              : S2Sidecar::RetryPolicy.new)
 begin
   case command
   when "read"

@@ -1,17 +1,21 @@
 """The Ruby client (`clients/ruby`): its minitest tests (retry rules, session positions and error
 decoding; the client over loopback gRPC against a scripted in-process server), the example CLI
-against a real sidecar (the shared cli_scenarios), and the auto-resume driver across real sidecar
-restarts (tests/clients/restarts.py). Needs Debian's Ruby gRPC (`clients/ruby/install-toolchain.sh`);
+against a real sidecar (the shared cli_scenarios), the auto-resume driver across real sidecar
+restarts (tests/clients/restarts.py), and the first call of an app started before its sidecar
+waiting for it (issue 16 item 4). Needs Debian's Ruby gRPC (`clients/ruby/install-toolchain.sh`);
 skips, saying so, without it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import subprocess
 from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
+from sidecar.testing import SidecarProcess, free_port
 from tests.clients import cli_scenarios, restarts
 from tests.clients.conftest import ROOT, Live
 
@@ -84,3 +88,25 @@ async def test_ruby_catch_up_and_follow_across_sidecar_restarts(driver: restarts
 
 async def test_ruby_missing_stream_fails_at_once(driver: restarts.DriverCmd) -> None:
     await restarts.missing_stream_fails_at_once(driver)
+
+
+async def test_ruby_first_call_waits_for_a_sidecar_that_starts_later(cmd_for: Callable[[str], list[str]]) -> None:
+    """The example's first call (retries off) starts before the sidecar; it waits and gets the
+    answer (NOT_FOUND for a missing stream), not UNAVAILABLE."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *cmd_for(f"127.0.0.1:{port}"), "-no-retry", "tail", "-stream", "no-such-stream",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await asyncio.sleep(1.0)
+        assert proc.returncode is None, "the call did not wait for the sidecar"
+        async with SidecarProcess(grpc_port=port):
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines, err.decode()
+    assert (lines[-1]["error"], lines[-1].get("reason")) == ("NotFound", "stream_not_found"), lines

@@ -1,11 +1,16 @@
 # frozen_string_literal: true
 
+require "json"
 require "logger"
+require "timeout"
 require_relative "errors"
 require_relative "retry"
 require_relative "proto/s2sidecar/v1/stream_services_pb"
 
 module S2Sidecar
+  # Raised by Client#wait_for_ready when the sidecar is not ready in time (a Timeout::Error).
+  class NotReady < Timeout::Error; end
+
   # A client for one sidecar. Calls return the generated messages (S2Sidecar::V1::ReadResponse,
   # ReadSessionResponse, StreamPosition): records have seq_num, timestamp (ms), headers (name,
   # value) and body, byte strings as binary (ASCII-8BIT) Strings.
@@ -14,11 +19,24 @@ module S2Sidecar
   #   client.read("orders", seq_num: 0, count: 100).records.each { |r| puts r.body }
   #   client.read_session("orders", tail_offset: 10) { |batch| ... }
   #   client.check_tail("orders").seq_num
+  #
+  # Until the sidecar has answered once, calls wait for the connection (gRPC's wait-for-ready)
+  # within their deadline instead of failing fast: an app that starts before its sidecar waits for
+  # it. #wait_for_ready waits for it explicitly, at start.
   class Client
     DEFAULT_TARGET = "127.0.0.1:50051"
     START_FIELDS = %i[seq_num timestamp tail_offset].freeze
+    # Ruby's grpc (1.51) has no per-call wait_for_ready option; a method config in the channel's
+    # default service config sets it for every call on that channel.
+    WAIT_FOR_READY_CONFIG = {
+      methodConfig: [{ name: [{ service: "s2sidecar.v1.StreamService" }], waitForReady: true }]
+    }.to_json.freeze
+    # Statuses that say nothing about the sidecar having answered: no connection, or the caller's
+    # own deadline or cancellation.
+    NOT_AN_ANSWER = [GRPC::Core::StatusCodes::UNAVAILABLE, GRPC::Core::StatusCodes::DEADLINE_EXCEEDED,
+                     GRPC::Core::StatusCodes::CANCELLED].freeze
 
-    attr_reader :basin, :timeout, :retry_policy
+    attr_reader :basin, :timeout, :retry_policy, :target
 
     # target: "host:port" or "unix:/path/to.sock"; default $S2_SIDECAR_ADDRESS (the Helm chart sets
     # it in every app container), else 127.0.0.1:50051. basin: sent with every call; nil uses the
@@ -33,8 +51,19 @@ module S2Sidecar
       @retry_policy = retry_policy
       @logger = logger || Logger.new(IO::NULL)
       @metadata = token ? { "authorization" => "Bearer #{token}" } : {}
+      @target = target
       @channel = GRPC::Core::Channel.new(target, retry_policy.channel_args, :this_channel_is_insecure)
       @stub = V1::StreamService::Stub.new(target, :this_channel_is_insecure, channel_override: @channel)
+      # Until the first answer calls go through a second channel whose calls wait for the
+      # connection; after it, through @stub, whose calls fail fast (the retry policy's to ride out).
+      # The waiting channel is left to go idle then, not closed under calls still on it.
+      @waiting_channel = GRPC::Core::Channel.new(
+        target, retry_policy.channel_args.merge("grpc.service_config" => WAIT_FOR_READY_CONFIG),
+        :this_channel_is_insecure
+      )
+      @waiting_stub = V1::StreamService::Stub.new(target, :this_channel_is_insecure,
+                                                   channel_override: @waiting_channel)
+      @answered = false
     end
 
     # Opens a client, yields it and closes it.
@@ -49,7 +78,29 @@ module S2Sidecar
       end
     end
 
-    def close = @channel.close
+    def close
+      @channel.close
+      @waiting_channel.close
+    end
+
+    # Waits until the connection to the sidecar is up (READY), connecting if it is idle: use it at
+    # start, before the first call, for a sidecar that starts with the app. Raises NotReady (a
+    # Timeout::Error) naming the target after `timeout` seconds (nil: no limit). Returns self.
+    def wait_for_ready(timeout: nil)
+      deadline = timeout && (Time.now + timeout)
+      @waiting_channel.connectivity_state(true) # the first calls' channel connects meanwhile
+      state = @channel.connectivity_state(true)
+      until state == GRPC::Core::ConnectivityStates::READY
+        if state == GRPC::Core::ConnectivityStates::FATAL_FAILURE || (deadline && Time.now >= deadline)
+          raise NotReady, "s2-sidecar at #{@target} is not ready after #{timeout} s " \
+                          "(connection #{state_name(state)})"
+        end
+        # Wakes on a change or after a second at most (grpc backs off up to the policy's max meanwhile).
+        @channel.watch_connectivity_state(state, [deadline || (Time.now + 1), Time.now + 1].min)
+        state = @channel.connectivity_state(true)
+      end
+      self
+    end
 
     # One batch (at most 1000 records / 1 MiB metered) as a V1::ReadResponse. Start with one of
     # seq_num: (default 0), timestamp: (ms) or tail_offset:; stop with count:, bytes: or until:
@@ -60,7 +111,7 @@ module S2Sidecar
       opts = { seq_num: 0, **opts } if (opts.keys & START_FIELDS).empty?
       req = request(V1::ReadRequest, stream, **opts)
       retrying(@timeout && (@timeout + (opts[:wait] || 0))) do |deadline|
-        @stub.read(req, metadata: @metadata, deadline: deadline)
+        stub.read(req, metadata: @metadata, deadline: deadline)
       end
     end
 
@@ -69,7 +120,7 @@ module S2Sidecar
     # session vouches for it; nil: the sidecar's default, 1 s).
     def check_tail(stream, max_staleness_ms: nil)
       req = V1::CheckTailRequest.new(basin: @basin, stream: stream, max_staleness_ms: max_staleness_ms)
-      retrying(@timeout) { |deadline| @stub.check_tail(req, metadata: @metadata, deadline: deadline) }.tail
+      retrying(@timeout) { |deadline| stub.check_tail(req, metadata: @metadata, deadline: deadline) }.tail
     end
 
     # Batches (V1::ReadSessionResponse) from a start (default: the tail), in order, each record
@@ -87,13 +138,26 @@ module S2Sidecar
     def read_session(stream, heartbeats: false, resume: true, **opts, &block)
       state = Retry::SessionState.new(request(V1::ReadSessionRequest, stream, **opts),
                                       resume ? @retry_policy : RetryPolicy::NONE)
-      session = Session.new(state, heartbeats: heartbeats, logger: @logger) do |req|
-        @stub.read_session(req, metadata: @metadata, return_op: true)
+      session = Session.new(state, heartbeats: heartbeats, logger: @logger, on_answer: method(:answered)) do |req|
+        stub.read_session(req, metadata: @metadata, return_op: true)
       end
       block ? session.each(&block) : session
     end
 
     private
+
+    # Notes that the sidecar answered: a response (err nil), or a status it sent.
+    def answered(err = nil)
+      @answered = true unless err && NOT_AN_ANSWER.include?(err.code)
+    end
+
+    # The stub for the next call: one that waits for the connection until the sidecar first answers.
+    def stub = @answered ? @stub : @waiting_stub
+
+    def state_name(state)
+      states = GRPC::Core::ConnectivityStates
+      states.constants.find { |c| states.const_get(c) == state } || state
+    end
 
     def request(klass, stream, **opts)
       opts = opts.compact # nil means unset, as for the proto's optional fields
@@ -109,9 +173,10 @@ module S2Sidecar
       deadline = within && (Time.now + within)
       attempts = Retry::Attempts.new(@retry_policy)
       loop do
-        return yield deadline
+        return yield(deadline).tap { answered }
       rescue GRPC::BadStatus => e
         err = Error.from_grpc(e)
+        answered(err)
         delay = attempts.retry_delay(err, deadline && (deadline - Time.now))
         raise err unless delay
 
@@ -126,7 +191,8 @@ module S2Sidecar
   class Session
     include Enumerable
 
-    def initialize(state, heartbeats:, logger:, &open)
+    def initialize(state, heartbeats:, logger:, on_answer: ->(_err = nil) {}, &open)
+      @on_answer = on_answer
       @state = state
       @heartbeats = heartbeats
       @logger = logger
@@ -144,6 +210,7 @@ module S2Sidecar
         in_block = false
         begin
           call.execute.each do |msg|
+            @on_answer.call
             @state.on_message(msg)
             next unless msg.records.any? || @heartbeats
 
@@ -151,11 +218,13 @@ module S2Sidecar
             yield msg
             in_block = false
           end
+          @on_answer.call
           return self # the session ended by itself
         rescue GRPC::BadStatus => e
           raise if in_block # the caller's own gRPC failure, not this session's
 
           err = Error.from_grpc(e)
+          @on_answer.call(err)
           delay = @state.on_error(err)
           raise err unless delay
 
