@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from tests.helm.fake_apiserver import fake_apiserver
 from tests.helm.helpers import CHART, CRD_GROUPS, GOOD_VALUES, Helm, is_injector, pod_spec, validate_k8s
 
 NAME = "rel-s2-sidecar-injector"
@@ -247,3 +250,43 @@ def test_validation_is_strict(helm: Helm) -> None:
 def test_ci_files_are_all_covered() -> None:
     assert {p.name for p in GOOD_VALUES} <= set(RENDERS)
     assert all(isinstance(p, Path) for p in GOOD_VALUES)
+
+
+# ------------------------------------------------------------------------- upgrades keep the certificate
+
+
+def _server_render(helm: Helm, kubeconfig: Path) -> dict[str, dict[str, Any]]:
+    env = {**helm.env, "KUBECONFIG": str(kubeconfig)}
+    proc = subprocess.run(
+        [str(helm.binary), "template", "rel", str(CHART), "--namespace", "apps", "--dry-run=server",
+         "--disable-openapi-validation"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return by_kind([d for d in yaml.safe_load_all(proc.stdout) if d])
+
+
+def test_lookup_keeps_the_existing_certificate_on_upgrade(helm: Helm, tmp_path: Path) -> None:
+    """Against a (fake) API server holding the Secret of an earlier install, the chart reuses its
+    CA and certificate instead of generating new ones; without it, it generates a pair."""
+    first = by_kind(helm.template())["Secret"]
+    path = f"/api/v1/namespaces/apps/secrets/{NAME}-tls"
+    existing = {
+        **first,
+        "metadata": {
+            **first["metadata"],
+            "annotations": {"meta.helm.sh/release-name": "rel", "meta.helm.sh/release-namespace": "apps"},
+        },
+    }
+    with fake_apiserver({path: existing}, tmp_path) as kubeconfig:
+        upgraded = _server_render(helm, kubeconfig)
+    assert upgraded["Secret"]["data"] == first["data"]
+    (hook,) = upgraded["MutatingWebhookConfiguration"]["webhooks"]
+    assert hook["clientConfig"]["caBundle"] == first["data"]["ca.crt"]
+    with fake_apiserver({}, tmp_path) as kubeconfig:
+        fresh = _server_render(helm, kubeconfig)
+    assert fresh["Secret"]["data"]["ca.crt"] != first["data"]["ca.crt"]
+    assert (
+        fresh["MutatingWebhookConfiguration"]["webhooks"][0]["clientConfig"]["caBundle"]
+        == fresh["Secret"]["data"]["ca.crt"]
+    )
