@@ -110,13 +110,7 @@ class Injector:
         started = time.monotonic()
         try:
             request = review.parse(body)
-            try:
-                outcome = review.decide(request, self.template)
-            except review.BadReview:
-                raise
-            except Exception:  # a bug must not block (or crash on) a pod: admit it unchanged
-                log.exception("injector error on %s; admitted unchanged", _describe(request))
-                outcome = Outcome("refused", warnings=["s2-sidecar not injected: injector error"], reason="error")
+            outcome = self._decide(request)
         except review.BadReview as e:
             self.metrics.bad_requests.inc()
             log.warning("injector: bad AdmissionReview: %s", e)
@@ -131,6 +125,15 @@ class Injector:
             )
         self.metrics.duration.observe(time.monotonic() - started)
         return 200, json.dumps(review.response(request, outcome)).encode()
+
+    def _decide(self, request: dict[str, Any]) -> Outcome:
+        try:
+            return review.decide(request, self.template)
+        except review.BadReview:
+            raise
+        except Exception:  # a bug must not block (or crash on) a pod: admit it unchanged
+            log.exception("injector error on %s; admitted unchanged", _describe(request))
+            return Outcome("refused", warnings=["s2-sidecar not injected: injector error"], reason="error")
 
     def _count(self, outcome: Outcome) -> None:
         self.metrics.reviews.labels("error" if outcome.reason == "error" else outcome.kind).inc()
