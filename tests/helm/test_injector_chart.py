@@ -145,6 +145,7 @@ def test_values_reach_the_webhook(helm: Helm) -> None:
                 "injector.webhook.timeoutSeconds=10",
                 "injector.webhook.reinvocationPolicy=IfNeeded",
                 "injector.webhook.excludeNamespaces={monitoring,istio-system}",
+                "injector.webhook.selectPodsByLabel=false",
                 "injector.replicas=3",
                 "injector.image.repository=registry.example.com/s2-sidecar",
             )
@@ -158,6 +159,7 @@ def test_values_reach_the_webhook(helm: Helm) -> None:
         "monitoring",
         "istio-system",
     ]
+    assert hook["objectSelector"] == {}  # every pod; the annotation decides
     assert docs["Deployment"]["spec"]["replicas"] == 3
     image = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "registry.example.com/s2-sidecar:0.1.0"
@@ -222,6 +224,7 @@ RENDERS = {
     "defaults": ((), ()),
     "cert-manager": ((), CERT_MANAGER),
     "app-token": ((), ("s2.appTokenSecret.name=app-token", "example.enabled=true")),
+    "annotation-opt-in": ((), ("injector.webhook.selectPodsByLabel=false",)),
     **{p.name: ((p,), ()) for p in GOOD_VALUES},
 }
 
