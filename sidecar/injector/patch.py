@@ -126,6 +126,48 @@ def _list_ops(path: str, current: Any, items: Sequence[JSON], at_start: bool = F
     return [{"op": "add", "path": f"{path}/-", "value": item} for item in items]
 
 
+def _existing_sidecar(
+    spec: Mapping[str, Any], template: SidecarTemplate, annotations: Mapping[str, str]
+) -> Outcome | None:
+    """Already injected (no change), a name clash (refused), or None when no container has the name."""
+    containers = [*(spec.get("initContainers") or []), *spec["containers"]]
+    same_name = [c for c in containers if c.get("name") == template.name]
+    if not same_name:
+        return None
+    theirs = str(same_name[0].get("image", ""))
+    ours = str(template.tcp.container.get("image", ""))
+    # Injected before (a pod sent again), or put there by the chart's named templates.
+    if annotations.get(ann.STATUS) == ann.STATUS_INJECTED or _image_repository(theirs) == _image_repository(ours):
+        return Outcome("already_injected")
+    return _refused("name_clash", f"container {template.name} exists and is not the s2-sidecar image ({theirs})")
+
+
+def _app_ops(spec: Mapping[str, Any], variant: Variant) -> tuple[list[JSON], list[str]]:
+    """S2_SIDECAR_ADDRESS (and the socket mount) for every app container; an app's own value is kept."""
+    ops: list[JSON] = []
+    warnings: list[str] = []
+    for i, c in enumerate(spec["containers"]):
+        have = set(_names(c.get("env")))
+        warnings += [
+            f"s2-sidecar: container {c.get('name')} sets {n} itself; kept" for n in _names(variant.app_env) if n in have
+        ]
+        env = [e for e in variant.app_env if e["name"] not in have]
+        ops += _list_ops(pointer("spec", "containers", i, "env"), c.get("env"), env)
+        mounts = pointer("spec", "containers", i, "volumeMounts")
+        ops += _list_ops(mounts, c.get("volumeMounts"), variant.app_volume_mounts)
+    return ops, warnings
+
+
+def _status_op(pod: Mapping[str, Any]) -> JSON:
+    """Mark the pod injected, creating metadata.annotations when the pod has none."""
+    metadata = pod.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("annotations"), dict):
+        return {"op": "add", "path": pointer("metadata", "annotations", ann.STATUS), "value": ann.STATUS_INJECTED}
+    if isinstance(metadata, dict):
+        return {"op": "add", "path": pointer("metadata", "annotations"), "value": {ann.STATUS: ann.STATUS_INJECTED}}
+    return {"op": "add", "path": pointer("metadata"), "value": {"annotations": {ann.STATUS: ann.STATUS_INJECTED}}}
+
+
 def plan(pod: Mapping[str, Any], template: SidecarTemplate) -> Outcome:
     """What to do with this pod. Never raises on odd input: an unpatchable pod is refused."""
     if not ann.wants_injection(pod):
@@ -136,19 +178,8 @@ def plan(pod: Mapping[str, Any], template: SidecarTemplate) -> Outcome:
     if not all(isinstance(c, dict) for c in spec["containers"] + list(spec.get("initContainers") or [])):
         return _refused("malformed_pod", "a container is not an object")
     annotations = ann.annotations_of(pod)
-    same_name = [
-        c for c in [*(spec.get("initContainers") or []), *spec["containers"]] if c.get("name") == template.name
-    ]
-    if same_name:
-        variant_image = str(template.tcp.container.get("image", ""))
-        theirs = str(same_name[0].get("image", ""))
-        if annotations.get(ann.STATUS) == ann.STATUS_INJECTED or (
-            _image_repository(theirs) == _image_repository(variant_image)
-        ):
-            # Injected before (a re-sent pod), or added by the chart's named templates.
-            return Outcome("already_injected")
-        return _refused("name_clash", f"container {template.name} exists and is not the s2-sidecar image ({theirs})")
-
+    if existing := _existing_sidecar(spec, template, annotations):
+        return existing
     overrides, errors, notices = ann.parse_overrides(annotations)
     if errors:
         return _refused("invalid_annotation", *errors)
@@ -158,39 +189,17 @@ def plan(pod: Mapping[str, Any], template: SidecarTemplate) -> Outcome:
     if clash := _clashes(spec, variant):
         return _refused(*clash)
 
-    ops: list[JSON] = []
-    warnings = [f"s2-sidecar: {n}" for n in notices]
     # App containers first, with the indices of the pod as sent: the legacy sidecar is inserted at
-    # index 0 last, so no earlier op has shifted them.
-    for i, c in enumerate(spec["containers"]):
-        have = set(_names(c.get("env")))
-        env = [e for e in variant.app_env if e["name"] not in have]
-        warnings += [
-            f"s2-sidecar: container {c.get('name')} sets {n} itself; kept" for n in _names(variant.app_env) if n in have
-        ]
-        ops += _list_ops(pointer("spec", "containers", i, "env"), c.get("env"), env)
-        ops += _list_ops(
-            pointer("spec", "containers", i, "volumeMounts"), c.get("volumeMounts"), variant.app_volume_mounts
-        )
+    # index 0 last, so no earlier op has been shifted by it.
+    ops, warnings = _app_ops(spec, variant)
     ops += _list_ops(pointer("spec", "volumes"), spec.get("volumes"), variant.volumes)
     if template.native:
         # First among init containers: those after it can already use it (it starts, and passes
         # its startupProbe, before the next init container runs).
-        ops += _list_ops(
-            pointer("spec", "initContainers"), spec.get("initContainers"), [variant.container], at_start=True
-        )
+        inits = pointer("spec", "initContainers")
+        ops += _list_ops(inits, spec.get("initContainers"), [variant.container], at_start=True)
     else:
         # Legacy: first regular container, so its postStart hook holds the app until ready.
         ops.append({"op": "add", "path": pointer("spec", "containers", 0), "value": variant.container})
-    metadata = pod.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("annotations"), dict):
-        ops.append({"op": "add", "path": pointer("metadata", "annotations", ann.STATUS), "value": ann.STATUS_INJECTED})
-    elif isinstance(metadata, dict):
-        ops.append(
-            {"op": "add", "path": pointer("metadata", "annotations"), "value": {ann.STATUS: ann.STATUS_INJECTED}}
-        )
-    else:
-        ops.append(
-            {"op": "add", "path": pointer("metadata"), "value": {"annotations": {ann.STATUS: ann.STATUS_INJECTED}}}
-        )
-    return Outcome("injected", patch=ops, warnings=warnings)
+    ops.append(_status_op(pod))
+    return Outcome("injected", patch=ops, warnings=[f"s2-sidecar: {n}" for n in notices] + warnings)
