@@ -144,7 +144,8 @@ public final class S2SidecarClient implements AutoCloseable {
    * {@link RetryPolicy#maxBackoff()} meanwhile (not grpc-java's backoff of up to 2 minutes).
    *
    * @throws SidecarException {@code DEADLINE_EXCEEDED}, "s2-sidecar at TARGET is not ready after
-   *     N s", when {@code timeout} passes first; {@code CANCELLED} if the thread is interrupted
+   *     N s", when {@code timeout} passes first; {@code CANCELLED} if the thread is interrupted or
+   *     the client is closed
    */
   public void waitForReady(Duration timeout) {
     long deadline = System.nanoTime() + timeout.toNanos();
@@ -152,11 +153,14 @@ public final class S2SidecarClient implements AutoCloseable {
     ConnectivityState state = channel.getState(true);
     while (state != ConnectivityState.READY) {
       long left = deadline - System.nanoTime();
-      if (left <= 0 || state == ConnectivityState.SHUTDOWN) {
-        String why = state == ConnectivityState.SHUTDOWN ? "the client is closed" : "connection " + state;
+      if (state == ConnectivityState.SHUTDOWN) {
+        throw new SidecarException(
+            Status.Code.CANCELLED, "the client of s2-sidecar at " + target + " is closed", SidecarException.Details.NONE, null);
+      }
+      if (left <= 0) {
         throw new SidecarException(
             Status.Code.DEADLINE_EXCEEDED,
-            String.format("s2-sidecar at %s is not ready after %s s (%s)", target, seconds(timeout), why),
+            String.format("s2-sidecar at %s is not ready after %s s (connection %s)", target, seconds(timeout), state),
             SidecarException.Details.NONE,
             null);
       }
