@@ -11,7 +11,7 @@ class InjectorMetrics:
         r = self.registry
         self.reviews = r.counter(
             "s2_sidecar_injector_reviews_total",
-            "AdmissionReviews answered, by outcome (injected, skipped, already_injected, refused, error).",
+            "AdmissionReviews answered, by outcome (injected, completed, skipped, already_injected, refused, error).",
             ["outcome"],
         )
         self.refused = r.counter(

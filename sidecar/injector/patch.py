@@ -15,7 +15,8 @@ from typing import Any, Literal
 from sidecar.injector import annotations as ann
 from sidecar.injector.template import JSON, SidecarTemplate, Variant
 
-Kind = Literal["injected", "skipped", "already_injected", "refused"]
+# completed: an injected pod sent again (reinvocation) whose new app containers get the address.
+Kind = Literal["injected", "skipped", "already_injected", "completed", "refused"]
 
 # The order the chart's "s2-sidecar.env" renders these in: an override inserts its variable where
 # the chart would have, so an annotated pod gets the same container as the matching values.
@@ -136,10 +137,32 @@ def _existing_sidecar(
         return None
     theirs = str(same_name[0].get("image", ""))
     ours = str(template.tcp.container.get("image", ""))
-    # Injected before (a pod sent again), or put there by the chart's named templates.
-    if annotations.get(ann.STATUS) == ann.STATUS_INJECTED or _image_repository(theirs) == _image_repository(ours):
-        return Outcome("already_injected")
+    if annotations.get(ann.STATUS) == ann.STATUS_INJECTED:
+        return _complete(spec, template, annotations)
+    if _image_repository(theirs) == _image_repository(ours):
+        return Outcome("already_injected")  # put there by the chart's named templates: theirs to manage
     return _refused("name_clash", f"container {template.name} exists and is not the s2-sidecar image ({theirs})")
+
+
+def _complete(spec: Mapping[str, Any], template: SidecarTemplate, annotations: Mapping[str, str]) -> Outcome:
+    """An injected pod sent again. With reinvocationPolicy IfNeeded that happens after a later
+    webhook changed it: app containers it added (no S2_SIDECAR_ADDRESS at all) get the address and
+    mounts; anything else is left as it is, so a pod with nothing missing is not changed."""
+    overrides, errors, _ = ann.parse_overrides(annotations)
+    variant = None if errors else build(template, overrides)
+    if not isinstance(variant, Variant):
+        return Outcome("already_injected")
+    lacking = [i for i, c in enumerate(spec["containers"]) if "S2_SIDECAR_ADDRESS" not in _names(c.get("env"))]
+    ops: list[JSON] = []
+    for i in lacking:
+        c = spec["containers"][i]
+        if c.get("name") == template.name:
+            continue  # the legacy sidecar itself
+        ops += _list_ops(pointer("spec", "containers", i, "env"), c.get("env"), variant.app_env)
+        mounted = {m.get("mountPath") for m in c.get("volumeMounts") or [] if isinstance(m, dict)}
+        mounts = [m for m in variant.app_volume_mounts if m.get("mountPath") not in mounted]
+        ops += _list_ops(pointer("spec", "containers", i, "volumeMounts"), c.get("volumeMounts"), mounts)
+    return Outcome("completed", patch=ops) if ops else Outcome("already_injected")
 
 
 def _app_ops(spec: Mapping[str, Any], variant: Variant) -> tuple[list[JSON], list[str]]:

@@ -116,7 +116,7 @@ class Injector:
             log.warning("injector: bad AdmissionReview: %s", e)
             return 400, f"bad AdmissionReview: {e}\n".encode()
         self._count(outcome)
-        if outcome.kind in ("injected", "refused"):
+        if outcome.kind in ("injected", "completed", "refused"):
             log.info(
                 "injector: %s %s%s",
                 outcome.kind,

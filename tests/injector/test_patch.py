@@ -377,3 +377,28 @@ def test_malformed_pods_are_refused_not_raised(default_render: Rendered, spec: A
     pod = {"metadata": {"labels": {ann.INJECT: "true"}}, "spec": spec}
     outcome = plan(pod, default_render.template)
     assert outcome.kind == "refused" and outcome.reason == "malformed_pod"
+
+
+@pytest.mark.parametrize("mode", ["native-unix", "legacy-tcp"])
+def test_reinvocation_gives_containers_added_later_the_address(mode_templates: dict[str, Rendered], mode: str) -> None:
+    """reinvocationPolicy IfNeeded: a later webhook added a container to the injected pod; the
+    injector, called again, gives only that container the address (and socket mount)."""
+    template = mode_templates[mode].template
+    injected = inject(pods.web_app(), template)
+    injected["spec"]["containers"].append(
+        {"name": "mesh-proxy", "image": "example/proxy:1", "env": [{"name": "A", "value": "1"}]}
+    )
+    outcome = plan(injected, template)
+    assert outcome.kind == "completed" and not outcome.warnings
+    index = len(injected["spec"]["containers"]) - 1
+    assert outcome.patch and all(op["path"].startswith(f"/spec/containers/{index}/") for op in outcome.patch)
+    patched = apply(injected, outcome)
+    proxy = patched["spec"]["containers"][-1]
+    assert proxy["env"][0] == {"name": "A", "value": "1"}
+    assert (
+        env_values(proxy)["S2_SIDECAR_ADDRESS"] == env_values(patched["spec"]["containers"][-2])["S2_SIDECAR_ADDRESS"]
+    )
+    socket_mount = {"name": "s2-sidecar-socket", "mountPath": "/var/run/s2-sidecar"}
+    assert (proxy.get("volumeMounts") == [socket_mount]) is mode.endswith("unix")
+    validate_k8s(patched)
+    assert plan(patched, template) == Outcome("already_injected")
