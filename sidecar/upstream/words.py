@@ -62,7 +62,10 @@ def in_words(e: BaseException, url: str, *, connect_failed: bool) -> str:
                 f"{CHECK_ENDPOINT}"
             )
         reason = next((x.strerror for x in chain if isinstance(x, OSError) and x.strerror), None)
-        return f"cannot connect to S2 at {where}" + (f" ({reason.lower()})" if reason else "") + f"; {CHECK_ENDPOINT}"
+        if reason:
+            return f"cannot connect to S2 at {where} ({reason.lower()}); {CHECK_ENDPOINT}"
+        # No OS error: the transport said why in words (e.g. "answered HTTP/1.1, not HTTP/2").
+        return f"cannot connect to S2 at {where}: {e}; {CHECK_ENDPOINT}"
     if isinstance(e, asyncio.TimeoutError) or any(type(x).__name__ == "ServerTimeoutError" for x in chain):
         return f"S2 at {where} did not answer in time"
     for x in chain:

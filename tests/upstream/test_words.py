@@ -82,3 +82,13 @@ async def test_an_unresolvable_host_reaches_the_app_in_words() -> None:
     details = info.value.details() or ""
     assert details.startswith(f"check tail of {h.basin}/s: cannot resolve no-such-host.invalid ("), details
     assert details.endswith("; check S2_BASIN_ENDPOINT")
+
+
+def test_a_connect_failure_without_an_os_error_keeps_the_transports_words() -> None:
+    from sidecar.upstream.http2 import ConnectFailed
+
+    words = in_words(ConnectFailed("127.0.0.1:8800 answered HTTP/1.1, not HTTP/2 (h2c prior knowledge)"), URL, connect_failed=True)
+    assert words == (
+        "cannot connect to S2 at 127.0.0.1:8800: 127.0.0.1:8800 answered HTTP/1.1, not HTTP/2 (h2c prior knowledge); "
+        "check S2_BASIN_ENDPOINT"
+    )
