@@ -5,14 +5,14 @@
     PROGRAM -addr ADDR tail   -stream S
 
 which print one JSON object per line (a record, {"tail": ...}, or {"error": ...} then exit 2).
-Used by test_go.py and test_node.py; numbers may be JSON numbers or strings (int64 as text)."""
+Used by every client's tests; numbers may be JSON numbers or strings (int64 as text)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tests.clients.conftest import APP_TOKEN, BASE_TS, N_RECORDS, Live
@@ -141,3 +141,29 @@ SCENARIOS = [
     check_tail,
     typed_errors,
 ]
+
+
+async def first_call_waits_for_a_late_sidecar(cmd_for: Callable[[str], list[str]]) -> None:
+    """An app that starts before its sidecar (issue 16): the example's first call, with retries off
+    (`-no-retry`), starts while nothing listens; it must wait for the connection (gRPC's
+    wait-for-ready) and end with the sidecar's answer (NOT_FOUND for a missing stream), not
+    UNAVAILABLE."""
+    from sidecar.testing import SidecarProcess, free_port
+
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *cmd_for(f"127.0.0.1:{port}"), "-no-retry", "tail", "-stream", "no-such-stream",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await asyncio.sleep(1.0)
+        assert proc.returncode is None, "the call did not wait for the sidecar"
+        async with SidecarProcess(grpc_port=port):
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines, err.decode()
+    assert (lines[-1]["error"], lines[-1].get("reason")) == ("NotFound", "stream_not_found"), lines

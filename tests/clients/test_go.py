@@ -7,8 +7,6 @@ before its sidecar waits for it (issue 16 item 4)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import re
 import shutil
@@ -18,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.testing import SidecarProcess, free_port
 from tests.clients import cli_scenarios, restarts
 from tests.clients.conftest import ROOT, Live
 
@@ -41,12 +38,7 @@ def cmd_for(bin_dir: Path) -> Callable[[str], list[str]]:
 
 
 def driver(bin_dir: Path) -> restarts.DriverCmd:
-    def cmd(address: str, stream: str, start: int, count: int | None) -> list[str]:
-        argv = [str(bin_dir / "s2sidecar-restart-reader"), "--addr", address, "--stream", stream]
-        argv += ["--start-seq-num", str(start)]
-        return argv if count is None else [*argv, "--count", str(count)]
-
-    return cmd
+    return restarts.driver_cmd(str(bin_dir / "s2sidecar-restart-reader"))
 
 
 def offline_env() -> dict[str, str]:
@@ -82,26 +74,8 @@ def test_go_readme_wait_snippet_is_the_compiled_example() -> None:
     assert not missing, f"README lines not in ExampleClient_WaitForReady: {missing}"
 
 
-async def test_go_first_call_waits_for_a_sidecar_that_starts_later(bin_dir: Path) -> None:
-    """The example's first call (retries off) starts before the sidecar; it waits and gets the answer
-    (NOT_FOUND for a missing stream), not UNAVAILABLE."""
-    port = free_port()
-    cmd = [str(bin_dir / "s2sidecar-example"), "-addr", f"127.0.0.1:{port}", "-no-retry"]
-    proc = await asyncio.create_subprocess_exec(
-        *cmd, "tail", "-stream", "no-such-stream", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        await asyncio.sleep(1.0)
-        assert proc.returncode is None, "the call did not wait for the sidecar"
-        async with SidecarProcess(grpc_port=port):
-            out, err = await asyncio.wait_for(proc.communicate(), 30)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
-    assert proc.returncode == 2 and lines, err.decode()
-    assert (lines[-1]["error"], lines[-1].get("reason")) == ("NotFound", "stream_not_found"), lines
+async def test_go_first_call_waits_for_a_sidecar_that_starts_later(cmd_for: Callable[[str], list[str]]) -> None:
+    await cli_scenarios.first_call_waits_for_a_late_sidecar(cmd_for)
 
 
 def test_go_unit_tests(bin_dir: Path) -> None:

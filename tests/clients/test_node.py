@@ -56,12 +56,7 @@ def cmd_for(node: str) -> Callable[[str], list[str]]:
 
 @pytest.fixture
 def driver(node: str) -> restarts.DriverCmd:
-    def cmd(address: str, stream: str, start: int, count: int | None) -> list[str]:
-        argv = [node, str(NODE_DIR / "restart-reader.js"), "--addr", address, "--stream", stream]
-        argv += ["--start-seq-num", str(start)]
-        return argv + (["--count", str(count)] if count is not None else [])
-
-    return cmd
+    return restarts.driver_cmd(node, str(NODE_DIR / "restart-reader.js"))
 
 
 def test_node_unit_tests(node: str) -> None:

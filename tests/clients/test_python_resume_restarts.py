@@ -15,12 +15,7 @@ DRIVER = ROOT / "clients" / "python" / "examples" / "restart_reader.py"
 
 
 def driver(*extra: str) -> restarts.DriverCmd:
-    def cmd(address: str, stream: str, start: int, count: int | None) -> list[str]:
-        argv = [sys.executable, str(DRIVER), *extra, "--addr", address, "--stream", stream]
-        argv += ["--start-seq-num", str(start)]
-        return argv + (["--count", str(count)] if count is not None else [])
-
-    return cmd
+    return restarts.driver_cmd(sys.executable, str(DRIVER), *extra)
 
 
 @pytest.mark.timeout(600)
@@ -34,4 +29,4 @@ async def test_python_missing_stream_fails_at_once() -> None:
 
 @pytest.mark.timeout(600)
 async def test_python_sync_catch_up_and_follow_across_sidecar_restarts() -> None:
-    await restarts.catch_up_and_follow_across_restarts(driver("--sync"), records=30_000)
+    await restarts.catch_up_and_follow_across_restarts(driver("--sync"), records=30_000, min_catch_up_cuts=3)

@@ -13,9 +13,7 @@ from tests.clients.conftest import ROOT
 RAW = ROOT / "tests" / "clients" / "drivers" / "raw_reader.py"
 
 
-def raw(address: str, stream: str, start: int, count: int | None) -> list[str]:
-    argv = [sys.executable, str(RAW), "--addr", address, "--stream", stream, "--start-seq-num", str(start)]
-    return argv + (["--count", str(count)] if count is not None else [])
+raw = restarts.driver_cmd(sys.executable, str(RAW))
 
 
 async def test_a_client_that_does_not_resume_fails_the_catch_up_test() -> None:
