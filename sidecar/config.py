@@ -61,6 +61,8 @@ class Config:
     tail_cache_size: int = 10_000
     share_sessions: bool = True
     subscriber_queue: int = 64
+    history_cache_bytes: int = 256 * 1024 * 1024
+    history_cache_max_age: float = 5.0
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     unix_socket_mode: int = 0o600
     log_level: str = "info"
@@ -172,6 +174,13 @@ def _non_negative(value: str) -> float:
     return n
 
 
+def _cache_bytes(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise ValueError("must not be negative (0 turns the cache off)")
+    return n
+
+
 def _message_bytes(value: str) -> int:
     n = int(value)
     if n < MIN_MAX_MESSAGE_BYTES:
@@ -254,6 +263,13 @@ SETTINGS: Sequence[_Setting] = (
     _Setting("share_sessions", "--share-sessions", "S2_SIDECAR_SHARE_SESSIONS",
              "share one upstream session among ReadSessions that follow the same stream live (true/false)",
              _bool, "BOOL"),
+    _Setting("history_cache_bytes", "--history-cache-bytes", "S2_SIDECAR_HISTORY_CACHE_BYTES",
+             "bytes of records below the tail kept to answer replays without reading S2 again (0: off)",
+             _cache_bytes, "BYTES"),
+    _Setting("history_cache_max_age", "--history-cache-max-age", "S2_SIDECAR_HISTORY_CACHE_MAX_AGE",
+             "seconds the history cache may serve a stream's records after S2 last confirmed them: the "
+             "bound on serving a record after a trim, retention or deletion removed it", _positive(float),
+             "SECONDS"),
     _Setting("subscriber_queue", "--subscriber-queue", "S2_SIDECAR_SUBSCRIBER_QUEUE",
              "batches a shared-session subscriber may fall behind before it moves to its own session",
              _positive(int), "N"),
@@ -292,6 +308,7 @@ EXAMPLES: Mapping[str, str] = {
     "upstream_protocol": "auto",
     "upstream_ca_file": "/etc/ssl/certs/my-ca.pem",
     "share_sessions": "true",
+    "history_cache_bytes": str(256 * 1024 * 1024) + " (256 MiB), or 0 to turn it off",
     "access_log": "false",
     "ready_requires_upstream": "false",
     "max_message_bytes": str(DEFAULT_MAX_MESSAGE_BYTES),

@@ -504,6 +504,27 @@ class Metrics:
             "Tail lookups answered from the cache (hit) or upstream (miss).",
             ("result",),
         )
+        self.history_records = r.counter(
+            "s2_sidecar_history_cache_records_total",
+            "Records sent to apps by reads that may use the history cache: from the cache (hit) or from "
+            "an upstream read made for them (miss).",
+            ("result",),
+        )
+        self.history_bytes = r.counter(
+            "s2_sidecar_history_cache_bytes_total",
+            "Protobuf bytes of the records counted in s2_sidecar_history_cache_records_total, by result.",
+            ("result",),
+        )
+        self.history_upstream_bytes = r.counter(
+            "s2_sidecar_history_upstream_read_bytes_total",
+            "Protobuf bytes of records read from upstream by every read path (what the history cache saves).",
+        )
+        self.history_cache_bytes = r.gauge(
+            "s2_sidecar_history_cache_bytes", "Bytes the history cache holds now (records and their index)."
+        )
+        self.history_evictions = r.counter(
+            "s2_sidecar_history_cache_evictions_total", "Chunks (upstream batches) evicted from the history cache."
+        )
         self.upstream_connections_in_use = r.gauge(
             "s2_sidecar_upstream_connections_in_use", "Upstream pool connections in use, by pool.", ("pool",)
         )

@@ -33,6 +33,7 @@ from sidecar.listeners import (
 )
 from sidecar.metrics import Metrics
 from sidecar.reads import StreamReader
+from sidecar.reads.history import HistoryCache
 from sidecar.reads.tails import TailCache
 from sidecar.telemetry import Telemetry, setup_tracing
 from sidecar.upstream import BasinEndpoint, RetryPolicy, UpstreamClient
@@ -160,6 +161,7 @@ class Sidecar:
             subscriber_queue=cfg.subscriber_queue,
             silence_bound=cfg.heartbeat_timeout,
             tracer=self.telemetry.tracer,
+            history=HistoryCache(cfg.history_cache_bytes, max_age=cfg.history_cache_max_age),
         )
         self.service = StreamService(
             self.reader,

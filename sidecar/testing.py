@@ -70,6 +70,8 @@ class SidecarHarness:
             grace_period=2.0,
             # Run a suite against either upstream protocol: S2_SIDECAR_TEST_UPSTREAM_PROTOCOL=http2.
             upstream_protocol=UpstreamProtocol(os.environ.get("S2_SIDECAR_TEST_UPSTREAM_PROTOCOL", "auto")),
+            # And with the history cache on (the default) or off: S2_SIDECAR_TEST_HISTORY_CACHE_BYTES=0.
+            history_cache_bytes=int(os.environ.get("S2_SIDECAR_TEST_HISTORY_CACHE_BYTES", 256 * 1024 * 1024)),
         )
         self.sidecar = Sidecar(dataclasses.replace(cfg, **self.config_overrides), tracer_provider=self.tracer_provider)
         await self.sidecar.start()

@@ -421,6 +421,7 @@ async def _one_shot(state: EmulatorState, stream: Stream, query: ReadQuery, mode
         end = stream.end_index(pos, count, nbytes, query.until)
     if end == pos:
         tail = None  # an empty answer (count=0, too-small bytes, until) never carries one
+    state.stats.served(f"{stream.basin}/{stream.name}", end - pos, sum(map(len, stream.fields[pos:end])))
     if mode == "protobuf":
         return Reply(200, encode_batch(stream.fields[pos:end], tail), PROTOBUF)
     records = records_from_fields(stream.fields[pos:end]) if end > pos else []

@@ -156,13 +156,23 @@ class Stats:
         self.requests: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.open_sessions: Counter[str] = Counter()
         self.total = 0
+        # Records served by reads (one-shot and sessions), and their stored protobuf bytes, per
+        # `basin/stream`: what a reader's upstream traffic is, for tests of the history cache.
+        self.read_records: Counter[str] = Counter()
+        self.read_bytes: Counter[str] = Counter()
 
     def count(self, key: str, *kinds: str) -> None:
         self.total += 1
         self.requests[key].update(kinds)
 
+    def served(self, key: str, records: int, nbytes: int) -> None:
+        self.read_records[key] += records
+        self.read_bytes[key] += nbytes
+
     def reset(self) -> None:
         self.requests.clear()
+        self.read_records.clear()
+        self.read_bytes.clear()
         self.total = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -171,4 +181,6 @@ class Stats:
             "open_sessions": {key: n for key, n in self.open_sessions.items() if n > 0},
             "open_sessions_total": sum(self.open_sessions.values()),
             "requests_total": self.total,
+            "read_records": dict(self.read_records),
+            "read_bytes": dict(self.read_bytes),
         }

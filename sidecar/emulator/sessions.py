@@ -29,10 +29,11 @@ COMPRESS_MIN_BYTES = 1024  # s2s.md: messages smaller than 1 KiB should not be c
 class Live:
     """One open read waiting at a tail, and the error that ends it early (set by close)."""
 
-    def __init__(self, basin: str, stream: str, session: bool) -> None:
+    def __init__(self, basin: str, stream: str, session: bool, stats: Stats | None = None) -> None:
         self.basin = basin
         self.stream = stream
         self.session = session
+        self.stats = stats
         self.wake = asyncio.Event()
         self.close_error: S2Error | None = None
 
@@ -55,7 +56,7 @@ class LiveReads:
 
     @contextlib.contextmanager
     def open(self, stream: Stream, session: bool) -> Iterator[Live]:
-        live = Live(stream.basin, stream.name, session)
+        live = Live(stream.basin, stream.name, session, self._stats)
         key = f"{stream.basin}/{stream.name}"
         self._open.add(live)
         stream.waiters.add(live.wake)
@@ -233,6 +234,8 @@ async def run_session(
                 await writer.done()
                 return
             size = stream.metered(pos, end)
+            if live.stats is not None:
+                live.stats.served(f"{stream.basin}/{stream.name}", end - pos, sum(map(len, stream.fields[pos:end])))
             count_so_far += end - pos
             bytes_so_far += size
             count_left = _remaining(count_limit, count_so_far)

@@ -105,8 +105,10 @@ class LiveFeed:
         linger: float = 2.0,
         join_grace: float = 5.0,
         tracer: trace.Tracer | None = None,
+        on_records: Callable[[StreamKey, ReadBatch], None] | None = None,
     ) -> None:
         self.key = key
+        self._on_records = on_records
         tracer = tracer or trace.NoOpTracer()
         self.linger = linger
         self._client, self._policy, self._cache = client, policy, cache
@@ -218,6 +220,8 @@ class LiveFeed:
             self.tail = batch.tail
         if batch.count:
             assert batch.last_seq_num is not None
+            if self._on_records is not None:
+                self._on_records(self.key, batch)  # the history cache keeps what S2 returned
             self.recent.append(batch)
             self.next_seq_num = batch.last_seq_num + 1
             caught_up = batch.tail is not None and batch.tail.seq_num == self.next_seq_num
@@ -253,9 +257,11 @@ class Hub:
         silence_bound: float = 20.0,
         linger: float = 2.0,
         tracer: trace.Tracer | None = None,
+        on_records: Callable[[StreamKey, ReadBatch], None] | None = None,
     ) -> None:
         self._client, self._policy, self._cache = client, policy, cache
         self._tracer = tracer
+        self.on_records = on_records  # every batch of records S2 returns to the hub's sessions
         self.linger = linger  # how long a feed with no subscribers keeps following
         self._queue_batches = queue_batches
         self._silence_bound = silence_bound
@@ -274,6 +280,7 @@ class Hub:
                 on_idle=self._forget,
                 linger=self.linger,
                 tracer=self._tracer,
+                on_records=self.on_records,
             )
             self.feeds[key] = feed
         return feed
@@ -303,11 +310,12 @@ class Hub:
         *,
         join_timeout: float = 5.0,
         call: CallTrace = NO_CALL_TRACE,
+        told_tail: bool = False,
     ) -> AsyncGenerator[ReadBatch, None]:
-        """A follow-for-ever session that rides the stream's shared feed whenever it can."""
+        """A follow-for-ever session that rides the stream's shared feed whenever it can.
+        `told_tail`: the reader already had a heartbeat (it continues a session that was at the tail)."""
         key = (basin, stream)
         own_only = False  # set once this reader proved too slow for the shared feed
-        told_tail = False  # whether this reader has had a heartbeat yet
         while True:
             feed = None if own_only else self.feeds.get(key)
             if feed is not None and feed.ended:
@@ -355,6 +363,7 @@ class Hub:
                 plan=plan,
                 observe=session_observer(self._client.metrics, call),
                 on_tail=functools.partial(self._cache.observe, key),
+                on_records=None if self.on_records is None else functools.partial(self.on_records, key),
             )
             async with contextlib.aclosing(own):
                 async for batch in own:

@@ -22,12 +22,14 @@ from opentelemetry import trace
 
 from sidecar.errors import DeadlineExceeded, RetriesStopped, SidecarError
 from sidecar.reads.coalesce import Progress, SingleFlight, WaitTimedOut
+from sidecar.reads.history import HistoryCache
 from sidecar.reads.hub import Hub, shareable
 from sidecar.reads.plan import ResumePlan
+from sidecar.reads.replay import Replays
 from sidecar.reads.session import resumable_session, session_observer
 from sidecar.reads.tails import CachedTail, StreamKey, TailCache
 from sidecar.telemetry import NO_CALL_TRACE, S2_SHARED, CallTrace, reason_token
-from sidecar.types import ReadQuery, StreamPosition
+from sidecar.types import ReadQuery, SeqNum, StreamPosition
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.retry import RetryPolicy
 from sidecar.wire.protobuf import ReadBatch, decode_read_batch
@@ -67,10 +69,12 @@ class StreamReader:
         subscriber_queue: int = 64,
         silence_bound: float = 20.0,
         tracer: trace.Tracer | None = None,
+        history: HistoryCache | None = None,
     ) -> None:
         self.client = client
         self.policy = policy or RetryPolicy()
         self.tails = cache or TailCache()
+        self.history = history if history is not None else HistoryCache(0)
         self.hub = Hub(
             client,
             self.policy,
@@ -80,7 +84,13 @@ class StreamReader:
             tracer=tracer,
         )
         client.metrics.shared_session_subscribers.set_function(lambda: self.hub.subscribers)
+        client.metrics.history_cache_bytes.set_function(lambda: self.history.bytes)
         self.share_sessions = share_sessions
+        self.replays = Replays(
+            client, self.policy, self.history, self.tails, self.hub, share_sessions=share_sessions
+        )
+        if self.history.enabled:
+            self.hub.on_records = self.replays.fill
         self._tail_calls: SingleFlight[StreamKey, StreamPosition] = SingleFlight()
         self._read_calls: SingleFlight[tuple[str, str, ReadQuery], ReadBatch] = SingleFlight()
 
@@ -132,8 +142,13 @@ class StreamReader:
         what = f"check tail {basin}/{stream}"
 
         async def fetch(progress: Progress) -> StreamPosition:
-            tail = await self._retrying(what, "tail", lambda: self.client.check_tail(*key), progress)
+            try:
+                tail = await self._retrying(what, "tail", lambda: self.client.check_tail(*key), progress)
+            except SidecarError as e:
+                self.replays.upstream_failed(key, e)
+                raise
             self.tails.observe(key, tail, authoritative=True)
+            self.history.observe_tail(key, tail.seq_num)  # shorter than what is held: a new stream
             return tail
 
         try:
@@ -163,11 +178,20 @@ class StreamReader:
             fits = int(until - time.monotonic() - _POLL_SLACK)
             query = replace(query, wait=max(1, min(query.wait, fits)))
         what = f"read {basin}/{stream}"
+        key = (basin, stream)
+        if self.history.enabled and (cached := await self.replays.read_cached(key, query, call)) is not None:
+            return cached
 
         async def fetch(progress: Progress) -> ReadBatch:
-            batch = await self._retrying(what, "read", lambda: self.client.read(basin, stream, query), progress)
+            try:
+                batch = await self._retrying(what, "read", lambda: self.client.read(basin, stream, query), progress)
+            except SidecarError as e:
+                self.replays.upstream_failed(key, e)
+                raise
             if batch.tail is not None:
                 self.tails.observe((basin, stream), batch.tail)
+            if self.history.enabled:
+                self.replays.fill(key, batch)
             return batch
 
         try:
@@ -191,6 +215,9 @@ class StreamReader:
         call: CallTrace = NO_CALL_TRACE,
     ) -> AsyncGenerator[ReadBatch, None]:
         plan = plan or ResumePlan(query)
+        if self.history.enabled and isinstance(query.start, SeqNum):
+            return self.replays.session(basin, stream, query, plan, call=call)
+        fill = functools.partial(self.replays.fill, (basin, stream)) if self.history.enabled else None
         if self.share_sessions and shareable(query):
             batches = self.hub.session(basin, stream, query, plan, call=call)
         else:
@@ -204,5 +231,6 @@ class StreamReader:
                 plan=plan,
                 observe=observe,
                 on_tail=functools.partial(self.tails.observe, (basin, stream)),
+                on_records=fill,
             )
         return batches

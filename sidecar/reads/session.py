@@ -94,11 +94,13 @@ async def resumable_session(
     plan: ResumePlan | None = None,
     observe: Observer | None = None,
     on_tail: Callable[[StreamPosition], None] | None = None,
+    on_records: Callable[[ReadBatch], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncGenerator[ReadBatch, None]:
     """Yield batches (and heartbeats: empty batches with a tail) until the session's stop,
     resuming after retryable failures. Raises `SessionInterrupted` when retries run out, and
-    non-retryable `SidecarError`s as they come."""
+    non-retryable `SidecarError`s as they come. `on_records` sees each batch of records before it
+    is yielded."""
     plan = plan or ResumePlan(query)
     report = observe or (lambda _event: None)
     advice = AdvisedReconnects()
@@ -116,6 +118,8 @@ async def resumable_session(
                             _trimmed(basin, stream, Trimmed(batch.first_seq_num - trimmed, batch.first_seq_num), report)
                         metered = batch.metered_bytes() if plan.tracks_bytes else 0
                         plan.delivered(batch.count, batch.last_seq_num, metered, clock())
+                        if on_records is not None:
+                            on_records(batch)  # the history cache keeps what S2 returned
                     elif batch.tail is not None:
                         if trimmed := plan.admit_heartbeat(batch.tail, response_start=response_start):
                             _trimmed(basin, stream, Trimmed(batch.tail.seq_num - trimmed, batch.tail.seq_num), report)

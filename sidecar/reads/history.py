@@ -1,0 +1,476 @@
+"""The history cache, sans-IO: records below the tail, per stream, as the upstream's protobuf bytes.
+
+Records below a stream's tail never change (until a trim or retention removes them, or the stream
+is deleted and re-created), so what the sidecar already read for one app can answer the next.
+Every batch the sidecar receives from S2 (one-shot reads, sessions, shared feeds) is kept as it
+came: the `ReadBatch.records` fields, byte for byte, with an index of where each record's field
+starts and its timestamp. A lookup returns slices of those bytes (concatenated record fields are
+a valid `ReadBatch`), never rebuilt records.
+
+Storage is a sorted list of non-overlapping *chunks* per stream (one per upstream batch, or the
+part of it not already held); contiguous chunks form the covered ranges. The whole cache is
+bounded in bytes and evicts whole chunks (`EvictionPolicy`).
+
+What it will not do is decide freshness by itself: `validated_at` records when the owner last
+proved (with S2) that the stream is the same incarnation and its trim point is below what is
+held; the caller serves from a stream only within `max_age` of that proof. Signs of change drop
+entries: a trim command record seen in a batch (`trim` below its effective point), an upstream
+answer that starts past where it was asked (trimmed), a tail below records held, a 404 (`forget`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+
+from sidecar._proto.s2.v1 import records_pb2 as pb
+from sidecar.wire.protobuf import ReadBatch
+
+StreamKey = tuple[str, str]
+
+# Bytes charged per chunk and per record on top of the record bytes: the chunk object, its two
+# index arrays (8 bytes per entry each) and the bookkeeping around them. Keeps the bound honest for
+# streams of tiny records, whose index would otherwise be free.
+CHUNK_OVERHEAD = 200
+RECORD_OVERHEAD = 16
+
+# A trim command is one header with an empty name and value "trim": as serialized inside a
+# SequencedRecord, field 3 (Header) of 6 bytes holding field 2 (value) = b"trim".
+_TRIM_HEADER = b"\x1a\x06\x12\x04trim"
+_TRIM_BODY_BYTES = 8
+
+
+class EvictionPolicy(Enum):
+    """Which chunk goes when the cache is over its bound (see `tests/bench/history_eviction.py`)."""
+
+    LRU = "lru"  # least recently read or written
+    KEEP_PREFIX = "keep-prefix"  # the highest seq_num of the least recently used stream
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+
+
+def index_records(data: bytes, count: int) -> tuple[array[int], array[int]]:
+    """Where each of the first `count` record fields of a serialized `ReadBatch` starts (plus
+    where the last one ends), and each record's timestamp. Reads only the framing and the two
+    leading varints of each record (upb writes fields in number order; zero values are left out)."""
+    offsets: array[int] = array("q")
+    stamps: array[int] = array("q")
+    pos = 0
+    for _ in range(count):
+        if data[pos] != 0x0A:
+            raise ValueError(f"not a ReadBatch.records field at byte {pos}")
+        length, start = _varint(data, pos + 1)
+        end = start + length
+        offsets.append(pos)
+        q, ts = start, 0
+        if q < end and data[q] == 0x08:
+            _, q = _varint(data, q + 1)
+        if q < end and data[q] == 0x10:
+            ts, q = _varint(data, q + 1)
+        stamps.append(ts)
+        pos = end
+    offsets.append(pos)
+    return offsets, stamps
+
+
+@dataclass(eq=False, slots=True)
+class Chunk:
+    """Contiguous records `first` .. `first + count - 1`: `data[offsets[i]:offsets[i+1]]` is record i."""
+
+    key: StreamKey
+    first: int
+    data: bytes
+    offsets: array[int]
+    timestamps: array[int]
+    metered: array[int] | None = None  # per record, computed when a read bounds bytes
+
+    @property
+    def count(self) -> int:
+        return len(self.timestamps)
+
+    @property
+    def end(self) -> int:
+        """First seq_num after the chunk."""
+        return self.first + len(self.timestamps)
+
+    @property
+    def charge(self) -> int:
+        return len(self.data) + CHUNK_OVERHEAD + RECORD_OVERHEAD * self.count
+
+    def metered_sizes(self) -> array[int]:
+        if self.metered is None:
+            msg = pb.ReadBatch.FromString(self.data[self.offsets[0] : self.offsets[-1]])
+            self.metered = array(
+                "q",
+                (
+                    8 + 2 * len(r.headers) + sum(len(h.name) + len(h.value) for h in r.headers) + len(r.body)
+                    for r in msg.records
+                ),
+            )
+        return self.metered
+
+    def piece(self, lo: int, hi: int) -> ReadBatch:
+        """Records [lo, hi) (seq_nums) as a batch without a tail: a byte slice, nothing rebuilt."""
+        i, j = lo - self.first, hi - self.first
+        data = self.data
+        if i == 0 and j == self.count and self.offsets[0] == 0 and self.offsets[j] == len(data):
+            body = data  # the whole upstream batch, as it came: no copy
+        else:
+            body = data[self.offsets[i] : self.offsets[j]]
+        return ReadBatch(body, hi - lo, lo, hi - 1, self.timestamps[j - 1], None)
+
+
+@dataclass(slots=True)
+class Limits:
+    """What one answer from the cache may hold (the reader's remaining bounds)."""
+
+    count: int | None = None
+    bytes: int | None = None  # metered
+    until: int | None = None  # exclusive timestamp
+
+
+@dataclass(slots=True)
+class Served:
+    """A lookup's answer: contiguous pieces from the asked seq_num, and why it stopped."""
+
+    pieces: list[ReadBatch]
+    records: int
+    metered: int  # counted only when the limits bound bytes
+    stopped_by_limit: bool  # a bound (count, bytes, until) ends the read right after these
+    next_seq_num: int  # where the read goes on (a gap, or the end of the cache)
+
+
+@dataclass(slots=True)
+class _Stream:
+    chunks: list[Chunk] = field(default_factory=list)  # sorted by `first`, never overlapping
+    firsts: list[int] = field(default_factory=list)  # `first` of each chunk, for bisection
+    validated_at: float | None = None  # when S2 last confirmed what is held (see module docs)
+    trim_point: int = 0  # records below this are known gone
+
+    @property
+    def end(self) -> int:
+        return self.chunks[-1].end if self.chunks else 0
+
+
+@dataclass
+class Stats:
+    hits_records: int = 0
+    hits_bytes: int = 0
+    inserted_bytes: int = 0
+    evictions: int = 0
+    dropped_chunks: int = 0  # by trims and new incarnations
+
+
+class HistoryCache:
+    def __init__(
+        self,
+        max_bytes: int,
+        *,
+        max_age: float = 5.0,
+        policy: EvictionPolicy = EvictionPolicy.LRU,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self.policy = policy
+        self._clock = clock
+        self._streams: OrderedDict[StreamKey, _Stream] = OrderedDict()  # least recently used first
+        self._use: OrderedDict[int, Chunk] = OrderedDict()  # id(chunk) -> chunk, least recently used first
+        self.bytes = 0
+        self.stats = Stats()
+        # Called with (key, chunks dropped) on every eviction, for metrics.
+        self.on_evict: Callable[[int], None] = lambda _n: None
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_bytes > 0
+
+    def __len__(self) -> int:
+        return len(self._use)
+
+    def ranges(self, key: StreamKey) -> list[tuple[int, int]]:
+        """The covered [start, end) ranges of a stream (tests, debugging)."""
+        out: list[tuple[int, int]] = []
+        s = self._streams.get(key)
+        for c in s.chunks if s is not None else ():
+            if out and out[-1][1] == c.first:
+                out[-1] = (out[-1][0], c.end)
+            else:
+                out.append((c.first, c.end))
+        return out
+
+    # -- freshness --------------------------------------------------------------------------------
+
+    def fresh(self, key: StreamKey) -> bool:
+        """Whether the stream's entries may be served now without asking S2 again."""
+        s = self._streams.get(key)
+        return s is not None and s.validated_at is not None and self._clock() - s.validated_at <= self.max_age
+
+    def holds(self, key: StreamKey) -> bool:
+        s = self._streams.get(key)
+        return s is not None and bool(s.chunks)
+
+    def first_record(self, key: StreamKey) -> tuple[int, bytes] | None:
+        """The lowest record held (seq_num, its field's bytes), to compare with what S2 answers."""
+        s = self._streams.get(key)
+        if s is None or not s.chunks:
+            return None
+        c = s.chunks[0]
+        return c.first, c.data[c.offsets[0] : c.offsets[1]]
+
+    def record_bytes(self, key: StreamKey, seq_num: int) -> bytes | None:
+        s = self._streams.get(key)
+        if s is None:
+            return None
+        c = self._chunk_at(s, seq_num)
+        if c is None:
+            return None
+        i = seq_num - c.first
+        return c.data[c.offsets[i] : c.offsets[i + 1]]
+
+    def validated(self, key: StreamKey, first_remaining: int | None, at: float | None = None) -> None:
+        """S2 just confirmed the stream (the caller checked incarnation): records below
+        `first_remaining` are gone (None: the stream is empty), the rest may be served for `max_age`."""
+        if first_remaining is None:
+            self.forget(key)
+            return
+        self.trim(key, first_remaining)
+        s = self._stream(key)
+        s.validated_at = self._clock() if at is None else at
+
+    # -- what S2 tells us -------------------------------------------------------------------------
+
+    def forget(self, key: StreamKey) -> None:
+        """Drop everything held for the stream (deleted, re-created, or otherwise unknown)."""
+        s = self._streams.pop(key, None)
+        if s is None:
+            return
+        for c in s.chunks:
+            self._drop(c)
+        self.stats.dropped_chunks += len(s.chunks)
+
+    def trim(self, key: StreamKey, point: int) -> None:
+        """Records below `point` are gone upstream: drop every chunk that holds any of them (a
+        chunk straddling the point goes whole; what is above gets fetched again if needed)."""
+        s = self._streams.get(key)
+        if s is None:
+            return
+        s.trim_point = max(s.trim_point, point)
+        n = 0
+        while s.chunks and s.chunks[0].first < point:
+            self._drop(s.chunks.pop(0))
+            s.firsts.pop(0)
+            n += 1
+        self.stats.dropped_chunks += n
+
+    def observe_tail(self, key: StreamKey, tail_seq_num: int) -> None:
+        """A tail below records held means a new incarnation (or a stale tail; dropping is safe)."""
+        s = self._streams.get(key)
+        if s is not None and s.end > tail_seq_num:
+            self.forget(key)
+
+    def insert(self, key: StreamKey, batch: ReadBatch) -> None:
+        """Keep a batch S2 returned (records only; its tail says nothing about history)."""
+        if not self.enabled or not batch.count:
+            return
+        assert batch.first_seq_num is not None
+        data = batch.data
+        if _TRIM_HEADER in data:
+            self._apply_trims(key, batch)
+        s = self._stream(key)
+        first, end = batch.first_seq_num, batch.first_seq_num + batch.count
+        if end <= s.trim_point:
+            return
+        offsets, stamps = index_records(data, batch.count)
+        lo = max(first, s.trim_point)
+        # Keep only what is not held yet: the gaps in [lo, end) between held chunks.
+        gaps: list[tuple[int, int]] = []
+        pos = lo
+        i = bisect.bisect_right(s.firsts, pos) - 1
+        if i >= 0 and s.chunks[i].end > pos:
+            pos = s.chunks[i].end
+        i += 1
+        while pos < end:
+            nxt = s.chunks[i].first if i < len(s.chunks) else end
+            if nxt > pos:
+                gaps.append((pos, min(end, nxt)))
+            if i >= len(s.chunks):
+                break
+            pos = max(pos, s.chunks[i].end)
+            i += 1
+        for a, b in gaps:
+            self._add(s, key, first, data, offsets, stamps, a, b)
+        self._evict()
+
+    def _apply_trims(self, key: StreamKey, batch: ReadBatch) -> None:
+        point = 0
+        for r in pb.ReadBatch.FromString(batch.data).records:
+            if (
+                len(r.headers) == 1
+                and r.headers[0].name == b""
+                and r.headers[0].value == b"trim"
+                and len(r.body) == _TRIM_BODY_BYTES
+            ):
+                # S2: effective trim point = max(existing, min(requested, command's seq_num + 1)).
+                point = max(point, min(int.from_bytes(r.body, "big"), r.seq_num + 1))
+        if point:
+            self.trim(key, point)
+
+    def _add(
+        self,
+        s: _Stream,
+        key: StreamKey,
+        first: int,
+        data: bytes,
+        offsets: array[int],
+        stamps: array[int],
+        lo: int,
+        hi: int,
+    ) -> None:
+        i, j = lo - first, hi - first
+        if i == 0 and j == len(stamps):
+            chunk = Chunk(key, lo, data, offsets, stamps)  # the batch as it came: no copy
+        else:
+            base = offsets[i]
+            chunk = Chunk(
+                key,
+                lo,
+                data[base : offsets[j]],
+                array("q", (o - base for o in offsets[i : j + 1])),
+                stamps[i:j],
+            )
+        k = bisect.bisect_left(s.firsts, lo)
+        s.chunks.insert(k, chunk)
+        s.firsts.insert(k, lo)
+        self._use[id(chunk)] = chunk
+        self.bytes += chunk.charge
+        self.stats.inserted_bytes += len(chunk.data)
+
+    # -- serving ----------------------------------------------------------------------------------
+
+    def lookup(self, key: StreamKey, seq_num: int, limits: Limits, max_piece_bytes: int) -> Served:
+        """Cached records from `seq_num` on, as far as they are contiguous and within `limits`
+        (count, metered bytes: S2 stops before a record that would pass it; until: before the first
+        record at or past it). Each piece is at most `max_piece_bytes` serialized (a single record
+        may be larger). Does not check freshness: see `fresh`."""
+        pieces: list[ReadBatch] = []
+        records = metered = 0
+        s = self._streams.get(key)
+        pos = seq_num
+        stopped = False
+        if s is None or seq_num < s.trim_point:
+            return Served(pieces, 0, 0, False, seq_num)
+        self._streams.move_to_end(key)
+        i = bisect.bisect_right(s.firsts, pos) - 1
+        while 0 <= i < len(s.chunks) and not stopped:
+            c = s.chunks[i]
+            if not c.first <= pos < c.end:
+                break
+            self._touch(c)
+            hi = c.end
+            if limits.count is not None:
+                hi = min(hi, pos + limits.count - records)
+            if limits.until is not None:
+                # timestamps never decrease within a stream: bisect for the first at/after `until`.
+                k = bisect.bisect_left(c.timestamps, limits.until, pos - c.first, hi - c.first)
+                hi = c.first + k
+            if limits.bytes is not None:
+                sizes = c.metered_sizes()
+                k = pos - c.first
+                while c.first + k < hi and metered + sizes[k] <= limits.bytes:
+                    metered += sizes[k]
+                    k += 1
+                hi = c.first + k
+            if hi < c.end:
+                stopped = True  # a bound falls inside this chunk: nothing past it will be read
+            if hi <= pos:
+                break
+            # Cut into pieces that fit a message.
+            while pos < hi:
+                stop = hi
+                base = c.offsets[pos - c.first]
+                if c.offsets[hi - c.first] - base > max_piece_bytes:
+                    limit = base + max_piece_bytes
+                    k = bisect.bisect_right(c.offsets, limit, pos - c.first + 1, hi - c.first + 1) - 1
+                    stop = max(pos + 1, c.first + k)
+                pieces.append(c.piece(pos, stop))
+                records += stop - pos
+                pos = stop
+            if limits.count is not None and records >= limits.count:
+                stopped = True
+            i += 1
+        if records:
+            self.stats.hits_records += records
+            self.stats.hits_bytes += sum(len(p.data) for p in pieces)
+        return Served(pieces, records, metered, stopped, pos)
+
+    def covers(self, key: StreamKey, seq_num: int) -> bool:
+        s = self._streams.get(key)
+        return s is not None and seq_num >= s.trim_point and self._chunk_at(s, seq_num) is not None
+
+    def iter_chunks(self, key: StreamKey) -> Iterator[Chunk]:
+        s = self._streams.get(key)
+        return iter(s.chunks if s is not None else ())
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _stream(self, key: StreamKey) -> _Stream:
+        s = self._streams.get(key)
+        if s is None:
+            s = self._streams[key] = _Stream()
+        self._streams.move_to_end(key)
+        return s
+
+    @staticmethod
+    def _chunk_at(s: _Stream, seq_num: int) -> Chunk | None:
+        i = bisect.bisect_right(s.firsts, seq_num) - 1
+        if i >= 0 and s.chunks[i].first <= seq_num < s.chunks[i].end:
+            return s.chunks[i]
+        return None
+
+    def _touch(self, c: Chunk) -> None:
+        if self.policy is EvictionPolicy.LRU:
+            self._use.move_to_end(id(c))
+
+    def _drop(self, c: Chunk) -> None:
+        if self._use.pop(id(c), None) is not None:
+            self.bytes -= c.charge
+
+    def _evict(self) -> None:
+        n = 0
+        while self.bytes > self.max_bytes and self._use:
+            victim = self._victim()
+            s = self._streams[victim.key]
+            k = bisect.bisect_left(s.firsts, victim.first)
+            del s.chunks[k]
+            del s.firsts[k]
+            self._drop(victim)
+            if not s.chunks:
+                del self._streams[victim.key]
+            n += 1
+        if n:
+            self.stats.evictions += n
+            self.on_evict(n)
+
+    def _victim(self) -> Chunk:
+        if self.policy is EvictionPolicy.KEEP_PREFIX:
+            # A replay reads from the start: keep each stream's lowest records, drop its highest
+            # from the least recently used stream that holds any.
+            for s in self._streams.values():
+                if s.chunks:
+                    return s.chunks[-1]
+        return next(iter(self._use.values()))

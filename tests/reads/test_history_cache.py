@@ -1,0 +1,161 @@
+"""The history cache's core, without sockets: what it keeps, what a lookup returns, what drops it."""
+
+from __future__ import annotations
+
+from sidecar.reads.history import EvictionPolicy, HistoryCache, Limits, index_records
+from sidecar.types import Record, StreamPosition, metered_size
+from sidecar.wire.protobuf import ReadBatch, batch_from_records, merge_batches
+
+KEY = ("basin", "s")
+BIG = 1 << 40
+
+
+def recs(lo: int, hi: int, *, ts0: int = 1000, body: bytes = b"x" * 10) -> list[Record]:
+    return [Record(i, ts0 + i, ((b"h", b"v"),) if i % 3 == 0 else (), body + str(i).encode()) for i in range(lo, hi)]
+
+
+def batch(lo: int, hi: int, *, tail: int | None = None, **kw: object) -> ReadBatch:
+    return batch_from_records(recs(lo, hi, **kw), None if tail is None else StreamPosition(tail, 5))  # type: ignore[arg-type]
+
+
+def seqs(pieces: list[ReadBatch]) -> list[int]:
+    return [r.seq_num for p in pieces for r in p.records()]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_index_finds_every_record_and_timestamp_including_zero_values() -> None:
+    b = batch_from_records([Record(0, 0), Record(1, 7, ((b"a", b"b"),), b"body")], StreamPosition(2, 7))
+    offsets, stamps = index_records(b.data, 2)
+    assert list(stamps) == [0, 7]
+    assert offsets[0] == 0 and offsets[2] < len(b.data)  # the tail field is after the records
+    assert batch_from_records([Record(0, 0)], None).data == b.data[offsets[0] : offsets[1]]
+
+
+def test_lookup_returns_the_upstream_bytes_sliced_and_stops_at_a_gap() -> None:
+    c = HistoryCache(BIG)
+    b = batch(0, 10, tail=10)
+    c.insert(KEY, b)
+    c.insert(KEY, batch(20, 30))
+    got = c.lookup(KEY, 0, Limits(), BIG)
+    assert seqs(got.pieces) == list(range(10)) and got.next_seq_num == 10 and not got.stopped_by_limit
+    assert got.pieces[0].tail is None  # history answers carry no tail
+    assert merge_batches(got.pieces).data == b.data[: len(got.pieces[0].data)]  # byte for byte
+    mid = c.lookup(KEY, 4, Limits(), BIG)
+    assert seqs(mid.pieces) == list(range(4, 10))
+    assert mid.pieces[0].records() == b.records()[4:]
+    assert c.lookup(KEY, 10, Limits(), BIG).records == 0
+    assert c.ranges(KEY) == [(0, 10), (20, 30)]
+
+
+def test_overlapping_inserts_keep_one_copy_of_each_record() -> None:
+    c = HistoryCache(BIG)
+    c.insert(KEY, batch(5, 10))
+    c.insert(KEY, batch(20, 25))
+    c.insert(KEY, batch(0, 30))
+    assert c.ranges(KEY) == [(0, 30)]
+    assert seqs(c.lookup(KEY, 0, Limits(), BIG).pieces) == list(range(30))
+    before = c.bytes
+    c.insert(KEY, batch(3, 27))
+    assert c.bytes == before
+
+
+def test_count_bytes_and_until_stop_where_s2_stops() -> None:
+    c = HistoryCache(BIG)
+    c.insert(KEY, batch(0, 50))
+    got = c.lookup(KEY, 10, Limits(count=5), BIG)
+    assert seqs(got.pieces) == list(range(10, 15)) and got.stopped_by_limit
+    sizes = [metered_size(r.headers, r.body) for r in recs(0, 50)]
+    budget = sum(sizes[10:13]) + sizes[13] - 1  # record 13 does not fit
+    got = c.lookup(KEY, 10, Limits(bytes=budget), BIG)
+    assert seqs(got.pieces) == [10, 11, 12] and got.metered == sum(sizes[10:13]) and got.stopped_by_limit
+    got = c.lookup(KEY, 10, Limits(until=1000 + 17), BIG)  # timestamps are 1000 + seq_num
+    assert seqs(got.pieces) == list(range(10, 17)) and got.stopped_by_limit
+    got = c.lookup(KEY, 10, Limits(count=100), BIG)  # the bound is past the cache: not reached
+    assert got.records == 40 and not got.stopped_by_limit
+
+
+def test_pieces_fit_the_message_size() -> None:
+    c = HistoryCache(BIG)
+    c.insert(KEY, batch(0, 100, body=b"y" * 100))
+    got = c.lookup(KEY, 0, Limits(), 1000)
+    assert all(len(p.data) <= 1000 for p in got.pieces) and len(got.pieces) > 5
+    assert seqs(got.pieces) == list(range(100))
+
+
+def test_a_trim_command_drops_what_it_trims_and_no_further() -> None:
+    c = HistoryCache(BIG)
+    c.insert(KEY, batch(0, 10))
+    c.insert(KEY, batch(10, 20))
+    c.insert(KEY, batch(20, 25))
+    trim = Record(25, 2000, ((b"", b"trim"),), (10).to_bytes(8, "big"))
+    c.insert(KEY, batch_from_records([trim], None))
+    assert c.ranges(KEY) == [(10, 26)]  # below 10 is gone; the command itself stays readable
+    assert c.lookup(KEY, 5, Limits(), BIG).records == 0
+    c.insert(KEY, batch(0, 10))  # a late answer from before the trim is not taken back in
+    assert c.ranges(KEY) == [(10, 26)]
+    # Past itself: effective point min(500, 26 + 1) = 27 trims through the command, never further.
+    past = Record(26, 2001, ((b"", b"trim"),), (500).to_bytes(8, "big"))
+    c.insert(KEY, batch_from_records([past], None))
+    c.insert(KEY, batch(27, 30, ts0=2000))
+    assert c.ranges(KEY) == [(27, 30)]
+
+
+def test_a_shorter_tail_or_a_forget_drops_the_stream() -> None:
+    c = HistoryCache(BIG)
+    c.insert(KEY, batch(0, 10))
+    c.observe_tail(KEY, 10)
+    assert c.ranges(KEY) == [(0, 10)]
+    c.observe_tail(KEY, 3)  # the tail went backwards: another incarnation
+    assert c.ranges(KEY) == [] and c.bytes == 0
+    c.insert(KEY, batch(0, 10))
+    c.forget(KEY)
+    assert c.bytes == 0 and len(c) == 0
+
+
+def test_entries_are_served_only_within_max_age_of_a_confirmation() -> None:
+    clock = Clock()
+    c = HistoryCache(BIG, max_age=5.0, clock=clock)
+    c.insert(KEY, batch(0, 10))
+    assert not c.fresh(KEY)  # never confirmed
+    c.validated(KEY, 3)
+    assert c.fresh(KEY) and c.ranges(KEY) == []  # the chunk held 0..2, now trimmed: dropped whole
+    c.insert(KEY, batch(3, 10))
+    clock.now += 5.0
+    assert c.fresh(KEY)
+    clock.now += 0.1
+    assert not c.fresh(KEY)
+    c.validated(KEY, None)  # S2 says the stream is empty
+    assert not c.holds(KEY)
+
+
+def test_bytes_stay_within_the_bound_and_lru_keeps_what_was_read() -> None:
+    one = batch(0, 10).data
+    c = HistoryCache(len(one) * 3 + 3 * 400, policy=EvictionPolicy.LRU)
+    for lo in range(0, 40, 10):
+        c.insert(KEY, batch(lo, lo + 10))
+        if lo == 10:
+            c.lookup(KEY, 0, Limits(count=1), BIG)  # 0..9 read again: most recently used
+    assert c.bytes <= c.max_bytes and c.stats.evictions == 1
+    assert c.ranges(KEY) == [(0, 10), (20, 40)]
+
+
+def test_keep_prefix_keeps_the_start_of_the_stream() -> None:
+    one = batch(0, 10).data
+    c = HistoryCache(len(one) * 3 + 3 * 400, policy=EvictionPolicy.KEEP_PREFIX)
+    for lo in range(0, 50, 10):
+        c.insert(KEY, batch(lo, lo + 10))
+    assert c.bytes <= c.max_bytes
+    assert c.ranges(KEY) == [(0, 30)]
+
+
+def test_disabled_cache_keeps_nothing() -> None:
+    c = HistoryCache(0)
+    c.insert(KEY, batch(0, 10))
+    assert not c.enabled and c.bytes == 0 and c.lookup(KEY, 0, Limits(), BIG).records == 0
