@@ -66,7 +66,8 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 def index_records(data: bytes, count: int) -> tuple[array[int], array[int]]:
     """Where each of the first `count` record fields of a serialized `ReadBatch` starts (plus
     where the last one ends), and each record's timestamp. Reads only the framing and the two
-    leading varints of each record (upb writes fields in number order; zero values are left out)."""
+    leading varints of each record (upb writes fields in number order; zero values are left out).
+    The records must be the leading fields (see `record_fields` for batches with tails inside)."""
     offsets: array[int] = array("q")
     stamps: array[int] = array("q")
     pos = 0
@@ -87,33 +88,68 @@ def index_records(data: bytes, count: int) -> tuple[array[int], array[int]]:
     return offsets, stamps
 
 
+def record_fields(batch: ReadBatch) -> bytes:
+    """The batch's record fields alone. A batch without a tail is nothing else (a ReadBatch has
+    two fields), so it is returned as is; one with a tail may hold tail fields anywhere (batches
+    merged by concatenation), which history answers must not carry: those are skipped (a copy,
+    on the rare path of live batches)."""
+    data = batch.data
+    if batch.tail is None:
+        return data
+    parts = []
+    pos = 0
+    while pos < len(data):
+        tag = data[pos]
+        length, start = _varint(data, pos + 1)
+        if tag == 0x0A:
+            parts.append(data[pos : start + length])
+        pos = start + length
+    return b"".join(parts)
+
+
 @dataclass(eq=False, slots=True)
 class Chunk:
-    """Contiguous records `first` .. `first + count - 1`: `data[offsets[i]:offsets[i+1]]` is record i."""
+    """Contiguous records `first` .. `first + n - 1`; `data` is their record fields and nothing
+    else. The index (`offsets`: where record i starts; `timestamps`) is built only when a read
+    needs part of the chunk: a replay that takes whole chunks never pays for it."""
 
     key: StreamKey
     first: int
+    n: int
     data: bytes
-    offsets: array[int]
-    timestamps: array[int]
+    last_timestamp: int
+    _offsets: array[int] | None = None
+    _timestamps: array[int] | None = None
     metered: array[int] | None = None  # per record, computed when a read bounds bytes
 
     @property
     def count(self) -> int:
-        return len(self.timestamps)
+        return self.n
 
     @property
     def end(self) -> int:
         """First seq_num after the chunk."""
-        return self.first + len(self.timestamps)
+        return self.first + self.n
 
     @property
     def charge(self) -> int:
-        return len(self.data) + CHUNK_OVERHEAD + RECORD_OVERHEAD * self.count
+        return len(self.data) + CHUNK_OVERHEAD + RECORD_OVERHEAD * self.n
+
+    @property
+    def offsets(self) -> array[int]:
+        if self._offsets is None:
+            self._offsets, self._timestamps = index_records(self.data, self.n)
+        return self._offsets
+
+    @property
+    def timestamps(self) -> array[int]:
+        if self._timestamps is None:
+            self._offsets, self._timestamps = index_records(self.data, self.n)
+        return self._timestamps
 
     def metered_sizes(self) -> array[int]:
         if self.metered is None:
-            msg = pb.ReadBatch.FromString(self.data[self.offsets[0] : self.offsets[-1]])
+            msg = pb.ReadBatch.FromString(self.data)
             self.metered = array(
                 "q",
                 (
@@ -125,12 +161,11 @@ class Chunk:
 
     def piece(self, lo: int, hi: int) -> ReadBatch:
         """Records [lo, hi) (seq_nums) as a batch without a tail: a byte slice, nothing rebuilt."""
+        if lo == self.first and hi == self.end:
+            return ReadBatch(self.data, self.n, lo, hi - 1, self.last_timestamp, None)  # no copy
         i, j = lo - self.first, hi - self.first
-        data = self.data
-        if i == 0 and j == self.count and self.offsets[0] == 0 and self.offsets[j] == len(data):
-            body = data  # the whole upstream batch, as it came: no copy
-        else:
-            body = data[self.offsets[i] : self.offsets[j]]
+        offsets = self.offsets
+        body = self.data[offsets[i] : offsets[j]]
         return ReadBatch(body, hi - lo, lo, hi - 1, self.timestamps[j - 1], None)
 
 
@@ -230,7 +265,7 @@ class HistoryCache:
         if s is None or not s.chunks:
             return None
         c = s.chunks[0]
-        return c.first, c.data[c.offsets[0] : c.offsets[1]]
+        return c.first, c.data[: c.offsets[1]]
 
     def record_bytes(self, key: StreamKey, seq_num: int) -> bytes | None:
         s = self._streams.get(key)
@@ -295,7 +330,7 @@ class HistoryCache:
         first, end = batch.first_seq_num, batch.first_seq_num + batch.count
         if end <= s.trim_point:
             return
-        offsets, stamps = index_records(data, batch.count)
+        whole = Chunk(key, first, batch.count, record_fields(batch), batch.last_timestamp or 0)
         lo = max(first, s.trim_point)
         # Keep only what is not held yet: the gaps in [lo, end) between held chunks.
         gaps: list[tuple[int, int]] = []
@@ -313,7 +348,7 @@ class HistoryCache:
             pos = max(pos, s.chunks[i].end)
             i += 1
         for a, b in gaps:
-            self._add(s, key, first, data, offsets, stamps, a, b)
+            self._add(s, whole, a, b)
         self._evict()
 
     def _apply_trims(self, key: StreamKey, batch: ReadBatch) -> None:
@@ -330,26 +365,19 @@ class HistoryCache:
         if point:
             self.trim(key, point)
 
-    def _add(
-        self,
-        s: _Stream,
-        key: StreamKey,
-        first: int,
-        data: bytes,
-        offsets: array[int],
-        stamps: array[int],
-        lo: int,
-        hi: int,
-    ) -> None:
-        i, j = lo - first, hi - first
-        if i == 0 and j == len(stamps):
-            chunk = Chunk(key, lo, data, offsets, stamps)  # the batch as it came: no copy
+    def _add(self, s: _Stream, whole: Chunk, lo: int, hi: int) -> None:
+        if lo == whole.first and hi == whole.end:
+            chunk = whole  # the batch as it came: no copy, no index
         else:
+            i, j = lo - whole.first, hi - whole.first
+            offsets, stamps = whole.offsets, whole.timestamps
             base = offsets[i]
             chunk = Chunk(
-                key,
+                whole.key,
                 lo,
-                data[base : offsets[j]],
+                hi - lo,
+                whole.data[base : offsets[j]],
+                stamps[j - 1],
                 array("q", (o - base for o in offsets[i : j + 1])),
                 stamps[i:j],
             )
@@ -384,7 +412,7 @@ class HistoryCache:
             hi = c.end
             if limits.count is not None:
                 hi = min(hi, pos + limits.count - records)
-            if limits.until is not None:
+            if limits.until is not None and c.last_timestamp >= limits.until:
                 # timestamps never decrease within a stream: bisect for the first at/after `until`.
                 k = bisect.bisect_left(c.timestamps, limits.until, pos - c.first, hi - c.first)
                 hi = c.first + k
@@ -399,7 +427,11 @@ class HistoryCache:
                 stopped = True  # a bound falls inside this chunk: nothing past it will be read
             if hi <= pos:
                 break
-            # Cut into pieces that fit a message.
+            if pos == c.first and hi == c.end and len(c.data) <= max_piece_bytes:
+                pieces.append(c.piece(pos, hi))  # the common case of a replay: whole chunks
+                records += hi - pos
+                pos = hi
+            # Else cut into pieces that fit a message.
             while pos < hi:
                 stop = hi
                 base = c.offsets[pos - c.first]

@@ -10,13 +10,14 @@ from tests.bench.history_eviction import make_batches, sequential, staggered
 
 
 async def test_history_section() -> None:
-    r = await run_history(HistoryParams(records=3000, size=1024, replays=4, runs=1))
+    r = await run_history(HistoryParams(records=3000, size=1024, replays=4, runs=1, measure_off=True))
     text = format_history(r)
     print(text)
     assert "4 concurrent replays" in text and "cached / uncached" in text and "RSS" in text
     assert r.range_bytes >= 3000 * 1024  # the replay with the cache off read every record once
     assert r.upstream_ratio <= 1.2, text  # the cache-off figure would be 4
     assert r.cached_rate > 0 and r.uncached_rate > 0 and r.rss_mb > 0
+    assert r.off_upstream_bytes == 4 * r.range_bytes  # what the cache saves: each session read it all
 
 
 def test_eviction_simulation_tells_the_policies_apart() -> None:

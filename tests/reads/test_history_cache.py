@@ -5,6 +5,7 @@ from __future__ import annotations
 from sidecar.reads.history import EvictionPolicy, HistoryCache, Limits, index_records
 from sidecar.types import Record, StreamPosition, metered_size
 from sidecar.wire.protobuf import ReadBatch, batch_from_records, merge_batches
+from sidecar.wire.protobuf import decode_read_batch as decode
 
 KEY = ("basin", "s")
 BIG = 1 << 40
@@ -159,3 +160,26 @@ def test_disabled_cache_keeps_nothing() -> None:
     c = HistoryCache(0)
     c.insert(KEY, batch(0, 10))
     assert not c.enabled and c.bytes == 0 and c.lookup(KEY, 0, Limits(), BIG).records == 0
+
+
+def test_tails_inside_merged_live_batches_never_reach_a_history_answer() -> None:
+    c = HistoryCache(BIG)
+    merged = merge_batches([batch(0, 3, tail=3), batch(3, 6, tail=6)])  # a tail between records
+    assert merged.data.count(b"\x12") >= 2
+    c.insert(KEY, merged)
+    for start in (0, 2):
+        got = c.lookup(KEY, start, Limits(), BIG)
+        data = merge_batches(got.pieces).data
+        assert seqs(got.pieces) == list(range(start, 6))
+        assert data == batch(start, 6).data  # exactly the record fields, no tail
+        assert decode(data).tail is None
+
+
+def test_whole_chunks_are_served_without_indexing_or_copying() -> None:
+    c = HistoryCache(BIG)
+    b = batch(0, 10)
+    c.insert(KEY, b)
+    got = c.lookup(KEY, 0, Limits(), BIG)
+    assert got.pieces[0].data is b.data
+    [chunk] = c.iter_chunks(KEY)
+    assert chunk._offsets is None  # nobody needed the index
