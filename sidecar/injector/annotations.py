@@ -60,12 +60,17 @@ def _str_map(value: Any) -> Mapping[str, str]:
     return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
+def _metadata(pod: Mapping[str, Any], key: str) -> Mapping[str, str]:
+    metadata = pod.get("metadata")
+    return _str_map(metadata.get(key)) if isinstance(metadata, dict) else {}
+
+
 def annotations_of(pod: Mapping[str, Any]) -> Mapping[str, str]:
-    return _str_map((pod.get("metadata") or {}).get("annotations"))
+    return _metadata(pod, "annotations")
 
 
 def labels_of(pod: Mapping[str, Any]) -> Mapping[str, str]:
-    return _str_map((pod.get("metadata") or {}).get("labels"))
+    return _metadata(pod, "labels")
 
 
 def wants_injection(pod: Mapping[str, Any]) -> bool:

@@ -98,8 +98,13 @@ def build(template: SidecarTemplate, overrides: ann.Overrides) -> Variant | str:
     return variant
 
 
+def _items(value: Any) -> list[Any]:
+    """A pod field that should be a list, or [] (missing, null, or a type the API server rejects)."""
+    return value if isinstance(value, list) else []
+
+
 def _names(items: Any) -> list[str]:
-    return [str(i.get("name")) for i in items or [] if isinstance(i, dict)]
+    return [str(i.get("name")) for i in _items(items) if isinstance(i, dict)]
 
 
 def _clashes(spec: Mapping[str, Any], variant: Variant) -> tuple[str, str] | None:
@@ -109,8 +114,8 @@ def _clashes(spec: Mapping[str, Any], variant: Variant) -> tuple[str, str] | Non
         if vol["name"] in volumes:
             return "volume_clash", f"the pod already has a volume named {vol['name']}"
     mount_paths = {m.get("mountPath") for m in variant.app_volume_mounts}
-    for c in spec.get("containers") or []:
-        for m in c.get("volumeMounts") or []:
+    for c in spec["containers"]:
+        for m in _items(c.get("volumeMounts")):
             if isinstance(m, dict) and m.get("mountPath") in mount_paths:
                 return "mount_clash", f"container {c.get('name')} already mounts {m.get('mountPath')}"
     return None
@@ -131,7 +136,7 @@ def _existing_sidecar(
     spec: Mapping[str, Any], template: SidecarTemplate, annotations: Mapping[str, str]
 ) -> Outcome | None:
     """Already injected (no change), a name clash (refused), or None when no container has the name."""
-    containers = [*(spec.get("initContainers") or []), *spec["containers"]]
+    containers = [*_items(spec.get("initContainers")), *spec["containers"]]
     same_name = [c for c in containers if c.get("name") == template.name]
     if not same_name:
         return None
@@ -159,7 +164,7 @@ def _complete(spec: Mapping[str, Any], template: SidecarTemplate, annotations: M
         if c.get("name") == template.name:
             continue  # the legacy sidecar itself
         ops += _list_ops(pointer("spec", "containers", i, "env"), c.get("env"), variant.app_env)
-        mounted = {m.get("mountPath") for m in c.get("volumeMounts") or [] if isinstance(m, dict)}
+        mounted = {m.get("mountPath") for m in _items(c.get("volumeMounts")) if isinstance(m, dict)}
         mounts = [m for m in variant.app_volume_mounts if m.get("mountPath") not in mounted]
         ops += _list_ops(pointer("spec", "containers", i, "volumeMounts"), c.get("volumeMounts"), mounts)
     return Outcome("completed", patch=ops) if ops else Outcome("already_injected")
@@ -198,7 +203,10 @@ def plan(pod: Mapping[str, Any], template: SidecarTemplate) -> Outcome:
     spec = pod.get("spec")
     if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list) or not spec["containers"]:
         return _refused("malformed_pod", "the pod has no spec.containers")
-    if not all(isinstance(c, dict) for c in spec["containers"] + list(spec.get("initContainers") or [])):
+    for key in ("initContainers", "volumes"):
+        if spec.get(key) is not None and not isinstance(spec[key], list):
+            return _refused("malformed_pod", f"spec.{key} is not a list")
+    if not all(isinstance(c, dict) for c in spec["containers"] + _items(spec.get("initContainers"))):
         return _refused("malformed_pod", "a container is not an object")
     annotations = ann.annotations_of(pod)
     if existing := _existing_sidecar(spec, template, annotations):
