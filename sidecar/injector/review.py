@@ -25,6 +25,8 @@ def parse(body: bytes) -> JSON:
         review = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise BadReview(f"body is not JSON: {e}") from None
+    except RecursionError:  # nesting deeper than the parser's stack: not a pod anyone sent
+        raise BadReview("body is not JSON: nested too deeply") from None
     if not isinstance(review, dict):
         raise BadReview("body is not a JSON object")
     if review.get("apiVersion") != API_VERSION or review.get("kind") != "AdmissionReview":

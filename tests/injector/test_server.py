@@ -217,6 +217,7 @@ def test_unpatchable_pod_is_admitted_with_a_warning_and_counted(injector: Inject
             "request.object",
         ),
         (b"\xff\xfe", "not JSON"),
+        (b"[" * 200_000, "nested too deeply"),
     ],
 )
 def test_malformed_review_is_400_with_a_message(injector: Injector, body: bytes, message: str) -> None:
