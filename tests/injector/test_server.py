@@ -276,6 +276,26 @@ def test_sigterm_stops_cleanly(tmp_path: Path, default_render: Rendered) -> None
     assert "draining" in output
 
 
+def test_on_sigterm_readyz_fails_while_reviews_are_still_answered(tmp_path: Path, default_render: Rendered) -> None:
+    """The drain: the Service stops routing to a pod whose /readyz fails, while requests already
+    on their way are still answered (with failurePolicy Ignore a dropped one is a pod without its
+    sidecar)."""
+    inj = _start(tmp_path, default_render.template_text, "--drain-seconds", "120")
+    try:
+        inj.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STARTUP
+        while inj.call("GET", "/readyz")[0] != 503:
+            assert time.monotonic() < deadline, "/readyz never failed"
+            time.sleep(0.1)
+        assert inj.call("GET", "/healthz")[0] == 200
+        response = inj.review(pods.minimal())
+        assert response["patchType"] == "JSONPatch"
+        assert inj.proc.poll() is None
+    finally:
+        inj.proc.kill()
+        inj.proc.communicate(timeout=30)
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sidecar", "injector", *args], cwd=REPO, capture_output=True, text=True, timeout=60
