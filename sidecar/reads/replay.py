@@ -6,7 +6,8 @@ A reader stands at `pos` (its `ResumePlan.next_seq_num`, or its start). In a loo
    there, within its own remaining bounds (count, metered bytes, until).
 2. Else, if another reader's upstream session (a `Run`) is fetching the range `pos` is in (it
    started at or before `pos` and has not passed it yet, or passed it only just now), the reader
-   waits for that run to move past `pos` and reads what it fetched from the cache.
+   waits for that run to move past `pos` and reads what it fetched from the cache (for at most
+   `FOLLOW_PATIENCE` at a time: a run whose app stopped reading is left behind).
 3. Else it opens its own upstream session (a run others may follow) from `pos`, with its own
    remaining bounds, exactly the request it would make without the cache; every batch goes into
    the cache before it is handed on. The run ends at the session's stop, when the cache covers
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 S2_CACHE_HISTORY = "history"  # value of S2_CACHE when records came from the history cache
 S2_CACHE_RECORDS = "s2.cache.records"  # how many records of the call came from it
 AHEAD_WINDOW = MAX_BATCH_RECORDS  # a reader at most this far ahead of a run waits for it
+# A follower waits this long for a run to move before fetching on its own: the run goes at its
+# own app's pace, and an app that stopped reading must not hold the others back.
+FOLLOW_PATIENCE = 1.0
 
 
 @dataclass(eq=False)
@@ -254,8 +258,10 @@ class Replays:
             run = self._run_for(key, pos)
             if run is not None and run is not tried:
                 tried = run
-                while run.next <= pos and not run.ended and not run.live:
-                    await run.changed()
+                with contextlib.suppress(TimeoutError):
+                    while run.next <= pos and not run.ended and not run.live:
+                        async with asyncio.timeout(FOLLOW_PATIENCE):
+                            await run.changed()
                 continue
             # 3. Our own upstream session over the gap.
             if shared and (feed := self.hub.feeds.get(key)) is not None and feed.can_serve(pos):

@@ -240,3 +240,15 @@ async def test_spans_say_how_many_records_came_from_the_history_cache() -> None:
     assert (warm.attributes or {})["s2.cache"] == "history"
     assert (warm.attributes or {})["s2.cache.records"] == 50
     assert (one.attributes or {})["s2.cache"] == "history" and (one.attributes or {})["s2.cache.records"] == 5
+
+
+@needs_cache
+async def test_a_replay_whose_app_stopped_reading_holds_no_one_back() -> None:
+    async with SidecarHarness() as h:
+        await append_stamped(h, "stall", 20_000, size=1000)
+        stalled = h.stub.ReadSession(pb.ReadSessionRequest(stream="stall", seq_num=0, count=20_000))
+        first = await stalled.read()  # its upstream session goes on until gRPC flow control stops it
+        assert first.records[0].seq_num == 0
+        rows, err = await session(h, stream="stall", seq_num=0, count=20_000)
+        assert err is None and [r[0] for r in rows] == list(range(20_000))
+        stalled.cancel()
