@@ -252,3 +252,29 @@ async def test_a_replay_whose_app_stopped_reading_holds_no_one_back() -> None:
         rows, err = await session(h, stream="stall", seq_num=0, count=20_000)
         assert err is None and [r[0] for r in rows] == list(range(20_000))
         stalled.cancel()
+
+
+async def test_concurrent_bounded_replays_each_keep_their_own_bounds() -> None:
+    async with SidecarHarness() as h:
+        await append_stamped(h, "mixed", 3000)  # bodies b"r" + 100 digits: metered 8 + 101 each
+        queries: list[dict[str, Any]] = [
+            {"seq_num": 0, "count": 2500},
+            {"seq_num": 0, "bytes": 50_000},
+            {"seq_num": 0, "until": 1000 + 10 * 1234},
+            {"seq_num": 0, "count": 5000},  # past the tail: ends there (no wait)
+            {"seq_num": 700, "count": 100},
+            {"seq_num": 0, "bytes": 50_000, "count": 300},
+        ]
+        results = await asyncio.gather(*(session(h, stream="mixed", **q) for q in queries))
+        expected = [
+            range(2500),
+            range(50_000 // 109),
+            range(1234),
+            range(3000),
+            range(700, 800),
+            range(300),
+        ]
+        for q, want, (rows, err) in zip(queries, expected, results, strict=True):
+            assert err is None, q
+            assert [r[0] for r in rows] == list(want), q
+            assert all(r[1] == 1000 + 10 * r[0] and r[2] == b"r" + str(r[0]).zfill(100).encode() for r in rows)
