@@ -1,5 +1,6 @@
 """Read logic: resumable sessions (`plan.py`, `session.py`), unary retries (`reader.py`), the tail
-cache (`tails.py`), single flight (`coalesce.py`) and shared live sessions (`hub.py`)."""
+cache (`tails.py`), single flight (`coalesce.py`), shared live sessions (`hub.py`) and the history
+cache with shared replays (`history.py`, `replay.py`)."""
 
 from sidecar.reads.plan import ResumePlan
 from sidecar.reads.reader import StreamReader
