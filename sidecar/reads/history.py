@@ -450,6 +450,24 @@ class HistoryCache:
             self.stats.hits_bytes += sum(len(p.data) for p in pieces)
         return Served(pieces, records, metered, stopped, pos)
 
+    def gaps(self, key: StreamKey, lo: int, hi: int) -> list[tuple[int, int]]:
+        """The [start, end) ranges of [lo, hi) the cache does not hold: what would go upstream."""
+        out: list[tuple[int, int]] = []
+        pos = lo
+        for a, b in self.ranges(key):
+            if b <= pos:
+                continue
+            if a >= hi:
+                break
+            if a > pos:
+                out.append((pos, a))
+            pos = max(pos, b)
+            if pos >= hi:
+                break
+        if pos < hi:
+            out.append((pos, hi))
+        return out
+
     def covers(self, key: StreamKey, seq_num: int) -> bool:
         s = self._streams.get(key)
         return s is not None and seq_num >= s.trim_point and self._chunk_at(s, seq_num) is not None

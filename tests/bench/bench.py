@@ -15,6 +15,9 @@
    http2 upstream) against `s2-sdk`'s own `read_session` on the emulator over h2c; http2/http1
    catch-up and the upstream connections of 1,000 sessions; the emulator's direct figures before
    (a worktree of 34ddf8a at /tmp/pre-h2, made if missing) and after its HTTP/2 front.
+5. History cache (`history.py`, issue 13; run it with `--only history`, or `python -m
+   tests.bench.history` for its options): 20 concurrent replays of the same 100 MB, upstream bytes
+   against the range; a replay after another, cached vs uncached; RSS against the cache bound.
 
 The emulator, the sidecar, the ceiling and the follower clients run as separate processes on
 loopback; this process (uvloop) is the client for sections 1 and 2 and the appender for 3.
@@ -34,6 +37,7 @@ from importlib.metadata import version
 
 from tests.bench.common import BASIN, start
 from tests.bench.fanout import FanoutParams, format_fanout, run_fanout
+from tests.bench.history import HistoryParams, format_history, run_history
 from tests.bench.throughput import ThroughputParams, format_throughput, run_throughput
 from tests.bench.unary import UnaryParams, format_unary, run_unary
 from tests.bench.vs_sdk import VsSdkParams, format_vs_sdk, run_vs_sdk
@@ -41,6 +45,7 @@ from tests.bench.vs_sdk import VsSdkParams, format_vs_sdk, run_vs_sdk
 __all__ = ["BASIN", "main", "start"]  # BASIN and start: load.py uses them from here
 
 SECTIONS = ("throughput", "unary", "fanout", "vs_sdk")
+ONLY = (*SECTIONS, "history")  # history runs when asked (--only history): its own figures are in the README
 
 
 def header() -> str:
@@ -64,6 +69,8 @@ async def run(opts: argparse.Namespace) -> None:
             text = format_throughput(await run_throughput(tp))
         elif name == "unary":
             text = format_unary(await run_unary(UnaryParams(callers=opts.callers, repeats=opts.repeats)))
+        elif name == "history":
+            text = format_history(await run_history(HistoryParams()))
         elif name == "vs_sdk":
             sizes = tuple(int(s) for s in opts.sizes.split(","))
             vp = VsSdkParams(records=opts.records, sizes=sizes, runs=opts.repeats, repeats=opts.repeats)
@@ -78,7 +85,7 @@ async def run(opts: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=SECTIONS, help="run one section")
+    parser.add_argument("--only", choices=ONLY, help="run one section")
     parser.add_argument("--repeats", type=int, default=3, help="samples per figure (the median is printed)")
     parser.add_argument("--records", type=int, default=200_000, help="throughput: records per ReadSession")
     parser.add_argument("--sizes", default="100,1024", help="throughput: record body sizes in bytes, comma-separated")

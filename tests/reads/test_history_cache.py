@@ -53,6 +53,10 @@ def test_lookup_returns_the_upstream_bytes_sliced_and_stops_at_a_gap() -> None:
     assert mid.pieces[0].records() == b.records()[4:]
     assert c.lookup(KEY, 10, Limits(), BIG).records == 0
     assert c.ranges(KEY) == [(0, 10), (20, 30)]
+    assert c.gaps(KEY, 0, 40) == [(10, 20), (30, 40)]
+    assert c.gaps(KEY, 5, 25) == [(10, 20)]
+    assert c.gaps(KEY, 2, 8) == []
+    assert c.gaps(("basin", "other"), 0, 5) == [(0, 5)]
 
 
 def test_overlapping_inserts_keep_one_copy_of_each_record() -> None:
