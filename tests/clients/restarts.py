@@ -187,6 +187,14 @@ class Driver:
                 self.report(f"driver exited {self.proc.returncode} after {len(self.seen)} records: {why}")
             )
 
+    async def assert_finished_cleanly(self) -> None:
+        """It ended: with 0 (it may print no more), or fail now rather than after every stop."""
+        assert self.proc is not None
+        if self.proc.returncode != 0:
+            await self._stdout
+            await self._stderr
+            raise AssertionError(self.report(f"driver exited {self.proc.returncode} after {len(self.seen)} records"))
+
     async def exit_code(self, within: float) -> int:
         assert self.proc is not None
         code = await asyncio.wait_for(self.proc.wait(), within)
@@ -307,6 +315,8 @@ async def across_restarts(
                     await asyncio.sleep(rng.uniform(0.2, 1.5))
                 if catching_up and catching_up.running:
                     catch_up_cut += 1
+                elif catching_up:
+                    await catching_up.assert_finished_cleanly()
                 if following:
                     await following.assert_running(f"it ended before stop {i + 1} ({sig.name})")
                 await sidecar.stop(sig)
