@@ -34,7 +34,9 @@ async def get(url: str) -> tuple[int, str]:
 
 
 async def test_metrics_count_the_traffic() -> None:
-    async with SidecarHarness(admin_listen="127.0.0.1:0") as h:
+    # The history cache off: it would answer the repeated reads below without going upstream
+    # (its own counts are tested in tests/reads/test_history.py).
+    async with SidecarHarness(admin_listen="127.0.0.1:0", history_cache_bytes=0) as h:
         assert h.sidecar is not None and h.sidecar.admin is not None
         url = h.sidecar.admin.url
         await h.append_many("m", 30)
