@@ -278,3 +278,18 @@ async def test_concurrent_bounded_replays_each_keep_their_own_bounds() -> None:
             assert err is None, q
             assert [r[0] for r in rows] == list(want), q
             assert all(r[1] == 1000 + 10 * r[0] and r[2] == b"r" + str(r[0]).zfill(100).encode() for r in rows)
+
+
+@needs_cache
+async def test_timestamp_and_tail_offset_starts_resolve_upstream() -> None:
+    async with SidecarHarness() as h:
+        await append_stamped(h, "where", 100)
+        await session(h, stream="where", seq_num=0, count=100)  # all cached
+        before = await served(h, "where")
+        rows, err = await session(h, stream="where", timestamp=1000 + 10 * 40 - 5, count=5)
+        assert err is None and [r[0] for r in rows] == [40, 41, 42, 43, 44]
+        rows, err = await session(h, stream="where", tail_offset=3, count=3)
+        assert err is None and [r[0] for r in rows] == [97, 98, 99]
+        rows, err = await read(h, stream="where", timestamp=1000 + 10 * 7, count=2)
+        assert err is None and [r[0] for r in rows] == [7, 8]
+        assert await served(h, "where") == before + 5 + 3 + 2  # S2 answered where each starts
