@@ -96,6 +96,7 @@ class StreamReader:
 
     async def close(self) -> None:
         await self.hub.close()
+        await self.replays.close()
 
     async def _retrying(self, what: str, kind: str, call: Callable[[], Awaitable[T]], progress: Progress) -> T:
         """Run `call` until it succeeds or fails for good, reporting each failure in `progress`.

@@ -106,7 +106,16 @@ class Replays:
         self.runs: dict[StreamKey, list[Run]] = {}
         self._clock = clock
         self._validations: SingleFlight[StreamKey, None] = SingleFlight()
+        self._background: dict[StreamKey, asyncio.Task[bool]] = {}  # revalidate_soon's tasks
         cache.on_evict = self.metrics.history_evictions.inc
+
+    async def close(self) -> None:
+        tasks = list(self._background.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # -- accounting -------------------------------------------------------------------------------
 
@@ -149,6 +158,14 @@ class Replays:
             await self._validations.do(key, validate)
         return self.cache.fresh(key)
 
+    def revalidate_soon(self, key: StreamKey) -> None:
+        """Confirm the stream's entries in the background (for the next reads): a call with a
+        deadline does not wait for it, it reads upstream this time."""
+        if self.cache.holds(key) and not self.cache.fresh(key) and key not in self._background:
+            task = asyncio.get_running_loop().create_task(self.ensure_fresh(key))
+            self._background[key] = task
+            task.add_done_callback(lambda _t: self._background.pop(key, None))
+
     async def _validate(self, key: StreamKey) -> None:
         """Prove the entries still stand: the tail is not below them (a shorter stream is a new
         incarnation), the first remaining record (the trim point, by explicit trims or retention)
@@ -189,10 +206,14 @@ class Replays:
 
     async def read_cached(self, key: StreamKey, query: ReadQuery, call: CallTrace) -> ReadBatch | None:
         """A one-shot read answered from the cache (S2's batch caps and the query's bounds), or
-        None when the cache cannot answer it with at least one record."""
+        None when the cache cannot answer it with at least one record, or its entries wait for
+        S2's confirmation (asked for in the background: a unary call has a deadline to keep)."""
         if not isinstance(query.start, SeqNum) or not self.cache.holds(key):
             return None
-        if not self.cache.covers(key, query.start.value) or not await self.ensure_fresh(key):
+        if not self.cache.covers(key, query.start.value):
+            return None
+        if not self.cache.fresh(key):
+            self.revalidate_soon(key)
             return None
         count = MAX_BATCH_RECORDS if query.limit.count is None else min(query.limit.count, MAX_BATCH_RECORDS)
         nbytes = MAX_BATCH_BYTES if query.limit.bytes is None else min(query.limit.bytes, MAX_BATCH_BYTES)

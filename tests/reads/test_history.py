@@ -293,3 +293,14 @@ async def test_timestamp_and_tail_offset_starts_resolve_upstream() -> None:
         rows, err = await read(h, stream="where", timestamp=1000 + 10 * 7, count=2)
         assert err is None and [r[0] for r in rows] == [7, 8]
         assert await served(h, "where") == before + 5 + 3 + 2  # S2 answered where each starts
+
+
+@needs_cache
+async def test_a_read_with_a_deadline_does_not_wait_for_a_stuck_confirmation() -> None:
+    async with SidecarHarness(history_cache_max_age=0.2) as h:
+        await append_stamped(h, "stuck", 50)
+        await session(h, stream="stuck", seq_num=0, count=50)
+        await asyncio.sleep(0.3)  # the entries now need S2's confirmation, whose CheckTail hangs
+        await h.inject_fault(kind="tail", stream="stuck", stall_seconds=30)
+        msg = await h.stub.Read(pb.ReadRequest(stream="stuck", seq_num=10, count=3), timeout=3)
+        assert [r.seq_num for r in msg.records] == [10, 11, 12]  # answered upstream, by the deadline
