@@ -14,6 +14,18 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "s2-sidecar"
 GOOD_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+
+# The securityContext every container the chart renders (sidecar, injector) must have.
+HARDENED = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,
+    "runAsGroup": 65532,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "privileged": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 INVALID_VALUES = sorted((Path(__file__).parent / "values" / "invalid").glob("*.yaml"))
 HELM_BIN = REPO / ".tools" / "bin" / "helm"
 

@@ -22,6 +22,7 @@ import yaml
 from tests.helm.helpers import (
     CHART,
     GOOD_VALUES,
+    HARDENED,
     INVALID_VALUES,
     REPO,
     Helm,
@@ -35,16 +36,6 @@ from tests.helm.helpers import (
 
 CI = CHART / "ci"
 SIDECAR = "s2-sidecar"
-HARDENED = {
-    "runAsNonRoot": True,
-    "runAsUser": 65532,
-    "runAsGroup": 65532,
-    "readOnlyRootFilesystem": True,
-    "allowPrivilegeEscalation": False,
-    "privileged": False,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
 MALLOC = {
     "MALLOC_MMAP_THRESHOLD_": "4194304",
     "MALLOC_TRIM_THRESHOLD_": "67108864",

@@ -15,19 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.helm.fake_apiserver import fake_apiserver
-from tests.helm.helpers import CHART, CRD_GROUPS, GOOD_VALUES, Helm, is_injector, pod_spec, validate_k8s
+from tests.helm.helpers import CHART, CRD_GROUPS, GOOD_VALUES, HARDENED, Helm, is_injector, pod_spec, validate_k8s
 
 NAME = "rel-s2-sidecar-injector"
-HARDENED = {
-    "runAsNonRoot": True,
-    "runAsUser": 65532,
-    "runAsGroup": 65532,
-    "readOnlyRootFilesystem": True,
-    "allowPrivilegeEscalation": False,
-    "privileged": False,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
 CERT_MANAGER = ("injector.tls.certManager.enabled=true",)
 
 
