@@ -75,7 +75,8 @@ async def test_ruby_example_with_an_app_token(
 async def test_ruby_catch_up_and_follow_across_sidecar_restarts(driver: restarts.DriverCmd) -> None:
     # 20,000 records (not 100,000 as for the Python, Node and Go clients): CI's time, and Ruby's
     # resume is the same loop at any length.
-    # A 20 MB catch-up may end (its client buffers megabytes ahead) before the last stops: 2 must cut it.
+    # A 20 MB catch-up may end (its client buffers megabytes ahead) before the last stops: 2 must cut it
+    # (3 for the longer ones); every stop cuts the follower.
     await restarts.catch_up_and_follow_across_restarts(driver, records=20_000, min_catch_up_cuts=2)
 
 
