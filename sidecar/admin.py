@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from sidecar.listeners import parse_host_port
 from sidecar.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from sidecar.metrics import Metrics
 
@@ -77,8 +78,8 @@ class AdminServer:
         requires_upstream: bool = False,
     ) -> None:
         """`requires_upstream`: /readyz also fails while the upstream refuses TCP connections."""
-        host, _, port = listen.rpartition(":")
-        self.host, self.port = host.strip("[]"), int(port)
+        addr = parse_host_port(listen)
+        self.host, self.port = addr.host, addr.port
         self._serving, self._probe, self._metrics = serving, probe, metrics
         self._requires_upstream = requires_upstream
         app = web.Application()
