@@ -157,9 +157,17 @@ def _octal_mode(value: str) -> int:
     return mode
 
 
-def _positive(kind: Callable[[str], float | int]) -> Callable[[str], Any]:
+def _number(kind: type[int] | type[float], value: str) -> float:
+    """int() or float() of `value`, failing in words rather than Python's."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError("must be a whole number" if kind is int else "must be a number of seconds") from None
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], Any]:
     def parse(value: str) -> float | int:
-        n = kind(value)
+        n = _number(kind, value)
         if n <= 0:
             raise ValueError("must be positive")
         return n
@@ -168,21 +176,21 @@ def _positive(kind: Callable[[str], float | int]) -> Callable[[str], Any]:
 
 
 def _non_negative(value: str) -> float:
-    n = float(value)
+    n = _number(float, value)
     if n < 0:
         raise ValueError("must not be negative")
     return n
 
 
 def _cache_bytes(value: str) -> int:
-    n = int(value)
+    n = int(_number(int, value))
     if n < 0:
         raise ValueError("must not be negative (0 turns the cache off)")
     return n
 
 
 def _message_bytes(value: str) -> int:
-    n = int(value)
+    n = int(_number(int, value))
     if n < MIN_MAX_MESSAGE_BYTES:
         raise ValueError(f"must be at least {MIN_MAX_MESSAGE_BYTES} (3 MiB): one S2 record can take 2 MiB on the wire")
     return n
@@ -381,7 +389,5 @@ def _invalid(s: _Setting, source: str, raw: str, problem: ValueError) -> str:
     else:
         where = f"{s.env}={raw!r} (or flag {s.flag})"
     message = str(problem)
-    if "invalid literal" in message or "could not convert" in message:  # int() / float() said it
-        message = "must be a number of seconds" if s.metavar == "SECONDS" else "must be a whole number"
     example = EXAMPLES.get(s.name) or ("30" if s.metavar == "SECONDS" else "100" if s.metavar == "N" else None)
     return f"invalid {where}: {message}" + (f"; for example {example}" if example else "")

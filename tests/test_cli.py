@@ -173,3 +173,10 @@ async def test_a_stale_unix_socket_file_is_replaced(tmp_path: Path) -> None:
         s.bind(str(sock))  # bound, never listening, then closed: what a killed process leaves
     async with SidecarProcess("--listen", f"unix:{sock}") as sc:
         assert f"unix:{sock}" in sc.output
+
+
+def test_a_number_that_is_not_one_says_so_in_words(capsys: pytest.CaptureFixture[str]) -> None:
+    err = run_cli([], {"S2_SIDECAR_HISTORY_CACHE_BYTES": "lots"}, capsys)
+    assert "must be a whole number" in err and "invalid literal" not in err
+    err = run_cli([], {"S2_SIDECAR_TAIL_MAX_STALENESS": "soon"}, capsys)
+    assert "must be a number of seconds" in err and "could not convert" not in err
