@@ -7,7 +7,9 @@ import asyncio
 import functools
 import logging
 import os
+import shutil
 import signal
+import sys
 from pathlib import Path
 
 import grpc
@@ -287,9 +289,6 @@ class Sidecar:
 def _grpcurl() -> str:
     """How to run grpcurl from the user's shell: by name when it is on PATH, else the one
     `scripts/run` installed next to this Python (.venv/bin is rarely on PATH)."""
-    import shutil
-    import sys
-
     if shutil.which("grpcurl"):
         return "grpcurl"
     beside = Path(sys.executable).parent / "grpcurl"
