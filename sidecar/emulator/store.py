@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from sidecar.types import (
 from sidecar.wire.protobuf import encode_record_field
 
 from . import configs
+from .clock import CreationClock, format_rfc3339, parse_rfc3339
 
 DB_FILE = "emulator.sqlite3"
 MAX_FENCING_TOKEN_BYTES = 36
@@ -59,10 +60,6 @@ class ErrorBody(S2Error):
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _rfc3339_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(eq=False)
@@ -93,7 +90,11 @@ class Stream:
         return StreamPosition(len(self.fields), self.timestamps[-1] if self.timestamps else 0)
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.name, "created_at": self.created_at}
+        # A deletion here is complete when it is acknowledged, so `deleted_at` is always null: s2-lite
+        # lists a stream with `deleted_at` until its background deletion ends, then not at all (S2:
+        # lite/src/backend/streams.rs `mark_stream_deleted`, bgtasks/stream_trim.rs `finalize_trim`).
+        # No encryption here: `cipher` is null.
+        return {"name": self.name, "created_at": self.created_at, "deleted_at": None, "cipher": None}
 
     def first_index(self) -> int:
         """The first record not trimmed, by trim point or by retention age (S2 trims both)."""
@@ -231,6 +232,8 @@ class _Database:
             CREATE TABLE IF NOT EXISTS streams (
                 id INTEGER PRIMARY KEY, basin TEXT NOT NULL, name TEXT NOT NULL, created_at TEXT NOT NULL,
                 config TEXT, fencing_token TEXT, trim_point INTEGER NOT NULL DEFAULT 0, UNIQUE (basin, name));
+            CREATE TABLE IF NOT EXISTS creation_clock (
+                id INTEGER PRIMARY KEY CHECK (id = 0), last_ns INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS records (
                 stream_id INTEGER NOT NULL, seq_num INTEGER NOT NULL, timestamp INTEGER NOT NULL,
                 metered INTEGER NOT NULL, field BLOB NOT NULL, arrival INTEGER,
@@ -268,11 +271,26 @@ class _Database:
             s.cum_bytes.append(s.cum_bytes[-1] + metered)
         return basins
 
-    def create_basin(self, b: Basin) -> None:
+    def last_created(self) -> int:
+        """The last creation time handed out, deleted basins and streams included (0: none stored)."""
+        row = self._conn.execute("SELECT last_ns FROM creation_clock WHERE id = 0").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def _created(self, ns: int) -> None:
         self._conn.execute(
-            "INSERT INTO basins (name, created_at, config) VALUES (?, ?, ?)",
-            (b.name, b.created_at, json.dumps(b.config) if b.config is not None else None),
+            "INSERT INTO creation_clock (id, last_ns) VALUES (0, ?)"
+            " ON CONFLICT (id) DO UPDATE SET last_ns = excluded.last_ns",
+            (ns,),
         )
+
+    def create_basin(self, b: Basin, created_ns: int) -> None:
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.execute(
+                "INSERT INTO basins (name, created_at, config) VALUES (?, ?, ?)",
+                (b.name, b.created_at, json.dumps(b.config) if b.config is not None else None),
+            )
+            self._created(created_ns)
 
     def reconfigure_basin(self, b: Basin) -> None:
         self._conn.execute(
@@ -289,11 +307,14 @@ class _Database:
             self._conn.execute("DELETE FROM streams WHERE basin = ?", (b.name,))
             self._conn.execute("DELETE FROM basins WHERE name = ?", (b.name,))
 
-    def create(self, s: Stream) -> int:
-        cur = self._conn.execute(
-            "INSERT INTO streams (basin, name, created_at, config) VALUES (?, ?, ?, ?)",
-            (s.basin, s.name, s.created_at, json.dumps(s.config) if s.config is not None else None),
-        )
+    def create(self, s: Stream, created_ns: int) -> int:
+        with self._conn:
+            self._conn.execute("BEGIN")
+            cur = self._conn.execute(
+                "INSERT INTO streams (basin, name, created_at, config) VALUES (?, ?, ?, ?)",
+                (s.basin, s.name, s.created_at, json.dumps(s.config) if s.config is not None else None),
+            )
+            self._created(created_ns)
         assert cur.lastrowid is not None
         return cur.lastrowid
 
@@ -336,9 +357,17 @@ class Store:
     """All basins and streams. A basin exists once created; a stream once created, or on first
     append / read when its basin's config says so (S2: lite/src/backend/core.rs auto-create)."""
 
-    def __init__(self, data_dir: Path | None = None) -> None:
+    def __init__(self, data_dir: Path | None = None, now_ns: Callable[[], int] = time.time_ns) -> None:
         self._db = _Database(data_dir / DB_FILE) if data_dir is not None else None
         self._basins: dict[str, Basin] = self._db.load() if self._db is not None else {}
+        # Creation times stay increasing across restarts, past every time a stored name ever had.
+        self._clock = CreationClock(now_ns)
+        if self._db is not None:
+            self._clock.observe(self._db.last_created())
+            for b in self._basins.values():
+                for created_at in (b.created_at, *(s.created_at for s in b.streams.values())):
+                    with contextlib.suppress(ValueError):
+                        self._clock.observe(parse_rfc3339(created_at))
 
     def close(self) -> None:
         if self._db is not None:
@@ -359,9 +388,10 @@ class Store:
     def create_basin(self, name: str, config: dict[str, Any] | None = None) -> Basin:
         if name in self._basins:
             raise S2Error(409, "resource_already_exists", f"basin {name!r} already exists")
-        b = Basin(name, _rfc3339_now(), config)
+        created_ns = self._clock.next()
+        b = Basin(name, format_rfc3339(created_ns), config)
         if self._db is not None:
-            self._db.create_basin(b)
+            self._db.create_basin(b, created_ns)
         self._basins[name] = b
         return b
 
@@ -370,7 +400,7 @@ class Store:
         b.config = config
         if self._db is not None:
             if b.implicit:
-                self._db.create_basin(b)
+                self._db.create_basin(b, self._clock.last)
             else:
                 self._db.reconfigure_basin(b)
         b.implicit = False
@@ -426,9 +456,10 @@ class Store:
     def create(self, basin: str, name: str, config: dict[str, Any] | None = None) -> Stream:
         b = self.basin(basin)
         default = (b.config or {}).get("default_stream_config")
-        s = Stream(basin, name, _rfc3339_now(), configs.inherit(config, default))
+        created_ns = self._clock.next()
+        s = Stream(basin, name, format_rfc3339(created_ns), configs.inherit(config, default))
         if self._db is not None:
-            s.db_id = self._db.create(s)
+            s.db_id = self._db.create(s, created_ns)
         b.streams[name] = s
         return s
 
