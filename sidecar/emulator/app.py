@@ -77,6 +77,12 @@ class Target:
         """An account API operation (`/v1/basins...`): no `s2-basin` header needed."""
         return self.kind == "basins"
 
+    def fault_subject(self, query: Mapping[str, str]) -> tuple[str, str | None]:
+        """The kind and stream faults match on: a listing is kind `list`, its `prefix` its stream."""
+        if self.op == "list":
+            return "list", query.get("prefix", "")
+        return self.kind, self.stream
+
     @property
     def stat_names(self) -> tuple[str, ...]:
         if self.op == "read":
@@ -208,7 +214,8 @@ async def _s2_api(request: Exchange, state: EmulatorState) -> None:
                 raise S2Error(400, "bad_header", f"invalid basin {basin[:60]!r}: {problem}")
             if target.stream is not None and (problem := stream_name_problem(target.stream)):
                 raise S2Error(400, "bad_path", f"invalid stream name: {problem}")
-            action = state.faults.take(target.kind, basin, target.stream)
+            fault_kind, subject = target.fault_subject(request.query)
+            action = state.faults.take(fault_kind, basin, subject)
             if isinstance(action, Fail):
                 raise action.error
             if isinstance(action, Cut) and action.before_headers:

@@ -11,9 +11,11 @@ from sidecar.errors import S2Error
 from .exchange import H2_ERROR_CODES, h2_error_code
 
 # What a request is, for fault matching and for statistics. "read" is a one-shot read,
-# "session" an SSE or s2s read session; other stream operations count as "streams".
+# "session" an SSE or s2s read session; other stream operations count as "streams" and as their
+# operation ("list" for `GET /v1/streams`, under the key `basin/`: how many listings a basin had).
 KINDS = ("read", "session", "tail", "append", "streams")
-FAULT_KINDS = ("read", "session", "tail", "append", "any")
+# "list" is a stream listing (`GET /v1/streams`); its `stream` is the listing's `prefix`.
+FAULT_KINDS = ("read", "session", "tail", "append", "list", "any")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,8 @@ class Fault:
     action: Action
 
     def matches(self, kind: str, basin: str | None, stream: str | None) -> bool:
+        if kind == "list" and self.kind == "any":
+            stream = None  # a listing names a prefix, not a stream: `any` takes it only when naming no stream
         return (
             self.remaining > 0
             and (self.kind == "any" or self.kind == kind)

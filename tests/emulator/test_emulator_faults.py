@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
 from google.protobuf.message import DecodeError
 
 from sidecar._proto.s2.v1 import records_pb2
+from sidecar.testing import SidecarHarness
 
 from .helpers import BASIN, FIVE_FRAME, FIVE_JSON, S2, S2S, SSE, Frames
 
@@ -150,7 +152,7 @@ async def test_corrupt(s2: S2, five: str) -> None:
 
 
 async def test_bad_fault_descriptions(s2: S2) -> None:
-    for bad in ({"kind": "nope", "fail": 1}, {"fail": 1, "stall_seconds": 1}, {"kind": "read"}, {"fail": 0}, []):
+    for bad in ({"kind": "nope", "fail": 1}, {"kind": "lists", "fail": 1}, {"fail": 1, "stall_seconds": 1}, {"kind": "read"}, {"fail": 0}, []):
         async with s2.http.post(f"{s2.url}/_emulator/faults", json=bad) as r:
             assert r.status == 400, bad
 
@@ -192,3 +194,55 @@ async def test_reset_clears_stats_and_faults_not_data(s2: S2, five: str) -> None
     async with s2.http.get(s2.path(five, "/records/tail"), headers=s2.headers()) as r:
         assert r.status == 200
         assert (await r.json())["tail"]["seq_num"] == 5
+
+
+async def test_list_fault_refuses_stream_listing_and_stats_count_listings(s2: S2) -> None:
+    """Kind `list`: `GET /v1/streams` of a basin fails as S2 answers a token that may not list
+    streams (403 `permission_denied`; S2: api/src/v1/error.rs `PermissionDenied` => FORBIDDEN)."""
+    b = await s2.create_basin({"create_stream_on_append": True})
+    other = await s2.create_basin()
+    await b.append("a1", [{"body": "x"}])
+
+    async def listing(s: S2, prefix: str | None) -> tuple[int, Any]:
+        params = {"limit": "1"} if prefix is None else {"prefix": prefix, "limit": "1"}
+        async with s.http.get(f"{s.url}/v1/streams", params=params, headers=s.headers()) as r:
+            return r.status, await r.json()
+
+    refused = {"code": "permission_denied", "message": "this token may not list streams"}
+    await s2.hook("POST", "faults", {"kind": "list", "basin": b.basin, "fail": 2, "status": 403, **refused})
+    assert await listing(other, "a1") == (200, {"streams": [], "has_more": False})  # another basin
+    async with b.http.get(b.path("a1", "/records/tail"), headers=b.headers()) as r:
+        assert r.status == 200  # not a listing
+    assert await listing(b, "a1") == (403, refused)
+    assert await listing(b, None) == (403, refused)  # any prefix, or none
+    status, body = await listing(b, "a1")
+    assert status == 200 and [s["name"] for s in body["streams"]] == ["a1"]  # used up
+
+    # `stream` in a `list` fault is the listing's prefix, matched exactly.
+    await s2.hook("POST", "faults", {"kind": "list", "basin": b.basin, "stream": "a1", "fail": 1, "status": 403})
+    assert (await listing(b, "a"))[0] == 200
+    assert (await listing(b, "a1"))[0] == 403
+    # An `any` fault naming a stream is not taken by a listing whose prefix is that name...
+    await s2.hook("POST", "faults", {"kind": "any", "basin": b.basin, "stream": "a1", "fail": 1, "status": 500})
+    assert (await listing(b, "a1"))[0] == 200
+    async with b.http.get(b.path("a1", "/records/tail"), headers=b.headers()) as r:
+        assert r.status == 500  # ...but by the stream's own requests
+    # ...while one naming no stream is.
+    await s2.hook("POST", "faults", {"kind": "any", "basin": b.basin, "fail": 1, "status": 500})
+    assert (await listing(b, "a1"))[0] == 500
+
+    stats = await s2.hook("GET", "stats")
+    # Listings count per basin under `basin/`, refused ones too; "streams" as before.
+    assert stats["requests"][f"{b.basin}/"] == {"streams": 7, "list": 7}
+    assert stats["requests"][f"{other.basin}/"] == {"streams": 1, "list": 1}
+
+
+async def test_list_fault_through_the_harness() -> None:
+    async with SidecarHarness() as h:
+        await h.inject_fault(kind="list", basin=h.basin, fail=1000, status=403, code="permission_denied",
+                             message="no listing")  # fmt: skip
+        assert h.http is not None
+        url = f"{h.emulator.url}/v1/streams?prefix=x&limit=1"
+        async with h.http.get(url, headers={"s2-basin": h.basin}) as r:
+            assert (r.status, await r.json()) == (403, {"code": "permission_denied", "message": "no listing"})
+        assert (await h.emulator_stats())["requests"][f"{h.basin}/"]["list"] == 1
