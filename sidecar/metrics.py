@@ -409,7 +409,7 @@ def runtime_collectors(registry: Registry) -> None:
 
 
 # Label values the sidecar uses (documented here so dashboards and code agree).
-UPSTREAM_KINDS: Final = ("read", "tail", "session")
+UPSTREAM_KINDS: Final = ("read", "tail", "session", "list")
 POOLS: Final = ("session", "unary")
 
 # Records between a stream's tail and what a session has sent its app: 0 is "caught up".
@@ -524,6 +524,19 @@ class Metrics:
         )
         self.history_evictions = r.counter(
             "s2_sidecar_history_cache_evictions_total", "Chunks (upstream batches) evicted from the history cache."
+        )
+        self.history_basins = r.gauge(
+            "s2_sidecar_history_cache_basins",
+            "Basins the history cache has read, by how it knows a stream's records are current (mode): "
+            "incarnation (S2's stream listing confirms them) or age (the token may not list streams: "
+            "records are served only within the max age of being read).",
+            ("mode",),
+        )
+        self.history_confirmations = r.counter(
+            "s2_sidecar_history_cache_confirmations_total",
+            "Times S2 was asked whether a stream's cached records stand (listing, tail, first record), by "
+            "result: same (the same incarnation), recreated, deleted, failed.",
+            ("result",),
         )
         self.upstream_connections_in_use = r.gauge(
             "s2_sidecar_upstream_connections_in_use", "Upstream pool connections in use, by pool.", ("pool",)

@@ -11,10 +11,18 @@ Storage is a sorted list of non-overlapping *chunks* per stream (one per upstrea
 part of it not already held); contiguous chunks form the covered ranges. The whole cache is
 bounded in bytes and evicts whole chunks (`EvictionPolicy`).
 
-What it will not do is decide freshness by itself: `validated_at` records when the owner last
-proved (with S2) that the stream is the same incarnation and its trim point is below what is
-held; the caller serves from a stream only within `max_age` of that proof. Signs of change drop
-entries: a trim command record seen in a batch (`trim` below its effective point), an upstream
+Freshness (the promise: no record of a deleted incarnation, or below a trim, is served later than
+`max_age` after it went). Each chunk remembers when the read that brought it was sent
+(`asked_at`) and when it arrived (`received_at`); a chunk is served while either holds:
+- **age**: it arrived at most `max_age` ago (it existed upstream when it was read);
+- **incarnation**: S2's stream listing named the same incarnation (`created_at`) before the chunk
+  was asked for (`seen_since`) and again after it arrived (`confirmed_at`, at most `max_age`
+  ago). An incarnation is one unbroken interval of time, so two sightings of one `created_at`
+  prove every record read between them belongs to it; the confirmation also brings the tail and
+  the first remaining record, so trims are known as of `confirmed_at` too.
+A chunk that is neither, and never can be (asked before the incarnation was first seen), is
+dropped when met. The owner asks S2 (`confirm`); this module only keeps times and decides.
+Other signs of change drop entries at once: a trim command record seen in a batch, an upstream
 answer that starts past where it was asked (trimmed), a tail below records held, a 404 (`forget`).
 """
 
@@ -43,6 +51,8 @@ RECORD_OVERHEAD = 16
 # SequencedRecord, field 3 (Header) of 6 bytes holding field 2 (value) = b"trim".
 _TRIM_HEADER = b"\x1a\x06\x12\x04trim"
 _TRIM_BODY_BYTES = 8
+# Streams known (what S2's listing said of them) without records held: at most about this many.
+MAX_STREAMS = 100_000
 
 
 class EvictionPolicy(Enum):
@@ -118,6 +128,8 @@ class Chunk:
     n: int
     data: bytes
     last_timestamp: int
+    asked_at: float  # when the read that brought it was sent (the cache's clock)
+    received_at: float  # when it arrived
     _offsets: array[int] | None = None
     _timestamps: array[int] | None = None
     metered: array[int] | None = None  # per record, computed when a read bounds bytes
@@ -187,13 +199,29 @@ class Served:
     metered: int  # counted only when the limits bound bytes
     stopped_by_limit: bool  # a bound (count, bytes, until) ends the read right after these
     next_seq_num: int  # where the read goes on (a gap, or the end of the cache)
+    stale: bool = False  # stopped at a chunk held but not servable until S2 confirms the stream
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """What S2 said of a stream between `started` and `ended` (the cache's clock): its
+    incarnation from the stream listing (`created_at`; None: no such stream, or being deleted),
+    its tail, and its first remaining record (None: none remains below the tail)."""
+
+    started: float
+    ended: float
+    incarnation: str | None
+    tail: int = 0
+    first_remaining: int | None = None
 
 
 @dataclass(slots=True)
 class _Stream:
     chunks: list[Chunk] = field(default_factory=list)  # sorted by `first`, never overlapping
     firsts: list[int] = field(default_factory=list)  # `first` of each chunk, for bisection
-    validated_at: float | None = None  # when S2 last confirmed what is held (see module docs)
+    incarnation: str | None = None  # S2's `created_at` for the stream, once listed (module docs)
+    seen_since: float | None = None  # when that incarnation was first seen (a sighting's end)
+    confirmed_at: float | None = None  # when a sighting of it last started
     trim_point: int = 0  # records below this are known gone
 
     @property
@@ -250,42 +278,64 @@ class HistoryCache:
 
     # -- freshness --------------------------------------------------------------------------------
 
-    def fresh(self, key: StreamKey) -> bool:
-        """Whether the stream's entries may be served now without asking S2 again."""
-        s = self._streams.get(key)
-        return s is not None and s.validated_at is not None and self._clock() - s.validated_at <= self.max_age
+    def servable(self, c: Chunk, now: float | None = None) -> bool:
+        """Whether `c` may be served now (module docs: by age, or by incarnation)."""
+        now = self._clock() if now is None else now
+        if now - c.received_at <= self.max_age:
+            return True
+        s = self._streams.get(c.key)
+        return (
+            s is not None
+            and self._provable(s, c)
+            and s.confirmed_at is not None
+            and c.received_at <= s.confirmed_at
+            and now - s.confirmed_at <= self.max_age
+        )
+
+    @staticmethod
+    def _provable(s: _Stream, c: Chunk) -> bool:
+        """A confirmation can vouch for `c`: it was asked for after its incarnation was seen."""
+        return s.seen_since is not None and c.asked_at >= s.seen_since
 
     def holds(self, key: StreamKey) -> bool:
         s = self._streams.get(key)
         return s is not None and bool(s.chunks)
 
-    def first_record(self, key: StreamKey) -> tuple[int, bytes] | None:
-        """The lowest record held (seq_num, its field's bytes), to compare with what S2 answers."""
+    def knows_incarnation(self, key: StreamKey) -> bool:
+        """Whether S2's listing has named the stream's incarnation (reads asked from now on can be
+        confirmed later, not only served by age)."""
         s = self._streams.get(key)
-        if s is None or not s.chunks:
-            return None
-        c = s.chunks[0]
-        return c.first, c.data[: c.offsets[1]]
+        return s is not None and s.seen_since is not None
 
-    def record_bytes(self, key: StreamKey, seq_num: int) -> bytes | None:
+    def same_incarnation(self, key: StreamKey, incarnation: str) -> bool:
         s = self._streams.get(key)
-        if s is None:
-            return None
-        c = self._chunk_at(s, seq_num)
-        if c is None:
-            return None
-        i = seq_num - c.first
-        return c.data[c.offsets[i] : c.offsets[i + 1]]
+        return s is not None and s.incarnation == incarnation
 
-    def validated(self, key: StreamKey, first_remaining: int | None, at: float | None = None) -> None:
-        """S2 just confirmed the stream (the caller checked incarnation): records below
-        `first_remaining` are gone (None: the stream is empty), the rest may be served for `max_age`."""
-        if first_remaining is None:
-            self.forget(key)
+    def servable_at(self, key: StreamKey, seq_num: int) -> bool:
+        """Whether a lookup at `seq_num` would serve at least one record now."""
+        s = self._streams.get(key)
+        c = None if s is None or seq_num < s.trim_point else self._chunk_at(s, seq_num)
+        return c is not None and self.servable(c)
+
+    def confirm(self, key: StreamKey, c: Confirmation) -> None:
+        """Take what S2 said of the stream (module docs): a new incarnation drops every chunk
+        asked before it was seen; a tail below what is held or a trim drops what they rule out;
+        chunks no confirmation can vouch for go once their age is past."""
+        if c.incarnation is None:
+            self.forget(key)  # deleted (or being deleted): whatever comes back is a new stream
             return
-        self.trim(key, first_remaining)
         s = self._stream(key)
-        s.validated_at = self._clock() if at is None else at
+        if s.incarnation != c.incarnation:
+            if s.incarnation is not None:  # re-created since we last looked
+                self._drop_where(s, lambda chunk: chunk.asked_at < c.ended)
+                s.trim_point = 0
+            s.incarnation, s.seen_since = c.incarnation, c.ended
+        if self._past_tail(s, c.tail, c.started):
+            self._drop_where(s, lambda _chunk: True)  # more than S2 has: not this incarnation
+        self.trim(key, c.tail if c.first_remaining is None else c.first_remaining)
+        s.confirmed_at = c.started
+        now = self._clock()
+        self._drop_where(s, lambda chunk: not self.servable(chunk, now))
 
     # -- what S2 tells us -------------------------------------------------------------------------
 
@@ -312,14 +362,23 @@ class HistoryCache:
             n += 1
         self.stats.dropped_chunks += n
 
-    def observe_tail(self, key: StreamKey, tail_seq_num: int) -> None:
-        """A tail below records held means a new incarnation (or a stale tail; dropping is safe)."""
+    def observe_tail(self, key: StreamKey, tail_seq_num: int, asked_at: float | None = None) -> None:
+        """A tail below records held means a new incarnation (or a stale tail; dropping is safe).
+        Only records that arrived before the tail was asked for (`asked_at`) count: later ones may
+        be newer than the tail S2 answered."""
         s = self._streams.get(key)
-        if s is not None and s.end > tail_seq_num:
+        if s is not None and self._past_tail(s, tail_seq_num, asked_at):
             self.forget(key)
 
-    def insert(self, key: StreamKey, batch: ReadBatch) -> None:
-        """Keep a batch S2 returned (records only; its tail says nothing about history)."""
+    @staticmethod
+    def _past_tail(s: _Stream, tail_seq_num: int, asked_at: float | None) -> bool:
+        if s.end <= tail_seq_num:
+            return False
+        return any(c.end > tail_seq_num and (asked_at is None or c.received_at <= asked_at) for c in s.chunks)
+
+    def insert(self, key: StreamKey, batch: ReadBatch, asked_at: float | None = None) -> None:
+        """Keep a batch S2 returned (records only; its tail says nothing about history), from a
+        read sent at `asked_at` (default: now)."""
         if not self.enabled or not batch.count:
             return
         assert batch.first_seq_num is not None
@@ -330,7 +389,11 @@ class HistoryCache:
         first, end = batch.first_seq_num, batch.first_seq_num + batch.count
         if end <= s.trim_point:
             return
-        whole = Chunk(key, first, batch.count, record_fields(batch), batch.last_timestamp or 0)
+        now = self._clock()
+        whole = Chunk(
+            key, first, batch.count, record_fields(batch), batch.last_timestamp or 0,
+            now if asked_at is None else min(asked_at, now), now,
+        )  # fmt: skip
         lo = max(first, s.trim_point)
         # Keep only what is not held yet: the gaps in [lo, end) between held chunks.
         gaps: list[tuple[int, int]] = []
@@ -378,6 +441,8 @@ class HistoryCache:
                 hi - lo,
                 whole.data[base : offsets[j]],
                 stamps[j - 1],
+                whole.asked_at,
+                whole.received_at,
                 array("q", (o - base for o in offsets[i : j + 1])),
                 stamps[i:j],
             )
@@ -390,24 +455,36 @@ class HistoryCache:
 
     # -- serving ----------------------------------------------------------------------------------
 
-    def lookup(self, key: StreamKey, seq_num: int, limits: Limits, max_piece_bytes: int) -> Served:
-        """Cached records from `seq_num` on, as far as they are contiguous and within `limits`
-        (count, metered bytes: S2 stops before a record that would pass it; until: before the first
-        record at or past it). Each piece is at most `max_piece_bytes` serialized (a single record
-        may be larger). Does not check freshness: see `fresh`."""
+    def lookup(
+        self, key: StreamKey, seq_num: int, limits: Limits, max_piece_bytes: int, *, max_chunks: int | None = None
+    ) -> Served:
+        """Cached records from `seq_num` on, as far as they are contiguous, servable now (module
+        docs) and within `limits` (count, metered bytes: S2 stops before a record that would pass
+        it; until: before the first record at or past it), from at most `max_chunks` chunks. Each
+        piece is at most `max_piece_bytes` serialized (a single record may be larger). A chunk
+        met that can no longer be served, nor ever confirmed, is dropped."""
         pieces: list[ReadBatch] = []
         records = metered = 0
         s = self._streams.get(key)
         pos = seq_num
-        stopped = False
+        stopped = stale = False
         if s is None or seq_num < s.trim_point:
             return Served(pieces, 0, 0, False, seq_num)
         self._streams.move_to_end(key)
+        now = self._clock()
         i = bisect.bisect_right(s.firsts, pos) - 1
-        while 0 <= i < len(s.chunks) and not stopped:
+        taken = 0
+        while 0 <= i < len(s.chunks) and not stopped and (max_chunks is None or taken < max_chunks):
             c = s.chunks[i]
             if not c.first <= pos < c.end:
                 break
+            if not self.servable(c, now):
+                if self._provable(s, c):
+                    stale = True  # a confirmation from S2 may vouch for it again
+                else:
+                    self._drop_where(s, lambda chunk, gone=c: chunk is gone)  # type: ignore[misc]
+                break
+            taken += 1
             self._touch(c)
             hi = c.end
             if limits.count is not None:
@@ -448,7 +525,7 @@ class HistoryCache:
         if records:
             self.stats.hits_records += records
             self.stats.hits_bytes += sum(len(p.data) for p in pieces)
-        return Served(pieces, records, metered, stopped, pos)
+        return Served(pieces, records, metered, stopped, pos, stale)
 
     def gaps(self, key: StreamKey, lo: int, hi: int) -> list[tuple[int, int]]:
         """The [start, end) ranges of [lo, hi) the cache does not hold: what would go upstream."""
@@ -468,10 +545,6 @@ class HistoryCache:
             out.append((pos, hi))
         return out
 
-    def covers(self, key: StreamKey, seq_num: int) -> bool:
-        s = self._streams.get(key)
-        return s is not None and seq_num >= s.trim_point and self._chunk_at(s, seq_num) is not None
-
     def iter_chunks(self, key: StreamKey) -> Iterator[Chunk]:
         s = self._streams.get(key)
         return iter(s.chunks if s is not None else ())
@@ -482,6 +555,11 @@ class HistoryCache:
         s = self._streams.get(key)
         if s is None:
             s = self._streams[key] = _Stream()
+            if len(self._streams) > MAX_STREAMS:
+                # Streams that hold nothing keep only what S2 said of them: the least recently
+                # used of those go first, so reading many streams cannot grow this for ever.
+                for k in [k for k, v in self._streams.items() if not v.chunks and k != key][: len(self._streams) // 10]:
+                    del self._streams[k]
         self._streams.move_to_end(key)
         return s
 
@@ -491,6 +569,17 @@ class HistoryCache:
         if i >= 0 and s.chunks[i].first <= seq_num < s.chunks[i].end:
             return s.chunks[i]
         return None
+
+    def _drop_where(self, s: _Stream, doomed: Callable[[Chunk], bool]) -> None:
+        keep = [c for c in s.chunks if not doomed(c)]
+        if len(keep) == len(s.chunks):
+            return
+        for c in s.chunks:
+            if doomed(c):
+                self._drop(c)
+                self.stats.dropped_chunks += 1
+        s.chunks = keep
+        s.firsts = [c.first for c in keep]
 
     def _touch(self, c: Chunk) -> None:
         if self.policy is EvictionPolicy.LRU:

@@ -105,7 +105,7 @@ class LiveFeed:
         linger: float = 2.0,
         join_grace: float = 5.0,
         tracer: trace.Tracer | None = None,
-        on_records: Callable[[StreamKey, ReadBatch], None] | None = None,
+        on_records: Callable[[StreamKey, ReadBatch, float], None] | None = None,
     ) -> None:
         self.key = key
         self._on_records = on_records
@@ -190,8 +190,16 @@ class LiveFeed:
         reason = "the shared upstream session ended"
         otel_context.attach(trace.set_span_in_context(self.span))  # this task's context is its own
         try:
+            on_records = self._on_records
             async for batch in resumable_session(
-                self._client, *self.key, plan.query, policy=self._policy, plan=plan, observe=self._observe
+                self._client,
+                *self.key,
+                plan.query,
+                policy=self._policy,
+                plan=plan,
+                observe=self._observe,
+                # The history cache keeps what S2 returned, with when it was asked for.
+                on_records=None if on_records is None else functools.partial(on_records, self.key),
             ):
                 self._receive(batch)
         except asyncio.CancelledError:
@@ -220,8 +228,6 @@ class LiveFeed:
             self.tail = batch.tail
         if batch.count:
             assert batch.last_seq_num is not None
-            if self._on_records is not None:
-                self._on_records(self.key, batch)  # the history cache keeps what S2 returned
             self.recent.append(batch)
             self.next_seq_num = batch.last_seq_num + 1
             caught_up = batch.tail is not None and batch.tail.seq_num == self.next_seq_num
@@ -257,7 +263,7 @@ class Hub:
         silence_bound: float = 20.0,
         linger: float = 2.0,
         tracer: trace.Tracer | None = None,
-        on_records: Callable[[StreamKey, ReadBatch], None] | None = None,
+        on_records: Callable[[StreamKey, ReadBatch, float], None] | None = None,
     ) -> None:
         self._client, self._policy, self._cache = client, policy, cache
         self._tracer = tracer
@@ -284,6 +290,11 @@ class Hub:
             )
             self.feeds[key] = feed
         return feed
+
+    async def settled(self, key: StreamKey, within: float = 5.0) -> None:
+        """Start (or find) the stream's feed and wait (at most `within` seconds) until it is live
+        or has ended, so that a reader at the tail can be switched to it at once."""
+        await _settled(self.feed(key), within)
 
     def _forget(self, feed: LiveFeed) -> None:
         if self.feeds.get(feed.key) is feed:

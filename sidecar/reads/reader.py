@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from opentelemetry import trace
 
-from sidecar.errors import DeadlineExceeded, RetriesStopped, SidecarError
+from sidecar.errors import DeadlineExceeded, RetriesStopped, S2Error, SidecarError
 from sidecar.reads.coalesce import Progress, SingleFlight, WaitTimedOut
 from sidecar.reads.history import HistoryCache
 from sidecar.reads.hub import Hub, shareable
@@ -32,7 +32,7 @@ from sidecar.telemetry import NO_CALL_TRACE, S2_SHARED, CallTrace, reason_token
 from sidecar.types import ReadQuery, SeqNum, StreamPosition
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.retry import RetryPolicy
-from sidecar.wire.protobuf import ReadBatch, decode_read_batch
+from sidecar.wire.protobuf import ReadBatch, decode_read_batch, merge_batches
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,6 +48,13 @@ def answer_by(deadline: float | None) -> float | None:
     if deadline is None:
         return None
     return deadline - min(DEADLINE_MARGIN, max(0.0, deadline - time.monotonic()) / 2)
+
+
+def _rules_out(error: SidecarError) -> bool:
+    """Whether an upstream error on the rest of a read says the cached part must not be served
+    either: the stream is gone (404: deleted, or its basin). A 416 (the rest is past the tail)
+    and transient failures leave the cached records S2's answer."""
+    return isinstance(error, S2Error) and error.status == 404
 
 
 def _gave_up(what: str, progress: Progress) -> SidecarError:
@@ -143,13 +150,14 @@ class StreamReader:
         what = f"check tail {basin}/{stream}"
 
         async def fetch(progress: Progress) -> StreamPosition:
+            asked_at = time.monotonic()
             try:
                 tail = await self._retrying(what, "tail", lambda: self.client.check_tail(*key), progress)
             except SidecarError as e:
                 self.replays.upstream_failed(key, e)
                 raise
             self.tails.observe(key, tail, authoritative=True)
-            self.history.observe_tail(key, tail.seq_num)  # shorter than what is held: a new stream
+            self.history.observe_tail(key, tail.seq_num, asked_at)  # shorter than what is held: a new stream
             return tail
 
         try:
@@ -178,12 +186,36 @@ class StreamReader:
             # at least 1 (0 at the tail is a 416); `until` cuts a longer one short.
             fits = int(until - time.monotonic() - _POLL_SLACK)
             query = replace(query, wait=max(1, min(query.wait, fits)))
+        key = (basin, stream)
+        cached: ReadBatch | None = None
+        rest: ReadQuery | None = query
+        if self.history.enabled:
+            cached, rest = self.replays.read_cached(key, query, call)
+        if rest is None:
+            assert cached is not None
+            return cached
+        try:
+            batch = await self._read_upstream(basin, stream, rest, until, call)
+        except SidecarError as e:
+            if cached is None or _rules_out(e):
+                raise
+            # The rest of the batch could not be read: the cached records are still S2's answer
+            # from where the read started (the app continues after them, as after any batch).
+            log.info("read %s/%s: answered %d cached records; the rest failed: %s", basin, stream, cached.count, e)
+            return cached
+        if cached is None:
+            return batch
+        return merge_batches([cached, batch]) if batch.count else cached
+
+    async def _read_upstream(
+        self, basin: str, stream: str, query: ReadQuery, until: float | None, call: CallTrace
+    ) -> ReadBatch:
+        """One batch from upstream; identical concurrent reads share one request."""
         what = f"read {basin}/{stream}"
         key = (basin, stream)
-        if self.history.enabled and (cached := await self.replays.read_cached(key, query, call)) is not None:
-            return cached
 
         async def fetch(progress: Progress) -> ReadBatch:
+            asked_at = time.monotonic()
             try:
                 batch = await self._retrying(what, "read", lambda: self.client.read(basin, stream, query), progress)
             except SidecarError as e:
@@ -192,7 +224,7 @@ class StreamReader:
             if batch.tail is not None:
                 self.tails.observe((basin, stream), batch.tail)
             if self.history.enabled:
-                self.replays.fill(key, batch)
+                self.replays.fill(key, batch, asked_at)
             return batch
 
         try:

@@ -2,8 +2,10 @@
 it covers them, with one upstream session per gap shared by every reader that needs it.
 
 A reader stands at `pos` (its `ResumePlan.next_seq_num`, or its start). In a loop:
-1. If the cache covers `pos` (and S2 confirmed the stream within `max_age`), it is served from
-   there, within its own remaining bounds (count, metered bytes, until).
+1. If the cache holds `pos` and may serve it now (`history.py`: by age, or by incarnation), it
+   is served from there, one upstream batch at a time, within its own remaining bounds (count,
+   metered bytes, until); freshness is checked again before each batch, however slowly the app
+   reads. A chunk that only S2 can vouch for again is confirmed first (once for all readers).
 2. Else, if another reader's upstream session (a `Run`) is fetching the range `pos` is in (it
    started at or before `pos` and has not passed it yet, or passed it only just now), the reader
    waits for that run to move past `pos` and reads what it fetched from the cache (for at most
@@ -18,21 +20,28 @@ A follower never depends on the cache keeping what it waits for: if the records 
 were evicted before it read them, it fetches them itself (step 3), so a small cache costs upstream
 reads, never progress. Only `SeqNum` starts are served from the cache; `timestamp` and
 `tail_offset` starts resolve upstream (the cache cannot prove where they land) and fill it.
+
+Confirming a stream (`confirm`) asks S2, concurrently: its listing (the incarnation's
+`created_at`), its tail, and its first remaining record. A basin whose token may not list streams
+(403) is in *age* mode for the life of the process: its records are served only within `max_age`
+of being read, and nothing is confirmed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
+from enum import Enum
 
 from sidecar.errors import RangeNotSatisfiable, S2Error, SidecarError
 from sidecar.metrics import Metrics
 from sidecar.reads.coalesce import Progress, SingleFlight
-from sidecar.reads.history import HistoryCache, Limits, StreamKey, index_records
+from sidecar.reads.history import Confirmation, HistoryCache, Limits, StreamKey
 from sidecar.reads.hub import Hub, shareable
 from sidecar.reads.plan import ResumePlan
 from sidecar.reads.session import Observer, SessionEvent, Trimmed, resumable_session, session_observer
@@ -51,6 +60,13 @@ AHEAD_WINDOW = MAX_BATCH_RECORDS  # a reader at most this far ahead of a run wai
 # A follower waits this long for a run to move before fetching on its own: the run goes at its
 # own app's pace, and an app that stopped reading must not hold the others back.
 FOLLOW_PATIENCE = 1.0
+
+
+class Mode(Enum):
+    """How the history cache knows a basin's cached records are current (module docs)."""
+
+    INCARNATION = "incarnation"
+    AGE = "age"
 
 
 @dataclass(eq=False)
@@ -105,8 +121,13 @@ class Replays:
         self.metrics: Metrics = client.metrics
         self.runs: dict[StreamKey, list[Run]] = {}
         self._clock = clock
-        self._validations: SingleFlight[StreamKey, None] = SingleFlight()
-        self._background: dict[StreamKey, asyncio.Task[bool]] = {}  # revalidate_soon's tasks
+        self._confirmations: SingleFlight[StreamKey, None] = SingleFlight()
+        self._background: dict[StreamKey, asyncio.Task[None]] = {}  # confirm_soon's tasks
+        self.modes: dict[str, Mode] = {}  # per basin, once the cache has read it
+        for mode in Mode:
+            self.metrics.history_basins.labels(mode.value).set_function(
+                lambda mode=mode: sum(1 for m in self.modes.values() if m is mode)  # type: ignore[misc]
+            )
         cache.on_evict = self.metrics.history_evictions.inc
 
     async def close(self) -> None:
@@ -119,11 +140,12 @@ class Replays:
 
     # -- accounting -------------------------------------------------------------------------------
 
-    def fill(self, key: StreamKey, batch: ReadBatch) -> None:
-        """A batch S2 returned, by any read path: count it and keep it."""
+    def fill(self, key: StreamKey, batch: ReadBatch, asked_at: float) -> None:
+        """A batch S2 returned, by any read path, to a request sent at `asked_at`: count it and
+        keep it."""
         if batch.count:
             self.metrics.history_upstream_bytes.inc(len(batch.data))
-            self.cache.insert(key, batch)
+            self.cache.insert(key, batch, asked_at)
 
     def _missed(self, batch: ReadBatch) -> None:
         if batch.count:
@@ -141,90 +163,102 @@ class Replays:
         if isinstance(error, S2Error) and error.status == 404:
             self.cache.forget(key)  # deleted: whatever comes back under this name is a new stream
 
-    # -- freshness --------------------------------------------------------------------------------
+    # -- confirming with S2 -----------------------------------------------------------------------
 
-    async def ensure_fresh(self, key: StreamKey) -> bool:
-        """Whether the stream's entries may be served: confirmed with S2 within `max_age`, asking
-        again (once for all concurrent readers) when that is older."""
-        if self.cache.fresh(key):
-            return True
-        if not self.cache.holds(key):
-            return False
+    def _mode(self, basin: str) -> Mode:
+        return self.modes.setdefault(basin, Mode.INCARNATION)
 
-        async def validate(_progress: Progress) -> None:
-            await self._validate(key)
+    async def confirm(self, key: StreamKey) -> None:
+        """Ask S2 whether the stream's cached records stand (once for all concurrent readers).
+        Failures are not raised: what was not confirmed is simply not served."""
+        if self._mode(key[0]) is not Mode.INCARNATION:
+            return
+
+        async def confirm(_progress: Progress) -> None:
+            await self._confirm(key)
 
         with contextlib.suppress(SidecarError):
-            await self._validations.do(key, validate)
-        return self.cache.fresh(key)
+            await self._confirmations.do(key, confirm)
 
-    def revalidate_soon(self, key: StreamKey) -> None:
-        """Confirm the stream's entries in the background (for the next reads): a call with a
-        deadline does not wait for it, it reads upstream this time."""
-        if self.cache.holds(key) and not self.cache.fresh(key) and key not in self._background:
-            task = asyncio.get_running_loop().create_task(self.ensure_fresh(key))
+    def confirm_soon(self, key: StreamKey) -> None:
+        """`confirm` in the background (for the next reads: a call with a deadline does not wait)."""
+        if key not in self._background and self._mode(key[0]) is Mode.INCARNATION:
+            task = asyncio.get_running_loop().create_task(self.confirm(key))
             self._background[key] = task
             task.add_done_callback(lambda _t: self._background.pop(key, None))
 
-    async def _validate(self, key: StreamKey) -> None:
-        """Prove the entries still stand: the tail is not below them (a shorter stream is a new
-        incarnation), the first remaining record (the trim point, by explicit trims or retention)
-        is at or below them, and the lowest record held is byte-identical to S2's (timestamps
-        included, so a re-created stream with the same bodies does not pass)."""
-        at = self._clock()
+    async def _confirm(self, key: StreamKey) -> None:
+        started = self._clock()
         try:
-            tail = await self.client.check_tail(*key)
-            self.cache.observe_tail(key, tail.seq_num)
-            first = await self.client.read(*key, ReadQuery(SeqNum(0), ReadLimit(count=1)))
-        except SidecarError as e:
+            incarnation, tail, first = await asyncio.gather(
+                self.client.stream_incarnation(*key), self.client.check_tail(*key), self._first_remaining(key)
+            )
+        except S2Error as e:
+            if e.status == 403 and e.code == "permission_denied" and self._mode(key[0]) is Mode.INCARNATION:
+                # Which of the three was refused does not matter much: without all three nothing
+                # is confirmed, and a token that may read may read tails and records.
+                self.modes[key[0]] = Mode.AGE
+                log.warning(
+                    "history cache: basin %s: S2 refused to list its streams (%s); its records are "
+                    "served only within --history-cache-max-age of being read",
+                    key[0], e.code,
+                )  # fmt: skip
             self.upstream_failed(key, e)
-            if isinstance(e, RangeNotSatisfiable):  # empty stream: nothing held can be right
-                self.cache.forget(key)
+            self.metrics.history_confirmations.labels("deleted" if e.status == 404 else "failed").inc()
             raise
-        if not first.count:
-            self.cache.validated(key, tail.seq_num, at)  # everything below the tail is trimmed
-            return
-        assert first.first_seq_num is not None
-        held = self.cache.first_record(key)
-        if held is not None:
-            seq, data = held
-            if seq < first.first_seq_num:
-                self.cache.trim(key, first.first_seq_num)
-                held = self.cache.first_record(key)
-        if held is not None:
-            seq, data = held
-            probe = first
-            if seq != first.first_seq_num:
-                probe = await self.client.read(*key, ReadQuery(SeqNum(seq), ReadLimit(count=1)))
-            if probe.first_seq_num != seq or _first_field(probe) != data:
-                log.info("history cache: %s/%s is not the stream it held; dropping it", *key)
-                self.cache.forget(key)
-                return
-        self.cache.validated(key, first.first_seq_num, at)
+        except SidecarError:
+            self.metrics.history_confirmations.labels("failed").inc()
+            raise
+        before = self.cache.knows_incarnation(key)
+        seen = Confirmation(started, self._clock(), incarnation, tail.seq_num, first)
+        result = "deleted" if incarnation is None else "same"
+        if incarnation is not None and before and not self.cache.same_incarnation(key, incarnation):
+            result = "recreated"
+            log.info("history cache: %s/%s was deleted and re-created; dropping what it held", *key)
+        self.cache.confirm(key, seen)
+        self.metrics.history_confirmations.labels(result).inc()
+
+    async def _first_remaining(self, key: StreamKey) -> int | None:
+        """The first record S2 still has (explicit trims and retention move it); None if none."""
+        try:
+            first = await self.client.read(*key, ReadQuery(SeqNum(0), ReadLimit(count=1)))
+        except RangeNotSatisfiable:
+            return None  # nothing from 0 on that a bounded read could return: all trimmed, or empty
+        return first.first_seq_num
 
     # -- one-shot reads ---------------------------------------------------------------------------
 
-    async def read_cached(self, key: StreamKey, query: ReadQuery, call: CallTrace) -> ReadBatch | None:
-        """A one-shot read answered from the cache (S2's batch caps and the query's bounds), or
-        None when the cache cannot answer it with at least one record, or its entries wait for
-        S2's confirmation (asked for in the background: a unary call has a deadline to keep)."""
+    def read_cached(
+        self, key: StreamKey, query: ReadQuery, call: CallTrace
+    ) -> tuple[ReadBatch | None, ReadQuery | None]:
+        """A one-shot read's records from the cache, and what must still be asked upstream for the
+        same batch (None: the cache answered all of it). S2 answers a one-shot read with as many
+        records as its bounds allow (at most 1,000 / 1 MiB), so where the cache stops short of
+        them the rest comes from upstream in the same call, from where the cache stopped, with the
+        bounds that remain and no `wait` (S2 answers at once when it has records). Entries that
+        only S2 can vouch for again are confirmed in the background: a unary call has a deadline."""
         if not isinstance(query.start, SeqNum) or not self.cache.holds(key):
-            return None
-        if not self.cache.covers(key, query.start.value):
-            return None
-        if not self.cache.fresh(key):
-            self.revalidate_soon(key)
-            return None
+            return None, query
         count = MAX_BATCH_RECORDS if query.limit.count is None else min(query.limit.count, MAX_BATCH_RECORDS)
         nbytes = MAX_BATCH_BYTES if query.limit.bytes is None else min(query.limit.bytes, MAX_BATCH_BYTES)
         if count <= 0 or nbytes <= 0:
-            return None
+            return None, query
         got = self.cache.lookup(key, query.start.value, Limits(count, nbytes, query.until), 1 << 62)
+        if got.stale:
+            self.confirm_soon(key)
         if not got.records:
-            return None
+            return None, query
         batch = merge_batches(got.pieces)
         self._hit(batch.count, len(batch.data), call, [0])
-        return batch
+        if got.stopped_by_limit or got.records >= count or got.metered >= nbytes:
+            return batch, None
+        rest = ReadQuery(
+            SeqNum(got.next_seq_num),
+            ReadLimit(count=count - got.records, bytes=nbytes - got.metered),
+            until=query.until,
+            clamp=query.clamp,
+        )
+        return batch, rest
 
     # -- sessions ---------------------------------------------------------------------------------
 
@@ -250,31 +284,38 @@ class Replays:
         limit = query.limit
         served = [0]
         tried: Run | None = None  # the run last waited for, if the cache then still missed
+        confirmed_at_pos: int | None = None  # where a confirmation was last asked for
+        asked_incarnation = False
         while not plan.exhausted:
             pos = plan.next_seq_num if plan.next_seq_num is not None else query.start.value
-            # 1. The cache.
-            if self.cache.covers(key, pos) and await self.ensure_fresh(key):
-                got = self.cache.lookup(
-                    key,
-                    pos,
-                    Limits(
-                        None if limit.count is None else limit.count - plan.records,
-                        None if limit.bytes is None else limit.bytes - plan.metered_bytes,
-                        query.until,
-                    ),
-                    MERGE_BYTES,
-                )
-                if got.records:
-                    self._hit(got.records, sum(len(p.data) for p in got.pieces), call, served)
-                    for piece in got.pieces:
-                        assert piece.last_seq_num is not None
-                        plan.delivered(piece.count, piece.last_seq_num, 0, self._clock())
-                        yield piece
-                    plan.metered_bytes += got.metered
-                    if got.stopped_by_limit:
-                        return  # count, bytes or until reached: where S2 ends the session
-                    tried = None
-                    continue
+            # 1. The cache: one chunk at a time, so that freshness is decided again before each
+            # (an app that reads slowly must not get records S2 dropped since the lookup).
+            got = self.cache.lookup(
+                key,
+                pos,
+                Limits(
+                    None if limit.count is None else limit.count - plan.records,
+                    None if limit.bytes is None else limit.bytes - plan.metered_bytes,
+                    query.until,
+                ),
+                MERGE_BYTES,
+                max_chunks=1,
+            )
+            if got.records:
+                self._hit(got.records, sum(len(p.data) for p in got.pieces), call, served)
+                plan.metered_bytes += got.metered
+                for piece in got.pieces:
+                    assert piece.last_seq_num is not None
+                    plan.delivered(piece.count, piece.last_seq_num, 0, self._clock())
+                    yield piece
+                if got.stopped_by_limit:
+                    return  # count, bytes or until reached: where S2 ends the session
+                tried = confirmed_at_pos = None
+                continue
+            if got.stale and confirmed_at_pos != pos:
+                confirmed_at_pos = pos  # once per position: a failed confirmation reads upstream
+                await self.confirm(key)
+                continue
             # 2. Someone's run is fetching this: follow it.
             run = self._run_for(key, pos)
             if run is not None and run is not tried:
@@ -290,6 +331,13 @@ class Replays:
             own = plan.next_query(self._clock()) if plan.next_seq_num is not None else query
             if own is None:
                 return
+            if not asked_incarnation and not self.cache.knows_incarnation(key):
+                # Learn the incarnation before the run asks for records, so that what it reads
+                # can be confirmed later, not only served within max_age (`history.py`); then
+                # look again: another reader may have started a run meanwhile.
+                asked_incarnation = True
+                await self.confirm(key)
+                continue
             run = Run(pos, pos)
             self.runs.setdefault(key, []).append(run)
             observe = _trim_aware(session_observer(self.metrics, call), lambda point: self.cache.trim(key, point))
@@ -302,6 +350,7 @@ class Replays:
                 plan=plan,
                 observe=observe,
                 on_tail=lambda tail: self.tails.observe(key, tail),
+                on_records=functools.partial(self.fill, key),  # before it is handed on: followers read it there
             )
             to_live = False
             try:
@@ -309,7 +358,6 @@ class Replays:
                     async for batch in batches:
                         if batch.count:
                             assert batch.last_seq_num is not None
-                            self.fill(key, batch)  # before it is handed on: followers read it there
                             self._missed(batch)
                             run.advance(batch.last_seq_num + 1)
                         elif batch.tail is not None:
@@ -323,8 +371,7 @@ class Replays:
                             batch.count
                             and plan.next_seq_num is not None
                             and not run.live
-                            and self.cache.covers(key, plan.next_seq_num)
-                            and self.cache.fresh(key)
+                            and self.cache.servable_at(key, plan.next_seq_num)
                         ):
                             break  # the cache already holds what comes next (another run got it)
                     else:
@@ -341,7 +388,7 @@ class Replays:
                     self.runs.pop(key, None)
             if to_live:
                 # Start (or find) the feed now, so the hub can switch this reader to it at once.
-                await _settled(self.hub, key)
+                await self.hub.settled(key)
                 live = self.hub.session(basin, stream, query, plan, call=call, told_tail=True)
                 async with contextlib.aclosing(live) as rest:
                     async for batch in rest:
@@ -353,15 +400,3 @@ class Replays:
         async with contextlib.aclosing(self.hub.session(basin, stream, query, plan, call=call)) as rest:
             async for batch in rest:
                 yield batch
-
-
-async def _settled(hub: Hub, key: StreamKey, within: float = 5.0) -> None:
-    feed = hub.feed(key)
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(within):
-            await feed.settled.wait()
-
-
-def _first_field(batch: ReadBatch) -> bytes:
-    offsets, _ = index_records(batch.data, 1)
-    return batch.data[offsets[0] : offsets[1]]

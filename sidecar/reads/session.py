@@ -94,13 +94,13 @@ async def resumable_session(
     plan: ResumePlan | None = None,
     observe: Observer | None = None,
     on_tail: Callable[[StreamPosition], None] | None = None,
-    on_records: Callable[[ReadBatch], None] | None = None,
+    on_records: Callable[[ReadBatch, float], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> AsyncGenerator[ReadBatch, None]:
     """Yield batches (and heartbeats: empty batches with a tail) until the session's stop,
     resuming after retryable failures. Raises `SessionInterrupted` when retries run out, and
     non-retryable `SidecarError`s as they come. `on_records` sees each batch of records before it
-    is yielded."""
+    is yielded, with when the upstream request that brought it was sent."""
     plan = plan or ResumePlan(query)
     report = observe or (lambda _event: None)
     advice = AdvisedReconnects()
@@ -109,6 +109,7 @@ async def resumable_session(
     while next_query is not None:
         response_start = True  # what upstream sends first may jump ahead (trimming); later, never
         advised = False
+        asked_at = clock()
         try:
             async with contextlib.aclosing(client.read_session(basin, stream, next_query)) as batches:
                 async for batch in batches:
@@ -119,7 +120,7 @@ async def resumable_session(
                         metered = batch.metered_bytes() if plan.tracks_bytes else 0
                         plan.delivered(batch.count, batch.last_seq_num, metered, clock())
                         if on_records is not None:
-                            on_records(batch)  # the history cache keeps what S2 returned
+                            on_records(batch, asked_at)  # the history cache keeps what S2 returned
                     elif batch.tail is not None:
                         if trimmed := plan.admit_heartbeat(batch.tail, response_start=response_start):
                             _trimmed(basin, stream, Trimmed(batch.tail.seq_num - trimmed, batch.tail.seq_num), report)

@@ -212,6 +212,26 @@ class UpstreamClient:
             raise ProtocolError(f"upstream tail answer has no `tail`: {body[:200]!r}")
         return wjson.position_from_json(obj["tail"])
 
+    async def stream_incarnation(self, basin: str, stream: str) -> str | None:
+        """The stream's `created_at` from S2's stream listing (one attempt): it tells one
+        incarnation of a name from the next. None: no such stream, or it is being deleted. An
+        access token not allowed to list streams gets S2's 403 (`permission_denied`)."""
+        url = self.endpoint.streams_url(basin)
+        # Names sort bytewise, so the stream itself, if it exists, is the first with its prefix.
+        params = {"prefix": stream, "limit": "1"}
+        headers = self._headers(basin, Accept="application/json")
+        with self._traced("list", url, params, headers, {tm.S2_BASIN: basin, tm.S2_STREAM: stream}) as outcome:
+            try:
+                async with self.transport.get(
+                    url, params=params, headers=headers, total_timeout=self._request_timeout
+                ) as resp:
+                    outcome.response(resp)
+                    await _raise_for_error(resp)
+                    body = await resp.body.read()
+            except self._errors as e:
+                raise self._transport_error(f"list streams of {basin} (prefix {stream!r})", e, url) from e
+        return wjson.stream_incarnation_from_json(wjson.loads(body), stream)
+
     async def read(self, basin: str, stream: str, query: ReadQuery) -> ReadBatch:
         """One-shot read: one batch (one attempt). Protobuf, or JSON with base64 bodies."""
         total = self._request_timeout + (query.wait or 0)

@@ -39,6 +39,9 @@ class BasinEndpoint:
     def headers(self, basin: str) -> dict[str, str]:
         return {} if self.basin_in_host else {"s2-basin": basin}
 
+    def streams_url(self, basin: str) -> str:
+        return f"{self.base_url(basin)}/streams"
+
     def records_url(self, basin: str, stream: str) -> str:
         return f"{self.base_url(basin)}/streams/{quote(stream, safe='')}/records"
 

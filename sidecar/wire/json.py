@@ -100,6 +100,21 @@ def tail_to_json(tail: StreamPosition) -> dict[str, Any]:
     return {"tail": position_to_json(tail)}
 
 
+def stream_incarnation_from_json(obj: Any, stream: str) -> str | None:
+    """From a stream listing (`GET /v1/streams?prefix=<stream>`): the `created_at` of the stream
+    named exactly `stream` (its incarnation), or None when it is not listed or is being deleted
+    (`deleted_at` set)."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("streams"), list):
+        raise ProtocolError(f"upstream stream listing has no `streams` list: {str(obj)[:200]}")
+    for info in obj["streams"]:
+        if isinstance(info, dict) and info.get("name") == stream:
+            created = info.get("created_at")
+            if not isinstance(created, str) or not created:
+                raise ProtocolError(f"upstream stream listing gives {stream!r} no `created_at`")
+            return None if info.get("deleted_at") else created
+    return None
+
+
 def loads(data: bytes | str) -> Any:
     """`json.loads` that raises `ProtocolError` (for upstream bodies)."""
     try:

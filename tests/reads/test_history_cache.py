@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sidecar.reads.history import EvictionPolicy, HistoryCache, Limits, index_records
+import pytest
+
+from sidecar.reads import history
+from sidecar.reads.history import Confirmation, EvictionPolicy, HistoryCache, Limits, index_records
 from sidecar.types import Record, StreamPosition, metered_size
 from sidecar.wire.protobuf import ReadBatch, batch_from_records, merge_batches
 from sidecar.wire.protobuf import decode_read_batch as decode
@@ -124,20 +127,96 @@ def test_a_shorter_tail_or_a_forget_drops_the_stream() -> None:
     assert c.bytes == 0 and len(c) == 0
 
 
-def test_entries_are_served_only_within_max_age_of_a_confirmation() -> None:
+def test_age_serves_a_chunk_for_max_age_after_it_arrived_then_it_is_dropped() -> None:
+    clock = Clock()
+    c = HistoryCache(BIG, max_age=5.0, clock=clock)
+    c.insert(KEY, batch(0, 10), asked_at=clock.now - 1.0)
+    clock.now += 5.0
+    assert c.lookup(KEY, 0, Limits(), BIG).records == 10  # arrived 5.0 s ago: still within
+    clock.now += 0.1
+    got = c.lookup(KEY, 0, Limits(), BIG)
+    # No incarnation was ever seen, so no confirmation could vouch for it: gone, not "stale".
+    assert got.records == 0 and not got.stale and c.ranges(KEY) == [] and c.bytes == 0
+
+
+def test_two_sightings_of_one_incarnation_vouch_for_what_was_read_between_them() -> None:
+    clock = Clock()
+    c = HistoryCache(BIG, max_age=5.0, clock=clock)
+    c.insert(KEY, batch(0, 10), asked_at=99.0)  # asked before the incarnation was first seen
+    c.confirm(KEY, Confirmation(100.0, 100.5, "2026-12-07T08:00:00.000000001Z", tail=20, first_remaining=0))
+    assert c.knows_incarnation(KEY)
+    clock.now = 101.0
+    c.insert(KEY, batch(10, 20), asked_at=101.0)
+    clock.now = 106.5  # both past their age
+    got = c.lookup(KEY, 10, Limits(), BIG)
+    assert got.records == 0 and got.stale  # 10..19 can be vouched for: ask S2
+    assert c.lookup(KEY, 0, Limits(), BIG).records == 0 and c.ranges(KEY) == [(10, 20)]  # 0..9 never: gone
+    c.confirm(KEY, Confirmation(106.5, 106.7, "2026-12-07T08:00:00.000000001Z", tail=20, first_remaining=0))
+    clock.now = 111.5
+    assert seqs(c.lookup(KEY, 10, Limits(), BIG).pieces) == list(range(10, 20))  # 5.0 s after the confirmation
+    clock.now = 111.6
+    assert c.lookup(KEY, 10, Limits(), BIG).stale
+
+
+def test_a_new_incarnation_drops_everything_asked_before_it_was_seen() -> None:
+    clock = Clock()
+    c = HistoryCache(BIG, max_age=5.0, clock=clock)
+    c.confirm(KEY, Confirmation(100.0, 100.1, "A", tail=0))
+    clock.now = 100.2
+    c.insert(KEY, batch(100, 300), asked_at=100.2)  # incarnation A, 100..299
+    clock.now = 101.0
+    c.insert(KEY, batch(0, 100, ts0=5000), asked_at=101.0)  # already incarnation B (unknown yet)
+    c.confirm(KEY, Confirmation(101.5, 101.6, "B", tail=400, first_remaining=0))
+    assert c.ranges(KEY) == []  # none of it is proven B: all asked before B was seen
+    clock.now = 102.0
+    c.insert(KEY, batch(0, 100, ts0=5000), asked_at=102.0)
+    clock.now = 110.0
+    assert c.lookup(KEY, 0, Limits(), BIG).stale
+    c.confirm(KEY, Confirmation(110.0, 110.1, "B", tail=400, first_remaining=0))
+    assert seqs(c.lookup(KEY, 0, Limits(), BIG).pieces) == list(range(100))
+
+
+def test_a_deleted_stream_is_forgotten_and_a_trim_drops_what_it_removed() -> None:
+    clock = Clock()
+    c = HistoryCache(BIG, max_age=5.0, clock=clock)
+    c.confirm(KEY, Confirmation(100.0, 100.1, "A", tail=0))
+    clock.now = 100.5
+    c.insert(KEY, batch(0, 10), asked_at=100.2)
+    c.insert(KEY, batch(10, 20), asked_at=100.2)
+    c.confirm(KEY, Confirmation(101.0, 101.1, "A", tail=20, first_remaining=10))  # trimmed below 10
+    assert c.ranges(KEY) == [(10, 20)]
+    c.confirm(KEY, Confirmation(102.0, 102.1, None))  # not listed any more (or being deleted)
+    assert not c.holds(KEY) and not c.knows_incarnation(KEY) and c.bytes == 0
+
+
+def test_a_tail_only_rules_out_records_that_arrived_before_it_was_asked_for() -> None:
     clock = Clock()
     c = HistoryCache(BIG, max_age=5.0, clock=clock)
     c.insert(KEY, batch(0, 10))
-    assert not c.fresh(KEY)  # never confirmed
-    c.validated(KEY, 3)
-    assert c.fresh(KEY) and c.ranges(KEY) == []  # the chunk held 0..2, now trimmed: dropped whole
-    c.insert(KEY, batch(3, 10))
-    clock.now += 5.0
-    assert c.fresh(KEY)
-    clock.now += 0.1
-    assert not c.fresh(KEY)
-    c.validated(KEY, None)  # S2 says the stream is empty
-    assert not c.holds(KEY)
+    clock.now = 101.0
+    c.insert(KEY, batch(10, 20))  # appended and read after the tail below was asked for
+    c.observe_tail(KEY, 10, asked_at=100.5)
+    assert c.ranges(KEY) == [(0, 20)]
+    c.observe_tail(KEY, 10, asked_at=101.0)  # now the tail is below records it should have seen
+    assert c.ranges(KEY) == []
+
+
+def test_a_lookup_takes_at_most_max_chunks() -> None:
+    c = HistoryCache(BIG)
+    for lo in range(0, 30, 10):
+        c.insert(KEY, batch(lo, lo + 10))
+    got = c.lookup(KEY, 5, Limits(), BIG, max_chunks=1)
+    assert seqs(got.pieces) == list(range(5, 10)) and got.next_seq_num == 10 and not got.stopped_by_limit
+    assert c.lookup(KEY, 10, Limits(), BIG, max_chunks=2).records == 20
+
+
+def test_streams_that_hold_nothing_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(history, "MAX_STREAMS", 50)
+    c = HistoryCache(BIG)
+    for i in range(500):
+        c.confirm(("basin", f"s{i}"), Confirmation(1.0, 2.0, "A", tail=0))
+    c.insert(KEY, batch(0, 10))
+    assert len(c._streams) <= 51 and c.ranges(KEY) == [(0, 10)]
 
 
 def test_bytes_stay_within_the_bound_and_lru_keeps_what_was_read() -> None:

@@ -148,7 +148,10 @@ async def test_upstream_up_and_connect_failures() -> None:
     """upstream_up is 1 after an answer, 0 as soon as a request cannot connect (then by the probe
     alone, without traffic), 1 again once the upstream is back; refused connections are counted
     as status/reason "connect", not as a connection that broke."""
-    async with SidecarHarness(admin_listen="127.0.0.1:0", retry_attempts=2, retry_base_delay=0.01) as h:
+    # The history cache off: with it, the Read below is answered from memory while S2 is down.
+    async with SidecarHarness(
+        admin_listen="127.0.0.1:0", retry_attempts=2, retry_base_delay=0.01, history_cache_bytes=0
+    ) as h:
         assert h.sidecar is not None and h.sidecar.admin is not None
         url = h.sidecar.admin.url
         await h.append("up", [b"x"])
