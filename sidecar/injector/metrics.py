@@ -21,7 +21,8 @@ class InjectorMetrics:
         )
         self.warnings = r.counter("s2_sidecar_injector_warnings_total", "Warnings returned in AdmissionReviews.")
         self.bad_requests = r.counter(
-            "s2_sidecar_injector_bad_requests_total", "Requests answered HTTP 400 (not a valid AdmissionReview)."
+            "s2_sidecar_injector_bad_requests_total",
+            "Requests answered HTTP 400 (not a valid AdmissionReview) or 413 (body over 4 MiB, not read).",
         )
         self.tls_reloads = r.counter(
             "s2_sidecar_injector_tls_reloads_total",

@@ -8,11 +8,12 @@ already has (init containers, volumes, env, mounts, security contexts) is kept.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sidecar.injector import annotations as ann
+from sidecar.injector.bounds import MAX_CONTAINERS
 from sidecar.injector.template import JSON, SidecarTemplate, Variant
 
 # completed: an injected pod sent again (reinvocation) whose new app containers get the address.
@@ -45,7 +46,7 @@ def pointer(*parts: str | int) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
-def _refused(reason: str, *messages: str) -> Outcome:
+def refused(reason: str, *messages: str) -> Outcome:
     return Outcome("refused", warnings=[f"s2-sidecar not injected: {m}" for m in messages], reason=reason)
 
 
@@ -103,15 +104,30 @@ def _items(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _names(items: Any) -> list[str]:
-    return [str(i.get("name")) for i in _items(items) if isinstance(i, dict)]
+def _names(items: Any) -> Iterator[str]:
+    """The string names in a list of objects, lazily: a pod's list can be huge, so callers keep
+    only the few names they look for (no copy of the pod's)."""
+    return (n for i in _items(items) if isinstance(i, dict) and isinstance(n := i.get("name"), str))
+
+
+def _container_problem(c: Mapping[str, Any]) -> str | None:
+    """What is wrong with the fields of a container the patch reads, if anything. The API server
+    validates a pod only after the mutating webhooks, so a wrong type arrives here."""
+    for key in ("env", "volumeMounts"):
+        items = c.get(key)
+        if items is not None and not (isinstance(items, list) and all(isinstance(i, dict) for i in items)):
+            return f"container {c.get('name')}: {key} is not a list of objects"
+    for i, m in enumerate(_items(c.get("volumeMounts"))):
+        if not isinstance(m.get("mountPath"), str):
+            return f"container {c.get('name')}: volumeMounts[{i}].mountPath is missing or not a string"
+    return None
 
 
 def _clashes(spec: Mapping[str, Any], variant: Variant) -> tuple[str, str] | None:
     """(reason, message) when the pod already uses a name or path the sidecar needs."""
-    volumes = set(_names(spec.get("volumes")))
+    taken = {v["name"] for v in variant.volumes}.intersection(_names(spec.get("volumes")))
     for vol in variant.volumes:
-        if vol["name"] in volumes:
+        if vol["name"] in taken:
             return "volume_clash", f"the pod already has a volume named {vol['name']}"
     mount_paths = {m.get("mountPath") for m in variant.app_volume_mounts}
     for c in spec["containers"]:
@@ -146,7 +162,7 @@ def _existing_sidecar(
         return _complete(spec, template, annotations)
     if _image_repository(theirs) == _image_repository(ours):
         return Outcome("already_injected")  # put there by the chart's named templates: theirs to manage
-    return _refused("name_clash", f"container {template.name} exists and is not the s2-sidecar image ({theirs})")
+    return refused("name_clash", f"container {template.name} exists and is not the s2-sidecar image ({theirs})")
 
 
 def _complete(spec: Mapping[str, Any], template: SidecarTemplate, annotations: Mapping[str, str]) -> Outcome:
@@ -159,12 +175,14 @@ def _complete(spec: Mapping[str, Any], template: SidecarTemplate, annotations: M
         return Outcome("already_injected")
     lacking = [i for i, c in enumerate(spec["containers"]) if "S2_SIDECAR_ADDRESS" not in _names(c.get("env"))]
     ops: list[JSON] = []
+    paths = {m.get("mountPath") for m in variant.app_volume_mounts}
     for i in lacking:
         c = spec["containers"][i]
         if c.get("name") == template.name:
             continue  # the legacy sidecar itself
         ops += _list_ops(pointer("spec", "containers", i, "env"), c.get("env"), variant.app_env)
-        mounted = {m.get("mountPath") for m in _items(c.get("volumeMounts")) if isinstance(m, dict)}
+        # mountPath is a string here (checked by plan); only the sidecar's paths are kept
+        mounted = paths.intersection(m["mountPath"] for m in _items(c.get("volumeMounts")))
         mounts = [m for m in variant.app_volume_mounts if m.get("mountPath") not in mounted]
         ops += _list_ops(pointer("spec", "containers", i, "volumeMounts"), c.get("volumeMounts"), mounts)
     return Outcome("completed", patch=ops) if ops else Outcome("already_injected")
@@ -175,7 +193,7 @@ def _app_ops(spec: Mapping[str, Any], variant: Variant) -> tuple[list[JSON], lis
     ops: list[JSON] = []
     warnings: list[str] = []
     for i, c in enumerate(spec["containers"]):
-        have = set(_names(c.get("env")))
+        have = {e["name"] for e in variant.app_env}.intersection(_names(c.get("env")))
         warnings += [
             f"s2-sidecar: container {c.get('name')} sets {n} itself; kept" for n in _names(variant.app_env) if n in have
         ]
@@ -202,23 +220,33 @@ def plan(pod: Mapping[str, Any], template: SidecarTemplate) -> Outcome:
         return Outcome("skipped")
     spec = pod.get("spec")
     if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list) or not spec["containers"]:
-        return _refused("malformed_pod", "the pod has no spec.containers")
+        return refused("malformed_pod", "the pod has no spec.containers")
     for key in ("initContainers", "volumes"):
         if spec.get(key) is not None and not isinstance(spec[key], list):
-            return _refused("malformed_pod", f"spec.{key} is not a list")
-    if not all(isinstance(c, dict) for c in spec["containers"] + _items(spec.get("initContainers"))):
-        return _refused("malformed_pod", "a container is not an object")
+            return refused("malformed_pod", f"spec.{key} is not a list")
+    containers = spec["containers"] + _items(spec.get("initContainers"))
+    if len(containers) > MAX_CONTAINERS:
+        # Before anything else: the work and the patch grow with the containers.
+        return refused(
+            "too_many_containers",
+            f"the pod has {len(containers)} containers and init containers;"
+            f" the injector patches at most {MAX_CONTAINERS}",
+        )
+    if not all(isinstance(c, dict) for c in containers):
+        return refused("malformed_pod", "a container is not an object")
+    if problem := next(filter(None, map(_container_problem, containers)), None):
+        return refused("malformed_pod", problem)
     annotations = ann.annotations_of(pod)
     if existing := _existing_sidecar(spec, template, annotations):
         return existing
     overrides, errors, notices = ann.parse_overrides(annotations)
     if errors:
-        return _refused("invalid_annotation", *errors)
+        return refused("invalid_annotation", *errors)
     variant = build(template, overrides)
     if isinstance(variant, str):
-        return _refused("invalid_annotation", variant)
+        return refused("invalid_annotation", variant)
     if clash := _clashes(spec, variant):
-        return _refused(*clash)
+        return refused(*clash)
 
     # App containers first, with the indices of the pod as sent: the legacy sidecar is inserted at
     # index 0 last, so no earlier op has been shifted by it.

@@ -6,7 +6,8 @@ import base64
 import json
 from typing import Any
 
-from sidecar.injector.patch import Outcome, plan
+from sidecar.injector.bounds import MAX_PATCH_BYTES, MAX_UID
+from sidecar.injector.patch import Outcome, plan, refused
 from sidecar.injector.template import JSON, SidecarTemplate
 
 API_VERSION = "admission.k8s.io/v1"
@@ -37,6 +38,8 @@ def parse(body: bytes) -> JSON:
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise BadReview("request.uid is missing")
+    if len(uid) > MAX_UID:
+        raise BadReview(f"request.uid is longer than {MAX_UID} characters (the API server sends a UUID)")
     return request
 
 
@@ -51,14 +54,28 @@ def _is_pod_create(request: JSON) -> bool:
     )
 
 
-def decide(request: JSON, template: SidecarTemplate) -> Outcome:
+def _encode_patch(patch: list[JSON]) -> bytes:
+    return json.dumps(patch, separators=(",", ":")).encode()
+
+
+def decide(request: JSON, template: SidecarTemplate, max_patch_bytes: int = MAX_PATCH_BYTES) -> Outcome:
     """The outcome for a parsed request; raises BadReview when a pod CREATE carries no pod."""
     if not _is_pod_create(request):
         return Outcome("skipped")
     pod = request.get("object")
     if not isinstance(pod, dict):
         raise BadReview("request.object (the pod) is missing")
-    return plan(pod, template)
+    outcome = plan(pod, template)
+    if outcome.patch and (size := len(_encode_patch(outcome.patch))) > max_patch_bytes:
+        return refused(
+            "patch_too_large", f"the patch would be {size} bytes; the injector answers at most {max_patch_bytes}"
+        )
+    return outcome
+
+
+def short_warnings(warnings: list[str]) -> list[str]:
+    """The warnings as answered (and logged): the first MAX_WARNINGS, each cut at MAX_WARNING."""
+    return [w[:MAX_WARNING] for w in warnings[:MAX_WARNINGS]]
 
 
 def response(request: JSON, outcome: Outcome) -> JSON:
@@ -66,7 +83,7 @@ def response(request: JSON, outcome: Outcome) -> JSON:
     answer: dict[str, Any] = {"uid": request["uid"], "allowed": True}
     if outcome.patch:
         answer["patchType"] = "JSONPatch"
-        answer["patch"] = base64.b64encode(json.dumps(outcome.patch, separators=(",", ":")).encode()).decode()
+        answer["patch"] = base64.b64encode(_encode_patch(outcome.patch)).decode()
     if outcome.warnings:
-        answer["warnings"] = [w[:MAX_WARNING] for w in outcome.warnings[:MAX_WARNINGS]]
+        answer["warnings"] = short_warnings(outcome.warnings)
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": answer}

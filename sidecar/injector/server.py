@@ -21,15 +21,13 @@ from typing import Any
 from aiohttp import web
 
 from sidecar.injector import review
+from sidecar.injector.bounds import MAX_BODY, WORK_BUDGET, WorkBudget, review_cost
 from sidecar.injector.metrics import InjectorMetrics
 from sidecar.injector.patch import Outcome
 from sidecar.injector.template import SidecarTemplate, load_template
 from sidecar.metrics import CONTENT_TYPE
 
 log = logging.getLogger(__name__)
-
-# A pod can be large (etcd stores objects up to 1.5 MiB); the AdmissionReview wraps it.
-MAX_BODY = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -92,11 +90,28 @@ class TlsReloader:
             self.check()
 
 
+# Longest name or namespace Kubernetes accepts: the log shows no more of one (it is not validated
+# yet when the webhook sees it).
+_MAX_NAME = 253
+
+
 def _describe(request: dict[str, Any]) -> str:
     pod = request.get("object") if isinstance(request.get("object"), dict) else {}
-    meta = (pod or {}).get("metadata") or {}
+    meta = (pod or {}).get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
     name = meta.get("name") or meta.get("generateName") or request.get("name") or "?"
-    return f"{request.get('namespace') or '?'}/{name}"
+    return f"{str(request.get('namespace') or '?')[:_MAX_NAME]}/{str(name)[:_MAX_NAME]}"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What `Injector.work` found, recorded (metrics, log) by `Injector.record` on the event loop."""
+
+    status: int
+    body: bytes
+    outcome: Outcome | None  # None: HTTP 400, `about` says why
+    about: str  # the pod, as the log names it
+    seconds: float
 
 
 class Injector:
@@ -104,27 +119,39 @@ class Injector:
         self.template = template
         self.metrics = metrics
         self.draining = False
+        self.budget = WorkBudget(WORK_BUDGET)
 
     def answer(self, body: bytes) -> tuple[int, bytes]:
         """(HTTP status, body) for a POST /mutate body."""
+        return self.record(self.work(body))
+
+    def work(self, body: bytes) -> Answer:
+        """Parse, decide and encode: the CPU-heavy part, run off the event loop. It touches no
+        metrics (they are updated on the event loop only), and what it parsed is freed here."""
         started = time.monotonic()
         try:
             request = review.parse(body)
             outcome = self._decide(request)
         except review.BadReview as e:
+            return Answer(400, f"bad AdmissionReview: {e}\n".encode(), None, str(e), 0.0)
+        answer = json.dumps(review.response(request, outcome)).encode()
+        return Answer(200, answer, outcome, _describe(request), time.monotonic() - started)
+
+    def record(self, answer: Answer) -> tuple[int, bytes]:
+        outcome = answer.outcome
+        if outcome is None:
             self.metrics.bad_requests.inc()
-            log.warning("injector: bad AdmissionReview: %s", e)
-            return 400, f"bad AdmissionReview: {e}\n".encode()
+            log.warning("injector: bad AdmissionReview: %s", answer.about)
+            return answer.status, answer.body
         self._count(outcome)
-        if outcome.kind in ("injected", "completed", "refused"):
-            log.info(
-                "injector: %s %s%s",
-                outcome.kind,
-                _describe(request),
-                f" ({outcome.reason}: {'; '.join(outcome.warnings)})" if outcome.reason else "",
-            )
-        self.metrics.duration.observe(time.monotonic() - started)
-        return 200, json.dumps(review.response(request, outcome)).encode()
+        if outcome.kind == "refused":
+            # A pod that asked for the sidecar and goes without it: the operator should see it.
+            warnings = "; ".join(review.short_warnings(outcome.warnings))
+            log.warning("injector: refused %s (%s: %s)", answer.about, outcome.reason, warnings)
+        elif outcome.kind in ("injected", "completed"):
+            log.info("injector: %s %s", outcome.kind, answer.about)
+        self.metrics.duration.observe(answer.seconds)
+        return answer.status, answer.body
 
     def _decide(self, request: dict[str, Any]) -> Outcome:
         try:
@@ -142,6 +169,15 @@ class Injector:
         if outcome.warnings:
             self.metrics.warnings.inc(len(outcome.warnings))
 
+    def _too_large(self, length: int | None) -> web.Response:
+        size = f"{length} bytes" if length is not None else f"over {MAX_BODY} bytes"
+        message = (
+            f"request body is {size}; the injector reads at most {MAX_BODY} (a pod Kubernetes can store is smaller)"
+        )
+        self.metrics.bad_requests.inc()
+        log.warning("injector: review over the body limit, not read: %s", message)
+        return web.Response(status=413, text=message + "\n")
+
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/mutate", self._mutate)
@@ -151,7 +187,18 @@ class Injector:
         return app
 
     async def _mutate(self, request: web.Request) -> web.Response:
-        status, body = self.answer(await request.read())
+        length = request.content_length
+        if length is not None and length > MAX_BODY:
+            return self._too_large(length)
+        # Reserved before the body is read: a review waiting for room holds no more of it than
+        # aiohttp's read buffer, so reviews at once cannot take more than the budget.
+        async with self.budget.reserve(review_cost(length)):
+            try:
+                raw = await request.read()
+            except web.HTTPRequestEntityTooLarge:  # chunked, without a Content-Length
+                return self._too_large(None)
+            answer = await asyncio.to_thread(self.work, raw)
+        status, body = self.record(answer)
         content_type = "application/json" if status == 200 else "text/plain"
         return web.Response(status=status, body=body, content_type=content_type)
 

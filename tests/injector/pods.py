@@ -114,3 +114,28 @@ def with_annotations(pod: Pod, annotations: dict[str, str]) -> Pod:
     pod = copy.deepcopy(pod)
     pod["metadata"].setdefault("annotations", {}).update(annotations)
     return pod
+
+
+# ------------------------------------------------------------- pods the API server would reject
+# A mutating webhook sees a pod before the API server validates it, and anyone who can reach the
+# injector's Service can POST to it: these must get an answer, not a fault or an OOM kill.
+
+
+def tiny_containers(count: int) -> Pod:
+    """`count` containers of a name each: the most containers per byte of JSON."""
+    return _pod("huge", {"containers": [{"name": f"c{i}"} for i in range(count)]})
+
+
+def empty_objects(count: int) -> Pod:
+    """One container whose env is `count` empty objects: the most memory per byte once parsed (a
+    `{},` of 3 bytes is a 64-byte dict and a list slot), in a list the patch logic walks."""
+    pod = minimal()
+    pod["spec"]["containers"][0]["env"] = [{}] * count
+    return pod
+
+
+def mount_path_as_list() -> Pod:
+    """`mountPath` as a list (the API server's validation would reject it, after the webhook)."""
+    pod = minimal()
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": ["/data"]}]
+    return pod

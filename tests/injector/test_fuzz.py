@@ -20,6 +20,8 @@ junk = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=6,
 )
+# Lists and objects where a string belongs (mountPath as a list, issue 20): they cannot be hashed.
+unhashable = st.lists(scalars, max_size=2) | st.dictionaries(st.text(max_size=3), scalars, max_size=2)
 names = st.sampled_from(["app", "s2-sidecar", "s2-sidecar-tmp", "s2-sidecar-socket", "web", "a/b~c"])
 env = st.lists(
     st.fixed_dictionaries({"name": st.sampled_from(["S2_SIDECAR_ADDRESS", "X", "Y"]), "value": st.text(max_size=4)})
@@ -27,7 +29,9 @@ env = st.lists(
     max_size=3,
 )
 mounts = st.lists(
-    st.fixed_dictionaries({"name": names, "mountPath": st.sampled_from(["/data", "/var/run/s2-sidecar", "/tmp"])})
+    st.fixed_dictionaries(
+        {"name": names, "mountPath": st.sampled_from(["/data", "/var/run/s2-sidecar", "/tmp"]) | unhashable}
+    )
     | junk,
     max_size=3,
 )
@@ -86,5 +90,23 @@ def test_plan_never_raises_and_its_patches_apply(planner: Planner, pod: dict[str
     assert outcome.kind in ("injected", "skipped", "already_injected", "completed", "refused")
     if outcome.kind == "refused":
         assert outcome.warnings and outcome.reason and not outcome.patch
+    if outcome.patch:
+        jsonpatch.JsonPatch(outcome.patch).apply(pod, in_place=False)
+
+
+opted_in_pods = st.fixed_dictionaries(
+    {"metadata": st.just({"labels": {ann.INJECT: "true"}}), "spec": st.fixed_dictionaries({"containers": containers})}
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(pod=opted_in_pods)
+def test_containers_of_any_shape_are_patched_or_refused_as_malformed(planner: Planner, pod: dict[str, Any]) -> None:
+    """Every example reaches the containers (the test above mostly stops earlier): a field of the
+    wrong type there is the pod's fault, a malformed_pod refusal, never an exception."""
+    outcome = planner(pod)
+    assert outcome.kind in ("injected", "already_injected") or outcome.reason in ("malformed_pod", "name_clash")
     if outcome.patch:
         jsonpatch.JsonPatch(outcome.patch).apply(pod, in_place=False)

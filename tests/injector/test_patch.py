@@ -12,6 +12,7 @@ import jsonpatch
 import pytest
 
 from sidecar.injector import annotations as ann
+from sidecar.injector.bounds import MAX_CONTAINERS
 from sidecar.injector.patch import Outcome, plan, pointer
 from sidecar.injector.template import SidecarTemplate
 from tests.helm.helpers import CHART, Helm, env_map, env_values, validate_k8s
@@ -371,12 +372,43 @@ def test_app_container_setting_the_address_itself_keeps_it(default_render: Rende
         {"containers": "app"},
         {"containers": [None]},
         {"containers": [{"name": "a"}], "initContainers": [1]},
+        pods.mount_path_as_list()["spec"],
+        {"containers": [{"name": "a", "volumeMounts": [{"name": "v", "mountPath": {"p": "/x"}}]}]},
+        {"containers": [{"name": "a", "volumeMounts": ["/x"]}]},
+        {"containers": [{"name": "a", "volumeMounts": "/x"}]},
+        {"containers": [{"name": "a", "env": {"A": "1"}}]},
+        {"containers": [{"name": "a", "env": [["A", "1"]]}]},
+        {"containers": [{"name": "a"}], "initContainers": [{"name": "i", "volumeMounts": [{"mountPath": 7}]}]},
     ],
 )
 def test_malformed_pods_are_refused_not_raised(default_render: Rendered, spec: Any) -> None:
+    """Fields of the wrong type (the API server's validation runs after the webhook) refuse the
+    pod as malformed_pod, naming the field: a bad pod, not an injector fault."""
     pod = {"metadata": {"labels": {ann.INJECT: "true"}}, "spec": spec}
     outcome = plan(pod, default_render.template)
-    assert outcome.kind == "refused" and outcome.reason == "malformed_pod"
+    assert outcome.kind == "refused" and outcome.reason == "malformed_pod", outcome
+    assert len(outcome.warnings) == 1 and outcome.warnings[0].startswith("s2-sidecar not injected: ")
+
+
+def test_malformed_pod_names_the_field(default_render: Rendered) -> None:
+    outcome = plan(pods.mount_path_as_list(), default_render.template)
+    assert outcome.warnings == [
+        "s2-sidecar not injected: container worker: volumeMounts[0].mountPath is missing or not a string"
+    ]
+
+
+def test_more_containers_than_the_bound_are_refused(default_render: Rendered) -> None:
+    """containers + initContainers beyond MAX_CONTAINERS: refused before any patch is built (a
+    pod that large is not a real one, and its patch would grow with it)."""
+    pod = pods.tiny_containers(MAX_CONTAINERS)
+    assert plan(pod, default_render.template).kind == "injected"  # the bound itself is patched
+    pod["spec"]["initContainers"] = [{"name": "init"}]
+    outcome = plan(pod, default_render.template)
+    assert outcome.kind == "refused" and outcome.reason == "too_many_containers" and not outcome.patch
+    assert outcome.warnings == [
+        f"s2-sidecar not injected: the pod has {MAX_CONTAINERS + 1} containers and init containers;"
+        f" the injector patches at most {MAX_CONTAINERS}"
+    ]
 
 
 @pytest.mark.parametrize("mode", ["native-unix", "legacy-tcp"])

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 import pytest
 
-from sidecar.injector import review
+from sidecar.injector import bounds, review
 from sidecar.injector.metrics import InjectorMetrics
 from sidecar.injector.patch import Outcome
 from sidecar.injector.server import Injector
@@ -76,3 +77,44 @@ def test_answer_counts_outcomes(default_render: Rendered) -> None:
     assert 's2_sidecar_injector_reviews_total{outcome="injected"} 1' in text
     assert "s2_sidecar_injector_bad_requests_total 1" in text
     assert "s2_sidecar_injector_review_duration_seconds_count 1" in text
+
+
+def test_a_patch_over_the_bound_is_refused(default_render: Rendered) -> None:
+    """The answer is bounded: a patch longer than max_patch_bytes (MAX_PATCH_BYTES) is refused."""
+    template = default_render.template
+    request = review.parse(_review(pods.web_app()))
+    full = review.decide(request, template)
+    size = len(json.dumps(full.patch, separators=(",", ":")))
+    assert review.decide(request, template, max_patch_bytes=size) == full
+    outcome = review.decide(request, template, max_patch_bytes=size - 1)
+    assert outcome.kind == "refused" and outcome.reason == "patch_too_large" and not outcome.patch
+    assert outcome.warnings == [
+        f"s2-sidecar not injected: the patch would be {size} bytes; the injector answers at most {size - 1}"
+    ]
+
+
+def test_a_uid_longer_than_the_bound_is_a_bad_review() -> None:
+    """The answer echoes the uid (the API server's are 36-character UUIDs): a long one is not echoed."""
+    assert review.parse(_review(None, uid="u" * bounds.MAX_UID))["uid"] == "u" * bounds.MAX_UID
+    with pytest.raises(review.BadReview, match=f"request.uid is longer than {bounds.MAX_UID} characters"):
+        review.parse(_review(None, uid="u" * (bounds.MAX_UID + 1)))
+
+
+def test_a_malformed_pod_is_a_warning_not_an_error(default_render: Rendered, caplog: pytest.LogCaptureFixture) -> None:
+    """mountPath as a list is the pod's fault: refused as malformed_pod with one WARNING line, no
+    traceback, and not counted as an injector error."""
+    injector = Injector(default_render.template, InjectorMetrics())
+    with caplog.at_level(logging.INFO, logger="sidecar.injector"):
+        status, body = injector.answer(_review(pods.mount_path_as_list()))
+    assert status == 200
+    resp = json.loads(body)["response"]
+    assert resp["allowed"] is True and "patch" not in resp
+    assert resp["warnings"] == [
+        "s2-sidecar not injected: container worker: volumeMounts[0].mountPath is missing or not a string"
+    ]
+    text = injector.metrics.registry.render()
+    assert 's2_sidecar_injector_refused_total{reason="malformed_pod"} 1' in text
+    assert 's2_sidecar_injector_reviews_total{outcome="refused"} 1' in text
+    assert 's2_sidecar_injector_reviews_total{outcome="error"} 1' not in text
+    assert [r.levelname for r in caplog.records] == ["WARNING"], caplog.text
+    assert not caplog.records[0].exc_info and "malformed_pod" in caplog.records[0].getMessage()

@@ -11,11 +11,13 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ import pytest
 import trustme
 
 from sidecar.injector import annotations as ann
+from sidecar.injector import bounds
 from tests.helm.helpers import REPO, env_values, validate_k8s
 from tests.injector import pods
 from tests.injector.chart import Rendered
@@ -340,3 +343,121 @@ def _minimal_template() -> dict[str, Any]:
         "tokenSecret": {"key": "token"},
         "variants": {"tcp": variant, "unix": variant},
     }
+
+
+# ---------------------------------------------------------------------------------------- bounds
+
+MiB = 1024 * 1024
+CHART_MEMORY_LIMIT = 256 * MiB  # injector.resources.limits.memory in values.yaml
+
+
+def _review_body(pod: dict[str, Any]) -> bytes:
+    request = {"uid": str(uuid.uuid4()), "kind": {"group": "", "version": "v1", "kind": "Pod"},
+               "operation": "CREATE", "namespace": "shop", "object": pod}  # fmt: skip
+    return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}).encode()
+
+
+def _sized(make: Any, size: int) -> bytes:
+    """The biggest review body of make(count) that is at most `size` bytes."""
+    low, high = 1, size // 3
+    while low < high:
+        mid = (low + high + 1) // 2
+        if len(_review_body(make(mid))) <= size:
+            low = mid
+        else:
+            high = mid - 1
+    return _review_body(make(low))
+
+
+def _post(inj: Injector, body: bytes) -> tuple[int, bytes]:
+    """POST /mutate with a long timeout: reviews wait their turn, and this is not a speed test."""
+    req = urllib.request.Request(f"https://localhost:{inj.port}/mutate", data=body, method="POST")
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, context=inj.context(), timeout=120) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _peak_rss(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:"))
+
+
+def test_huge_reviews_are_bounded_and_health_keeps_answering(tmp_path: Path, default_render: Rendered) -> None:
+    """Several huge reviews at once (the issue's 140,000-container pod, bodies just under the body
+    limit whose parse takes the most memory per byte, and a 7.9 MiB one over it): each is answered
+    with a bounded answer that says what was refused, /healthz answers meanwhile, and the process
+    stays under the chart's memory limit (it would be OOM-killed above it)."""
+    inj = _start(tmp_path, default_render.template_text)
+    try:
+        many = _review_body(pods.tiny_containers(140_000))
+        dense = _sized(pods.empty_objects, bounds.MAX_BODY)
+        over = _sized(pods.tiny_containers, int(7.9 * MiB))
+        bodies = [many, many, dense, dense, dense, dense, over]
+        health: list[tuple[int, float]] = []
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                started = time.monotonic()
+                health.append((inj.call("GET", "/healthz")[0], time.monotonic() - started))
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            with ThreadPoolExecutor(len(bodies)) as pool:
+                answers = list(pool.map(lambda body: _post(inj, body), bodies))
+        finally:
+            done.set()
+            watcher.join()
+        rss = _peak_rss(inj.proc.pid)
+        refused = inj.metric('s2_sidecar_injector_refused_total{reason="too_many_containers"}')
+        too_large = inj.metric("s2_sidecar_injector_bad_requests_total")
+    finally:
+        output = _stop(inj)
+
+    for status, raw in answers[:2]:
+        assert status == 200 and len(raw) < 4096, len(raw)
+        response = json.loads(raw)["response"]
+        assert response["allowed"] is True and "patch" not in response
+        assert response["warnings"] == [
+            "s2-sidecar not injected: the pod has 140000 containers and init containers;"
+            f" the injector patches at most {bounds.MAX_CONTAINERS}"
+        ]
+    for status, raw in answers[2:6]:
+        assert status == 200 and len(raw) < 64 * 1024
+        assert json.loads(raw)["response"]["patchType"] == "JSONPatch"
+    status, raw = answers[6]
+    assert status == 413 and len(raw) < 4096
+    assert f"is {len(over)} bytes; the injector reads at most {bounds.MAX_BODY}" in raw.decode()
+    assert health and all(status == 200 for status, _ in health)
+    worst = max(seconds for _, seconds in health)
+    assert worst < 2.0, f"/healthz took {worst:.2f} s during the reviews"
+    assert rss < CHART_MEMORY_LIMIT, f"peak RSS {rss / MiB:.0f} MiB"
+    assert refused == 2 and too_large == 1
+    assert "Traceback" not in output
+    warnings = [line for line in output.splitlines() if " WARNING " in line]
+    assert sum("too_many_containers" in line for line in warnings) == 2, output
+    assert sum("over the body limit" in line for line in warnings) == 1, output
+
+
+def test_malformed_pod_is_refused_with_a_warning_not_an_error(tmp_path: Path, default_render: Rendered) -> None:
+    """mountPath as a list (issue 20): a bad pod gets a malformed_pod refusal and one WARNING line,
+    not reason=error and an ERROR traceback."""
+    inj = _start(tmp_path, default_render.template_text)
+    try:
+        response = inj.review(pods.mount_path_as_list())
+        malformed = inj.metric('s2_sidecar_injector_refused_total{reason="malformed_pod"}')
+        errors = inj.metric('s2_sidecar_injector_refused_total{reason="error"}')
+    finally:
+        output = _stop(inj)
+    assert "patch" not in response
+    assert response["warnings"] == [
+        "s2-sidecar not injected: container worker: volumeMounts[0].mountPath is missing or not a string"
+    ]
+    assert (malformed, errors) == (1, 0)
+    assert "Traceback" not in output and " ERROR " not in output
+    assert [line for line in output.splitlines() if "malformed_pod" in line and " WARNING " in line], output
