@@ -47,7 +47,7 @@ from sidecar.reads.plan import ResumePlan
 from sidecar.reads.session import Observer, SessionEvent, Trimmed, resumable_session, session_observer
 from sidecar.reads.tails import TailCache
 from sidecar.telemetry import NO_CALL_TRACE, S2_CACHE, CallTrace
-from sidecar.types import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, ReadLimit, ReadQuery, SeqNum
+from sidecar.types import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, ReadLimit, ReadQuery, SeqNum, StreamPosition
 from sidecar.upstream.client import MERGE_BYTES, UpstreamClient
 from sidecar.upstream.retry import RetryPolicy
 from sidecar.wire.protobuf import ReadBatch, merge_batches
@@ -189,26 +189,23 @@ class Replays:
 
     async def _confirm(self, key: StreamKey) -> None:
         started = self._clock()
-        try:
-            incarnation, tail, first = await asyncio.gather(
-                self.client.stream_incarnation(*key), self.client.check_tail(*key), self._first_remaining(key)
-            )
-        except S2Error as e:
-            if e.status == 403 and e.code == "permission_denied" and self._mode(key[0]) is Mode.INCARNATION:
-                # Which of the three was refused does not matter much: without all three nothing
-                # is confirmed, and a token that may read may read tails and records.
-                self.modes[key[0]] = Mode.AGE
-                log.warning(
-                    "history cache: basin %s: S2 refused to list its streams (%s); its records are "
-                    "served only within --history-cache-max-age of being read",
-                    key[0], e.code,
-                )  # fmt: skip
-            self.upstream_failed(key, e)
-            self.metrics.history_confirmations.labels("deleted" if e.status == 404 else "failed").inc()
-            raise
-        except SidecarError:
-            self.metrics.history_confirmations.labels("failed").inc()
-            raise
+        # All three, whatever fails first: a failure must not leave the others running unseen.
+        answers = await asyncio.gather(
+            self.client.stream_incarnation(*key),
+            self.client.check_tail(*key),
+            self._first_remaining(key),
+            return_exceptions=True,
+        )
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, SidecarError):
+                raise answer
+        errors = [a for a in answers if isinstance(a, SidecarError)]
+        if errors:
+            self._confirmation_failed(key, errors[0])  # the listing's own error first, if any
+            raise errors[0]
+        incarnation, tail, first = answers
+        assert not isinstance(incarnation, BaseException) and isinstance(tail, StreamPosition)
+        assert not isinstance(first, BaseException)
         before = self.cache.knows_incarnation(key)
         seen = Confirmation(started, self._clock(), incarnation, tail.seq_num, first)
         result = "deleted" if incarnation is None else "same"
@@ -217,6 +214,19 @@ class Replays:
             log.info("history cache: %s/%s was deleted and re-created; dropping what it held", *key)
         self.cache.confirm(key, seen)
         self.metrics.history_confirmations.labels(result).inc()
+
+    def _confirmation_failed(self, key: StreamKey, error: SidecarError) -> None:
+        denied = isinstance(error, S2Error) and error.status == 403 and error.code == "permission_denied"
+        if denied and self._mode(key[0]) is Mode.INCARNATION:
+            self.modes[key[0]] = Mode.AGE
+            log.warning(
+                "history cache: basin %s: S2 refused to list its streams (permission_denied); its "
+                "records are served only within --history-cache-max-age of being read",
+                key[0],
+            )
+        self.upstream_failed(key, error)
+        deleted = isinstance(error, S2Error) and error.status == 404
+        self.metrics.history_confirmations.labels("deleted" if deleted else "failed").inc()
 
     async def _first_remaining(self, key: StreamKey) -> int | None:
         """The first record S2 still has (explicit trims and retention move it); None if none."""
