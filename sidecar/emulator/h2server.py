@@ -248,24 +248,29 @@ class H2ServerProtocol(asyncio.Protocol):
         stream = _Stream(sid)
         self._streams[sid] = stream
         exchange = H2Exchange(self, stream, pseudo.get(":method", "GET"), path, headers, qs)
-        stream.task = asyncio.get_running_loop().create_task(self._run(stream, exchange))
+        stream.task = asyncio.get_running_loop().create_task(self._run(exchange))
+        # Cleanup in a done callback, not in `_run`: a task cancelled before its first step (the
+        # client reset the stream in the same read as it opened it) never runs its coroutine at all.
+        stream.task.add_done_callback(lambda _: self._finish(stream))
 
-    async def _run(self, stream: _Stream, exchange: H2Exchange) -> None:
+    async def _run(self, exchange: H2Exchange) -> None:
         try:
             await self._handler(exchange)
         except (ConnectionError, asyncio.CancelledError):
             pass
         except Exception:
             log.exception("emulator: unexpected error in an HTTP/2 stream")
-        finally:
-            if not stream.answered and not stream.closed and not self._closed:
-                self.reset_stream(stream, H2_ERROR_CODES["INTERNAL_ERROR"])  # never leave a stream hanging
-            elif not stream.request_ended and not stream.closed and not self._closed:
-                # Answered before the request ended (e.g. an append session that failed): tell the
-                # client to stop sending (RFC 9113 section 8.1).
-                self.reset_stream(stream, H2_ERROR_CODES["NO_ERROR"])
-            self._streams.pop(stream.id, None)
-            self._close_if_done()
+
+    def _finish(self, stream: _Stream) -> None:
+        """The stream's handler is done (or was cancelled before it started): forget the stream."""
+        if not stream.answered and not stream.closed and not self._closed:
+            self.reset_stream(stream, H2_ERROR_CODES["INTERNAL_ERROR"])  # never leave a stream hanging
+        elif not stream.request_ended and not stream.closed and not self._closed:
+            # Answered before the request ended (e.g. an append session that failed): tell the
+            # client to stop sending (RFC 9113 section 8.1).
+            self.reset_stream(stream, H2_ERROR_CODES["NO_ERROR"])
+        self._streams.pop(stream.id, None)
+        self._close_if_done()
 
     # -- sending ------------------------------------------------------------------------------
 

@@ -142,6 +142,12 @@ class H2Client:
         s = self.streams[sid] = Stream(sid)
         return s
 
+    def cancel(self, s: Stream, error_code: int = 8) -> None:
+        """RST_STREAM (default CANCEL), as a client that gave up on the request."""
+        with contextlib.suppress(h2.exceptions.StreamClosedError):
+            self.conn.reset_stream(s.id, error_code)
+        self._flush()
+
     def send(self, s: Stream, data: bytes, end: bool = False) -> None:
         self.conn.send_data(s.id, data, end_stream=end)
         self._flush()
