@@ -376,7 +376,14 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None
     # Secrets come from the environment only: flags show up in `ps` and shell history.
     if token := environ.get("S2_ACCESS_TOKEN"):
         values["access_token"] = token
-    if app_token := environ.get("S2_SIDECAR_APP_TOKEN"):
+    if (app_token := environ.get("S2_SIDECAR_APP_TOKEN")) is not None:
+        if not app_token.strip():
+            # Set but empty (an unfilled Secret, a blank `export`): serving without authentication
+            # would be a silent downgrade of what the operator asked for.
+            raise ValueError(
+                "invalid S2_SIDECAR_APP_TOKEN: it is set but empty, which would turn app authentication "
+                "off; set it to the token apps must send as `authorization: Bearer <token>`, or unset it"
+            )
         values["app_token"] = app_token
     return Config(**values)
 

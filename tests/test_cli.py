@@ -184,3 +184,13 @@ def test_a_number_that_is_not_one_says_so_in_words(capsys: pytest.CaptureFixture
     assert "must be a whole number" in err and "invalid literal" not in err
     err = run_cli([], {"S2_SIDECAR_TAIL_MAX_STALENESS": "soon"}, capsys)
     assert "must be a number of seconds" in err and "could not convert" not in err
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_app_token_is_refused_not_taken_for_no_authentication(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Observed: S2_SIDECAR_APP_TOKEN= (an unfilled Secret) served every app without a token.
+    err = run_cli([], {"S2_SIDECAR_APP_TOKEN": value}, capsys)
+    assert err.startswith("s2-sidecar: invalid S2_SIDECAR_APP_TOKEN: it is set but empty"), err
+    assert "set it to the token apps must send" in err and "or unset it" in err

@@ -40,6 +40,22 @@ async def test_app_token_is_required_when_configured() -> None:
         assert health.status == health_pb2.HealthCheckResponse.SERVING  # probes need no token
 
 
+async def test_the_bearer_scheme_is_case_insensitive() -> None:
+    """RFC 9110 section 11.1: "It uses a case-insensitive token to identify the authentication
+    scheme"; and 11.4: one or more spaces follow it. The token itself stays case-sensitive."""
+    async with SidecarHarness(app_token=APP_TOKEN) as h:
+        await h.append("s", [b"x"])
+        for scheme in ("bearer", "BEARER", "BeArEr", "Bearer  "):
+            ok = await h.stub.Read(
+                pb.ReadRequest(stream="s", seq_num=0), metadata=(("authorization", f"{scheme} {APP_TOKEN}"),)
+            )
+            assert ok.records[0].body == b"x", scheme
+        for value in (f"bearer {APP_TOKEN.upper()}", f"Basic {APP_TOKEN}", f"bearer{APP_TOKEN}", "bearer "):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await h.stub.Read(pb.ReadRequest(stream="s", seq_num=0), metadata=(("authorization", value),))
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED, value
+
+
 def test_config_repr_hides_secrets() -> None:
     text = repr(Config(access_token=S2_TOKEN, app_token=APP_TOKEN))
     assert S2_TOKEN not in text and APP_TOKEN not in text

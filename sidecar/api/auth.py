@@ -22,15 +22,25 @@ else:
     _Interceptor = grpc.aio.ServerInterceptor
 
 
+def bearer_token(value: str | bytes) -> bytes | None:
+    """The credentials of an `authorization` value in the Bearer scheme, else None. The scheme is
+    case-insensitive and followed by one or more spaces (RFC 9110 section 11.1 and 11.4)."""
+    raw = value.encode() if isinstance(value, str) else value
+    scheme, _, rest = raw.partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    return rest.lstrip(b" ")
+
+
 class AppTokenInterceptor(_Interceptor):
     def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
 
     def _authorized(self, metadata: Any) -> bool:
         for key, value in metadata or ():
             if key == "authorization":
-                given = value.encode() if isinstance(value, str) else value
-                return hmac.compare_digest(given, self._expected)
+                given = bearer_token(value)
+                return given is not None and hmac.compare_digest(given, self._expected)
         return False
 
     async def intercept_service(
