@@ -47,6 +47,7 @@ class Config:
     admin_listen: str | None = "127.0.0.1:9090"
     session_connections: int = 1000
     unary_connections: int = 100
+    max_pending_calls: int = 20_000
     connect_timeout: float = 5.0
     request_timeout: float = 10.0
     heartbeat_timeout: float = 20.0
@@ -237,6 +238,9 @@ SETTINGS: Sequence[_Setting] = (
              "upstream connections for sessions (each open session holds one)", _positive(int), "N"),
     _Setting("unary_connections", "--unary-connections", "S2_SIDECAR_UNARY_CONNECTIONS",
              "upstream connections for Read and CheckTail", _positive(int), "N"),
+    _Setting("max_pending_calls", "--max-pending-calls", "S2_SIDECAR_MAX_PENDING_CALLS",
+             "calls that may arrive at once before the sidecar takes them up (a burst of apps starting "
+             "together); past it gRPC ends new calls CANCELLED", _positive(int), "N"),
     _Setting("connect_timeout", "--connect-timeout", "S2_SIDECAR_CONNECT_TIMEOUT",
              "seconds to connect to the upstream", _positive(float), "SECONDS"),
     _Setting("request_timeout", "--request-timeout", "S2_SIDECAR_REQUEST_TIMEOUT",
