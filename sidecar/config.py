@@ -47,6 +47,7 @@ class Config:
     admin_listen: str | None = "127.0.0.1:9090"
     session_connections: int = 1000
     unary_connections: int = 100
+    long_poll_connections: int = 1000
     max_pending_calls: int = 20_000
     connect_timeout: float = 5.0
     request_timeout: float = 10.0
@@ -237,7 +238,10 @@ SETTINGS: Sequence[_Setting] = (
     _Setting("session_connections", "--session-connections", "S2_SIDECAR_SESSION_CONNECTIONS",
              "upstream connections for sessions (each open session holds one)", _positive(int), "N"),
     _Setting("unary_connections", "--unary-connections", "S2_SIDECAR_UNARY_CONNECTIONS",
-             "upstream connections for Read and CheckTail", _positive(int), "N"),
+             "upstream connections for Read without wait and CheckTail", _positive(int), "N"),
+    _Setting("long_poll_connections", "--long-poll-connections", "S2_SIDECAR_LONG_POLL_CONNECTIONS",
+             "upstream connections for Read with wait (each waiting Read holds one); past it a long poll "
+             "waits for one within its deadline, and other calls never wait on long polls", _positive(int), "N"),
     _Setting("max_pending_calls", "--max-pending-calls", "S2_SIDECAR_MAX_PENDING_CALLS",
              "calls that may arrive at once before the sidecar takes them up (a burst of apps starting "
              "together); past it gRPC ends new calls CANCELLED", _positive(int), "N"),

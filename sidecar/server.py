@@ -149,6 +149,7 @@ class Sidecar:
             upstream_format=cfg.upstream_format,
             session_connections=cfg.session_connections,
             unary_connections=cfg.unary_connections,
+            long_poll_connections=cfg.long_poll_connections,
             connect_timeout=cfg.connect_timeout,
             request_timeout=cfg.request_timeout,
             heartbeat_timeout=cfg.heartbeat_timeout,
@@ -161,7 +162,12 @@ class Sidecar:
         )
         await self.client.start()
         client = self.client
-        for pool, limit in (("session", cfg.session_connections), ("unary", cfg.unary_connections)):
+        pools = (
+            ("session", cfg.session_connections),
+            ("unary", cfg.unary_connections),
+            ("long_poll", cfg.long_poll_connections),
+        )
+        for pool, limit in pools:
             self.metrics.upstream_connections_in_use.labels(pool).set_function(functools.partial(_in_use, client, pool))
             self.metrics.upstream_connections_limit.labels(pool).set(limit)
         self.reader = StreamReader(

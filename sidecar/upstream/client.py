@@ -64,6 +64,7 @@ class UpstreamClient:
         upstream_format: UpstreamFormat = UpstreamFormat.PROTOBUF,
         session_connections: int = 1000,
         unary_connections: int = 100,
+        long_poll_connections: int = 1000,
         connect_timeout: float = 5.0,
         request_timeout: float = 10.0,
         heartbeat_timeout: float = 20.0,
@@ -91,6 +92,7 @@ class UpstreamClient:
             protocol,
             session_connections=session_connections,
             unary_connections=unary_connections,
+            long_poll_connections=long_poll_connections,
             connect_timeout=connect_timeout,
             heartbeat_timeout=heartbeat_timeout,
             ca_file=ca_file,
@@ -241,7 +243,9 @@ class UpstreamClient:
         headers = self._headers(basin, Accept=accept, **{"s2-format": "base64"})
         with self._traced("read", url, params, headers, {tm.S2_BASIN: basin, tm.S2_STREAM: stream}) as outcome:
             try:
-                async with self.transport.get(url, params=params, headers=headers, total_timeout=total) as resp:
+                async with self.transport.get(
+                    url, params=params, headers=headers, long_poll=bool(query.wait), total_timeout=total
+                ) as resp:
                     outcome.response(resp)
                     await _raise_for_error(resp)
                     body = await resp.body.read()

@@ -1,7 +1,8 @@
 """HTTP/1.1 transport on aiohttp: the fastest receive path in Python (see PERFORMANCE.md).
 
-Sessions and unary calls get separate connectors: on HTTP/1.1 every open session holds a
-connection for its whole life and could otherwise starve `CheckTail`.
+Sessions, long polls and the other unary calls get separate connectors: on HTTP/1.1 every open
+session holds a connection for its whole life, and every long poll (`Read` with `wait`) for up to
+its wait; sharing a pool, 100 long polls took every connection and `CheckTail` failed its deadline.
 """
 
 from __future__ import annotations
@@ -63,16 +64,19 @@ class Http1Transport:
         *,
         session_connections: int = 1000,
         unary_connections: int = 100,
+        long_poll_connections: int = 1000,
         connect_timeout: float = 5.0,
         heartbeat_timeout: float = 20.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._session_limit = session_connections
         self._unary_limit = unary_connections
+        self._long_poll_limit = long_poll_connections
         self._connect_timeout = connect_timeout
         self._heartbeat_timeout = heartbeat_timeout
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._unary: aiohttp.ClientSession | None = None
+        self._long_polls: aiohttp.ClientSession | None = None
         self._sessions: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -86,7 +90,10 @@ class Http1Transport:
                 raise_for_status=False,
             )
 
-        self._unary = new(self._unary_limit, aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout))
+        unary_timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout)
+        self._unary = new(self._unary_limit, unary_timeout)
+        # A long poll past its bound waits here for a connection, within its total timeout.
+        self._long_polls = new(self._long_poll_limit, unary_timeout)
         # No total timeout: sessions are endless. sock_read catches a silent upstream (S2 sends a
         # heartbeat at least every 15 s while caught up).
         self._sessions = new(
@@ -95,7 +102,7 @@ class Http1Transport:
         )
 
     async def close(self) -> None:
-        for s in (self._unary, self._sessions):
+        for s in (self._unary, self._long_polls, self._sessions):
             if s is not None:
                 await s.close()
 
@@ -107,9 +114,10 @@ class Http1Transport:
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
         session: bool = False,
+        long_poll: bool = False,
         total_timeout: float | None = None,
     ) -> AsyncIterator[Response]:
-        pool = self._sessions if session else self._unary
+        pool = self._sessions if session else self._long_polls if long_poll else self._unary
         assert pool is not None, "Transport.start() was not called"
         kwargs: dict[str, Any] = {}
         if total_timeout is not None:
@@ -126,7 +134,7 @@ class Http1Transport:
     def pool_stats(self) -> dict[str, int]:
         out: dict[str, int] = {}
         total = 0
-        for name, s in (("unary", self._unary), ("session", self._sessions)):
+        for name, s in (("unary", self._unary), ("long_poll", self._long_polls), ("session", self._sessions)):
             conn: Any = s.connector if s is not None else None
             acquired = len(getattr(conn, "_acquired", ())) if conn is not None else 0
             idle = sum(len(v) for v in getattr(conn, "_conns", {}).values()) if conn is not None else 0

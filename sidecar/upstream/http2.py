@@ -104,6 +104,7 @@ class _Stream:
         "_read_timeout",
         "_waiter",
         "headers",
+        "long_poll",
         "session",
         "sid",
     )
@@ -112,6 +113,7 @@ class _Stream:
         self._conn = conn
         self.sid = sid
         self.session = session
+        self.long_poll = False  # for the pool gauges only
         self._read_timeout = read_timeout
         self.headers: list[tuple[bytes, bytes]] | None = None
         self._buf = bytearray()
@@ -618,8 +620,11 @@ class Http2Transport:
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
         session: bool = False,
+        long_poll: bool = False,
         total_timeout: float | None = None,
     ) -> AsyncIterator[Response]:
+        """Every kind of call shares the multiplexed connections: a long poll holds a stream, not
+        a connection (`long_poll` only marks it for the pool gauges)."""
         parts = urlsplit(url)
         origin = self.origin(url)
         path = parts.path or "/"
@@ -643,6 +648,7 @@ class Http2Transport:
                 for attempt in range(REFUSED_RETRIES + 1):
                     conn = await origin.acquire()
                     stream = conn.open_stream(req, session, read_timeout)
+                    stream.long_poll = long_poll
                     try:
                         raw = await stream.wait_headers()
                         break
@@ -675,8 +681,10 @@ class Http2Transport:
         conns = [c for o in self._origins.values() for c in o.conns]
         streams = [s for c in conns for s in c.streams.values()]
         sessions = sum(1 for s in streams if s.session)
+        long_polls = sum(1 for s in streams if s.long_poll)
         return {
-            "unary_in_use": len(streams) - sessions,
+            "unary_in_use": len(streams) - sessions - long_polls,
+            "long_poll_in_use": long_polls,
             "session_in_use": sessions,
             "connections_h2": len(conns),
             "streams_h2": len(streams),

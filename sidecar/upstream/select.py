@@ -72,11 +72,12 @@ class AutoTransport:
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
         session: bool = False,
+        long_poll: bool = False,
         total_timeout: float | None = None,
     ) -> AsyncIterator[Response]:
         transport: Transport = self._h2 if await self._speaks_h2(url) else self._h1
         async with transport.get(
-            url, headers=headers, params=params, session=session, total_timeout=total_timeout
+            url, headers=headers, params=params, session=session, long_poll=long_poll, total_timeout=total_timeout
         ) as resp:
             yield resp
 
@@ -93,6 +94,7 @@ def make_transport(
     *,
     session_connections: int,
     unary_connections: int,
+    long_poll_connections: int,
     connect_timeout: float,
     heartbeat_timeout: float,
     ca_file: str | None,
@@ -103,6 +105,7 @@ def make_transport(
         return Http1Transport(
             session_connections=session_connections,
             unary_connections=unary_connections,
+            long_poll_connections=long_poll_connections,
             connect_timeout=connect_timeout,
             heartbeat_timeout=heartbeat_timeout,
             ssl_context=ssl_context(ca_file) if ca_file else None,

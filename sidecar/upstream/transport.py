@@ -56,13 +56,16 @@ class Transport(Protocol):
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
         session: bool = False,
+        long_poll: bool = False,
         total_timeout: float | None = None,
     ) -> AbstractAsyncContextManager[Response]:
         """One GET. `session`: a long-lived body (its own pool on HTTP/1.1; reads time out after
-        the heartbeat timeout of silence). `total_timeout` bounds the whole exchange."""
+        the heartbeat timeout of silence). `long_poll`: a read that may wait for records (its own
+        pool on HTTP/1.1, so it never delays a call that does not wait). `total_timeout` bounds
+        the whole exchange, waiting for a connection included."""
 
     def pool_stats(self) -> dict[str, int]:
-        """Gauges: `<pool>_in_use` for pools "unary" and "session", and `connections_h1` /
+        """Gauges: `<pool>_in_use` for pools "unary", "long_poll" and "session", and `connections_h1` /
         `connections_h2` / `streams_h2` / `max_streams_per_connection_h2`."""
 
 

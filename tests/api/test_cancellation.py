@@ -19,10 +19,10 @@ from sidecar.config import UpstreamProtocol
 from sidecar.testing import SidecarHarness
 
 
-async def unary_in_use_drops_to(h: SidecarHarness, n: int, within: float) -> bool:
+async def unary_in_use_drops_to(h: SidecarHarness, n: int, within: float, pool: str = "unary") -> bool:
     assert h.sidecar is not None and h.sidecar.client is not None
     end = time.monotonic() + within
-    while h.sidecar.client.pool_stats()["unary_in_use"] > n:
+    while h.sidecar.client.pool_stats()[f"{pool}_in_use"] > n:
         if time.monotonic() > end:
             return False
         await asyncio.sleep(0.05)
@@ -30,8 +30,8 @@ async def unary_in_use_drops_to(h: SidecarHarness, n: int, within: float) -> boo
 
 
 async def test_cancelled_long_polls_release_their_upstream_connections() -> None:
-    # HTTP/1.1: this checks the --unary-connections pool (one request per connection); HTTP/2 below.
-    async with SidecarHarness(unary_connections=4, upstream_protocol=UpstreamProtocol.HTTP1) as h:
+    # HTTP/1.1: this checks the --long-poll-connections pool (one request per connection); HTTP/2 below.
+    async with SidecarHarness(long_poll_connections=4, upstream_protocol=UpstreamProtocol.HTTP1) as h:
         streams = [f"poll-{i}" for i in range(12)]  # distinct streams: nothing coalesces
         for name in [*streams, "other"]:
             await h.create_stream(name)
@@ -39,14 +39,14 @@ async def test_cancelled_long_polls_release_their_upstream_connections() -> None
         calls = [h.stub.Read(pb.ReadRequest(stream=name, tail_offset=0, wait=20)) for name in streams]
         await asyncio.sleep(1.5)
         assert h.sidecar is not None and h.sidecar.client is not None
-        assert h.sidecar.client.pool_stats()["unary_in_use"] == 4  # every connection is long-polling
+        assert h.sidecar.client.pool_stats()["long_poll_in_use"] == 4  # every connection is long-polling
         for call in calls:
             call.cancel()
         started = time.monotonic()
         resp = await h.stub.CheckTail(pb.CheckTailRequest(stream="other", max_staleness_ms=0), timeout=5)
         assert resp.tail.seq_num == 1
         assert time.monotonic() - started < 3  # not after the 20 s polls of callers long gone
-        assert await unary_in_use_drops_to(h, 0, within=3)
+        assert await unary_in_use_drops_to(h, 0, within=3, pool="long_poll")
         for call in calls:
             assert call.cancelled() or (await call.code()) == grpc.StatusCode.CANCELLED
 
