@@ -7,6 +7,7 @@ SidecarError
 ├── TransportError     the upstream could not be reached or the connection broke
 ├── ProtocolError      the upstream answered something that is not S2's wire format
 ├── DeadlineExceeded   the caller's deadline came before the upstream answered
+├── PoolExhausted      no upstream connection is free for another session (a setting bounds them)
 └── RetriesStopped     retrying stopped to answer by the caller's deadline (carries the last error)
 """
 
@@ -83,6 +84,20 @@ class ProtocolError(SidecarError):
 
 class DeadlineExceeded(SidecarError):
     """The caller's deadline passed before the upstream answered."""
+
+
+class PoolExhausted(SidecarError):
+    """Every connection a pool may open holds an open session: a new one is refused at once (the
+    app retries after RetryInfo) rather than left waiting, silent, for one to end. Not retried
+    here: retrying inside the sidecar would be that silent wait again."""
+
+    def __init__(self, limit: int, setting: str) -> None:
+        super().__init__(
+            f"no upstream connection is free for another session: all {limit} ({setting}) hold open "
+            f"sessions; retry later, or raise {setting}"
+        )
+        self.limit = limit
+        self.setting = setting
 
 
 class RetriesStopped(SidecarError):

@@ -14,6 +14,7 @@
 | S2 408/5xx, transport, malformed   | UNAVAILABLE          | ErrorInfo, RetryInfo               |
 | deadline near while retrying       | as the last error    | as the last error; message says so |
 | deadline, upstream silent          | DEADLINE_EXCEEDED    | ErrorInfo                          |
+| no upstream connection for a session | RESOURCE_EXHAUSTED | ErrorInfo, RetryInfo, `s2-next-seq-num` |
 | session out of retries / draining  | UNAVAILABLE          | ErrorInfo, RetryInfo, `s2-next-seq-num` |
 """
 
@@ -28,6 +29,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from sidecar.errors import (
     DeadlineExceeded,
     InvalidRequest,
+    PoolExhausted,
     ProtocolError,
     RangeNotSatisfiable,
     RetriesStopped,
@@ -167,6 +169,12 @@ def from_exception(
     if isinstance(e, TransportError | ProtocolError):
         kind = "upstream_unreachable" if isinstance(e, TransportError) else "upstream_protocol"
         return build(grpc.StatusCode.UNAVAILABLE, str(e), reason=kind, metadata=meta, retry_after=1.0, extra=extra)
+    if isinstance(e, PoolExhausted):
+        meta["limit"] = str(e.limit)
+        return build(
+            grpc.StatusCode.RESOURCE_EXHAUSTED, str(e), reason="session_connections", metadata=meta,
+            retry_after=1.0, extra=extra,
+        )  # fmt: skip
     if isinstance(e, DeadlineExceeded):
         return build(grpc.StatusCode.DEADLINE_EXCEEDED, str(e), reason="deadline_exceeded", metadata=meta, extra=extra)
     if isinstance(e, Draining):

@@ -21,7 +21,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from sidecar import telemetry as tm
 from sidecar.config import UpstreamFormat, UpstreamProtocol
-from sidecar.errors import ProtocolError, S2Error, TransportError
+from sidecar.errors import PoolExhausted, ProtocolError, S2Error, TransportError
 from sidecar.metrics import Metrics
 from sidecar.types import DEFAULT_MAX_MESSAGE_BYTES, ReadQuery, StreamPosition
 from sidecar.upstream.endpoint import BasinEndpoint
@@ -391,6 +391,8 @@ def _error_token(e: BaseException, connect_errors: tuple[type[BaseException], ..
     """A short, fixed label for a request that got no HTTP status. `connect`: no connection could
     be made (refused, unreachable, DNS, TLS handshake, connect timeout); `timeout`: connected, but
     no answer in time; `disconnected`: the connection broke; `protocol`: not S2's wire format."""
+    if isinstance(e, PoolExhausted):
+        return "pool_exhausted"  # refused before anything was sent
     cause = e.__cause__ or e
     if isinstance(cause, connect_errors):  # before timeouts: a connect timeout is a TimeoutError too
         return "connect"

@@ -15,7 +15,10 @@ from typing import Any
 
 import aiohttp
 
+from sidecar.errors import PoolExhausted
 from sidecar.upstream.transport import Response
+
+SESSION_SETTING = "--session-connections / S2_SIDECAR_SESSION_CONNECTIONS"
 
 
 class _Body:
@@ -78,6 +81,7 @@ class Http1Transport:
         self._unary: aiohttp.ClientSession | None = None
         self._long_polls: aiohttp.ClientSession | None = None
         self._sessions: aiohttp.ClientSession | None = None
+        self._open_sessions = 0  # sessions holding (or about to hold) a connection of the pool
 
     async def start(self) -> None:
         def new(limit: int, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientSession:
@@ -119,17 +123,28 @@ class Http1Transport:
     ) -> AsyncIterator[Response]:
         pool = self._sessions if session else self._long_polls if long_poll else self._unary
         assert pool is not None, "Transport.start() was not called"
+        if session:
+            # A session past the bound would wait in aiohttp's queue, silent (no heartbeat) until
+            # another ends: refuse it at once instead. Live followers of one stream share one
+            # upstream session (reads/hub.py), so this bounds distinct upstream sessions.
+            if self._open_sessions >= self._session_limit:
+                raise PoolExhausted(self._session_limit, SESSION_SETTING)
+            self._open_sessions += 1
         kwargs: dict[str, Any] = {}
         if total_timeout is not None:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=total_timeout, sock_connect=self._connect_timeout)
-        async with pool.get(url, params=params, headers=headers, **kwargs) as resp:
-            yield Response(
-                status=resp.status,
-                headers={k.lower(): v for k, v in resp.headers.items()},
-                content_type=resp.content_type,
-                body=_Body(resp),
-                protocol="1.1",
-            )
+        try:
+            async with pool.get(url, params=params, headers=headers, **kwargs) as resp:
+                yield Response(
+                    status=resp.status,
+                    headers={k.lower(): v for k, v in resp.headers.items()},
+                    content_type=resp.content_type,
+                    body=_Body(resp),
+                    protocol="1.1",
+                )
+        finally:
+            if session:
+                self._open_sessions -= 1
 
     def pool_stats(self) -> dict[str, int]:
         out: dict[str, int] = {}
