@@ -62,8 +62,15 @@ def pending_calls(limit: int) -> list[tuple[str, int]]:
     """gRPC core holds calls that arrived before the server's loop takes them up, and cancels new
     ones past `grpc.server.max_pending_requests` (default 1,000), at random up to the hard limit
     (default 3,000) and all of them past it: 2,000 ReadSessions opened at once lost ~9% as
-    CANCELLED, which apps rightly do not retry. One limit for both: none below it is refused."""
-    return [("grpc.server.max_pending_requests", limit), ("grpc.server.max_pending_requests_hard_limit", limit)]
+    CANCELLED, which apps rightly do not retry. One limit for both: none below it is refused.
+    gRPC also cancels a call not taken up within `grpc.server_max_unrequested_time_in_server`
+    (30 s): 5,000 sessions opened at once on 2 busy cores waited that long. A call's own deadline
+    bounds its wait instead."""
+    return [
+        ("grpc.server.max_pending_requests", limit),
+        ("grpc.server.max_pending_requests_hard_limit", limit),
+        ("grpc.server_max_unrequested_time_in_server", 3600),
+    ]
 
 
 LISTEN_SETTING = "--listen / S2_SIDECAR_LISTEN"

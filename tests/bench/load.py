@@ -1,6 +1,9 @@
 """Load: hundreds of sessions and unary callers against a sidecar, with faults; nothing lost or repeated.
 
     .venv/bin/python -m tests.bench.load [--sessions 300] [--unary 50] [--seconds 60] [--faults]
+        [--streams 8] [--upstream-protocol auto|http1|http2]
+
+Issue 20's scale: `--sessions 5000 --streams 50 --unary 0`, once per `--upstream-protocol`.
 
 Starts the emulator and the sidecar as separate processes on loopback (as `tests/bench/bench.py`
 does). An appender writes records at a steady rate to a few streams; every record's body is its
@@ -16,7 +19,10 @@ own seq_num, so readers can check what they get. For the given duration:
 * with `--faults`, every second the emulator is told to cut sessions, answer 503 to reads and
   tails, stall answers, corrupt one, or end the open sessions of a stream.
 
-Every session checks that seq_nums run on without a gap or a repeat from its start. Printed: calls
+All sessions open at once. Every session checks that seq_nums run on without a gap or a repeat
+from its start, and the longest silence on any session (open to first message, then between
+messages: records or heartbeats) must stay under MAX_SILENCE; no call may end CANCELLED (apps do
+not retry it). Printed: calls
 by status code, records delivered, lost and repeated (must be 0), the sidecar's memory, open file
 descriptors and threads before, at peak and after the clients left, and the emulator's open
 upstream sessions after (must drop to 0). Exits non-zero if anything was lost, repeated or leaked.
@@ -49,6 +55,7 @@ from tests.bench.common import BASIN, start, stop
 
 BODY = 16  # body = the record's seq_num, zero-padded to 16 bytes
 CALLS_PER_CHANNEL = 50  # spread calls over several HTTP/2 connections, as many apps would
+MAX_SILENCE = 15.0  # S2 sends a heartbeat at least every 15 s on a caught-up session
 
 
 @dataclass
@@ -64,6 +71,7 @@ class LoadConfig:
     catch_up_timeout: float = 30.0  # the followers' time to reach the final tail after the run
     settle: float = 3.0  # seconds after the clients left before measuring "after"
     idle: float = 0.0  # if > 0, measure again this long after: idle upstream keep-alives have expired
+    upstream_protocol: str = "auto"  # the sidecar's --upstream-protocol
     seed: int | None = None
 
 
@@ -100,10 +108,12 @@ class Results:
     upstream_sessions_peak: int = 0
     upstream_sessions_after: int = -1
     elapsed: float = 0.0
+    longest_silence: float = 0.0  # seconds, on any session: open to first message, or between two
+    silences: Counter[str] = field(default_factory=Counter)  # the longest, by kind of session and gap
 
     @property
     def bad_codes(self) -> int:
-        return sum(n for (_, code), n in self.calls.items() if code in ("UNKNOWN", "INTERNAL"))
+        return sum(n for (_, code), n in self.calls.items() if code in ("UNKNOWN", "INTERNAL", "CANCELLED"))
 
     @property
     def ok(self) -> bool:
@@ -116,6 +126,7 @@ class Results:
             and self.followers_caught_up == self.followers
             and self.upstream_sessions_after == 0
             and self.bad_codes == 0
+            and self.longest_silence <= MAX_SILENCE
         )
 
     def problem(self, text: str) -> None:
@@ -234,9 +245,19 @@ class Checker:
         self.results = results
         self.what = what
         self.next = start
+        self.last_message = time.monotonic()
+        self.messages = 0
 
     def records(self, records: Any) -> int:
+        """One message's records (none for a heartbeat)."""
         r = self.results
+        now = time.monotonic()
+        gap = now - self.last_message
+        r.longest_silence = max(r.longest_silence, gap)
+        key = f"{self.what.split()[0]} {'between messages' if self.messages else 'to first message'}"
+        r.silences[key] = max(r.silences[key], gap)
+        self.last_message = now
+        self.messages += 1
         for rec in records:
             seq = rec.seq_num
             if seq > self.next:
@@ -544,6 +565,9 @@ def report(r: Results) -> str:
         f"tail went back {r.tail_went_back}",
         f"followers caught up to the final tail: {r.followers_caught_up}/{r.followers}; "
         f"client resumes after an error status: {r.resumed_by_client}",
+        f"longest silence on a session: {r.longest_silence:.1f} s (at most {MAX_SILENCE:g}; "
+        + ", ".join(f"{k} {v:.1f}" for k, v in sorted(r.silences.items()))
+        + f"); upstream protocol {cfg.upstream_protocol}",
     ]
     if r.faults:
         lines.append("faults injected: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.faults.items())))
@@ -584,12 +608,15 @@ async def main() -> int:
         default=65.0,
         help="measure the sidecar again this long after the clients left (idle upstream keep-alives go after 30-60 s)",
     )
+    parser.add_argument("--upstream-protocol", choices=("auto", "http1", "http2"), default="auto",
+                        help="the sidecar's --upstream-protocol (auto is HTTP/1.1 to the emulator)")  # fmt: skip
     opts = parser.parse_args()
     cfg = LoadConfig(
         sessions=opts.sessions, unary=opts.unary, seconds=opts.seconds, faults=opts.faults,
         streams=opts.streams, rate=opts.rate, seed=opts.seed, idle=opts.idle,
+        upstream_protocol=opts.upstream_protocol,
     )  # fmt: skip
-    async with processes() as procs:
+    async with processes("--upstream-protocol", cfg.upstream_protocol) as procs:
         results = await run_load(cfg, procs)
     print(report(results))
     return 0 if results.ok else 1
