@@ -296,18 +296,24 @@ class Telemetry:
 # --- W3C trace context ----------------------------------------------------------------------------
 _W3C: Final = TraceContextTextMapPropagator()  # explicitly, not the global (configurable) propagator
 _W3C_KEYS: Final = frozenset(_W3C.fields)  # traceparent, tracestate
+_TRACEPARENT: Final = "traceparent"
 
 
 def extract_context(metadata: Iterable[tuple[str, str | bytes]] | None, context: Context | None = None) -> Context:
     """The W3C trace context an app sent in its gRPC invocation metadata
     (`context.invocation_metadata()`), on top of `context` (default: an empty one, so a call
     without `traceparent` starts a new trace). Binary (`-bin`) values are ignored."""
-    carrier: dict[str, str] = {}
+    carrier: dict[str, str] | None = None
     for key, value in metadata or ():
         k = key.lower()
         if k in _W3C_KEYS and isinstance(value, str):
+            if carrier is None:
+                carrier = {}
             carrier[k] = value
-    return _W3C.extract(carrier, context=Context() if context is None else context)
+    base = Context() if context is None else context
+    if carrier is None or _TRACEPARENT not in carrier:
+        return base  # what the propagator answers without a traceparent; most calls, so made cheap
+    return _W3C.extract(carrier, context=base)
 
 
 def inject_headers(headers: MutableMapping[str, str], context: Context | None = None) -> None:

@@ -5,39 +5,70 @@ RPC metrics, and an optional access log line. Costs a few attribute stores when 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from contextvars import Token
+from types import TracebackType
 from typing import Any
 
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanContext, SpanKind, StatusCode
 
 from sidecar import telemetry as tm
 from sidecar.logs import ACCESS_LOGGER
-from sidecar.metrics import Metrics
+from sidecar.metrics import CounterChild, Metrics
 from sidecar.types import ReadQuery, SeqNum, TailOffset, Timestamp
 
 access_log = logging.getLogger(ACCESS_LOGGER)
+_OK = grpc.StatusCode.OK
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class CallRecord:
-    """One API call as it goes: its span (None when tracing is off) and what it sent."""
+    """One API call as it goes: its span (None when tracing is off) and what it sent. A context
+    manager (`with instr.call(...) as rec`): leaving it records the call's metrics, ends its span
+    and restores the trace context. A plain class, not a generator-based context manager: this runs
+    on every call, and `contextlib` costs several frames and a generator per call."""
 
-    method: str
-    span: Span | None
-    code: grpc.StatusCode = grpc.StatusCode.OK
-    records: int = 0
-    sent_bytes: int = 0
-    basin: str = ""
-    stream: str = ""
-    attributes: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("_instr", "_owner", "_started", "_token", "basin", "code", "method", "records", "sent_bytes",
+                 "span", "stream")  # fmt: skip
+
+    def __init__(
+        self,
+        method: str,
+        span: Span | None,
+        instr: Instrumentation | None = None,
+        token: Token[Context] | None = None,
+        started: float = 0.0,
+    ) -> None:
+        self.method, self.span = method, span
+        self.code = _OK
+        self.records = self.sent_bytes = 0
+        self.basin = self.stream = ""
+        self._instr, self._token, self._started = instr, token, started
+        # Only the task that attached can detach (OpenTelemetry logs an ERROR otherwise).
+        self._owner = asyncio.current_task() if token is not None else None
+
+    def __enter__(self) -> CallRecord:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        if e is not None:
+            if isinstance(e, grpc.aio.AbortError):
+                pass  # the servicer set rec.code before aborting
+            elif isinstance(e, GeneratorExit | asyncio.CancelledError):
+                self.code = grpc.StatusCode.CANCELLED
+            else:
+                self.code = grpc.StatusCode.UNKNOWN
+        if self._instr is not None:
+            self._instr._finish(self, time.perf_counter() - self._started)  # still in the span: logs carry its ids
+        # A call closed from another task (a generator finalized later) has nothing to restore:
+        # its own context ended with its task.
+        if self._token is not None and asyncio.current_task() is self._owner:
+            otel_context.detach(self._token)
 
     def describe(self, basin: str, stream: str, query: ReadQuery | None = None) -> None:
         self.basin, self.stream = basin, stream
@@ -81,14 +112,29 @@ class CallRecord:
             self.span.set_attribute(key, value)
 
 
+class _MethodSeries:
+    """One method's metric series, looked up once instead of by label values on every call. Each
+    is made when first used, as `labels()` would make it, so /metrics shows the same series."""
+
+    __slots__ = ("by_code", "bytes_sent", "duration", "ok", "records_sent")
+
+    def __init__(self, metrics: Metrics, method: str) -> None:
+        self.ok: CounterChild | None = None
+        self.by_code: dict[str, CounterChild] = {}
+        self.duration = metrics.rpc_duration.labels(method)
+        self.records_sent: CounterChild | None = None
+        self.bytes_sent: CounterChild | None = None
+
+
 class Instrumentation:
     def __init__(self, telemetry: tm.Telemetry, metrics: Metrics, *, access_log: bool = False) -> None:
         self.telemetry = telemetry
         self.metrics = metrics
         self.access_log = access_log
+        self._series: dict[str, _MethodSeries] = {}
 
-    @contextlib.contextmanager
-    def call(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Iterator[CallRecord]:
+    def call(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> CallRecord:
+        """The record of a call starting now, to use as `with instr.call(method, context) as rec:`."""
         started = time.perf_counter()
         parent = tm.extract_context(context.invocation_metadata())
         span: Span | None = None
@@ -106,34 +152,29 @@ class Instrumentation:
             current = trace.set_span_in_context(span, parent)
         else:
             current = parent  # no span, but the app's trace context still reaches S2
-        token = otel_context.attach(current)
-        owner = asyncio.current_task()
-        rec = CallRecord(method, span)
-        try:
-            yield rec
-        except BaseException as e:
-            if isinstance(e, grpc.aio.AbortError):
-                pass  # the servicer set rec.code before aborting
-            elif isinstance(e, GeneratorExit | asyncio.CancelledError):
-                rec.code = grpc.StatusCode.CANCELLED
-            else:
-                rec.code = grpc.StatusCode.UNKNOWN
-            raise
-        finally:
-            self._finish(rec, time.perf_counter() - started)  # still in the span: logs carry its ids
-            # Only the task that attached can detach (OpenTelemetry logs an ERROR otherwise). A
-            # call closed from another task (a generator finalized later) has nothing to restore:
-            # its own context ended with its task.
-            if asyncio.current_task() is owner:
-                otel_context.detach(token)
+        # The call runs in `current`. Most calls bring no trace context and tracing is off: then
+        # `current` is empty, and when the task's context is empty too there is nothing to attach
+        # (and to detach and check the task for at the end).
+        token = otel_context.attach(current) if current or otel_context.get_current() else None
+        return CallRecord(method, span, self, token, started)
 
     def _finish(self, rec: CallRecord, elapsed: float) -> None:
-        m = self.metrics
-        m.rpcs.labels(rec.method, rec.code.name).inc()
-        m.rpc_duration.labels(rec.method).observe(elapsed)
+        if (series := self._series.get(rec.method)) is None:
+            series = self._series[rec.method] = _MethodSeries(self.metrics, rec.method)
+        code = rec.code
+        if code is _OK:
+            if (calls := series.ok) is None:
+                calls = series.ok = self.metrics.rpcs.labels(rec.method, "OK")
+        elif (calls := series.by_code.get(code.name)) is None:
+            calls = series.by_code[code.name] = self.metrics.rpcs.labels(rec.method, code.name)
+        calls.inc()
+        series.duration.observe(elapsed)
         if rec.records:
-            m.records_sent.labels(rec.method).inc(rec.records)
-            m.bytes_sent.labels(rec.method).inc(rec.sent_bytes)
+            if series.records_sent is None or series.bytes_sent is None:
+                series.records_sent = self.metrics.records_sent.labels(rec.method)
+                series.bytes_sent = self.metrics.bytes_sent.labels(rec.method)
+            series.records_sent.inc(rec.records)
+            series.bytes_sent.inc(rec.sent_bytes)
         if rec.span is not None:
             rec.span.set_attribute(tm.RPC_GRPC_STATUS_CODE, rec.code.value[0])
             rec.span.set_attribute(tm.S2_RECORDS, rec.records)

@@ -15,6 +15,8 @@ from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha._async import ReflectionServicer
 
+from sidecar.api.registration import generic_only
+
 DESCRIPTOR_SET = ("sidecar._proto", "descriptor_set.binpb")
 
 
@@ -50,7 +52,9 @@ class DocumentedReflectionServicer(ReflectionServicer):  # type: ignore[misc]
 
 def enable(server: grpc.aio.Server, service_names: list[str]) -> None:
     names = [*service_names, reflection.SERVICE_NAME]
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(DocumentedReflectionServicer(names), server)
+    # Generic only: a pre-registered method costs every call the server accepts (registration.py).
+    servicer = DocumentedReflectionServicer(names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, generic_only(server))
 
 
 __all__ = ["enable", "reflection_pb2"]

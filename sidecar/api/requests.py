@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
@@ -100,10 +101,17 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             return value, pos
 
 
-@dataclass(frozen=True)
-class StreamRef:
+class StreamRef(NamedTuple):
+    """A NamedTuple, not a frozen dataclass: made on every call, and cheaper to build."""
+
     basin: str
     stream: str
+
+
+# Validation runs on every call, mostly on the same few names: remember the verdicts (pure
+# functions of the name; bounded, so many distinct names cost at most a few hundred KiB).
+_basin_problem = functools.lru_cache(maxsize=256)(basin_name_problem)
+_stream_problem = functools.lru_cache(maxsize=1024)(stream_name_problem)
 
 
 def stream_ref(request: api_pb.ReadRequest | api_pb.ReadSessionRequest | api_pb.CheckTailRequest,
@@ -113,13 +121,14 @@ def stream_ref(request: api_pb.ReadRequest | api_pb.ReadSessionRequest | api_pb.
         raise InvalidRequest(
             "basin", "required: name the basin, or start the sidecar with --default-basin / S2_SIDECAR_DEFAULT_BASIN"
         )
-    if problem := basin_name_problem(basin):
+    if problem := _basin_problem(basin):
         raise InvalidRequest("basin", f"{problem} (got {basin!r:.60})")
-    if not request.stream:
+    stream = request.stream
+    if not stream:
         raise InvalidRequest("stream", "required: name the stream to read")
-    if problem := stream_name_problem(request.stream):
+    if problem := _stream_problem(stream):
         raise InvalidRequest("stream", problem)
-    return StreamRef(basin, request.stream)
+    return StreamRef(basin, stream)
 
 
 def read_query(request: api_pb.ReadRequest | api_pb.ReadSessionRequest, *, unary: bool) -> ReadQuery:

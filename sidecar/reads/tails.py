@@ -12,14 +12,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sidecar.types import StreamPosition
 
 StreamKey = tuple[str, str]  # (basin, stream)
 
 
-@dataclass(frozen=True, slots=True)
-class CachedTail:
+class CachedTail(NamedTuple):
+    """A NamedTuple, not a frozen dataclass: made for every CheckTail, and cheaper to build."""
+
     tail: StreamPosition
     age: float  # seconds since it was known to be the tail (0 while a live session tracks it)
     hit: bool = True  # answered from the cache (False: S2 was asked just now)
