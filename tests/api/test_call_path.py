@@ -14,6 +14,9 @@ from types import FrameType
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor_pb2 import FileDescriptorProto
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
@@ -25,6 +28,7 @@ from sidecar.api.instrument import Instrumentation
 from sidecar.api.servicer import StreamService
 from sidecar.metrics import Metrics
 from sidecar.reads import StreamReader
+from sidecar.testing import SidecarHarness
 from sidecar.types import StreamPosition
 from sidecar.upstream import BasinEndpoint, UpstreamClient
 
@@ -147,3 +151,22 @@ def test_reflection_is_served_by_a_generic_handler_only() -> None:
     reflection.enable(server, ["s2sidecar.v1.StreamService"])  # type: ignore[arg-type]
     assert server.registered == []
     assert len(server.generic) == 1
+
+
+async def test_reflection_and_health_still_answer(harness: SidecarHarness) -> None:
+    """Served by generic handlers, reflection lists the services and gives the documented file
+    (with the proto's comments), and health answers."""
+    stub = reflection_pb2_grpc.ServerReflectionStub(harness.channel)
+    requests = [
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="s2sidecar.v1.StreamService"),
+    ]
+    answers = [a async for a in stub.ServerReflectionInfo(iter(requests))]
+    services = {s.name for s in answers[0].list_services_response.service}
+    assert {"s2sidecar.v1.StreamService", "grpc.health.v1.Health"} <= services
+    files = [FileDescriptorProto.FromString(b) for b in answers[1].file_descriptor_response.file_descriptor_proto]
+    [api] = [f for f in files if f.name.endswith("stream.proto")]
+    assert api.source_code_info.location  # the comments grpcurl describe shows
+    health = health_pb2_grpc.HealthStub(harness.channel)
+    resp = await health.Check(health_pb2.HealthCheckRequest(service="s2sidecar.v1.StreamService"))
+    assert resp.status == health_pb2.HealthCheckResponse.SERVING
