@@ -22,6 +22,7 @@ from sidecar.admin import AdminServer, UpstreamProbe
 from sidecar.api import SERVICE_NAME, StreamService, reflection
 from sidecar.api.auth import AppTokenInterceptor
 from sidecar.api.instrument import Instrumentation
+from sidecar.api.registration import generic_only
 from sidecar.config import Config
 from sidecar.listeners import (
     ListenError,
@@ -199,7 +200,8 @@ class Sidecar:
             options=[*GRPC_OPTIONS, *pending_calls(cfg.max_pending_calls)], interceptors=interceptors
         )
         server.add_generic_rpc_handlers([self.service.handler()])
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        # As a generic handler only: pre-registered methods cost every call (api/registration.py).
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, generic_only(server))
         reflection.enable(
             server,
             [

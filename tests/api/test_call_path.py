@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 import grpc
+import pytest
 from google.protobuf.descriptor_pb2 import FileDescriptorProto
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -170,3 +171,22 @@ async def test_reflection_and_health_still_answer(harness: SidecarHarness) -> No
     health = health_pb2_grpc.HealthStub(harness.channel)
     resp = await health.Check(health_pb2.HealthCheckRequest(service="s2sidecar.v1.StreamService"))
     assert resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_the_sidecar_pre_registers_no_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Health and reflection too (each pre-registered method is waited on before every call)."""
+    import grpc.aio._server as aio_server
+
+    registered: list[str] = []
+    real = aio_server.Server.add_registered_method_handlers
+
+    def record(self: Any, service: str, handlers: Any) -> None:
+        registered.append(service)
+        real(self, service, handlers)
+
+    monkeypatch.setattr(aio_server.Server, "add_registered_method_handlers", record)
+    async with SidecarHarness() as h:
+        health = health_pb2_grpc.HealthStub(h.channel)
+        resp = await health.Check(health_pb2.HealthCheckRequest(service="s2sidecar.v1.StreamService"))
+        assert resp.status == health_pb2.HealthCheckResponse.SERVING
+    assert registered == []
