@@ -456,13 +456,14 @@ class HistoryCache:
     # -- serving ----------------------------------------------------------------------------------
 
     def lookup(
-        self, key: StreamKey, seq_num: int, limits: Limits, max_piece_bytes: int, *, max_chunks: int | None = None
+        self, key: StreamKey, seq_num: int, limits: Limits, max_piece_bytes: int, *, max_bytes: int | None = None
     ) -> Served:
         """Cached records from `seq_num` on, as far as they are contiguous, servable now (module
         docs) and within `limits` (count, metered bytes: S2 stops before a record that would pass
-        it; until: before the first record at or past it), from at most `max_chunks` chunks. Each
-        piece is at most `max_piece_bytes` serialized (a single record may be larger). A chunk
-        met that can no longer be served, nor ever confirmed, is dropped."""
+        it; until: before the first record at or past it); no further chunk is taken once the
+        pieces hold `max_bytes`. Each piece is at most `max_piece_bytes` serialized (a single
+        record may be larger). A chunk met that can no longer be served, nor ever confirmed, is
+        dropped."""
         pieces: list[ReadBatch] = []
         records = metered = 0
         s = self._streams.get(key)
@@ -473,8 +474,8 @@ class HistoryCache:
         self._streams.move_to_end(key)
         now = self._clock()
         i = bisect.bisect_right(s.firsts, pos) - 1
-        taken = 0
-        while 0 <= i < len(s.chunks) and not stopped and (max_chunks is None or taken < max_chunks):
+        taken = 0  # bytes of the pieces so far
+        while 0 <= i < len(s.chunks) and not stopped and (max_bytes is None or taken < max_bytes):
             c = s.chunks[i]
             if not c.first <= pos < c.end:
                 break
@@ -484,7 +485,6 @@ class HistoryCache:
                 else:
                     self._drop_where(s, lambda chunk, gone=c: chunk is gone)  # type: ignore[misc]
                 break
-            taken += 1
             self._touch(c)
             hi = c.end
             if limits.count is not None:
@@ -507,6 +507,7 @@ class HistoryCache:
             if pos == c.first and hi == c.end and len(c.data) <= max_piece_bytes:
                 pieces.append(c.piece(pos, hi))  # the common case of a replay: whole chunks
                 records += hi - pos
+                taken += len(c.data)
                 pos = hi
             # Else cut into pieces that fit a message.
             while pos < hi:
@@ -518,6 +519,7 @@ class HistoryCache:
                     stop = max(pos + 1, c.first + k)
                 pieces.append(c.piece(pos, stop))
                 records += stop - pos
+                taken += len(pieces[-1].data)
                 pos = stop
             if limits.count is not None and records >= limits.count:
                 stopped = True

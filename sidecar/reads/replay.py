@@ -34,7 +34,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -57,8 +57,8 @@ log = logging.getLogger(__name__)
 S2_CACHE_HISTORY = "history"  # value of S2_CACHE when records came from the history cache
 S2_CACHE_RECORDS = "s2.cache.records"  # how many records of the call came from it
 AHEAD_WINDOW = MAX_BATCH_RECORDS  # a reader at most this far ahead of a run waits for it
-# A follower waits this long for a run to move before fetching on its own: the run goes at its
-# own app's pace, and an app that stopped reading must not hold the others back.
+# A follower waits at most this long for a run to pass it before fetching on its own: the run goes
+# at its own app's pace, and an app that reads slowly or stopped must not hold the others back.
 FOLLOW_PATIENCE = 1.0
 
 
@@ -298,8 +298,8 @@ class Replays:
         asked_incarnation = False
         while not plan.exhausted:
             pos = plan.next_seq_num if plan.next_seq_num is not None else query.start.value
-            # 1. The cache: one chunk at a time, so that freshness is decided again before each
-            # (an app that reads slowly must not get records S2 dropped since the lookup).
+            # 1. The cache: one message's worth at a time, so that freshness is decided again
+            # before each (an app that reads slowly must not get records S2 dropped since).
             got = self.cache.lookup(
                 key,
                 pos,
@@ -309,15 +309,17 @@ class Replays:
                     query.until,
                 ),
                 MERGE_BYTES,
-                max_chunks=1,
+                max_bytes=MERGE_BYTES,
             )
             if got.records:
                 self._hit(got.records, sum(len(p.data) for p in got.pieces), call, served)
                 plan.metered_bytes += got.metered
-                for piece in got.pieces:
-                    assert piece.last_seq_num is not None
-                    plan.delivered(piece.count, piece.last_seq_num, 0, self._clock())
-                    yield piece
+                # Small chunks (a live feed's batches of a few records) go out merged: the cost
+                # of a gRPC message, not of its records, bounds how fast a replay goes.
+                for batch in _merged(got.pieces, MERGE_BYTES):
+                    assert batch.last_seq_num is not None
+                    plan.delivered(batch.count, batch.last_seq_num, 0, self._clock())
+                    yield batch
                 if got.stopped_by_limit:
                     return  # count, bytes or until reached: where S2 ends the session
                 tried = confirmed_at_pos = None
@@ -330,9 +332,11 @@ class Replays:
             run = self._run_for(key, pos)
             if run is not None and run is not tried:
                 tried = run
+                # At most FOLLOW_PATIENCE in all for the run to pass `pos`, however it moves: a
+                # leader whose app reads slowly (not only one that stopped) holds no one back.
                 with contextlib.suppress(TimeoutError):
-                    while run.next <= pos and not run.ended and not run.live:
-                        async with asyncio.timeout(FOLLOW_PATIENCE):
+                    async with asyncio.timeout(FOLLOW_PATIENCE):
+                        while run.next <= pos and not run.ended and not run.live:
                             await run.changed()
                 continue
             # 3. Our own upstream session over the gap.
@@ -410,3 +414,17 @@ class Replays:
         async with contextlib.aclosing(self.hub.session(basin, stream, query, plan, call=call)) as rest:
             async for batch in rest:
                 yield batch
+
+
+def _merged(pieces: list[ReadBatch], max_bytes: int) -> Iterator[ReadBatch]:
+    """Consecutive pieces merged into batches of at most `max_bytes` (a piece alone may be more)."""
+    group: list[ReadBatch] = []
+    size = 0
+    for piece in pieces:
+        if group and size + len(piece.data) > max_bytes:
+            yield merge_batches(group)
+            group, size = [], 0
+        group.append(piece)
+        size += len(piece.data)
+    if group:
+        yield merge_batches(group)

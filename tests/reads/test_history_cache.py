@@ -201,13 +201,15 @@ def test_a_tail_only_rules_out_records_that_arrived_before_it_was_asked_for() ->
     assert c.ranges(KEY) == []
 
 
-def test_a_lookup_takes_at_most_max_chunks() -> None:
+def test_a_lookup_takes_no_chunk_past_max_bytes() -> None:
     c = HistoryCache(BIG)
     for lo in range(0, 30, 10):
         c.insert(KEY, batch(lo, lo + 10))
-    got = c.lookup(KEY, 5, Limits(), BIG, max_chunks=1)
+    one = len(batch(10, 20).data)
+    got = c.lookup(KEY, 5, Limits(), BIG, max_bytes=1)
     assert seqs(got.pieces) == list(range(5, 10)) and got.next_seq_num == 10 and not got.stopped_by_limit
-    assert c.lookup(KEY, 10, Limits(), BIG, max_chunks=2).records == 20
+    assert c.lookup(KEY, 10, Limits(), BIG, max_bytes=one).records == 10
+    assert c.lookup(KEY, 10, Limits(), BIG, max_bytes=one + 1).records == 20
 
 
 def test_streams_that_hold_nothing_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
