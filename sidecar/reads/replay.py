@@ -60,6 +60,8 @@ AHEAD_WINDOW = MAX_BATCH_RECORDS  # a reader at most this far ahead of a run wai
 # A follower waits at most this long for a run to pass it before fetching on its own: the run goes
 # at its own app's pace, and an app that reads slowly or stopped must not hold the others back.
 FOLLOW_PATIENCE = 1.0
+# A run whose app took longer than this to take a batch goes at its app's pace, not upstream's.
+APP_HOLD = 0.25
 
 
 class Mode(Enum):
@@ -77,7 +79,15 @@ class Run:
     next: int  # first seq_num the run has not received
     live: bool = False  # reached the tail (heartbeat): past here is the live path
     ended: bool = False
+    handing_since: float | None = None  # when it began handing a batch to its own app, if it is
+    last_hand: float = 0.0  # how long its app took to take the last batch
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def held_by_app(self, now: float) -> bool:
+        """Its own app, not upstream, sets its pace: readers behind it should not wait for it."""
+        if self.handing_since is not None and now - self.handing_since > APP_HOLD:
+            return True
+        return self.last_hand > APP_HOLD
 
     def advance(self, next_seq_num: int) -> None:
         self.next = max(self.next, next_seq_num)
@@ -274,7 +284,13 @@ class Replays:
 
     def _run_for(self, key: StreamKey, pos: int) -> Run | None:
         for run in self.runs.get(key, ()):
-            if not run.ended and not run.live and run.start <= pos and run.next <= pos <= run.next + AHEAD_WINDOW:
+            if (
+                not run.ended
+                and not run.live
+                and run.start <= pos
+                and run.next <= pos <= run.next + AHEAD_WINDOW
+                and not run.held_by_app(self._clock())
+            ):
                 return run
         return None
 
@@ -294,6 +310,7 @@ class Replays:
         limit = query.limit
         served = [0]
         tried: Run | None = None  # the run last waited for, if the cache then still missed
+        too_slow: set[Run] = set()  # runs this reader gave up waiting for: never waited for again
         confirmed_at_pos: int | None = None  # where a confirmation was last asked for
         asked_incarnation = False
         while not plan.exhausted:
@@ -330,13 +347,19 @@ class Replays:
                 continue
             # 2. Someone's run is fetching this: follow it.
             run = self._run_for(key, pos)
-            if run is not None and run is not tried:
+            if run is not None and run is not tried and run not in too_slow:
                 tried = run
-                # At most FOLLOW_PATIENCE in all for the run to pass `pos`, however it moves: a
-                # leader whose app reads slowly (not only one that stopped) holds no one back.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(FOLLOW_PATIENCE):
-                        while run.next <= pos and not run.ended and not run.live:
+                # At most FOLLOW_PATIENCE in all for the run to pass `pos`, and not at all once its
+                # own app sets its pace: a leader whose app reads slowly (not only one that stopped
+                # reading) holds no one back; one that waits on upstream is worth waiting for.
+                deadline = self._clock() + FOLLOW_PATIENCE
+                while run.next <= pos and not run.ended and not run.live:
+                    now = self._clock()
+                    if now >= deadline or run.held_by_app(now):
+                        too_slow.add(run)
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(min(deadline - now, APP_HOLD)):
                             await run.changed()
                 continue
             # 3. Our own upstream session over the gap.
@@ -377,7 +400,9 @@ class Replays:
                         elif batch.tail is not None:
                             run.live = True
                             run.advance(batch.tail.seq_num)
+                        run.handing_since = handed = self._clock()
                         yield batch
+                        run.last_hand, run.handing_since = self._clock() - handed, None
                         if run.live and shared:
                             to_live = True
                             break  # at the tail: the live path takes over, as without the cache

@@ -13,6 +13,7 @@ being deleted"); the emulator writes it with nanoseconds, as s2-lite does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Sequence
@@ -339,3 +340,30 @@ async def test_an_incarnation_confirmed_keeps_serving_past_max_age_without_rerea
         text = h.sidecar.metrics.render()
         assert 's2_sidecar_history_cache_basins{mode="incarnation"} 1' in text
         assert 's2_sidecar_history_cache_confirmations_total{result="same"}' in text
+
+
+@needs_cache
+async def test_a_replay_behind_a_slowly_read_leader_does_not_go_at_its_pace() -> None:
+    # The leader's app reads (slowly), so its upstream session keeps moving; a reader waiting for
+    # it waits at most 1 s in all, then reads on its own.
+    n = 20_000
+    async with SidecarHarness() as h:
+        await fill(h, "pace", 1, n, size=1000)
+        channel = grpc.aio.insecure_channel(h.address, options=[("grpc.http2.bdp_probe", 0)])
+        got: list[int] = []
+
+        async def leader() -> None:
+            stub = stream_pb2_grpc.StreamServiceStub(channel)  # type: ignore[no-untyped-call]
+            async for msg in stub.ReadSession(pb.ReadSessionRequest(stream="pace", seq_num=0, count=n)):
+                got.extend(r.seq_num for r in msg.records)
+                await asyncio.sleep(0.7)  # moves every 0.7 s: within the old per-move patience
+
+        task = asyncio.create_task(leader())
+        await asyncio.sleep(1.0)
+        seqs, err = await session(h, stream="pace", seq_num=0, count=n)
+        assert err is None and [r[0] for r in seqs] == list(range(n))
+        assert len(got) < n // 2, len(got)  # done long before the leader was half way
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await channel.close()
