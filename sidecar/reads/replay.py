@@ -9,7 +9,8 @@ A reader stands at `pos` (its `ResumePlan.next_seq_num`, or its start). In a loo
 2. Else, if another reader's upstream session (a `Run`) is fetching the range `pos` is in (it
    started at or before `pos` and has not passed it yet, or passed it only just now), the reader
    waits for that run to move past `pos` and reads what it fetched from the cache (for at most
-   `FOLLOW_PATIENCE` at a time: a run whose app stopped reading is left behind).
+   `FOLLOW_PATIENCE` in all, and not for a run whose own app sets its pace: a run whose app reads
+   slowly or stopped reading is left behind, for good).
 3. Else it opens its own upstream session (a run others may follow) from `pos`, with its own
    remaining bounds, exactly the request it would make without the cache; every batch goes into
    the cache before it is handed on. The run ends at the session's stop, when the cache covers
