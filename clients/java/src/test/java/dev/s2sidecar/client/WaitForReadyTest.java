@@ -122,12 +122,15 @@ class WaitForReadyTest {
   }
 
   @Test
-  void afterTheFirstAnswerCallsFailFast() throws IOException {
+  void afterTheFirstAnswerCallsFailFast() throws IOException, InterruptedException {
     int port = freePort();
     Server server = serve(port);
     try (S2SidecarClient client = client(port)) {
       assertEquals(7, client.checkTail("s").seqNum());
       server.shutdownNow();
+      // Gone for good before the next call: a call that reached the server while it was still
+      // shutting down is CANCELLED by the server, not refused (1 run in 2 failed so).
+      assertTrue(server.awaitTermination(5, TimeUnit.SECONDS));
       long began = System.nanoTime();
       SidecarException e = assertThrows(SidecarException.class, () -> client.checkTail("s"));
       assertEquals(Status.Code.UNAVAILABLE, e.code());
