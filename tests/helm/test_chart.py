@@ -270,6 +270,8 @@ def test_rendered_pod_spec(helm: Helm, values: Path) -> None:
     assert {k: env[k] for k in MALLOC} == MALLOC
     assert env["S2_SIDECAR_SESSION_CONNECTIONS"] == str(sc["sessionConnections"])
     assert env["S2_SIDECAR_UNARY_CONNECTIONS"] == str(sc["unaryConnections"])
+    assert env["S2_SIDECAR_LONG_POLL_CONNECTIONS"] == str(sc["longPollConnections"])
+    assert env["S2_SIDECAR_MAX_PENDING_CALLS"] == str(sc["maxPendingCalls"])
     assert float(env["S2_SIDECAR_GRACE_PERIOD"]) == sc["gracePeriodSeconds"]
     assert env["S2_SIDECAR_LOG_LEVEL"] == sc["logLevel"]
     assert env["S2_SIDECAR_LOG_FORMAT"] == sc["logFormat"]

@@ -174,6 +174,10 @@ failureThreshold: {{ .probe.failureThreshold | int64 }}
   value: {{ $sc.sessionConnections | int64 | quote }}
 - name: S2_SIDECAR_UNARY_CONNECTIONS
   value: {{ $sc.unaryConnections | int64 | quote }}
+- name: S2_SIDECAR_LONG_POLL_CONNECTIONS
+  value: {{ $sc.longPollConnections | int64 | quote }}
+- name: S2_SIDECAR_MAX_PENDING_CALLS
+  value: {{ $sc.maxPendingCalls | int64 | quote }}
 - name: S2_SIDECAR_GRACE_PERIOD
   value: {{ $sc.gracePeriodSeconds | toString | quote }}
 - name: S2_SIDECAR_LOG_LEVEL
