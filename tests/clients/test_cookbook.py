@@ -150,7 +150,7 @@ async def test_cookbook_command(
     cmd: Command, live: Live, optional_token_live: Live | None, cookbook_stream: str
 ) -> None:
     if re.search(r"\|\s*jq\b", cmd.text) and not shutil.which("jq"):
-        pytest.skip("jq is not installed (apt-get install -y jq)")
+        pytest.fail("jq is not installed (apt-get install -y jq; scripts/install-test-tools does)", pytrace=False)
     if cmd.app_token:
         if optional_token_live is None:
             pytest.skip("this sidecar does not enforce S2_SIDECAR_APP_TOKEN")

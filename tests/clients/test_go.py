@@ -25,7 +25,7 @@ GO_DIR = ROOT / "clients" / "go"
 @pytest.fixture(scope="module")
 def bin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not shutil.which("go"):
-        pytest.skip("go is not installed (see clients/go/README.md)")
+        pytest.fail("go is not installed (see clients/go/README.md)", pytrace=False)
     out = tmp_path_factory.mktemp("go")
     result = subprocess.run([GO_DIR / "build.sh", out], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"build.sh failed:\n{result.stdout}\n{result.stderr}"

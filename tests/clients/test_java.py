@@ -30,7 +30,7 @@ def classpath() -> str:
     """Builds the client with `mvn -o package` (compile, JUnit tests, jar, target/classpath.txt)."""
     for tool in ("java", "mvn"):
         if not shutil.which(tool):
-            pytest.skip(f"{tool} is not installed: the Java client needs Java 17+ and Maven")
+            pytest.fail(f"{tool} is not installed: the Java client needs Java 17+ and Maven", pytrace=False)
     shutil.rmtree(TARGET / "surefire-reports", ignore_errors=True)  # no stale reports for the check below
     result = subprocess.run(
         ["mvn", "-o", "-B", "-q", "package"], cwd=JAVA_DIR, capture_output=True, text=True, timeout=600

@@ -32,7 +32,7 @@ NODE_DIR = ROOT / "clients" / "node"
 @pytest.fixture(scope="module")
 def node_ready() -> None:
     if not (shutil.which("node") and shutil.which("npm")):
-        pytest.skip("node and npm are needed for the Node.js client")
+        pytest.fail("node and npm are needed for the Node.js client (scripts/install-test-tools)", pytrace=False)
     lock = NODE_DIR / "package-lock.json"
     stamp = NODE_DIR / "node_modules" / ".package-lock.json"
     if not stamp.exists() or stamp.stat().st_mtime < lock.stat().st_mtime:

@@ -23,12 +23,14 @@ RUBY_DIR = ROOT / "clients" / "ruby"
 def ruby() -> str:
     path = shutil.which("ruby")
     if path is None:
-        pytest.skip("ruby is not installed: run clients/ruby/install-toolchain.sh")
+        pytest.fail("ruby is not installed: run clients/ruby/install-toolchain.sh", pytrace=False)
     probe = subprocess.run(
         [path, "-e", 'require "grpc"; require "google/protobuf"'], capture_output=True, text=True, timeout=60
     )
     if probe.returncode != 0:
-        pytest.skip(f"Ruby's grpc gems are missing (run clients/ruby/install-toolchain.sh): {probe.stderr.strip()}")
+        pytest.fail(
+            f"Ruby's grpc gems are missing (run clients/ruby/install-toolchain.sh): {probe.stderr.strip()}", pytrace=False
+        )
     return path
 
 
