@@ -17,7 +17,7 @@ protoc_version=4.36.2
 plugin_version=1.83.1
 
 # Without Java or Maven there is nothing to do: say so and succeed, so that
-# scripts/install-test-tools goes on (tests/clients/test_java.py then skips, saying why).
+# scripts/install-test-tools goes on (tests/clients/test_java.py then fails, saying why).
 for tool in java mvn; do
   if ! command -v "$tool" >/dev/null; then
     echo "install-toolchain: $tool is not installed (the Java client needs Java 17+ and Maven): nothing done" >&2
@@ -45,10 +45,12 @@ fetch() {
 fetch com.google.protobuf:protoc "$protoc_version" "$bin/protoc-$protoc_version"
 fetch io.grpc:protoc-gen-grpc-java "$plugin_version" "$bin/protoc-gen-grpc-java-$plugin_version"
 
-# A first build fetches every dependency and plugin that the offline build (`mvn -o`) uses,
-# including surefire's JUnit provider, which only running the tests resolves (dependency:go-offline
-# misses it). Test failures are not this script's business: the tests report them.
-if ! (cd "$here" && mvn -q -B package -Dmaven.test.failure.ignore=true >"$tmp/build.log" 2>&1); then
+# A first build, through `install` (what an app's build needs: the jar in the local repository),
+# fetches every dependency and plugin that the offline builds (`mvn -o package`, `mvn -o install`)
+# use, including surefire's JUnit provider, which only running the tests resolves
+# (dependency:go-offline misses it). Test failures are not this script's business: the tests
+# report them.
+if ! (cd "$here" && mvn -q -B install -Dmaven.test.failure.ignore=true >"$tmp/build.log" 2>&1); then
   tail -40 "$tmp/build.log" >&2
   echo "install-toolchain: the first Maven build of clients/java failed (above)" >&2
   exit 1
