@@ -141,3 +141,17 @@ def test_uv_is_locked_at_the_version_uv_in_names() -> None:
     pins = lock("uv.txt")
     assert set(pins) == {"uv"} and pins["uv"].hashes
     assert wanted.specifier.contains(pins["uv"].version), f"uv.txt has uv=={pins['uv'].version}, uv.in {wanted}: {FIX}"
+
+
+def test_the_s2_sdk_lock_pins_the_sdk_its_test_installs() -> None:
+    """tests/emulator/test_s2_sdk.py's own venv: the SDK it names, and everything under it hashed."""
+    from tests.emulator.test_s2_sdk import SDK_REQUIREMENT
+
+    wanted = Requirement(SDK_REQUIREMENT)
+    pins = lock("s2-sdk.txt")
+    assert wanted.specifier.contains(pins["s2-sdk"].version), (
+        f"s2-sdk.txt has {pins['s2-sdk'].version}, the test {wanted}: {FIX}"
+    )
+    (named,) = [Requirement(x) for x in (LOCKS / "s2-sdk.in").read_text().splitlines() if x and not x.startswith("#")]
+    assert named == wanted, f"requirements/s2-sdk.in names {named}, tests/emulator/test_s2_sdk.py {wanted}"
+    assert all(pin.hashes for pin in pins.values())
