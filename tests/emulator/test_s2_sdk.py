@@ -38,14 +38,16 @@ def sdk_python() -> Path:
     if given := os.environ.get("S2_SDK_PYTHON"):
         return Path(given)
     python, marker = SDK_VENV / "bin" / "python", SDK_VENV / "installed.txt"
-    if not (python.exists() and marker.exists() and marker.read_text() == SDK_REQUIREMENT):
+    lock = (ROOT / "requirements" / "s2-sdk.txt").read_text()  # SDK_REQUIREMENT, by hash
+    if not (python.exists() and marker.exists() and marker.read_text() == lock):
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(SDK_VENV)], check=True, timeout=120)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", SDK_REQUIREMENT],
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--require-hashes",
+             "-r", str(ROOT / "requirements" / "s2-sdk.txt")],
             check=True,
             timeout=600,
-        )
-        marker.write_text(SDK_REQUIREMENT)
+        )  # fmt: skip
+        marker.write_text(lock)
     return python
 
 
