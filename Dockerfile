@@ -13,8 +13,14 @@
 # (get the digest with `docker buildx imagetools inspect python:3.11.14-slim-bookworm`), and let a
 # bot such as Renovate/Dependabot bump tag and digest together.
 
+# BASE_IMAGE: both stages' base. The official Python image unless given, e.g.
+#   podman build --build-arg BASE_IMAGE=localhost/python-standin:3.11 .
+# (the image test, tests/image/, builds such a stand-in from Debian's packages where no registry is
+# reachable). Any base with `python` (3.11+, with venv) on PATH, and groupadd/useradd, will do.
+ARG BASE_IMAGE=python:3.11.14-slim-bookworm
+
 # ---- build: install the project and its dependencies into a self-contained venv ----------------
-FROM python:3.11.14-slim-bookworm AS build
+FROM ${BASE_IMAGE} AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -22,19 +28,25 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 RUN python -m venv /opt/venv
 WORKDIR /src
-# README.md* : the wheel's long description; optional (a missing readme is only a warning).
-COPY pyproject.toml README.md* ./
+# Wildcards mark optional files (one COPY, so that pyproject.toml always matches: buildah refuses a
+# COPY whose sources all match nothing). README.md: the wheel's long description (a missing readme
+# is only a warning). requirements/runtime.txt (lands as ./runtime.txt): the runtime dependencies
+# locked with hashes; when present they are installed from it, then the project without resolving.
+COPY pyproject.toml README.md* requirements/runtime.tx[t] ./
 COPY sidecar ./sidecar
 # Byte-compile once here: the runtime root filesystem is read-only and PYTHONDONTWRITEBYTECODE=1,
 # so nothing could cache .pyc files later (unchecked-hash: valid whatever the files' mtimes).
 # pip/setuptools are dropped from the venv: not needed at run time.
-RUN /opt/venv/bin/pip install --no-compile . \
+RUN if [ -f runtime.txt ]; then \
+        /opt/venv/bin/pip install --no-compile --require-hashes -r runtime.txt \
+     && /opt/venv/bin/pip install --no-compile --no-deps . ; \
+    else /opt/venv/bin/pip install --no-compile . ; fi \
  && /opt/venv/bin/pip uninstall -y pip setuptools \
  && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv \
  && /opt/venv/bin/s2-sidecar --help >/dev/null
 
 # ---- runtime: the venv on a clean base, non-root, nothing written to disk ----------------------
-FROM python:3.11.14-slim-bookworm
+FROM ${BASE_IMAGE}
 
 LABEL org.opencontainers.image.title="s2-sidecar" \
       org.opencontainers.image.description="Read S2 streams from any language over localhost gRPC" \

@@ -55,9 +55,22 @@ def stages() -> list[list[Instruction]]:
     for ins in INSTRUCTIONS:
         if ins.cmd == "FROM":
             result.append([])
+        if not result and ins.cmd == "ARG":
+            continue  # a global ARG (e.g. the base image), usable in FROM lines
         assert result, f"{ins.cmd} before the first FROM"
         result[-1].append(ins)
     return result
+
+
+def global_args() -> dict[str, str]:
+    """ARGs before the first FROM, with their defaults."""
+    args: dict[str, str] = {}
+    for ins in INSTRUCTIONS:
+        if ins.cmd == "FROM":
+            break
+        name, _, default = ins.args.partition("=")
+        args[name] = default
+    return args
 
 
 FINAL = stages()[-1]
@@ -110,7 +123,8 @@ def test_multi_stage_with_pinned_slim_base() -> None:
     names: set[str] = set()
     for args in froms:
         parts = args.split()
-        image = parts[0]
+        # ${BASE_IMAGE}: a build ARG (the image test gives a stand-in); users get its default
+        image = re.sub(r"\$\{(\w+)\}", lambda m: global_args()[m[1]], parts[0])
         if len(parts) == 3:
             assert parts[1].upper() == "AS"
             names.add(parts[2])
@@ -119,6 +133,8 @@ def test_multi_stage_with_pinned_slim_base() -> None:
         # exact version: python:3.11.<patch>-slim-<debian>, optionally @sha256 digest; never latest/3.11
         assert re.fullmatch(r"python:3\.1[1-9]\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", image), image
     assert "digest" in (REPO / "Dockerfile").read_text()  # the comment telling production to pin by digest
+    # both stages on the same base: the venv's python is a symlink to the base's interpreter
+    assert len({f.split()[0] for f in froms if f.split()[0] not in names}) == 1, froms
 
 
 def test_final_stage_copies_only_the_venv_from_the_builder() -> None:
