@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -67,9 +68,12 @@ def standin_base() -> str:
     tarball = CACHE / f"standin-{key}.tar"
     if not tarball.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        partial = tarball.with_suffix(".partial.tar")
+        partial = tarball.with_suffix(f".{os.getpid()}.partial")  # two sessions at once: no clash
         proc = subprocess.run(
-            ["mmdebstrap", "--quiet", *STANDIN_ARGS, SUITE, str(partial)], capture_output=True, text=True, timeout=900
+            ["mmdebstrap", "--quiet", "--format=tar", *STANDIN_ARGS, SUITE, str(partial)],
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"mmdebstrap exited {proc.returncode}:\n{proc.stderr[-4000:]}")
