@@ -28,19 +28,19 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 RUN python -m venv /opt/venv
 WORKDIR /src
-# Wildcards mark optional files (one COPY, so that pyproject.toml always matches: buildah refuses a
-# COPY whose sources all match nothing). README.md: the wheel's long description (a missing readme
-# is only a warning). requirements/runtime.txt (lands as ./runtime.txt): the runtime dependencies
-# locked with hashes; when present they are installed from it, then the project without resolving.
-COPY pyproject.toml README.md* requirements/runtime.tx[t] ./
+# README.md* is optional (the wheel's long description; a missing readme is only a warning; the
+# wildcard keeps the COPY valid without it). requirements/: pip and setuptools (build.txt) and the
+# runtime dependencies (runtime.txt), locked with hashes (`scripts/lock` writes them): exactly what
+# CI tested, nothing fetched unchecked, then the project itself without resolving anything.
+COPY pyproject.toml README.md* ./
+COPY requirements/build.txt requirements/runtime.txt ./requirements/
 COPY sidecar ./sidecar
 # Byte-compile once here: the runtime root filesystem is read-only and PYTHONDONTWRITEBYTECODE=1,
 # so nothing could cache .pyc files later (unchecked-hash: valid whatever the files' mtimes).
 # pip/setuptools are dropped from the venv: not needed at run time.
-RUN if [ -f runtime.txt ]; then \
-        /opt/venv/bin/pip install --no-compile --require-hashes -r runtime.txt \
-     && /opt/venv/bin/pip install --no-compile --no-deps . ; \
-    else /opt/venv/bin/pip install --no-compile . ; fi \
+RUN /opt/venv/bin/pip install --no-compile --require-hashes -r requirements/build.txt \
+ && /opt/venv/bin/pip install --no-compile --require-hashes --no-build-isolation -r requirements/runtime.txt \
+ && /opt/venv/bin/pip install --no-compile --no-deps --no-build-isolation . \
  && /opt/venv/bin/pip uninstall -y pip setuptools \
  && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv \
  && /opt/venv/bin/s2-sidecar --help >/dev/null
