@@ -5,6 +5,9 @@
         batch = await h.stub.Read(ReadRequest(stream="events", seq_num=0))
 
 Both servers run in the calling event loop, on ephemeral ports, over real TCP; nothing is mocked.
+With `upstream_url` (or S2_SIDECAR_TEST_UPSTREAM_URL) the sidecar and the appends go to an S2 server
+already running there instead (s2-lite: tests/s2_lite.py), in a fresh basin of their own; the
+emulator's hooks (stats, faults, restarts) then raise.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import ssl
+import uuid
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -37,9 +41,14 @@ class SidecarHarness:
         emulator: EmulatorConfig | None = None,
         basin: str = TEST_BASIN,
         tracer_provider: Any = None,
+        upstream_url: str | None = None,
         **config: Any,
     ) -> None:
         self.tracer_provider = tracer_provider
+        self.upstream_url = upstream_url or os.environ.get("S2_SIDECAR_TEST_UPSTREAM_URL") or None
+        if self.upstream_url and basin == TEST_BASIN:
+            # A fresh basin per harness, as a fresh emulator gives: tests reuse stream names.
+            basin = f"test-{uuid.uuid4().hex[:16]}"
         self.basin = basin
         emulator = emulator or EmulatorConfig(port=0, heartbeat_min=1.0, heartbeat_max=2.0)
         # The emulator, like S2, starts with no basins: the harness's basin creates its streams on
@@ -52,19 +61,34 @@ class SidecarHarness:
         self.stub: stream_pb2_grpc.StreamServiceStub = None  # type: ignore[assignment]
         self.http: aiohttp.ClientSession | None = None
 
+    @property
+    def url(self) -> str:
+        """The S2 server the sidecar reads from and the appends go to (no trailing /v1)."""
+        return self.upstream_url or self.emulator.url
+
     async def __aenter__(self) -> SidecarHarness:
-        await self.emulator.start()
+        if not self.upstream_url:
+            await self.emulator.start()
         # With the emulator on TLS (EmulatorConfig.tls_cert), the CA the sidecar trusts is trusted here too.
         ca_file = self.config_overrides.get("upstream_ca_file")
         connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca_file)) if ca_file else None
         self.http = aiohttp.ClientSession(connector=connector)
+        if self.upstream_url:
+            await self._create_basin()
         await self.start_sidecar()
         return self
+
+    async def _create_basin(self) -> None:
+        assert self.http is not None
+        body = {"basin": self.basin, "config": {"create_stream_on_append": True}}
+        async with self.http.post(f"{self.url}/v1/basins", json=body) as resp:
+            if resp.status not in (201, 409):  # 409: made by an earlier harness, with the same config
+                raise wjson.error_from_response(resp.status, await resp.read())
 
     async def start_sidecar(self) -> None:
         cfg = Config(
             listen=("127.0.0.1:0",),
-            basin_endpoint=self.emulator.url + "/v1",
+            basin_endpoint=self.url + "/v1",
             admin_listen=None,
             default_basin=self.basin,
             grace_period=2.0,
@@ -90,7 +114,8 @@ class SidecarHarness:
             await self.sidecar.stop(grace=0.5)
         if self.http is not None:
             await self.http.close()
-        await self.emulator.stop()
+        if not self.upstream_url:
+            await self.emulator.stop()
 
     # -- talking to the emulator directly, as a writer app would ----------------------------
 
@@ -105,7 +130,7 @@ class SidecarHarness:
         assert self.http is not None
         recs = [r if isinstance(r, AppendRecord) else AppendRecord(body=r) for r in records]
         async with self.http.post(
-            f"{self.emulator.url}/v1/streams/{quote(stream, safe='')}/records",
+            f"{self.url}/v1/streams/{quote(stream, safe='')}/records",
             data=encode_append_input(recs),
             headers={
                 "s2-basin": basin or self.basin,
@@ -127,7 +152,7 @@ class SidecarHarness:
     async def create_stream(self, stream: str, *, basin: str | None = None) -> None:
         assert self.http is not None
         async with self.http.put(
-            f"{self.emulator.url}/v1/streams/{quote(stream, safe='')}", headers={"s2-basin": basin or self.basin}
+            f"{self.url}/v1/streams/{quote(stream, safe='')}", headers={"s2-basin": basin or self.basin}
         ) as resp:
             if resp.status >= 300:
                 raise wjson.error_from_response(resp.status, await resp.read())
@@ -137,13 +162,21 @@ class SidecarHarness:
         it again on the same port. Streams survive only with a `data_dir`."""
         import asyncio
 
+        self._emulator_only("restart_emulator")
         port = self.emulator.port
         await self.emulator.stop()
         await asyncio.sleep(down_for)
         self.emulator = Emulator(dataclasses.replace(self.emulator_config, port=port))
         await self.emulator.start()
 
+    def _emulator_only(self, hook: str) -> None:
+        if self.upstream_url:
+            raise RuntimeError(
+                f"{hook} needs the embedded emulator, not {self.upstream_url}: mark the test emulator_only"
+            )
+
     async def emulator_stats(self) -> dict[str, Any]:
+        self._emulator_only("emulator_stats")
         assert self.http is not None
         async with self.http.get(f"{self.emulator.url}/_emulator/stats") as resp:
             result: dict[str, Any] = await resp.json()
@@ -151,6 +184,7 @@ class SidecarHarness:
 
     async def inject_fault(self, **fault: Any) -> None:
         """See the emulator's `/_emulator/faults` hook."""
+        self._emulator_only("inject_fault")
         assert self.http is not None
         async with self.http.post(f"{self.emulator.url}/_emulator/faults", json=fault) as resp:
             if resp.status >= 300:

@@ -177,6 +177,7 @@ async def test_drain_while_sending_still_ends_with_the_exact_resume_point() -> N
         h.sidecar = None  # already stopped
 
 
+@pytest.mark.emulator_only  # emulator hooks: stats, faults
 @pytest.mark.parametrize(
     ("start", "resume_at"), [({"tail_offset": 0}, None), ({"timestamp": 0}, None), ({"seq_num": 3}, "3")]
 )

@@ -30,6 +30,7 @@ async def assert_retries_stopped(h: SidecarHarness, stream: str, kind: str) -> N
     assert await upstream_requests(h, stream, kind) == before, "the sidecar kept retrying for a caller that left"
 
 
+@pytest.mark.emulator_only  # emulator hooks: stats, faults
 @pytest.mark.parametrize("method", ["CheckTail", "Read"])
 async def test_retries_end_before_the_deadline_with_the_last_upstream_error(
     harness: SidecarHarness, stream: str, method: str

@@ -110,6 +110,7 @@ async def test_session_past_the_tail_is_out_of_range(harness: SidecarHarness, st
     assert info.value.code() == Code.OUT_OF_RANGE
 
 
+@pytest.mark.emulator_only  # emulator hooks: stats, faults
 async def test_cancelled_session_closes_its_upstream_session(harness: SidecarHarness, stream: str) -> None:
     # A bounded session has its own upstream session (live followers share one: see test_sharing).
     await harness.append_many(stream, 2)
@@ -124,6 +125,7 @@ async def test_cancelled_session_closes_its_upstream_session(harness: SidecarHar
     assert await _open_sessions(harness, stream) == 0
 
 
+@pytest.mark.emulator_only  # emulator hooks: stats, faults
 async def test_session_resumes_after_the_upstream_cuts_it(harness: SidecarHarness, stream: str) -> None:
     await harness.append_many(stream, 5000, size=100)
     await harness.inject_fault(kind="session", stream=stream, basin=harness.basin, cut_after_bytes=50_000, times=3)
@@ -134,6 +136,7 @@ async def test_session_resumes_after_the_upstream_cuts_it(harness: SidecarHarnes
     assert counts.get("session_s2s", 0) >= 4  # three cut sessions, then one that finished
 
 
+@pytest.mark.emulator_only  # emulator hooks: stats, faults
 @pytest.mark.parametrize("fmt", [UpstreamFormat.JSON])
 async def test_sse_upstream_gives_the_same_records(fmt: UpstreamFormat) -> None:
     async with SidecarHarness(upstream_format=fmt) as h:
@@ -149,6 +152,7 @@ async def test_sse_upstream_gives_the_same_records(fmt: UpstreamFormat) -> None:
         assert stats["requests"][f"{h.basin}/sse"].get("session_sse", 0) == 1
 
 
+@pytest.mark.emulator_only  # emulator hooks: stats, faults
 async def test_falls_back_to_sse_when_the_upstream_refuses_s2s(caplog: pytest.LogCaptureFixture) -> None:
     async with SidecarHarness() as h:
         await h.append_many("fallback", 30)

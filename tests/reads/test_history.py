@@ -47,7 +47,7 @@ async def served(h: SidecarHarness, stream: str) -> int:
 
 async def delete(h: SidecarHarness, stream: str) -> None:
     assert h.http is not None
-    url = f"{h.emulator.url}/v1/streams/{quote(stream, safe='')}"
+    url = f"{h.url}/v1/streams/{quote(stream, safe='')}"
     async with h.http.delete(url, headers={"s2-basin": h.basin}) as resp:
         assert resp.status < 300, await resp.text()
 
@@ -68,6 +68,7 @@ def trim_to(point: int) -> AppendRecord:
     return AppendRecord(body=point.to_bytes(8, "big"), headers=((b"", b"trim"),))
 
 
+@pytest.mark.emulator_only  # emulator hooks: stats, faults
 @needs_cache
 async def test_concurrent_replays_read_the_range_from_upstream_once() -> None:
     async with SidecarHarness() as h:
@@ -283,6 +284,7 @@ async def test_concurrent_bounded_replays_each_keep_their_own_bounds() -> None:
             assert all(r[1] == 1000 + 10 * r[0] and r[2] == b"r" + str(r[0]).zfill(100).encode() for r in rows)
 
 
+@pytest.mark.emulator_only  # emulator hooks: stats, faults
 @needs_cache
 async def test_timestamp_and_tail_offset_starts_resolve_upstream() -> None:
     async with SidecarHarness() as h:
@@ -298,6 +300,7 @@ async def test_timestamp_and_tail_offset_starts_resolve_upstream() -> None:
         assert await served(h, "where") == before + 5 + 3 + 2  # S2 answered where each starts
 
 
+@pytest.mark.emulator_only  # emulator hooks: stats, faults
 @needs_cache
 async def test_a_read_with_a_deadline_does_not_wait_for_a_stuck_confirmation() -> None:
     async with SidecarHarness(history_cache_max_age=0.2) as h:

@@ -265,7 +265,7 @@ async def _direct_read(h: SidecarHarness, stream: str, req: dict[str, Any]) -> l
     assert h.http is not None
     params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in req.items()}
     async with h.http.get(
-        f"{h.emulator.url}/v1/streams/{stream}/records", params=params, headers={"s2-basin": h.basin}
+        f"{h.url}/v1/streams/{stream}/records", params=params, headers={"s2-basin": h.basin}
     ) as resp:
         body = await resp.json()
     return [r["seq_num"] for r in body.get("records", [])]
@@ -291,6 +291,7 @@ async def test_random_reads_over_a_randomly_filled_cache_answer_as_s2_does() -> 
             assert [r[0] for r in rows] == await _direct_read(h, "mix", req), req
 
 
+@pytest.mark.emulator_only  # emulator hooks: stats, faults
 @needs_cache
 async def test_a_basin_that_may_not_list_streams_serves_by_age_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
     incs = Incarnations()
