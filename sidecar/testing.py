@@ -150,12 +150,23 @@ class SidecarHarness:
             await self.append(stream, [str(i).zfill(size).encode() for i in range(lo, min(n, lo + batch))])
 
     async def create_stream(self, stream: str, *, basin: str | None = None) -> None:
+        """Create (ensure) a stream; right after its deletion, as soon as S2 lets it be created again."""
+        import asyncio
+
         assert self.http is not None
-        async with self.http.put(
-            f"{self.url}/v1/streams/{quote(stream, safe='')}", headers={"s2-basin": basin or self.basin}
-        ) as resp:
-            if resp.status >= 300:
-                raise wjson.error_from_response(resp.status, await resp.read())
+        for _ in range(200):
+            # A JSON body: S2 refuses aiohttp's empty application/octet-stream one (400 bad_json).
+            async with self.http.put(
+                f"{self.url}/v1/streams/{quote(stream, safe='')}", json={}, headers={"s2-basin": basin or self.basin}
+            ) as resp:
+                if resp.status < 300:
+                    return
+                error = wjson.error_from_response(resp.status, await resp.read())
+            # S2 deletes in the background (the emulator before its 202): until then a create is refused.
+            if error.code != "stream_deletion_pending":
+                raise error
+            await asyncio.sleep(0.05)
+        raise error
 
     async def restart_emulator(self, down_for: float = 0.0) -> None:
         """Stop the emulator, stay down for `down_for` seconds (connections are refused), and start

@@ -21,7 +21,9 @@ _s2_lite: S2Lite | None = None  # S2_SIDECAR_TEST_UPSTREAM=s2-lite: one s2-lite 
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "emulator_only: uses the emulator's hooks (stats, faults, restarts, config)")
+    config.addinivalue_line(
+        "markers", "emulator_only: needs the emulator's hooks (stats, faults, restarts) or timing S2 does not promise"
+    )
     if os.environ.get("S2_SIDECAR_TEST_UPSTREAM", "emulator") == "s2-lite":
         global _s2_lite
         try:

@@ -324,6 +324,7 @@ async def test_a_basin_that_may_not_list_streams_serves_by_age_and_says_so(caplo
         assert err is None and await served(h, "scoped") - before == 400  # past max age: read again
 
 
+@pytest.mark.emulator_only  # emulator hooks: stats, faults
 @needs_cache
 async def test_an_incarnation_confirmed_keeps_serving_past_max_age_without_rereading() -> None:
     async with SidecarHarness(history_cache_max_age=0.5) as h:
