@@ -151,19 +151,32 @@ class SidecarHarness:
 
     async def create_stream(self, stream: str, *, basin: str | None = None) -> None:
         """Create (ensure) a stream; right after its deletion, as soon as S2 lets it be created again."""
+        assert self.http is not None
+        url = f"{self.url}/v1/streams/{quote(stream, safe='')}"
+        # A JSON body: S2 refuses aiohttp's empty application/octet-stream one (400 bad_json).
+        # S2 deletes in the background (the emulator before its 202): until then a create is refused.
+        await self._admin("PUT", url, basin, json={}, wait_out=("stream_deletion_pending",))
+
+    async def delete_stream(self, stream: str, *, basin: str | None = None) -> None:
+        """Delete a stream (S2 finishes the deletion in the background; see `create_stream`)."""
+        assert self.http is not None
+        await self._admin("DELETE", f"{self.url}/v1/streams/{quote(stream, safe='')}", basin)
+
+    async def _admin(
+        self, method: str, url: str, basin: str | None, *, json: Any = None, wait_out: tuple[str, ...] = ()
+    ) -> None:
+        """One control-plane call, repeated while S2 says to try again: its retryable errors
+        (s2-lite answers a delete racing its own background work with 409 transaction_conflict,
+        "usually retriable") and the codes in `wait_out`."""
         import asyncio
 
         assert self.http is not None
         for _ in range(200):
-            # A JSON body: S2 refuses aiohttp's empty application/octet-stream one (400 bad_json).
-            async with self.http.put(
-                f"{self.url}/v1/streams/{quote(stream, safe='')}", json={}, headers={"s2-basin": basin or self.basin}
-            ) as resp:
+            async with self.http.request(method, url, json=json, headers={"s2-basin": basin or self.basin}) as resp:
                 if resp.status < 300:
                     return
                 error = wjson.error_from_response(resp.status, await resp.read())
-            # S2 deletes in the background (the emulator before its 202): until then a create is refused.
-            if error.code != "stream_deletion_pending":
+            if not (error.retryable or error.code in wait_out):
                 raise error
             await asyncio.sleep(0.05)
         raise error

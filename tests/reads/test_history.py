@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 from typing import Any
-from urllib.parse import quote
 
 import grpc
 import pytest
@@ -46,10 +45,7 @@ async def served(h: SidecarHarness, stream: str) -> int:
 
 
 async def delete(h: SidecarHarness, stream: str) -> None:
-    assert h.http is not None
-    url = f"{h.url}/v1/streams/{quote(stream, safe='')}"
-    async with h.http.delete(url, headers={"s2-basin": h.basin}) as resp:
-        assert resp.status < 300, await resp.text()
+    await h.delete_stream(stream)
 
 
 async def append_stamped(h: SidecarHarness, stream: str, n: int, *, prefix: bytes = b"r", size: int = 100) -> None:
