@@ -3,8 +3,22 @@
 # (ruby-grpc, which brings the google-protobuf runtime), and its protoc plugin (ruby-grpc-tools:
 # grpc_tools_ruby_protoc and grpc_ruby_plugin, used by tools/genproto_ruby.py).
 # Idempotent: does nothing when everything is already there. Needs root (or sudo) and apt.
+# The gems are pinned: Debian bookworm ships exactly these versions (only its package revisions move,
+# with security fixes), and the client is tested against them; any other version fails here, loudly.
 set -euo pipefail
 pkgs=(ruby ruby-grpc ruby-grpc-tools ruby-google-protobuf)
+pinned=("grpc 1.51.1" "google-protobuf 3.21.12" "grpc-tools 1.51.1")
+pins_hold() {
+  local pin name version
+  for pin in "${pinned[@]}"; do
+    name="${pin% *}" version="${pin#* }"
+    ruby -e 'gem ARGV[0], "= #{ARGV[1]}"' "$name" "$version" 2>/dev/null || {
+      echo "install-toolchain: the Ruby client is tested with the gem $name $version, which is not installed" \
+        "(found: $(gem list --exact "$name" 2>/dev/null | tail -n 1)); install it or update the pin in $0" >&2
+      return 1
+    }
+  done
+}
 have() {
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || return 1
@@ -14,6 +28,7 @@ have() {
     ruby -e 'require "grpc"; require "google/protobuf"' 2>/dev/null
 }
 if have; then
+  pins_hold || exit 1
   echo "install-toolchain: already installed ($(ruby --version))"
   exit 0
 fi
@@ -23,4 +38,5 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
 have || { echo "install-toolchain: packages installed but something is still missing" >&2; exit 1; }
+pins_hold || exit 1
 echo "install-toolchain: installed $(ruby --version)"
