@@ -90,11 +90,12 @@ async def start_emulator(cwd: Path = ROOT) -> tuple[asyncio.subprocess.Process, 
     return proc, f"http://127.0.0.1:{port}"
 
 
-async def start_sidecar(emulator_url: str, *extra: str) -> tuple[asyncio.subprocess.Process, str]:
+async def start_sidecar(emulator_url: str, *extra: str, cwd: Path = ROOT) -> tuple[asyncio.subprocess.Process, str]:
+    """The sidecar of the checkout at `cwd` (default: this one) reading from `emulator_url`."""
     port = free_port()
     proc = await start(
         "--listen", f"127.0.0.1:{port}", "--basin-endpoint", f"{emulator_url}/v1", "--admin-listen", "off",
-        "--log-level", "warning", *extra, ready="serving gRPC",
+        "--log-level", "warning", *extra, ready="serving gRPC", cwd=cwd,
     )  # fmt: skip
     return proc, f"127.0.0.1:{port}"
 
