@@ -1,5 +1,6 @@
-"""S2's account API (`/v1/basins...`), basin API (`/v1/streams...`) and the test hooks
-(`/_emulator/...`) as one aiohttp app: the emulator is both the account and the basin endpoint.
+"""S2's account API (`/v1/basins...`) and basin API (`/v1/streams...`), and the dispatch of the
+test hooks (`/_emulator/...`, in `hooks`): the emulator is both the account and the basin endpoint.
+`handle` answers one protocol-neutral `Exchange`; the HTTP/1.1 and HTTP/2 fronts call it alike.
 
 Every `/v1` request goes through `_s2_api`: route, count, authorize, resolve the basin, take a
 fault, run the operation. Operations return a `Reply` (sent whole, shaped by a fault when one
@@ -15,7 +16,7 @@ import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -34,32 +35,18 @@ from sidecar.wire.json import Format, append_input_from_json, batch_to_json, dum
 from sidecar.wire.names import basin_name_problem, stream_name_problem
 from sidecar.wire.protobuf import decode_append_input, encode_append_ack, encode_batch, records_from_fields
 
-from . import configs, hooks
-from .config import EmulatorConfig
-from .exchange import Exchange, Http2Connection, media_type
-from .faults import Action, Corrupt, Cut, Fail, Faults, Stall, Stats
+from . import hooks, s2_configs
+from .exchange import Exchange, media_type
+from .faults import Action, Corrupt, Cut, Fail, Stall
 from .output import PROTOBUF, CutConnection, Output, Reply, cut_of, error_payload, send_reply
-from .sessions import COMPRESS_MIN_BYTES, Heartbeats, LiveReads, S2SWriter, SessionWriter, SSEWriter, run_session
-from .store import MAX_FENCING_TOKEN_BYTES, Store, Stream
+from .sessions import COMPRESS_MIN_BYTES, Heartbeats, S2SWriter, SessionWriter, SSEWriter, run_session
+from .state import EmulatorState
+from .store import MAX_FENCING_TOKEN_BYTES, Stream
 
 log = logging.getLogger("sidecar.emulator")
 
 MAX_LIST_LIMIT = 1000
 PROTOBUF_TYPES = frozenset({"application/protobuf", "application/x-protobuf"})
-
-
-@dataclass
-class EmulatorState:
-    config: EmulatorConfig
-    store: Store
-    faults: Faults = field(default_factory=Faults)
-    stats: Stats = field(default_factory=Stats)
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    live: LiveReads = field(init=False)
-    http2: set[Http2Connection] = field(default_factory=set)  # open HTTP/2 connections, for the hooks
-
-    def __post_init__(self) -> None:
-        self.live = LiveReads(self.stats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,8 +239,8 @@ async def _read_body(request: Exchange) -> bytes:
 
 def _list_params(request: Exchange) -> tuple[str, str, int]:
     """`prefix`, `start_after` and `limit` of a list request, by S2's rules."""
-    q = request.query
-    prefix, start_after, raw_limit = q.get("prefix", ""), q.get("start_after", ""), q.get("limit")
+    query = request.query
+    prefix, start_after, raw_limit = query.get("prefix", ""), query.get("start_after", ""), query.get("limit")
     limit = MAX_LIST_LIMIT
     if raw_limit is not None:
         if not raw_limit.isascii() or not raw_limit.isdigit():
@@ -264,49 +251,49 @@ def _list_params(request: Exchange) -> tuple[str, str, int]:
     return prefix, start_after, limit
 
 
-async def _list(request: Exchange, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+async def _list(request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None) -> Reply:
     streams, more = state.store.list(basin, *_list_params(request))
     return Reply.json({"streams": [s.info() for s in streams], "has_more": more})
 
 
-async def _create(request: Exchange, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
+async def _create(request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None) -> Reply:
     body = await _json_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("stream"), str):
         raise S2Error(400, "bad_json", "expected an object with a `stream` name")
     name: str = body["stream"]
     if problem := stream_name_problem(name):
         raise S2Error(422, "invalid", f"invalid stream name: {problem}")
-    config = configs.check_stream_config(body.get("config"))
+    config = s2_configs.check_stream_config(body.get("config"))
     if state.store.get(basin, name) is not None:
         raise S2Error(409, "resource_already_exists", f"stream {name!r} already exists")
     return Reply.json(state.store.create(basin, name, config).info(), 201)
 
 
-async def _ensure(request: Exchange, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
-    assert t.stream is not None
-    config = configs.check_stream_config(await _json_body(request, allow_empty=True))  # a bare StreamConfig
-    stream = state.store.get(basin, t.stream)
+async def _ensure(request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None) -> Reply:
+    assert target.stream is not None
+    config = s2_configs.check_stream_config(await _json_body(request, allow_empty=True))  # a bare StreamConfig
+    stream = state.store.get(basin, target.stream)
     if stream is not None:
         return Reply.json(stream.info(), 200)
-    return Reply.json(state.store.create(basin, t.stream, config).info(), 201)
+    return Reply.json(state.store.create(basin, target.stream, config).info(), 201)
 
 
-async def _config(request: Exchange, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
-    assert t.stream is not None
-    return Reply.json(configs.stream_config_json(state.store.require(basin, t.stream).config))
+async def _config(request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None) -> Reply:
+    assert target.stream is not None
+    return Reply.json(s2_configs.stream_config_json(state.store.require(basin, target.stream).config))
 
 
-async def _delete(request: Exchange, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
-    assert t.stream is not None
-    state.store.delete(basin, t.stream)
+async def _delete(request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None) -> Reply:
+    assert target.stream is not None
+    state.store.delete(basin, target.stream)
     return Reply(202, b"")
 
 
-async def _tail(request: Exchange, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply:
-    assert t.stream is not None
+async def _tail(request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None) -> Reply:
+    assert target.stream is not None
     # S2 opens a stream for a tail check as for a read: `create_stream_on_read` applies
     # (lite/src/backend/read.rs `open_for_check_tail`).
-    return Reply.json(tail_to_json(state.store.open(basin, t.stream, "create_stream_on_read").tail))
+    return Reply.json(tail_to_json(state.store.open(basin, target.stream, "create_stream_on_read").tail))
 
 
 def _check_token(token: str | None, *, json_body: bool = False) -> None:
@@ -320,13 +307,13 @@ def _check_token(token: str | None, *, json_body: bool = False) -> None:
 
 
 async def _append_session(
-    request: Exchange, state: EmulatorState, basin: str, t: Target, action: Action | None
+    request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None
 ) -> Reply | None:
     """An s2s append session (`POST .../records` with `Content-Type: s2s/proto`): AppendInput
     frames in, one AppendAck frame out per input, in order; an error ends it with a terminal frame
     (S2: api/src/v1/stream/s2s.rs; s2s.md)."""
-    assert t.stream is not None
-    state.store.open(basin, t.stream, "create_stream_on_append")  # a missing stream is a plain 404
+    assert target.stream is not None
+    state.store.open(basin, target.stream, "create_stream_on_append")  # a missing stream is a plain 404
     await request.start(200, {"content-type": s2s.CONTENT_TYPE, "cache-control": "no-cache, no-transform"})
     out = Output(request, *cut_of(action))
     compression = s2s_compression(request.headers.get("Accept-Encoding", ""))
@@ -341,7 +328,7 @@ async def _append_session(
                 except ProtocolError as e:
                     raise S2Error(400, "bad_proto", str(e)) from None
                 _check_token(token)
-                ack = state.store.append(basin, t.stream, records, match, token)
+                ack = state.store.append(basin, target.stream, records, match, token)
                 payload = encode_append_ack(ack.start, ack.end, ack.tail)
                 compress = compression if len(payload) >= COMPRESS_MIN_BYTES else s2s.Compression.NONE
                 await out.write(s2s.encode_frame(payload, compression=compress))
@@ -355,10 +342,12 @@ async def _append_session(
     return None
 
 
-async def _append(request: Exchange, state: EmulatorState, basin: str, t: Target, a: Action | None) -> Reply | None:
-    assert t.stream is not None
+async def _append(
+    request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None
+) -> Reply | None:
+    assert target.stream is not None
     if media_type(request.headers) == s2s.CONTENT_TYPE:
-        return await _append_session(request, state, basin, t, a)
+        return await _append_session(request, state, basin, target, action)
     fmt = Format.from_header(request.headers.get("s2-format"))
     if media_type(request.headers) in PROTOBUF_TYPES:
         try:
@@ -369,7 +358,7 @@ async def _append(request: Exchange, state: EmulatorState, basin: str, t: Target
     else:
         records, match, token = append_input_from_json(await _json_body(request), fmt)
         _check_token(token, json_body=True)
-    ack = state.store.append(basin, t.stream, records, match, token)
+    ack = state.store.append(basin, target.stream, records, match, token)
     if PROTOBUF_TYPES.intersection(_media_types(request.headers.get("Accept", ""))):
         return Reply(200, encode_append_ack(ack.start, ack.end, ack.tail), PROTOBUF)
     return Reply.json(
@@ -378,16 +367,16 @@ async def _append(request: Exchange, state: EmulatorState, basin: str, t: Target
 
 
 async def _read(
-    request: Exchange, state: EmulatorState, basin: str, t: Target, action: Action | None
+    request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None
 ) -> Reply | None:
-    assert t.stream is not None and t.mode is not None
+    assert target.stream is not None and target.mode is not None
     query = wire_query.from_params(request.query)
     fmt = Format.from_header(request.headers.get("s2-format"))
-    stream = state.store.open(basin, t.stream, "create_stream_on_read")
-    if t.kind == "session":
-        await _session(request, state, stream, query, t.mode, fmt, action)
+    stream = state.store.open(basin, target.stream, "create_stream_on_read")
+    if target.kind == "session":
+        await _session(request, state, stream, query, target.mode, fmt, action)
         return None
-    return await _one_shot(state, stream, query, t.mode, fmt)
+    return await _one_shot(state, stream, query, target.mode, fmt)
 
 
 async def _long_poll(state: EmulatorState, stream: Stream, pos: int, wait: float) -> bool:
@@ -525,7 +514,7 @@ async def _create_basin(request: Exchange, state: EmulatorState, basin: str | No
     name: str = body["basin"]
     if problem := basin_name_problem(name):
         raise S2Error(422, "invalid", f"invalid basin name: {problem}")
-    config = configs.check_basin_config(body.get("config"))
+    config = s2_configs.check_basin_config(body.get("config"))
     return Reply.json(state.store.create_basin(name, config).info(), 201)
 
 
@@ -534,7 +523,7 @@ async def _ensure_basin(request: Exchange, state: EmulatorState, basin: str | No
     body = await _json_body(request, allow_empty=True)
     if body is not None and not isinstance(body, dict):
         raise S2Error(422, "invalid", "expected an object or nothing")
-    config = configs.check_basin_config((body or {}).get("config"))
+    config = s2_configs.check_basin_config((body or {}).get("config"))
     if state.store.has_basin(basin):
         return Reply.json(state.store.reconfigure_basin(basin, config).info(), 200)
     return Reply.json(state.store.create_basin(basin, config).info(), 201)
@@ -542,7 +531,7 @@ async def _ensure_basin(request: Exchange, state: EmulatorState, basin: str | No
 
 async def _basin_config(request: Exchange, state: EmulatorState, basin: str | None) -> Reply:
     assert basin is not None
-    return Reply.json(configs.basin_config_json(state.store.basin(basin).config))
+    return Reply.json(s2_configs.basin_config_json(state.store.basin(basin).config))
 
 
 async def _delete_basin(request: Exchange, state: EmulatorState, basin: str | None) -> Reply:

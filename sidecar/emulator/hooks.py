@@ -1,30 +1,28 @@
 """Test hooks under `/_emulator/` (not S2): JSON in and out, no auth, over either protocol.
 
-    GET    /_emulator/stats                 request counts, open sessions
-    POST   /_emulator/faults                add a fault (see `faults.parse_fault`)
-    DELETE /_emulator/faults                clear pending faults
-    POST   /_emulator/reset                 clear faults and statistics
-    POST   /_emulator/sessions/close        end open sessions with an S2 error (?status=&code=&message=&basin=&stream=)
-    GET    /_emulator/http2/connections     the open HTTP/2 connections and their open streams
-    POST   /_emulator/http2/goaway          GOAWAY on every open HTTP/2 connection, see `_goaway`
+GET    /_emulator/stats                 request counts, open sessions
+POST   /_emulator/faults                add a fault (see `faults.parse_fault`)
+DELETE /_emulator/faults                clear pending faults
+POST   /_emulator/reset                 clear faults and statistics
+POST   /_emulator/sessions/close        end open sessions with an S2 error (?status=&code=&message=&basin=&stream=)
+GET    /_emulator/http2/connections     the open HTTP/2 connections and their open streams
+POST   /_emulator/http2/goaway          GOAWAY on every open HTTP/2 connection, see `_goaway`
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sidecar.errors import S2Error
 from sidecar.wire.json import dumps
 
 from .exchange import H2_ERROR_CODES, Exchange, h2_error_code
 from .faults import parse_fault
+from .state import EmulatorState
 
-if TYPE_CHECKING:
-    from .app import EmulatorState
-
-Hook = Callable[[Exchange, "EmulatorState"], Awaitable[tuple[int, Any]]]
+Hook = Callable[[Exchange, EmulatorState], Awaitable[tuple[int, Any]]]
 
 
 def _bad(message: str) -> tuple[int, Any]:

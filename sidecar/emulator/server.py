@@ -12,12 +12,13 @@ from aiohttp import web
 
 from sidecar.errors import S2Error
 
-from .app import EmulatorState, handle
-from .config import EmulatorConfig
+from .app import handle
 from .exchange import Exchange
 from .front import Sniffer, tls_context
 from .h2server import H2ServerProtocol
 from .http1 import build_http1_app
+from .settings import EmulatorConfig
+from .state import EmulatorState
 from .store import Store
 
 log = logging.getLogger("sidecar.emulator")

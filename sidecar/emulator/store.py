@@ -40,7 +40,7 @@ from sidecar.types import (
 )
 from sidecar.wire.protobuf import encode_record_field
 
-from . import configs
+from . import s2_configs
 from .clock import CreationClock, format_rfc3339, parse_rfc3339
 
 DB_FILE = "emulator.sqlite3"
@@ -99,7 +99,7 @@ class Stream:
     def first_index(self) -> int:
         """The first record not trimmed, by trim point or by retention age (S2 trims both)."""
         first = min(self.trim_point, len(self.fields))
-        age = configs.retention_age(self.config)
+        age = s2_configs.retention_age(self.config)
         if age is not None:
             first = max(first, bisect.bisect_left(self.arrivals, now_ms() - age * 1000))
         return first
@@ -283,50 +283,55 @@ class _Database:
             (ns,),
         )
 
-    def create_basin(self, b: Basin, created_ns: int) -> None:
+    def create_basin(self, basin: Basin, created_ns: int) -> None:
         with self._conn:
             self._conn.execute("BEGIN")
             self._conn.execute(
                 "INSERT INTO basins (name, created_at, config) VALUES (?, ?, ?)",
-                (b.name, b.created_at, json.dumps(b.config) if b.config is not None else None),
+                (basin.name, basin.created_at, json.dumps(basin.config) if basin.config is not None else None),
             )
             self._created(created_ns)
 
-    def reconfigure_basin(self, b: Basin) -> None:
+    def reconfigure_basin(self, basin: Basin) -> None:
         self._conn.execute(
             "UPDATE basins SET config = ? WHERE name = ?",
-            (json.dumps(b.config) if b.config is not None else None, b.name),
+            (json.dumps(basin.config) if basin.config is not None else None, basin.name),
         )
 
-    def delete_basin(self, b: Basin) -> None:
+    def delete_basin(self, basin: Basin) -> None:
         with self._conn:
             self._conn.execute("BEGIN")
             self._conn.execute(
-                "DELETE FROM records WHERE stream_id IN (SELECT id FROM streams WHERE basin = ?)", (b.name,)
+                "DELETE FROM records WHERE stream_id IN (SELECT id FROM streams WHERE basin = ?)", (basin.name,)
             )
-            self._conn.execute("DELETE FROM streams WHERE basin = ?", (b.name,))
-            self._conn.execute("DELETE FROM basins WHERE name = ?", (b.name,))
+            self._conn.execute("DELETE FROM streams WHERE basin = ?", (basin.name,))
+            self._conn.execute("DELETE FROM basins WHERE name = ?", (basin.name,))
 
-    def create(self, s: Stream, created_ns: int) -> int:
+    def create(self, stream: Stream, created_ns: int) -> int:
         with self._conn:
             self._conn.execute("BEGIN")
             cur = self._conn.execute(
                 "INSERT INTO streams (basin, name, created_at, config) VALUES (?, ?, ?, ?)",
-                (s.basin, s.name, s.created_at, json.dumps(s.config) if s.config is not None else None),
+                (
+                    stream.basin,
+                    stream.name,
+                    stream.created_at,
+                    json.dumps(stream.config) if stream.config is not None else None,
+                ),
             )
             self._created(created_ns)
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    def delete(self, s: Stream) -> None:
+    def delete(self, stream: Stream) -> None:
         with self._conn:
             self._conn.execute("BEGIN")
-            self._conn.execute("DELETE FROM records WHERE stream_id = ?", (s.db_id,))
-            self._conn.execute("DELETE FROM streams WHERE id = ?", (s.db_id,))
+            self._conn.execute("DELETE FROM records WHERE stream_id = ?", (stream.db_id,))
+            self._conn.execute("DELETE FROM streams WHERE id = ?", (stream.db_id,))
 
     def append(
         self,
-        s: Stream,
+        stream: Stream,
         rows: list[tuple[int, int, int, bytes]],
         arrival: int,
         fencing_token: str | None,
@@ -337,12 +342,12 @@ class _Database:
             self._conn.executemany(
                 "INSERT INTO records (stream_id, seq_num, timestamp, metered, field, arrival)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                [(s.db_id, *row, arrival) for row in rows],
+                [(stream.db_id, *row, arrival) for row in rows],
             )
-            if fencing_token != s.fencing_token or trim_point != s.trim_point:
+            if fencing_token != stream.fencing_token or trim_point != stream.trim_point:
                 self._conn.execute(
                     "UPDATE streams SET fencing_token = ?, trim_point = ? WHERE id = ?",
-                    (fencing_token, trim_point, s.db_id),
+                    (fencing_token, trim_point, stream.db_id),
                 )
 
     def close(self) -> None:
@@ -457,7 +462,7 @@ class Store:
         b = self.basin(basin)
         default = (b.config or {}).get("default_stream_config")
         created_ns = self._clock.next()
-        s = Stream(basin, name, format_rfc3339(created_ns), configs.inherit(config, default))
+        s = Stream(basin, name, format_rfc3339(created_ns), s2_configs.inherit(config, default))
         if self._db is not None:
             s.db_id = self._db.create(s, created_ns)
         b.streams[name] = s
@@ -491,7 +496,7 @@ class Store:
             raise ErrorBody(412, "fencing_token_mismatch", {"fencing_token_mismatch": s.fencing_token or ""})
         if match_seq_num is not None and match_seq_num != s.next_seq:
             raise ErrorBody(412, "seq_num_mismatch", {"seq_num_mismatch": s.next_seq})
-        mode, uncapped = configs.timestamping(s.config)
+        mode, uncapped = s2_configs.timestamping(s.config)
         if mode == "client-require" and (missing := [i for i, r in enumerate(records) if r.timestamp is None]):
             raise S2Error(422, "invalid", f"record {missing[0]}: the stream's timestamping mode requires a timestamp")
 
@@ -514,7 +519,8 @@ class Store:
             if command == b"fence":
                 token = r.body.decode("utf-8")
             elif command == b"trim":
-                # Trims through itself at most, never backwards (S2: SEMANTICS "Trimming").
+                # The trim point moves to min(requested, this command's seq_num + 1): a trim command
+                # trims through itself at most, and the point never moves back (S2: lite/src/backend/streamer.rs).
                 trim_point = max(trim_point, min(int.from_bytes(r.body, "big"), seq + 1))
 
         if self._db is not None:

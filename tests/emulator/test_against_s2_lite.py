@@ -119,7 +119,7 @@ STREAM_STEPS: list[tuple[str, str, Any]] = [
     ("POST", "/records", {"records": [_trim(2, width=4)]}),  # a trim body must be 8 bytes: 422
     ("POST", "/records", {"records": [_trim(2)]}),
     # Starts at the first remaining record. S2 trims eventually (records may stay visible briefly,
-    # SEMANTICS.md "Trimming"); the emulator at once: `EVENTUALLY` waits for s2-lite to agree.
+    # its trim runs as a background task); the emulator at once: `EVENTUALLY` waits for s2-lite to agree.
     ("EVENTUALLY GET", "/records?seq_num=0", None),
     ("GET", "/records/tail", None),
     ("POST", "/records", {"records": [_record("x", 50)], "fencing_token": "f" * 37}),  # over 36 bytes

@@ -285,7 +285,8 @@ async def test_tail_only_on_batches_served_live(s2: S2, five: str) -> None:
 
 
 async def test_trim_body_must_be_8_bytes(s2: S2, stream: str) -> None:
-    """SEMANTICS.md "Trimming": body = 8 bytes big-endian seq_num; anything else is 422 `invalid`."""
+    """A trim command's body is 8 bytes, a big-endian seq_num; anything else is 422 `invalid`
+    (S2: lite/src/backend/streamer.rs, trim commands)."""
     for body in ("", "1234567", "123456789"):
         status, err = await append_status(s2, stream, {"records": [{"headers": [["", "trim"]], "body": body}]})
         assert (status, err["code"]) == (422, "invalid"), body
@@ -293,7 +294,7 @@ async def test_trim_body_must_be_8_bytes(s2: S2, stream: str) -> None:
 
 
 async def test_trim_point_and_reads_start_at_first_remaining(s2: S2, five: str) -> None:
-    """SEMANTICS.md "Trimming": point = max(existing, min(requested, command seq_num + 1)); reads
+    """Trimming: point = max(existing, min(requested, command seq_num + 1)); reads
     below it start at the first remaining record; the tail is unaffected; the command keeps its
     seq_num. S2: lite/src/backend/streamer.rs (trim commands), lite/src/backend/read.rs (scan from start)."""
     ack = await s2.append(five, [trim(3)])  # the command is seq 5; trims 0-2
@@ -491,7 +492,7 @@ async def test_s2s_prefers_zstd_and_leaves_small_frames_alone(s2: S2, stream: st
 
 
 async def test_unary_read_format_from_the_first_accept_type_only(s2: S2, five: str) -> None:
-    """SEMANTICS.md "What comes back": the first media type of Accept decides; S2: api/src/mime.rs."""
+    """The first media type of Accept decides what comes back; S2: api/src/mime.rs."""
     for accept, content_type in (
         ("application/json, application/protobuf", "application/json"),
         ("text/html, application/protobuf", "application/json"),
@@ -613,7 +614,7 @@ NAMES = ["line\nbreak", "with space", "a/b/c", "ünïcødé-流", "tab\tand\r\n"
 
 async def test_any_valid_stream_name_routes_directly(s2: S2) -> None:
     """S2: common/src/types/stream.rs `StreamNameStr::validate_str` (1-512 bytes, not "." or "..");
-    the name is percent-encoded in the path (SEMANTICS.md "Names")."""
+    the name is percent-encoded in the path."""
     for name in NAMES:
         await s2.append(name, [{"timestamp": 1, "body": name}])
         async with s2.http.get(

@@ -1,6 +1,6 @@
 """HTTP/2 streams that clients reset at once, before or after their handler started, leave nothing
-behind: no stream in `/_emulator/http2/connections`, no session in `open_sessions` (issue 20,
-item 8: a handler task cancelled before its first step never ran its cleanup)."""
+behind: no stream in `/_emulator/http2/connections`, no session in `open_sessions` (a handler
+task cancelled before its first step never runs its coroutine, so cleanup sits in a done callback)."""
 
 from __future__ import annotations
 

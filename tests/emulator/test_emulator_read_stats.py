@@ -1,5 +1,5 @@
 """The emulator counts the records it serves, and their stored protobuf bytes, per stream: the
-witness tests and the benchmark use for upstream traffic (issue 13)."""
+witness tests and the benchmark use for upstream traffic (the history cache's savings)."""
 
 from __future__ import annotations
 
