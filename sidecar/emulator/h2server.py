@@ -34,11 +34,26 @@ from .exchange import H2_ERROR_CODES, MAX_REQUEST_BYTES, Exchange, Http2Connecti
 
 log = logging.getLogger("sidecar.emulator")
 
-# h2 formats `repr(frame)` for its trace log on every frame it receives, logging on or off, and
-# hyperframe's repr hex-encodes the whole payload (~30% of receive CPU; found in
-# sidecar/upstream/http2.py, which the emulator may not import): give only the length, process-wide.
-if getattr(hyperframe.frame, "_raw_data_repr", None) is not None:
-    hyperframe.frame._raw_data_repr = lambda data: f"<{len(data) if data else 0} bytes>"
+
+def _short_payload_repr(data: bytes | memoryview | None) -> str:
+    return f"<{len(data) if data else 0} bytes>"
+
+
+def shorten_frame_reprs() -> bool:
+    """Make hyperframe's frame repr give a payload's length instead of its hex (process-wide).
+
+    h2 formats `repr(frame)` for its trace log on every frame it receives, logging on or off, and
+    hyperframe's repr hex-encodes the whole payload (~30% of receive CPU, measured for
+    sidecar/upstream/http2.py, which does the same; the emulator may not import it). hyperframe
+    has no public switch: this is the one place that touches its private `_raw_data_repr`
+    (tests/emulator/test_h2_contracts.py fails if it disappears). False: nothing to patch."""
+    if getattr(hyperframe.frame, "_raw_data_repr", None) is None:
+        return False
+    hyperframe.frame._raw_data_repr = _short_payload_repr
+    return True
+
+
+shorten_frame_reprs()
 
 # What each stream may have in flight towards us (and so what it may buffer here): about one
 # append batch. The connection window is larger so that many streams can send at once.
@@ -318,16 +333,16 @@ class H2ServerProtocol(asyncio.Protocol):
         stream.wake()
         self._flush()
 
-    def consumed(self, stream: _Stream, n: int) -> None:
-        """The handler took `n` bytes of the stream's body: let the client send that much more."""
+    def consumed(self, stream: _Stream, nbytes: int) -> None:
+        """The handler took `nbytes` of the stream's body: let the client send that much more."""
         if not stream.closed and not self._closed:
-            self._ack_stream(stream, n)
+            self._ack_stream(stream, nbytes)
             self._flush()
 
-    def _ack_stream(self, stream: _Stream, n: int) -> None:
-        if n and not stream.request_ended:
+    def _ack_stream(self, stream: _Stream, nbytes: int) -> None:
+        if nbytes and not stream.request_ended:
             with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-                self._conn.increment_flow_control_window(n, stream_id=stream.id)
+                self._conn.increment_flow_control_window(nbytes, stream_id=stream.id)
 
     def _check(self, stream: _Stream) -> None:
         if stream.closed or self._closed:

@@ -13,7 +13,9 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import Frame, GoAwayFrame
+
+FRAME_HEADER_BYTES = 9
 
 
 @dataclass
@@ -35,6 +37,38 @@ class Goaway:
     error_code: int
 
 
+class FrameSplitter:
+    """Received bytes, cut into whole HTTP/2 frames (header and payload) by their length field."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        frames = []
+        while len(self._buffer) >= FRAME_HEADER_BYTES:
+            end = FRAME_HEADER_BYTES + int.from_bytes(self._buffer[:3], "big")
+            if len(self._buffer) < end:
+                break
+            frames.append(bytes(self._buffer[:end]))
+            del self._buffer[:end]
+        return frames
+
+
+def graceful_goaway(frame: bytes) -> Goaway | None:
+    """The GOAWAY in `frame` if it is graceful (NO_ERROR), else None.
+
+    h2 closes its connection state on any GOAWAY it receives and then rejects every later frame,
+    even those of the streams a graceful GOAWAY lets the server finish (RFC 9113 section 6.8), and
+    it has no public switch for that: a graceful GOAWAY is read here, with hyperframe, and never
+    given to h2. A GOAWAY with an error goes to h2 like any frame (the connection is over)."""
+    parsed, _length = Frame.parse_frame_header(memoryview(frame[:FRAME_HEADER_BYTES]))
+    if not isinstance(parsed, GoAwayFrame):
+        return None
+    parsed.parse_body(memoryview(frame[FRAME_HEADER_BYTES:]))
+    return Goaway(parsed.last_stream_id, 0) if parsed.error_code == 0 else None
+
+
 class H2Client:
     """One HTTP/2 connection (h2c with prior knowledge, or TLS with ALPN h2)."""
 
@@ -49,34 +83,21 @@ class H2Client:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
+        self._frames = FrameSplitter()
 
     async def connect(self, host: str, port: int, context: ssl.SSLContext | None = None) -> H2Client:
-        self._reader, self._writer = await asyncio.open_connection(host, port, ssl=context, server_hostname=host if context else None)
+        self._reader, self._writer = await asyncio.open_connection(
+            host, port, ssl=context, server_hostname=host if context else None
+        )
         ssl_object = self._writer.get_extra_info("ssl_object")
         self.alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         self.conn.local_settings = h2.settings.Settings(
             client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self._window}
         )
         self.conn.initiate_connection()
-        self._reopen_after_graceful_goaway()
         self._flush()
         self._task = asyncio.get_running_loop().create_task(self._receive())
         return self
-
-    def _reopen_after_graceful_goaway(self) -> None:
-        """h2 closes its state machine on any GOAWAY and then rejects every later frame, even those of
-        the streams a graceful GOAWAY lets the server finish (RFC 9113 section 6.8): reopen it as soon
-        as a NO_ERROR GOAWAY is parsed (before the frames after it in the same read)."""
-        table = self.conn._frame_dispatch_table
-        original = table[GoAwayFrame]
-
-        def receive_goaway(frame: GoAwayFrame) -> object:
-            result = original(frame)
-            if frame.error_code == 0:
-                self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
-            return result
-
-        table[GoAwayFrame] = receive_goaway
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -93,8 +114,12 @@ class H2Client:
         assert self._reader is not None
         try:
             while data := await self._reader.read(65536):
-                for event in self.conn.receive_data(data):
-                    self._on_event(event)
+                for frame in self._frames.feed(data):
+                    if (goaway := graceful_goaway(frame)) is not None:
+                        self._on_goaway(goaway)
+                        continue
+                    for event in self.conn.receive_data(frame):
+                        self._on_event(event)
                 self._flush()
         except (ConnectionError, OSError):
             pass
@@ -125,13 +150,18 @@ class H2Client:
         elif isinstance(event, h2.events.StreamReset):
             self.streams[event.stream_id].reset_code = int(event.error_code)
         elif isinstance(event, h2.events.ConnectionTerminated):
-            self.goaway = Goaway(event.last_stream_id or 0, int(event.error_code))
-            self.goaway_seen.set()
+            self._on_goaway(Goaway(event.last_stream_id or 0, int(event.error_code or 0)))
         sid = getattr(event, "stream_id", None)
         if sid in self.streams:
             self.streams[sid].changed.set()
 
-    def request(self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"", end: bool = True) -> Stream:
+    def _on_goaway(self, goaway: Goaway) -> None:
+        self.goaway = goaway
+        self.goaway_seen.set()
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"", end: bool = True
+    ) -> Stream:
         sid = self.conn.get_next_available_stream_id()
         fields = [(":method", method), (":path", path), (":scheme", "http"), (":authority", "127.0.0.1")]
         fields += [(k.lower(), v) for k, v in (headers or {}).items()]

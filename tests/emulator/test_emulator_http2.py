@@ -58,7 +58,12 @@ async def test_protobuf_sse_and_s2s_over_h2(h2: H2Client, five: str) -> None:
 async def test_live_s2s_session_gets_heartbeats_and_appends_over_h2(h2: H2Client, five: str) -> None:
     s = h2.request("GET", records_path(five, "seq_num=5"), {**H, **S2S})
     await h2.wait(s, lambda s: len(s.data) >= 4)  # the heartbeat on switching to live
-    h2.request("POST", records_path(five), {**H, "content-type": "application/json"}, json.dumps({"records": [{"body": "live"}]}).encode())
+    h2.request(
+        "POST",
+        records_path(five),
+        {**H, "content-type": "application/json"},
+        json.dumps({"records": [{"body": "live"}]}).encode(),
+    )
     await h2.wait(s, lambda s: b"live" in s.data)
     assert b"live" in s.data and not s.ended
 
@@ -156,13 +161,17 @@ async def test_goaway_with_an_error_ends_every_stream(s2: S2, emulator: Emulator
 async def test_rst_stream_fault_resets_one_stream_only(s2: S2, h2: H2Client, five: str) -> None:
     other = h2.request("GET", records_path(five, "seq_num=5"), {**H, **S2S})
     await h2.wait(other, lambda s: len(s.data) >= 4)
-    await s2.hook("POST", "faults", {"kind": "session", "stream": five, "rst_stream": True, "error_code": "REFUSED_STREAM"})
+    await s2.hook(
+        "POST", "faults", {"kind": "session", "stream": five, "rst_stream": True, "error_code": "REFUSED_STREAM"}
+    )
     refused = await h2.fetch("GET", records_path(five, "seq_num=0"), {**H, **S2S})
     assert refused.reset_code == 7 and refused.status is None
     await s2.hook("POST", "faults", {"kind": "session", "stream": five, "cut_after_bytes": 10})
     cut = await h2.fetch("GET", records_path(five, "seq_num=0&count=5"), {**H, **S2S})
     assert cut.status == 200 and cut.reset_code == 2 and bytes(cut.data) == FIVE_FRAME[:10]  # INTERNAL_ERROR
-    await s2.hook("POST", "faults", {"kind": "read", "stream": five, "rst_stream": True, "after_bytes": 3, "error_code": 8})
+    await s2.hook(
+        "POST", "faults", {"kind": "read", "stream": five, "rst_stream": True, "after_bytes": 3, "error_code": 8}
+    )
     cancel = await h2.fetch("GET", records_path(five, "seq_num=0"), H)
     assert cancel.reset_code == 8 and len(cancel.data) == 3
     await s2.append(five, [{"body": "still-here"}])  # the connection and its other stream go on
@@ -206,8 +215,7 @@ async def test_a_client_reset_ends_its_session_only(s2: S2, h2: H2Client, five: 
     await h2.wait(kept, lambda s: len(s.data) >= 4)
     await h2.wait(gone, lambda s: len(s.data) >= 4)
     assert (await s2.hook("GET", "stats"))["open_sessions"][f"{BASIN}/{five}"] == 2
-    h2.conn.reset_stream(gone.id, 8)  # CANCEL
-    h2._flush()
+    h2.cancel(gone)  # RST_STREAM CANCEL
     async with asyncio.timeout(5):
         while (await s2.hook("GET", "stats"))["open_sessions"].get(f"{BASIN}/{five}") != 1:  # noqa: ASYNC110
             await asyncio.sleep(0.02)

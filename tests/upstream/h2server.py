@@ -23,6 +23,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+from hyperframe.frame import GoAwayFrame
 
 from sidecar.types import StreamPosition
 from sidecar.wire import s2s
@@ -166,10 +167,12 @@ class _ServerConn(asyncio.Protocol):
         self.flush()
 
     def goaway(self, code: int, last_stream_id: int | None, close: bool) -> None:
-        self.h2.close_connection(error_code=code, last_stream_id=last_stream_id)
+        # Written past h2 (which would close its state and refuse to send on any stream after
+        # `close_connection()`): streams at or below last_stream_id go on being served.
+        last = self.h2.highest_inbound_stream_id if last_stream_id is None else last_stream_id
         self.flush()
-        # h2 closes its state on GOAWAY; keep serving streams at or below last_stream_id.
-        self.h2.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
+        if self.transport is not None and not self.transport.is_closing() and not self.s.silent:
+            self.transport.write(GoAwayFrame(0, last_stream_id=last, error_code=code).serialize())
         if close:
             self.abort()
 
