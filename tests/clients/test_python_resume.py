@@ -28,8 +28,8 @@ from s2sidecar_client import (
     Unavailable,
 )
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
-from s2sidecar_client._resume import Attempts, SessionState, is_retryable, metered_bytes
-from s2sidecar_client.errors import from_status
+from s2sidecar_client._resume import Attempts, SessionState, metered_bytes
+from s2sidecar_client.errors import from_status, is_retryable
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 FAST = RetryPolicy(max_attempts=4, min_backoff=0.001, max_backoff=0.002)

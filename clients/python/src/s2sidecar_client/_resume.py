@@ -4,23 +4,20 @@ sleep and iterate."""
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import grpc
 
+from s2sidecar_client import _convert
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
+from s2sidecar_client.errors import SidecarError, from_rpc_error
 from s2sidecar_client.types import ReadBatch, SequencedRecord
 
-if TYPE_CHECKING:  # errors.py asks is_retryable for `SidecarError.retryable`
-    from s2sidecar_client.errors import SidecarError
-
-# INTERNAL / UNKNOWN are server bugs unless the message shows the connection itself broke.
-_TRANSPORT_FAILURES = ("RST_STREAM", "Stream removed", "Connection reset")
-_RETRY_AFTER_HINTED = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED)
-_TRANSPORT_CODES = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+log = logging.getLogger("s2sidecar_client")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,17 +58,6 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(max_attempts=1)
 
 
-def is_retryable(err: SidecarError) -> bool:
-    """The table in RESUME.md. CANCELLED and DEADLINE_EXCEEDED are the caller's own doing."""
-    if err.code == grpc.StatusCode.UNAVAILABLE:
-        return True
-    if err.code in _RETRY_AFTER_HINTED:
-        return err.retry_after is not None
-    if err.code in _TRANSPORT_CODES:
-        return any(s in err.message for s in _TRANSPORT_FAILURES)
-    return False
-
-
 class Attempts:
     """Failures in a row since the last progress, against a policy's budget."""
 
@@ -86,7 +72,7 @@ class Attempts:
     def retry_delay(self, err: SidecarError, remaining: float | None = None) -> float | None:
         """Seconds to wait before trying again after `err`, or None to raise it: not retryable,
         budget spent, or (for a call with a deadline) no time left for another attempt."""
-        if not is_retryable(err):
+        if not err.retryable:
             return None
         self.failures += 1
         if self.failures >= self.policy.max_attempts:
@@ -95,6 +81,28 @@ class Attempts:
         if remaining is not None and delay >= remaining:
             return None
         return delay
+
+
+class CallRetries:
+    """One unary call's attempts within its time budget: `within` seconds (None: no limit)."""
+
+    def __init__(self, policy: RetryPolicy, within: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._deadline = None if within is None else clock() + within
+        self._attempts = Attempts(policy)
+
+    def remaining(self) -> float | None:
+        """Seconds left, the next attempt's gRPC timeout (None: no limit)."""
+        return None if self._deadline is None else self._deadline - self._clock()
+
+    def failed(self, e: grpc.RpcError) -> tuple[SidecarError, float | None]:
+        """The typed error for a failed attempt, and the seconds to wait before the next one
+        (None: raise the error)."""
+        err = from_rpc_error(e)
+        delay = self._attempts.retry_delay(err, self.remaining())
+        if delay is not None:
+            log.info("retrying in %.2fs: %s", delay, err.message)
+        return err, delay
 
 
 def metered_bytes(record: SequencedRecord) -> int:
@@ -127,6 +135,21 @@ class SessionState:
         else:
             return
         self.attempts.progress()
+
+    def on_message(self, msg: pb.ReadSessionResponse, heartbeats: bool) -> ReadBatch | None:
+        """The batch to deliver for a session's message, or None: a heartbeat, unless `heartbeats`."""
+        result = _convert.batch(msg)
+        self.on_batch(result)
+        return result if result.records or heartbeats else None
+
+    def failed(self, e: grpc.RpcError) -> tuple[SidecarError, float | None]:
+        """The typed error for a failed attempt, and the seconds to wait before `request()`
+        (None: raise the error)."""
+        err = from_rpc_error(e)
+        delay = self.on_error(err)
+        if delay is not None:
+            log.info("session resumes at %s in %.2fs: %s", self.next_seq_num, delay, err.message)
+        return err, delay
 
     def on_error(self, err: SidecarError) -> float | None:
         """Seconds to wait before `request()`, or None to raise `err`. Either way `err` is told

@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Self, TypeVar
 
 import grpc
 
-from s2sidecar_client import _convert
+from s2sidecar_client import _base, _convert
+from s2sidecar_client._base import ClientBase
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
-from s2sidecar_client._resume import NO_RETRY, Attempts, RetryPolicy, SessionState
-from s2sidecar_client.errors import SidecarError, from_rpc_error
+from s2sidecar_client._resume import CallRetries, RetryPolicy, SessionState
+from s2sidecar_client.errors import SidecarError
 from s2sidecar_client.types import ReadBatch, ReadLimit, SeqNum, Start, StreamPosition, Timestamp
 
 T = TypeVar("T")
 SessionCall = grpc.aio.UnaryStreamCall[pb.ReadSessionRequest, pb.ReadSessionResponse]
 
 
-log = logging.getLogger("s2sidecar_client")
-
-
-class S2SidecarClient:
+class S2SidecarClient(ClientBase):
     """Reads S2 streams through an s2-sidecar.
 
         async with S2SidecarClient() as client:  # $S2_SIDECAR_ADDRESS, else 127.0.0.1:50051
@@ -53,30 +49,17 @@ class S2SidecarClient:
         retry: RetryPolicy = RetryPolicy(),
         channel: grpc.aio.Channel | None = None,
     ) -> None:
-        self.basin = basin
-        self._metadata = _convert.auth_metadata(token)
-        self.timeout = timeout
-        self.retry = retry
+        super().__init__(target, basin, token, timeout, retry)
         self._own_channel = channel is None
-        self.target = target or _convert.default_target()
         self._channel = channel or grpc.aio.insecure_channel(self.target, options=retry.channel_options())
-        # Until a first answer, calls wait for the channel to connect (gRPC's wait_for_ready): an app
-        # that starts before its sidecar waits for it instead of failing fast.
-        self._answered = False
         self._read: grpc.aio.UnaryUnaryMultiCallable[pb.ReadRequest, pb.ReadResponse] = self._channel.unary_unary(
-            _convert.SERVICE + "Read", pb.ReadRequest.SerializeToString, pb.ReadResponse.FromString
+            *_base.READ
         )
         self._session: grpc.aio.UnaryStreamMultiCallable[pb.ReadSessionRequest, pb.ReadSessionResponse] = (
-            self._channel.unary_stream(
-                _convert.SERVICE + "ReadSession",
-                pb.ReadSessionRequest.SerializeToString,
-                pb.ReadSessionResponse.FromString,
-            )
+            self._channel.unary_stream(*_base.READ_SESSION)
         )
         self._check_tail: grpc.aio.UnaryUnaryMultiCallable[pb.CheckTailRequest, pb.CheckTailResponse] = (
-            self._channel.unary_unary(
-                _convert.SERVICE + "CheckTail", pb.CheckTailRequest.SerializeToString, pb.CheckTailResponse.FromString
-            )
+            self._channel.unary_unary(*_base.CHECK_TAIL)
         )
 
     async def __aenter__(self) -> Self:
@@ -95,9 +78,6 @@ class S2SidecarClient:
         except TimeoutError:
             raise TimeoutError(f"s2-sidecar at {self.target} is not ready after {timeout} s") from None
 
-    def _answer(self) -> None:
-        self._answered = True
-
     async def close(self) -> None:
         """Close the channel (unless it was passed in)."""
         if self._own_channel:
@@ -114,8 +94,7 @@ class S2SidecarClient:
     ) -> ReadBatch:
         """One batch (at most 1000 records / 1 MiB metered). `start=None` means the tail; `until`
         is an exclusive timestamp in ms; `wait` (seconds, at most 60) long-polls at the tail."""
-        req = _convert.read_request(pb.ReadRequest, self.basin, stream, start, limit, until, clamp, wait)
-        timeout = None if self.timeout is None else self.timeout + (wait or 0)
+        req, timeout = self._read_request(stream, start, limit, until, clamp, wait)
         resp = await self._retrying(
             lambda t: self._read(req, timeout=t, metadata=self._metadata, wait_for_ready=not self._answered), timeout
         )
@@ -144,8 +123,7 @@ class S2SidecarClient:
         `RetryPolicy`); `resume=False` raises the first failure instead. A failure it does not
         retry raises a `SidecarError` whose `next_seq_num` is where to resume.
         """
-        req = _convert.read_request(pb.ReadSessionRequest, self.basin, stream, start, limit, until, clamp, wait)
-        state = SessionState(req, self.retry if resume else NO_RETRY)
+        state = self._session_state(stream, start, limit, until, clamp, wait, resume)
         return ReadSession(
             lambda r: self._session(r, metadata=self._metadata, wait_for_ready=not self._answered),
             state,
@@ -158,7 +136,7 @@ class S2SidecarClient:
 
         `max_staleness_ms`: how old a tail the sidecar may answer from its cache (0: ask S2,
         unless a live session vouches for the tail); None: the sidecar's default (1 s)."""
-        req = pb.CheckTailRequest(basin=self.basin or "", stream=stream, max_staleness_ms=max_staleness_ms)
+        req = self._tail_request(stream, max_staleness_ms)
         resp = await self._retrying(
             lambda t: self._check_tail(req, timeout=t, metadata=self._metadata, wait_for_ready=not self._answered),
             self.timeout,
@@ -168,19 +146,16 @@ class S2SidecarClient:
     async def _retrying(self, call: Callable[[float | None], Awaitable[T]], within: float | None) -> T:
         """`call(seconds left)` until it succeeds, fails for good, or `within` seconds leave no
         room for another attempt."""
-        deadline = None if within is None else time.monotonic() + within
-        attempts = Attempts(self.retry)
+        retries = CallRetries(self.retry, within)
         while True:
             try:
-                result = await call(None if deadline is None else deadline - time.monotonic())
+                result = await call(retries.remaining())
                 self._answered = True
                 return result
             except grpc.RpcError as e:
-                err = from_rpc_error(e)
-            delay = attempts.retry_delay(err, None if deadline is None else deadline - time.monotonic())
+                err, delay = retries.failed(e)
             if delay is None:
                 raise err
-            log.info("retrying in %.2fs: %s", delay, err.message)
             await asyncio.sleep(delay)
 
 
@@ -226,19 +201,15 @@ class ReadSession:
             except StopAsyncIteration:
                 break
             except grpc.RpcError as e:
-                err = from_rpc_error(e)
                 self._call = self._iter = None
-                delay = self._state.on_error(err)
+                err, delay = self._state.failed(e)
                 if delay is None:
                     self._closed = True
                     raise err from None
-                log.info("session resumes at %s in %.2fs: %s", self._state.next_seq_num, delay, err.message)
                 await asyncio.sleep(delay)
                 continue
             self._on_answer()
-            result = _convert.batch(msg)
-            self._state.on_batch(result)
-            if result.records or self._heartbeats:
+            if (result := self._state.on_message(msg, self._heartbeats)) is not None:
                 return result
         self._closed = True
         raise StopAsyncIteration

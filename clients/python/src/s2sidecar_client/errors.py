@@ -25,7 +25,6 @@ from typing import Any
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
-from s2sidecar_client._resume import is_retryable
 from s2sidecar_client.types import StreamPosition
 
 DOMAIN = "s2.dev"
@@ -33,6 +32,12 @@ STATUS_DETAILS_KEY = "grpc-status-details-bin"
 NEXT_SEQ_NUM_KEY = "s2-next-seq-num"
 TAIL_SEQ_NUM_KEY = "s2-tail-seq-num"
 TAIL_TIMESTAMP_KEY = "s2-tail-timestamp"
+
+# Which failures are retried (clients/RESUME.md). INTERNAL / UNKNOWN are server bugs unless the
+# message shows the connection itself broke.
+_TRANSPORT_FAILURES = ("RST_STREAM", "Stream removed", "Connection reset")
+_RETRY_AFTER_HINTED = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED)
+_TRANSPORT_CODES = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 
 
 class SidecarError(Exception):
@@ -158,6 +163,17 @@ _BY_REASON: dict[str, type[SidecarError]] = {
     "stream_not_found": StreamNotFound,
     "basin_not_found": BasinNotFound,
 }
+
+
+def is_retryable(err: SidecarError) -> bool:
+    """The table in clients/RESUME.md. CANCELLED and DEADLINE_EXCEEDED are the caller's own doing."""
+    if err.code == grpc.StatusCode.UNAVAILABLE:
+        return True
+    if err.code in _RETRY_AFTER_HINTED:
+        return err.retry_after is not None
+    if err.code in _TRANSPORT_CODES:
+        return any(s in err.message for s in _TRANSPORT_FAILURES)
+    return False
 
 
 def from_status(code: grpc.StatusCode, message: str, trailing: Iterable[tuple[str, Any]] | None) -> SidecarError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -10,17 +9,16 @@ from typing import Self, TypeVar
 
 import grpc
 
-from s2sidecar_client import _convert
+from s2sidecar_client import _base, _convert
+from s2sidecar_client._base import ClientBase
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
-from s2sidecar_client._resume import NO_RETRY, Attempts, RetryPolicy, SessionState
-from s2sidecar_client.errors import from_rpc_error
+from s2sidecar_client._resume import CallRetries, RetryPolicy
 from s2sidecar_client.types import ReadBatch, ReadLimit, SeqNum, Start, StreamPosition, Timestamp
 
 T = TypeVar("T")
-log = logging.getLogger("s2sidecar_client")
 
 
-class S2SidecarSyncClient:
+class S2SidecarSyncClient(ClientBase):
     """Same arguments and semantics as `S2SidecarClient` (resume included), without asyncio.
 
     with S2SidecarSyncClient() as client:  # $S2_SIDECAR_ADDRESS, else 127.0.0.1:50051
@@ -37,27 +35,16 @@ class S2SidecarSyncClient:
         timeout: float | None = 30.0,
         retry: RetryPolicy = RetryPolicy(),
     ) -> None:
-        self.basin = basin
-        self._metadata = _convert.auth_metadata(token)
-        self.timeout = timeout
-        self.retry = retry
-        self.target = target or _convert.default_target()
+        super().__init__(target, basin, token, timeout, retry)
         self._channel = grpc.insecure_channel(self.target, options=retry.channel_options())
-        self._answered = False  # until a first answer, calls wait for the sidecar (wait_for_ready)
         self._read: grpc.UnaryUnaryMultiCallable[pb.ReadRequest, pb.ReadResponse] = self._channel.unary_unary(
-            _convert.SERVICE + "Read", pb.ReadRequest.SerializeToString, pb.ReadResponse.FromString
+            *_base.READ
         )
         self._session: grpc.UnaryStreamMultiCallable[pb.ReadSessionRequest, pb.ReadSessionResponse] = (
-            self._channel.unary_stream(
-                _convert.SERVICE + "ReadSession",
-                pb.ReadSessionRequest.SerializeToString,
-                pb.ReadSessionResponse.FromString,
-            )
+            self._channel.unary_stream(*_base.READ_SESSION)
         )
         self._check_tail: grpc.UnaryUnaryMultiCallable[pb.CheckTailRequest, pb.CheckTailResponse] = (
-            self._channel.unary_unary(
-                _convert.SERVICE + "CheckTail", pb.CheckTailRequest.SerializeToString, pb.CheckTailResponse.FromString
-            )
+            self._channel.unary_unary(*_base.CHECK_TAIL)
         )
 
     def __enter__(self) -> Self:
@@ -87,8 +74,7 @@ class S2SidecarSyncClient:
         clamp: bool = False,
         wait: int | None = None,
     ) -> ReadBatch:
-        req = _convert.read_request(pb.ReadRequest, self.basin, stream, start, limit, until, clamp, wait)
-        timeout = None if self.timeout is None else self.timeout + (wait or 0)
+        req, timeout = self._read_request(stream, start, limit, until, clamp, wait)
         resp = self._retrying(
             lambda t: self._read(req, timeout=t, metadata=self._metadata, wait_for_ready=not self._answered), timeout
         )
@@ -108,30 +94,25 @@ class S2SidecarSyncClient:
     ) -> Iterator[ReadBatch]:
         """A generator of batches that resumes across sidecar restarts; closing it (or breaking
         out of a `for`) cancels the call."""
-        first = _convert.read_request(pb.ReadSessionRequest, self.basin, stream, start, limit, until, clamp, wait)
-        state = SessionState(first, self.retry if resume else NO_RETRY)
+        state = self._session_state(stream, start, limit, until, clamp, wait, resume)
         while (req := state.request()) is not None:  # None: a count or bytes limit is used up
             call = self._session(req, metadata=self._metadata, wait_for_ready=not self._answered)
             try:
                 for msg in call:
                     self._answered = True
-                    result = _convert.batch(msg)
-                    state.on_batch(result)
-                    if result.records or heartbeats:
+                    if (result := state.on_message(msg, heartbeats)) is not None:
                         yield result
                 return
             except grpc.RpcError as e:
-                err = from_rpc_error(e)
+                err, delay = state.failed(e)
             finally:
                 call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves it untyped
-            delay = state.on_error(err)
             if delay is None:
                 raise err
-            log.info("session resumes at %s in %.2fs: %s", state.next_seq_num, delay, err.message)
             time.sleep(delay)
 
     def check_tail(self, stream: str, *, max_staleness_ms: int | None = None) -> StreamPosition:
-        req = pb.CheckTailRequest(basin=self.basin or "", stream=stream, max_staleness_ms=max_staleness_ms)
+        req = self._tail_request(stream, max_staleness_ms)
         resp = self._retrying(
             lambda t: self._check_tail(req, timeout=t, metadata=self._metadata, wait_for_ready=not self._answered),
             self.timeout,
@@ -141,17 +122,14 @@ class S2SidecarSyncClient:
     def _retrying(self, call: Callable[[float | None], T], within: float | None) -> T:
         """`call(seconds left)` until it succeeds, fails for good, or `within` seconds leave no
         room for another attempt."""
-        deadline = None if within is None else time.monotonic() + within
-        attempts = Attempts(self.retry)
+        retries = CallRetries(self.retry, within)
         while True:
             try:
-                result = call(None if deadline is None else deadline - time.monotonic())
+                result = call(retries.remaining())
                 self._answered = True
                 return result
             except grpc.RpcError as e:
-                err = from_rpc_error(e)
-            delay = attempts.retry_delay(err, None if deadline is None else deadline - time.monotonic())
+                err, delay = retries.failed(e)
             if delay is None:
                 raise err
-            log.info("retrying in %.2fs: %s", delay, err.message)
             time.sleep(delay)

@@ -1,0 +1,65 @@
+"""What the async client (`client.py`) and the sync client (`sync.py`) share: their settings and
+every request they build. Retries and resume (`_resume`) are shared the same way, so the two
+clients differ only in how they wait: `await` or block."""
+
+from __future__ import annotations
+
+from s2sidecar_client import _convert
+from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
+from s2sidecar_client._resume import NO_RETRY, RetryPolicy, SessionState
+from s2sidecar_client.types import ReadLimit, Start, Timestamp
+
+# (method path, request serializer, response deserializer) of each call, for `channel.unary_*`.
+READ = (_convert.SERVICE + "Read", pb.ReadRequest.SerializeToString, pb.ReadResponse.FromString)
+READ_SESSION = (
+    _convert.SERVICE + "ReadSession",
+    pb.ReadSessionRequest.SerializeToString,
+    pb.ReadSessionResponse.FromString,
+)
+CHECK_TAIL = (_convert.SERVICE + "CheckTail", pb.CheckTailRequest.SerializeToString, pb.CheckTailResponse.FromString)
+
+
+class ClientBase:
+    def __init__(
+        self, target: str | None, basin: str | None, token: str | None, timeout: float | None, retry: RetryPolicy
+    ) -> None:
+        self.basin = basin
+        self._metadata = _convert.auth_metadata(token)
+        self.timeout = timeout
+        self.retry = retry
+        self.target = target or _convert.default_target()
+        # Until a first answer, calls wait for the channel to connect (gRPC's wait_for_ready): an app
+        # that starts before its sidecar waits for it instead of failing fast.
+        self._answered = False
+
+    def _answer(self) -> None:
+        self._answered = True
+
+    def _read_request(
+        self,
+        stream: str,
+        start: Start | None,
+        limit: ReadLimit | None,
+        until: int | Timestamp | None,
+        clamp: bool,
+        wait: int | None,
+    ) -> tuple[pb.ReadRequest, float | None]:
+        """A `Read`'s request, and its time budget: the client's timeout on top of any `wait`."""
+        req = _convert.read_request(pb.ReadRequest, self.basin, stream, start, limit, until, clamp, wait)
+        return req, None if self.timeout is None else self.timeout + (wait or 0)
+
+    def _session_state(
+        self,
+        stream: str,
+        start: Start | None,
+        limit: ReadLimit | None,
+        until: int | Timestamp | None,
+        clamp: bool,
+        wait: int | None,
+        resume: bool,
+    ) -> SessionState:
+        req = _convert.read_request(pb.ReadSessionRequest, self.basin, stream, start, limit, until, clamp, wait)
+        return SessionState(req, self.retry if resume else NO_RETRY)
+
+    def _tail_request(self, stream: str, max_staleness_ms: int | None) -> pb.CheckTailRequest:
+        return pb.CheckTailRequest(basin=self.basin or "", stream=stream, max_staleness_ms=max_staleness_ms)
