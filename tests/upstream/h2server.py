@@ -1,18 +1,19 @@
-"""A small S2-like HTTP/2 server on `h2` for the upstream transport's tests, with fault hooks.
+"""A small S2-like HTTP/2 server on `h2` for the upstream transport's tests, for what the emulator
+(`sidecar/emulator`, scripted through `/_emulator/` hooks) cannot script.
 
 Stream NAME holds `records` records (seq_num n has body `body_of(n, body_size)`); sessions (s2s)
 send them from `seq_num` in frames of `batch` records, then heartbeats every `heartbeat` seconds
-(or end after `count`). Unary reads answer one protobuf batch, `/tail` the tail. Hooks: GOAWAY
-(any code, any last stream), RST_STREAM, abort every connection, go silent (a dead peer), raw
-bytes (bad frames), hold a stream's response headers, pace frames.
+(or end after `count`). Unary reads answer one protobuf batch, `/tail` the tail. What only it
+does: record each request (time, parameters, headers) and the DATA bytes sent per stream, hold a
+stream's response headers back, GOAWAY with a last-stream-id below a request it holds, abort every
+TCP connection, go silent (a dead peer), send raw bytes (bad frames), add response headers (an
+oversized header block), pace frames.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import ssl
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -41,12 +42,11 @@ class H2TestServer:
         max_streams: int = 1000,
         heartbeat: float = 0.5,
         pace: float = 0.0,
-        ssl_context: ssl.SSLContext | None = None,
         host: str = "127.0.0.1",
     ) -> None:
         self.records, self.body_size, self.batch = records, body_size, batch
         self.max_streams, self.heartbeat, self.pace = max_streams, heartbeat, pace
-        self.ssl_context, self.host = ssl_context, host
+        self.host = host
         self.conns: list[_ServerConn] = []
         self.connections_opened = 0
         self.sent: defaultdict[str, int] = defaultdict(int)  # DATA bytes sent per stream name
@@ -60,7 +60,7 @@ class H2TestServer:
 
     async def __aenter__(self) -> H2TestServer:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _ServerConn(self), self.host, 0, ssl=self.ssl_context)
+        self._server = await loop.create_server(lambda: _ServerConn(self), self.host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -72,20 +72,13 @@ class H2TestServer:
 
     @property
     def url(self) -> str:
-        scheme = "https" if self.ssl_context else "http"
-        return f"{scheme}://{self.host}:{self.port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
 
     # -- hooks ---------------------------------------------------------------------------------
 
-    def goaway(self, code: int = 0, last_stream_id: int | None = None, close: bool = False) -> None:
+    def goaway(self, code: int = 0, last_stream_id: int | None = None) -> None:
         for c in list(self.conns):
-            c.goaway(code, last_stream_id, close)
-
-    def reset(self, stream_name: str, code: int = 2) -> None:
-        for c in list(self.conns):
-            for sid, name in list(c.names.items()):
-                if name == stream_name:
-                    c.reset(sid, code)
+            c.goaway(code, last_stream_id)
 
     def abort_all(self) -> None:
         for c in list(self.conns):
@@ -166,22 +159,13 @@ class _ServerConn(asyncio.Protocol):
                 self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
         self.flush()
 
-    def goaway(self, code: int, last_stream_id: int | None, close: bool) -> None:
+    def goaway(self, code: int, last_stream_id: int | None) -> None:
         # Written past h2 (which would close its state and refuse to send on any stream after
         # `close_connection()`): streams at or below last_stream_id go on being served.
         last = self.h2.highest_inbound_stream_id if last_stream_id is None else last_stream_id
         self.flush()
         if self.transport is not None and not self.transport.is_closing() and not self.s.silent:
             self.transport.write(GoAwayFrame(0, last_stream_id=last, error_code=code).serialize())
-        if close:
-            self.abort()
-
-    def reset(self, sid: int, code: int) -> None:
-        if (t := self.tasks.pop(sid, None)) is not None:
-            t.cancel()
-        with contextlib.suppress(h2.exceptions.H2Error):
-            self.h2.reset_stream(sid, code)
-        self.flush()
 
     def abort(self) -> None:
         if self.transport is not None:

@@ -1,9 +1,13 @@
-"""--upstream-protocol: TLS with ALPN (a trustme CA), `auto`, CA files, spans and metrics."""
+"""--upstream-protocol: TLS with ALPN (a trustme CA), `auto`, CA files, spans and metrics.
+
+HTTP/2 runs against the emulator (with TLS from the trustme CA), except where the test reads the
+request headers the server got: the test server (tests/upstream/h2server.py) records them."""
 
 from __future__ import annotations
 
+import contextlib
 import ssl
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +24,8 @@ from sidecar.metrics import Metrics
 from sidecar.types import ReadLimit, ReadQuery, SeqNum
 from sidecar.upstream import BasinEndpoint, UpstreamClient
 from sidecar.upstream.http1 import Http1Transport
-from tests.upstream.h2server import H2TestServer
-from tests.upstream.test_http2 import BASIN, collect
+from tests.upstream.h2server import H2TestServer  # records request headers, which the emulator does not
+from tests.upstream.test_http2 import BASIN, Emulated, collect, emulated
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +48,19 @@ def server_tls(ca: trustme.CA, alpn: list[str] | None) -> ssl.SSLContext:
     return ctx
 
 
+@contextlib.asynccontextmanager
+async def emulated_tls(ca: trustme.CA, directory: Path) -> AsyncIterator[Emulated]:
+    """The emulator serving TLS (ALPN `h2` and `http/1.1`) with a certificate from `ca`."""
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    client_ssl = ssl.create_default_context()
+    ca.configure_trust(client_ssl)
+    async with emulated(client_ssl, tls_cert=cert_file, tls_key=key_file) as emu:
+        yield emu
+
+
 @pytest.fixture
 def spans() -> Iterator[tuple[tm.Telemetry, InMemorySpanExporter]]:
     exporter = InMemorySpanExporter()
@@ -54,13 +71,14 @@ def spans() -> Iterator[tuple[tm.Telemetry, InMemorySpanExporter]]:
 
 
 async def test_auto_negotiates_h2_by_alpn_with_a_ca_file(
-    ca: trustme.CA, ca_file: str, spans: tuple[tm.Telemetry, InMemorySpanExporter]
+    ca: trustme.CA, ca_file: str, spans: tuple[tm.Telemetry, InMemorySpanExporter], tmp_path: Path
 ) -> None:
     telemetry, exporter = spans
     async with (
-        H2TestServer(records=100, ssl_context=server_tls(ca, ["h2", "http/1.1"])) as server,
-        UpstreamClient(BasinEndpoint.parse(server.url), ca_file=ca_file, telemetry=telemetry) as client,
+        emulated_tls(ca, tmp_path) as emu,
+        UpstreamClient(BasinEndpoint.parse(emu.url), ca_file=ca_file, telemetry=telemetry) as client,
     ):
+        await emu.append("s", 100)
         assert (await client.check_tail(BASIN, "s")).seq_num == 100
         assert await collect(client, "s", 0, 100) == list(range(100))
         stats = client.pool_stats()
@@ -69,19 +87,22 @@ async def test_auto_negotiates_h2_by_alpn_with_a_ca_file(
     assert versions == {"2"}
 
 
-async def test_http2_honours_ssl_cert_file(ca: trustme.CA, ca_file: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_http2_honours_ssl_cert_file(
+    ca: trustme.CA, ca_file: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", ca_file)
     async with (
-        H2TestServer(records=10, ssl_context=server_tls(ca, ["h2"])) as server,
-        UpstreamClient(BasinEndpoint.parse(server.url), protocol=UpstreamProtocol.HTTP2) as client,
+        emulated_tls(ca, tmp_path) as emu,
+        UpstreamClient(BasinEndpoint.parse(emu.url), protocol=UpstreamProtocol.HTTP2) as client,
     ):
+        await emu.append("s", 10)
         assert (await client.check_tail(BASIN, "s")).seq_num == 10
 
 
-async def test_untrusted_certificate_is_a_transport_error(ca: trustme.CA) -> None:
+async def test_untrusted_certificate_is_a_transport_error(ca: trustme.CA, tmp_path: Path) -> None:
     async with (
-        H2TestServer(records=10, ssl_context=server_tls(ca, ["h2"])) as server,
-        UpstreamClient(BasinEndpoint.parse(server.url), protocol=UpstreamProtocol.HTTP2) as client,
+        emulated_tls(ca, tmp_path) as emu,
+        UpstreamClient(BasinEndpoint.parse(emu.url), protocol=UpstreamProtocol.HTTP2) as client,
     ):
         with pytest.raises(TransportError, match="certificate not trusted") as err:
             await client.check_tail(BASIN, "s")
@@ -125,13 +146,13 @@ def test_auto_on_http_is_http1() -> None:
 async def test_metrics_show_connections_per_protocol_and_streams_per_connection() -> None:
     metrics = Metrics()
     async with (
-        H2TestServer(records=10) as server,
-        UpstreamClient(BasinEndpoint.parse(server.url), protocol=UpstreamProtocol.HTTP2, metrics=metrics) as client,
+        emulated() as emu,
+        UpstreamClient(BasinEndpoint.parse(emu.url), protocol=UpstreamProtocol.HTTP2, metrics=metrics) as client,
     ):
-        gens = [
-            client.read_session(BASIN, f"s{i}", ReadQuery(start=SeqNum(0), limit=ReadLimit(count=100)))
-            for i in range(5)
-        ]
+        await emu.append("s", 10)
+        # `wait`: each session stays open at the tail after its first batch
+        query = ReadQuery(start=SeqNum(0), limit=ReadLimit(count=100), wait=30)
+        gens = [client.read_session(BASIN, "s", query) for _ in range(5)]
         for g in gens:
             await g.__anext__()
         text = metrics.render()
