@@ -1,4 +1,4 @@
-"""The Python client installs as Python packages do (issue 16, item 4): `python -m build` makes a
+"""The Python client installs as Python packages do: `python -m build` makes a
 wheel and an sdist with metadata, typed (py.typed, the stubs' .pyi), versioned with the sidecar;
 the wheel installed in a clean venv reads from a real sidecar."""
 

@@ -1,4 +1,4 @@
-"""An app that starts before its sidecar (issue 16, item 4): the clients wait for the first
+"""An app that starts before its sidecar: the clients wait for the first
 connection (gRPC's wait_for_ready) instead of failing fast, and `wait_for_ready()` waits for the
 sidecar explicitly. Retries are turned off here so that only the waiting can make a call succeed."""
 
