@@ -6,6 +6,7 @@ place that maps them to and from S2's wire formats.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 MAX_BATCH_RECORDS = 1000
@@ -19,6 +20,8 @@ DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MIN_MAX_MESSAGE_BYTES = 3 * 1024 * 1024
 U64_MAX = 2**64 - 1
 U32_MAX = 2**32 - 1
+
+StreamKey = tuple[str, str]  # (basin, stream): how the read logic's caches and registries key a stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,9 @@ class AppendRecord:
     timestamp: int | None = None
 
 
-def metered_size(headers: tuple[tuple[bytes, bytes], ...] | list[tuple[bytes, bytes]], body: bytes) -> int:
-    """S2's metered size of one record: 8 + 2 per header + header names and values + body."""
+def metered_size(headers: Collection[tuple[bytes, bytes]], body: bytes) -> int:
+    """S2's metered size of one record: 8 + 2 per header + header names and values + body (the
+    formula of S2's SDK, `MeteredBytes`: https://docs.rs/s2-sdk, and of s2-streamstore/s2's
+    `common/src/record`). Record limits and a read's `bytes` bound count in it; this is the one
+    place the sidecar computes it."""
     return 8 + 2 * len(headers) + sum(len(n) + len(v) for n, v in headers) + len(body)

@@ -22,6 +22,7 @@ from sidecar.types import (
     Timestamp,
 )
 from sidecar.wire.names import basin_name_problem, stream_name_problem
+from sidecar.wire.records import decode_varint
 
 # S2 takes any u64 tail_offset and saturates at the first record. No stream holds 2**63 records,
 # so larger offsets mean the same; sending at most this keeps upstreams (and span attributes)
@@ -65,14 +66,14 @@ def _decode_problem(data: bytes, message: type[Message]) -> InvalidRequest:
     pos = 0
     try:
         while pos < len(data):
-            key, pos = _varint(data, pos)
+            key, pos = decode_varint(data, pos)
             number, wire_type = key >> 3, key & 7
             if wire_type == 0:
-                _, pos = _varint(data, pos)
+                _, pos = decode_varint(data, pos)
             elif wire_type in (1, 5):
                 pos += 8 if wire_type == 1 else 4
             elif wire_type == 2:
-                size, pos = _varint(data, pos)
+                size, pos = decode_varint(data, pos)
                 value, pos = data[pos : pos + size], pos + size
                 field = descriptor.fields_by_number.get(number)
                 if pos <= len(data) and field is not None and field.type == FieldDescriptor.TYPE_STRING:
@@ -89,16 +90,6 @@ def _decode_problem(data: bytes, message: type[Message]) -> InvalidRequest:
     return InvalidRequest(
         "request", f"{what}: its bytes are not protobuf wire format for it (check the client's generated code)"
     )
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        value |= (byte & 0x7F) << shift
-        pos, shift = pos + 1, shift + 7
-        if not byte & 0x80:
-            return value, pos
 
 
 class StreamRef(NamedTuple):

@@ -36,10 +36,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
-from sidecar._proto.s2.v1 import records_pb2 as pb
+from sidecar.types import StreamKey
 from sidecar.wire.protobuf import ReadBatch
-
-StreamKey = tuple[str, str]
+from sidecar.wire.records import index_records, metered_sizes, trim_point
 
 # Bytes charged per chunk and per record on top of the record bytes: the chunk object, its two
 # index arrays (8 bytes per entry each) and the bookkeeping around them. Keeps the bound honest for
@@ -47,10 +46,6 @@ StreamKey = tuple[str, str]
 CHUNK_OVERHEAD = 200
 RECORD_OVERHEAD = 16
 
-# A trim command is one header with an empty name and value "trim": as serialized inside a
-# SequencedRecord, field 3 (Header) of 6 bytes holding field 2 (value) = b"trim".
-_TRIM_HEADER = b"\x1a\x06\x12\x04trim"
-_TRIM_BODY_BYTES = 8
 # Streams known (what S2's listing said of them) without records held: at most about this many.
 MAX_STREAMS = 100_000
 
@@ -60,61 +55,6 @@ class EvictionPolicy(Enum):
 
     LRU = "lru"  # least recently read or written
     KEEP_PREFIX = "keep-prefix"  # the highest seq_num of the least recently used stream
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-
-
-def index_records(data: bytes, count: int) -> tuple[array[int], array[int]]:
-    """Where each of the first `count` record fields of a serialized `ReadBatch` starts (plus
-    where the last one ends), and each record's timestamp. Reads only the framing and the two
-    leading varints of each record (upb writes fields in number order; zero values are left out).
-    The records must be the leading fields (see `record_fields` for batches with tails inside)."""
-    offsets: array[int] = array("q")
-    stamps: array[int] = array("q")
-    pos = 0
-    for _ in range(count):
-        if data[pos] != 0x0A:
-            raise ValueError(f"not a ReadBatch.records field at byte {pos}")
-        length, start = _varint(data, pos + 1)
-        end = start + length
-        offsets.append(pos)
-        q, ts = start, 0
-        if q < end and data[q] == 0x08:
-            _, q = _varint(data, q + 1)
-        if q < end and data[q] == 0x10:
-            ts, q = _varint(data, q + 1)
-        stamps.append(ts)
-        pos = end
-    offsets.append(pos)
-    return offsets, stamps
-
-
-def record_fields(batch: ReadBatch) -> bytes:
-    """The batch's record fields alone. A batch without a tail is nothing else (a ReadBatch has
-    two fields), so it is returned as is; one with a tail may hold tail fields anywhere (batches
-    merged by concatenation), which history answers must not carry: those are skipped (a copy,
-    on the rare path of live batches)."""
-    data = batch.data
-    if batch.tail is None:
-        return data
-    parts = []
-    pos = 0
-    while pos < len(data):
-        tag = data[pos]
-        length, start = _varint(data, pos + 1)
-        if tag == 0x0A:
-            parts.append(data[pos : start + length])
-        pos = start + length
-    return b"".join(parts)
 
 
 @dataclass(eq=False, slots=True)
@@ -161,14 +101,7 @@ class Chunk:
 
     def metered_sizes(self) -> array[int]:
         if self.metered is None:
-            msg = pb.ReadBatch.FromString(self.data)
-            self.metered = array(
-                "q",
-                (
-                    8 + 2 * len(r.headers) + sum(len(h.name) + len(h.value) for h in r.headers) + len(r.body)
-                    for r in msg.records
-                ),
-            )
+            self.metered = metered_sizes(self.data)
         return self.metered
 
     def piece(self, lo: int, hi: int) -> ReadBatch:
@@ -382,16 +315,15 @@ class HistoryCache:
         if not self.enabled or not batch.count:
             return
         assert batch.first_seq_num is not None
-        data = batch.data
-        if _TRIM_HEADER in data:
-            self._apply_trims(key, batch)
+        if point := trim_point(batch.data):
+            self.trim(key, point)  # trim command records: what they trim is gone
         s = self._stream(key)
         first, end = batch.first_seq_num, batch.first_seq_num + batch.count
         if end <= s.trim_point:
             return
         now = self._clock()
         whole = Chunk(
-            key, first, batch.count, record_fields(batch), batch.last_timestamp or 0,
+            key, first, batch.count, batch.record_fields(), batch.last_timestamp or 0,
             now if asked_at is None else min(asked_at, now), now,
         )  # fmt: skip
         lo = max(first, s.trim_point)
@@ -413,20 +345,6 @@ class HistoryCache:
         for a, b in gaps:
             self._add(s, whole, a, b)
         self._evict()
-
-    def _apply_trims(self, key: StreamKey, batch: ReadBatch) -> None:
-        point = 0
-        for r in pb.ReadBatch.FromString(batch.data).records:
-            if (
-                len(r.headers) == 1
-                and r.headers[0].name == b""
-                and r.headers[0].value == b"trim"
-                and len(r.body) == _TRIM_BODY_BYTES
-            ):
-                # S2: effective trim point = max(existing, min(requested, command's seq_num + 1)).
-                point = max(point, min(int.from_bytes(r.body, "big"), r.seq_num + 1))
-        if point:
-            self.trim(key, point)
 
     def _add(self, s: _Stream, whole: Chunk, lo: int, hi: int) -> None:
         if lo == whole.first and hi == whole.end:

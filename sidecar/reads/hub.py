@@ -30,9 +30,9 @@ from opentelemetry.trace import Link, SpanKind
 from sidecar.errors import SidecarError
 from sidecar.reads.plan import ResumePlan
 from sidecar.reads.session import SessionEvent, Trimmed, resumable_session, session_observer
-from sidecar.reads.tails import StreamKey, TailCache
+from sidecar.reads.tails import TailCache
 from sidecar.telemetry import NO_CALL_TRACE, S2_BASIN, S2_SHARED, S2_STREAM, CallTrace
-from sidecar.types import ReadQuery, SeqNum, StreamPosition, TailOffset
+from sidecar.types import ReadQuery, SeqNum, StreamKey, StreamPosition, TailOffset
 from sidecar.upstream.client import MERGE_BYTES, UpstreamClient
 from sidecar.upstream.retry import RetryPolicy
 from sidecar.wire.protobuf import ReadBatch, batch_from_records, merge_batches, slice_batch

@@ -27,9 +27,9 @@ from sidecar.reads.hub import Hub, shareable
 from sidecar.reads.plan import ResumePlan
 from sidecar.reads.replay import Replays
 from sidecar.reads.session import resumable_session, session_observer
-from sidecar.reads.tails import CachedTail, StreamKey, TailCache
+from sidecar.reads.tails import CachedTail, TailCache
 from sidecar.telemetry import NO_CALL_TRACE, S2_SHARED, CallTrace, reason_token
-from sidecar.types import ReadQuery, SeqNum, StreamPosition
+from sidecar.types import ReadQuery, SeqNum, StreamKey, StreamPosition
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.retry import RetryPolicy
 from sidecar.wire.protobuf import ReadBatch, decode_read_batch, merge_batches
@@ -93,9 +93,7 @@ class StreamReader:
         client.metrics.shared_session_subscribers.set_function(lambda: self.hub.subscribers)
         client.metrics.history_cache_bytes.set_function(lambda: self.history.bytes)
         self.share_sessions = share_sessions
-        self.replays = Replays(
-            client, self.policy, self.history, self.tails, self.hub, share_sessions=share_sessions
-        )
+        self.replays = Replays(client, self.policy, self.history, self.tails, self.hub, share_sessions=share_sessions)
         if self.history.enabled:
             self.hub.on_records = self.replays.fill
         self._tail_calls: SingleFlight[StreamKey, StreamPosition] = SingleFlight()

@@ -42,13 +42,13 @@ from enum import Enum
 from sidecar.errors import RangeNotSatisfiable, S2Error, SidecarError
 from sidecar.metrics import Metrics
 from sidecar.reads.coalesce import Progress, SingleFlight
-from sidecar.reads.history import Confirmation, HistoryCache, Limits, StreamKey
+from sidecar.reads.history import Confirmation, HistoryCache, Limits
 from sidecar.reads.hub import Hub, shareable
 from sidecar.reads.plan import ResumePlan
 from sidecar.reads.session import Observer, SessionEvent, Trimmed, resumable_session, session_observer
 from sidecar.reads.tails import TailCache
 from sidecar.telemetry import NO_CALL_TRACE, S2_CACHE, CallTrace
-from sidecar.types import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, ReadLimit, ReadQuery, SeqNum, StreamPosition
+from sidecar.types import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, ReadLimit, ReadQuery, SeqNum, StreamKey, StreamPosition
 from sidecar.upstream.client import MERGE_BYTES, UpstreamClient
 from sidecar.upstream.retry import RetryPolicy
 from sidecar.wire.protobuf import ReadBatch, merge_batches

@@ -14,9 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sidecar.types import StreamPosition
-
-StreamKey = tuple[str, str]  # (basin, stream)
+from sidecar.types import StreamKey, StreamPosition
 
 
 class CachedTail(NamedTuple):

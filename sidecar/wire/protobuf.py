@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 from sidecar._proto.s2.v1 import records_pb2 as pb
 from sidecar.errors import ProtocolError
 from sidecar.types import AppendRecord, Record, StreamPosition, metered_size
+from sidecar.wire.records import RECORDS_TAG, TAIL_TAG, encode_varint, metered_sizes, without_tails
 
 __all__ = [
     "ReadBatch",
@@ -36,17 +37,8 @@ __all__ = [
     "split_batch",
 ]
 
-_RECORDS_TAG = b"\x0a"  # field 1, length-delimited: ReadBatch.records
-_TAIL_TAG = b"\x12"  # field 2, length-delimited: ReadBatch.tail
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+_RECORDS_TAG = bytes([RECORDS_TAG])
+_TAIL_TAG = bytes([TAIL_TAG])
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +60,13 @@ class ReadBatch:
 
     def metered_bytes(self) -> int:
         """Metered size of all records; costs a pass over them, so only asked when `bytes` is bounded."""
-        msg = pb.ReadBatch.FromString(self.data)
-        return sum(
-            8 + 2 * len(r.headers) + sum(len(h.name) + len(h.value) for h in r.headers) + len(r.body)
-            for r in msg.records
-        )
+        return sum(metered_sizes(self.data))
+
+    def record_fields(self) -> bytes:
+        """The batch's record fields alone (what history answers are made of). A batch without a
+        tail is nothing else (a ReadBatch has two fields), so it is returned as is; one with a tail
+        may hold tail fields anywhere (batches merged by concatenation): those are left out."""
+        return self.data if self.tail is None else without_tails(self.data)
 
 
 def decode_read_batch(data: bytes) -> ReadBatch:
@@ -136,7 +130,7 @@ def split_batch(batch: ReadBatch, max_bytes: int) -> list[ReadBatch]:
     size = 0
     for record in msg.records:
         n = record.ByteSize()
-        field_size = 1 + len(_varint(n)) + n
+        field_size = 1 + len(encode_varint(n)) + n
         if groups[-1] and size + field_size > room:
             groups.append([])
             size = 0
@@ -189,7 +183,7 @@ def encode_record_field(seq_num: int, timestamp: int, headers: Iterable[tuple[by
         headers=[pb.Header(name=n, value=v) for n, v in headers],
         body=body,
     ).SerializeToString()
-    return _RECORDS_TAG + _varint(len(msg)) + msg
+    return _RECORDS_TAG + encode_varint(len(msg)) + msg
 
 
 def records_from_fields(fields: Iterable[bytes]) -> list[Record]:
@@ -213,7 +207,7 @@ def encode_batch(record_fields: Sequence[bytes], tail: StreamPosition | None) ->
     if tail is None:
         return b"".join(record_fields)
     t = encode_position(tail)
-    return b"".join(record_fields) + _TAIL_TAG + _varint(len(t)) + t
+    return b"".join(record_fields) + _TAIL_TAG + encode_varint(len(t)) + t
 
 
 def decode_append_input(data: bytes) -> tuple[list[AppendRecord], int | None, str | None]:

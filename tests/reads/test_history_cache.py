@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sidecar.reads import history
-from sidecar.reads.history import Confirmation, EvictionPolicy, HistoryCache, Limits, index_records
+from sidecar.reads.history import Confirmation, EvictionPolicy, HistoryCache, Limits
 from sidecar.types import Record, StreamPosition, metered_size
 from sidecar.wire.protobuf import ReadBatch, batch_from_records, merge_batches
 from sidecar.wire.protobuf import decode_read_batch as decode
@@ -32,14 +32,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def test_index_finds_every_record_and_timestamp_including_zero_values() -> None:
-    b = batch_from_records([Record(0, 0), Record(1, 7, ((b"a", b"b"),), b"body")], StreamPosition(2, 7))
-    offsets, stamps = index_records(b.data, 2)
-    assert list(stamps) == [0, 7]
-    assert offsets[0] == 0 and offsets[2] < len(b.data)  # the tail field is after the records
-    assert batch_from_records([Record(0, 0)], None).data == b.data[offsets[0] : offsets[1]]
 
 
 def test_lookup_returns_the_upstream_bytes_sliced_and_stops_at_a_gap() -> None:
