@@ -181,7 +181,7 @@ class Sidecar:
         self.reader = StreamReader(
             self.client,
             RetryPolicy(max_attempts=cfg.retry_attempts, base_delay=cfg.retry_base_delay),
-            cache=TailCache(cfg.tail_cache_size),
+            tails=TailCache(cfg.tail_cache_size),
             share_sessions=cfg.share_sessions,
             subscriber_queue=cfg.subscriber_queue,
             silence_bound=cfg.heartbeat_timeout,

@@ -97,7 +97,7 @@ class LiveFeed:
         key: StreamKey,
         client: UpstreamClient,
         policy: RetryPolicy,
-        cache: TailCache,
+        tails: TailCache,
         *,
         queue_batches: int,
         silence_bound: float,
@@ -111,7 +111,7 @@ class LiveFeed:
         self._on_records = on_records
         tracer = tracer or trace.NoOpTracer()
         self.linger = linger
-        self._client, self._policy, self._cache = client, policy, cache
+        self._client, self._policy, self._tails = client, policy, tails
         self._queue_batches = queue_batches
         self._silence_bound = silence_bound
         self._on_idle = on_idle
@@ -213,7 +213,7 @@ class LiveFeed:
             self.ended = True
             self.settled.set()
             self.span.end()
-            self._cache.untrack(self.key)
+            self._tails.untrack(self.key)
             for sub in list(self.subscribers):
                 self._detach(sub, reason)
             self._on_idle(self)
@@ -221,7 +221,7 @@ class LiveFeed:
     def _observe(self, event: SessionEvent) -> None:
         self._report(event)
         if not isinstance(event, Trimmed):
-            self._cache.untrack(self.key)  # reconnecting: nobody vouches for the tail now
+            self._tails.untrack(self.key)  # reconnecting: nobody vouches for the tail now
 
     def _receive(self, batch: ReadBatch) -> None:
         if batch.tail is not None:
@@ -239,7 +239,7 @@ class LiveFeed:
             self.live.set()
             self.settled.set()
         if caught_up and batch.tail is not None:
-            self._cache.track(self.key, batch.tail, for_seconds=self._silence_bound)
+            self._tails.track(self.key, batch.tail, for_seconds=self._silence_bound)
         for sub in list(self.subscribers):
             if not sub.offer(batch):
                 self._detach(sub, "the app fell behind the shared feed", too_slow=True)
@@ -257,7 +257,7 @@ class Hub:
         self,
         client: UpstreamClient,
         policy: RetryPolicy,
-        cache: TailCache,
+        tails: TailCache,
         *,
         queue_batches: int = 64,
         silence_bound: float = 20.0,
@@ -265,7 +265,7 @@ class Hub:
         tracer: trace.Tracer | None = None,
         on_records: Callable[[StreamKey, ReadBatch, float], None] | None = None,
     ) -> None:
-        self._client, self._policy, self._cache = client, policy, cache
+        self._client, self._policy, self._tails = client, policy, tails
         self._tracer = tracer
         self.on_records = on_records  # every batch of records S2 returns to the hub's sessions
         self.linger = linger  # how long a feed with no subscribers keeps following
@@ -280,7 +280,7 @@ class Hub:
                 key,
                 self._client,
                 self._policy,
-                self._cache,
+                self._tails,
                 queue_batches=self._queue_batches,
                 silence_bound=self._silence_bound,
                 on_idle=self._forget,
@@ -291,10 +291,14 @@ class Hub:
             self.feeds[key] = feed
         return feed
 
-    async def settled(self, key: StreamKey, within: float = 5.0) -> None:
+    async def settled(self, key: StreamKey, within: float = 5.0) -> LiveFeed:
         """Start (or find) the stream's feed and wait (at most `within` seconds) until it is live
-        or has ended, so that a reader at the tail can be switched to it at once."""
-        await _settled(self.feed(key), within)
+        or has ended, so that a reader at the tail can be switched to it at once; the feed."""
+        feed = self.feed(key)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await feed.settled.wait()
+        return feed
 
     def _forget(self, feed: LiveFeed) -> None:
         if self.feeds.get(feed.key) is feed:
@@ -335,7 +339,7 @@ class Hub:
                 feed = self.feed(key)  # following from (near) the tail: the feed is where it will read
             if feed is not None and plan.next_seq_num is None:
                 # Where the app starts, resolved against the feed's live edge when possible.
-                await _settled(feed, join_timeout)
+                feed = await self.settled(key, join_timeout)  # the same feed: it has not ended
                 if feed.error is not None and not feed.error.retryable:
                     raise feed.error  # e.g. no such stream: the app's own session would fail alike
                 start = query.start
@@ -373,7 +377,7 @@ class Hub:
                 policy=self._policy,
                 plan=plan,
                 observe=session_observer(self._client.metrics, call),
-                on_tail=functools.partial(self._cache.observe, key),
+                on_tail=functools.partial(self._tails.observe, key),
                 on_records=None if self.on_records is None else functools.partial(self.on_records, key),
             )
             async with contextlib.aclosing(own):
@@ -384,19 +388,11 @@ class Hub:
                         continue
                     # Caught up (a heartbeat): start or find the feed, and switch to it if it can
                     # continue exactly here (this closes our own upstream session).
-                    feed = self.feed(key)
-                    await _settled(feed, join_timeout)
+                    feed = await self.settled(key, join_timeout)
                     if feed.can_serve(plan.next_seq_num):
                         break
                 else:
                     return
-
-
-async def _settled(feed: LiveFeed, within: float) -> None:
-    """Wait (at most `within` seconds) until the feed is live or has ended."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(within):
-            await feed.settled.wait()
 
 
 class _SpanEvents:

@@ -71,7 +71,7 @@ class StreamReader:
         client: UpstreamClient,
         policy: RetryPolicy | None = None,
         *,
-        cache: TailCache | None = None,
+        tails: TailCache | None = None,
         share_sessions: bool = True,
         subscriber_queue: int = 64,
         silence_bound: float = 20.0,
@@ -80,7 +80,7 @@ class StreamReader:
     ) -> None:
         self.client = client
         self.policy = policy or RetryPolicy()
-        self.tails = cache or TailCache()
+        self.tails = tails or TailCache()
         self.history = history if history is not None else HistoryCache(0)
         self.hub = Hub(
             client,

@@ -120,14 +120,14 @@ class Replays:
         self,
         client: UpstreamClient,
         policy: RetryPolicy,
-        cache: HistoryCache,
+        history: HistoryCache,
         tails: TailCache,
         hub: Hub,
         *,
         share_sessions: bool,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.client, self.policy, self.cache, self.tails, self.hub = client, policy, cache, tails, hub
+        self.client, self.policy, self.history, self.tails, self.hub = client, policy, history, tails, hub
         self.share_sessions = share_sessions
         self.metrics: Metrics = client.metrics
         self.runs: dict[StreamKey, list[Run]] = {}
@@ -139,7 +139,7 @@ class Replays:
             self.metrics.history_basins.labels(mode.value).set_function(
                 lambda mode=mode: sum(1 for m in self.modes.values() if m is mode)  # type: ignore[misc]
             )
-        cache.on_evict = self.metrics.history_evictions.inc
+        history.on_evict = self.metrics.history_evictions.inc
 
     async def close(self) -> None:
         tasks = list(self._background.values())
@@ -156,7 +156,7 @@ class Replays:
         keep it."""
         if batch.count:
             self.metrics.history_upstream_bytes.inc(len(batch.data))
-            self.cache.insert(key, batch, asked_at)
+            self.history.insert(key, batch, asked_at)
 
     def _missed(self, batch: ReadBatch) -> None:
         if batch.count:
@@ -172,7 +172,7 @@ class Replays:
 
     def upstream_failed(self, key: StreamKey, error: BaseException) -> None:
         if isinstance(error, S2Error) and error.status == 404:
-            self.cache.forget(key)  # deleted: whatever comes back under this name is a new stream
+            self.history.forget(key)  # deleted: whatever comes back under this name is a new stream
 
     # -- confirming with S2 -----------------------------------------------------------------------
 
@@ -217,13 +217,13 @@ class Replays:
         incarnation, tail, first = answers
         assert not isinstance(incarnation, BaseException) and isinstance(tail, StreamPosition)
         assert not isinstance(first, BaseException)
-        before = self.cache.knows_incarnation(key)
+        before = self.history.knows_incarnation(key)
         seen = Confirmation(started, self._clock(), incarnation, tail.seq_num, first)
         result = "deleted" if incarnation is None else "same"
-        if incarnation is not None and before and not self.cache.same_incarnation(key, incarnation):
+        if incarnation is not None and before and not self.history.same_incarnation(key, incarnation):
             result = "recreated"
             log.info("history cache: %s/%s was deleted and re-created; dropping what it held", *key)
-        self.cache.confirm(key, seen)
+        self.history.confirm(key, seen)
         self.metrics.history_confirmations.labels(result).inc()
 
     def _confirmation_failed(self, key: StreamKey, error: SidecarError) -> None:
@@ -258,13 +258,13 @@ class Replays:
         them the rest comes from upstream in the same call, from where the cache stopped, with the
         bounds that remain and no `wait` (S2 answers at once when it has records). Entries that
         only S2 can vouch for again are confirmed in the background: a unary call has a deadline."""
-        if not isinstance(query.start, SeqNum) or not self.cache.holds(key):
+        if not isinstance(query.start, SeqNum) or not self.history.holds(key):
             return None, query
         count = MAX_BATCH_RECORDS if query.limit.count is None else min(query.limit.count, MAX_BATCH_RECORDS)
         nbytes = MAX_BATCH_BYTES if query.limit.bytes is None else min(query.limit.bytes, MAX_BATCH_BYTES)
         if count <= 0 or nbytes <= 0:
             return None, query
-        got = self.cache.lookup(key, query.start.value, Limits(count, nbytes, query.until), 1 << 62)
+        got = self.history.lookup(key, query.start.value, Limits(count, nbytes, query.until), 1 << 62)
         if got.stale:
             self.confirm_soon(key)
         if not got.records:
@@ -318,7 +318,7 @@ class Replays:
             pos = plan.next_seq_num if plan.next_seq_num is not None else query.start.value
             # 1. The cache: one message's worth at a time, so that freshness is decided again
             # before each (an app that reads slowly must not get records S2 dropped since).
-            got = self.cache.lookup(
+            got = self.history.lookup(
                 key,
                 pos,
                 Limits(
@@ -369,7 +369,7 @@ class Replays:
             own = plan.next_query(self._clock()) if plan.next_seq_num is not None else query
             if own is None:
                 return
-            if not asked_incarnation and not self.cache.knows_incarnation(key):
+            if not asked_incarnation and not self.history.knows_incarnation(key):
                 # Learn the incarnation before the run asks for records, so that what it reads
                 # can be confirmed later, not only served within max_age (`history.py`); then
                 # look again: another reader may have started a run meanwhile.
@@ -378,7 +378,7 @@ class Replays:
                 continue
             run = Run(pos, pos)
             self.runs.setdefault(key, []).append(run)
-            observe = _trim_aware(session_observer(self.metrics, call), lambda point: self.cache.trim(key, point))
+            observe = _trim_aware(session_observer(self.metrics, call), lambda point: self.history.trim(key, point))
             batches = resumable_session(
                 self.client,
                 basin,
@@ -411,7 +411,7 @@ class Replays:
                             batch.count
                             and plan.next_seq_num is not None
                             and not run.live
-                            and self.cache.servable_at(key, plan.next_seq_num)
+                            and self.history.servable_at(key, plan.next_seq_num)
                         ):
                             break  # the cache already holds what comes next (another run got it)
                     else:
