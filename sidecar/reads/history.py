@@ -60,8 +60,9 @@ class EvictionPolicy(Enum):
 @dataclass(eq=False, slots=True)
 class Chunk:
     """Contiguous records `first` .. `first + n - 1`; `data` is their record fields and nothing
-    else. The index (`offsets`: where record i starts; `timestamps`) is built only when a read
-    needs part of the chunk: a replay that takes whole chunks never pays for it."""
+    else. The index (`offsets`: where record i starts; `timestamps`) is built only when a read, or
+    an insert that keeps part of a batch, needs part of the chunk: a replay that takes whole chunks
+    never pays for it."""
 
     key: StreamKey
     first: int
@@ -73,10 +74,6 @@ class Chunk:
     _offsets: array[int] | None = None
     _timestamps: array[int] | None = None
     metered: array[int] | None = None  # per record, computed when a read bounds bytes
-
-    @property
-    def count(self) -> int:
-        return self.n
 
     @property
     def end(self) -> int:
@@ -164,14 +161,12 @@ class _Stream:
 
 @dataclass
 class Stats:
-    hits_records: int = 0
-    hits_bytes: int = 0
-    inserted_bytes: int = 0
-    evictions: int = 0
-    dropped_chunks: int = 0  # by trims and new incarnations
+    evictions: int = 0  # chunks evicted to stay within `max_bytes`
 
 
 class HistoryCache:
+    """Records below the tail, per stream, bounded in bytes (module docs)."""
+
     def __init__(
         self,
         max_bytes: int,
@@ -188,7 +183,7 @@ class HistoryCache:
         self._use: OrderedDict[int, Chunk] = OrderedDict()  # id(chunk) -> chunk, least recently used first
         self.bytes = 0
         self.stats = Stats()
-        # Called with (key, chunks dropped) on every eviction, for metrics.
+        # Called with the number of chunks evicted, on every eviction (a metric).
         self.on_evict: Callable[[int], None] = lambda _n: None
 
     @property
@@ -279,7 +274,6 @@ class HistoryCache:
             return
         for c in s.chunks:
             self._drop(c)
-        self.stats.dropped_chunks += len(s.chunks)
 
     def trim(self, key: StreamKey, point: int) -> None:
         """Records below `point` are gone upstream: drop every chunk that holds any of them (a
@@ -288,12 +282,9 @@ class HistoryCache:
         if s is None:
             return
         s.trim_point = max(s.trim_point, point)
-        n = 0
         while s.chunks and s.chunks[0].first < point:
             self._drop(s.chunks.pop(0))
             s.firsts.pop(0)
-            n += 1
-        self.stats.dropped_chunks += n
 
     def observe_tail(self, key: StreamKey, tail_seq_num: int, asked_at: float | None = None) -> None:
         """A tail below records held means a new incarnation (or a stale tail; dropping is safe).
@@ -369,7 +360,6 @@ class HistoryCache:
         s.firsts.insert(k, lo)
         self._use[id(chunk)] = chunk
         self.bytes += chunk.charge
-        self.stats.inserted_bytes += len(chunk.data)
 
     # -- serving ----------------------------------------------------------------------------------
 
@@ -442,9 +432,6 @@ class HistoryCache:
             if limits.count is not None and records >= limits.count:
                 stopped = True
             i += 1
-        if records:
-            self.stats.hits_records += records
-            self.stats.hits_bytes += sum(len(p.data) for p in pieces)
         return Served(pieces, records, metered, stopped, pos, stale)
 
     def gaps(self, key: StreamKey, lo: int, hi: int) -> list[tuple[int, int]]:
@@ -497,7 +484,6 @@ class HistoryCache:
         for c in s.chunks:
             if doomed(c):
                 self._drop(c)
-                self.stats.dropped_chunks += 1
         s.chunks = keep
         s.firsts = [c.first for c in keep]
 

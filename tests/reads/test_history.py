@@ -158,7 +158,7 @@ async def test_a_recreated_stream_unseen_is_answered_anew_after_max_age() -> Non
         assert err is None and [r[2][:3] for r in rows] == [b"new"] * 60
 
 
-@pytest.mark.emulator_only  # the emulator trims at once; S2 eventually (SEMANTICS.md "Trimming")
+@pytest.mark.emulator_only  # the emulator trims at once; S2 eventually
 @needs_cache
 async def test_a_trim_the_sidecar_reads_drops_what_it_trimmed() -> None:
     async with SidecarHarness() as h:

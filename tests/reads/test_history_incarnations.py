@@ -5,9 +5,9 @@ reads, deletions, re-creations and evictions; and a one-shot `Read` answers the 
 Every record's body names its incarnation (`inc<k>:`), and the test keeps when it sent each
 deletion, so a record received later than that plus max age (plus `SLACK`, for delivery on a
 loaded machine: the failures these tests catch were unbounded, tens of seconds late) is a
-stale one. S2 defines a stream's identity over time by `created_at` in its listing
-(../shared/s2-reference/openapi.json `StreamInfo`: `created_at`, `deleted_at` "if the stream is
-being deleted"); the emulator writes it with nanoseconds, as s2-lite does.
+stale one. S2 defines a stream's identity over time by `created_at` in its listing (S2's
+OpenAPI `StreamInfo`: `created_at`, `deleted_at` "if the stream is being deleted"); the emulator
+writes it with nanoseconds, as s2-lite does.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ async def replay_for(h: SidecarHarness, incs: Incarnations, stream: str, starts:
 
 @needs_cache
 async def test_a_hole_filled_around_an_old_incarnation_never_serves_it_past_max_age() -> None:
-    # The issue's first route: app A caches 100..299; the stream is deleted and re-created; app B
+    # A route to a stale record: app A caches 100..299; the stream is deleted and re-created; app B
     # reads from 0, which fills 0..99 and 300..399 around A's old records.
     incs = Incarnations()
     async with SidecarHarness(history_cache_max_age=MAX_AGE) as h:
@@ -122,7 +122,7 @@ async def test_a_hole_filled_around_an_old_incarnation_never_serves_it_past_max_
 
 @needs_cache
 async def test_an_identical_first_record_does_not_pass_for_the_same_incarnation() -> None:
-    # The issue's second route: both incarnations start with a byte-identical record.
+    # A route to a stale record: both incarnations start with a byte-identical record.
     incs = Incarnations()
     async with SidecarHarness(history_cache_max_age=MAX_AGE) as h:
         same = AppendRecord(body=b"inc0:the same first record", timestamp=500)
@@ -139,7 +139,7 @@ async def test_an_identical_first_record_does_not_pass_for_the_same_incarnation(
 
 @needs_cache
 async def test_an_evicted_lowest_chunk_refilled_from_the_new_stream_does_not_vouch_for_the_rest() -> None:
-    # The issue's third route: a small cache evicts the old incarnation's lowest chunk, and a
+    # A route to a stale record: a small cache evicts the old incarnation's lowest chunk, and a
     # replay of the new stream from 0 fills that gap.
     incs = Incarnations()
     async with SidecarHarness(history_cache_max_age=MAX_AGE, history_cache_bytes=1 << 20) as h:
@@ -207,7 +207,7 @@ async def slow_reader(
 
 @needs_cache
 async def test_a_slow_replay_of_a_deleted_stream_stops_within_max_age() -> None:
-    # The issue's item 2: one lookup used to hand a session the whole cached range, however slowly
+    # One lookup used to hand a session the whole cached range, however slowly
     # its app read it; S2 (and the cache off) end the session with NOT_FOUND.
     incs = Incarnations()
     n = 20_000
@@ -242,8 +242,8 @@ async def test_a_slow_replay_over_a_trim_skips_the_trimmed_records_within_max_ag
 
 @needs_cache
 async def test_a_read_partly_in_the_cache_answers_the_whole_batch() -> None:
-    # The issue's item 3: S2 answers a one-shot read with as many records as its bounds allow
-    # (../shared/s2-reference/SEMANTICS.md, Limits: 1000 records or 1 MiB metered).
+    # S2 answers a one-shot read with as many records as its bounds allow (at most 1000
+    # records or 1 MiB metered).
     async with SidecarHarness() as h:
         await fill(h, "short", 1, 400)
         for _ in range(2):  # the second from the cache (which then counts as confirmed with S2)
@@ -264,9 +264,7 @@ async def _direct_read(h: SidecarHarness, stream: str, req: dict[str, Any]) -> l
     """The same read straight from the emulator (S2's answer)."""
     assert h.http is not None
     params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in req.items()}
-    async with h.http.get(
-        f"{h.url}/v1/streams/{stream}/records", params=params, headers={"s2-basin": h.basin}
-    ) as resp:
+    async with h.http.get(f"{h.url}/v1/streams/{stream}/records", params=params, headers={"s2-basin": h.basin}) as resp:
         body = await resp.json()
     return [r["seq_num"] for r in body.get("records", [])]
 

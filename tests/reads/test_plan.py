@@ -51,8 +51,8 @@ def test_wait_is_reduced_by_the_time_since_the_last_batch() -> None:
 
 
 def test_wait_counts_from_the_first_heartbeat_across_reconnects() -> None:
-    """S2 (SEMANTICS.md, sessions): a finite wait starts at the first heartbeat and is reset by
-    each delivered batch, not by heartbeats; a reconnect does not restart it."""
+    """S2's sessions: a finite wait starts at the first heartbeat and is reset by each delivered
+    batch, not by heartbeats; a reconnect does not restart it."""
     plan = ResumePlan(ReadQuery(TailOffset(0), wait=3))
     plan.caught_up(StreamPosition(5, 0), now=10.0)
     plan.caught_up(StreamPosition(5, 0), now=11.0)  # a later heartbeat (a reconnect's) does not reset it
@@ -78,15 +78,15 @@ def test_records_must_continue_where_the_last_ones_ended() -> None:
 
 
 def test_a_resumed_response_that_starts_later_skips_trimmed_records() -> None:
-    """S2 answers a read below the trim point from the first remaining record (SEMANTICS.md,
-    trimming; S2: lite's read path scans from the start key)."""
+    """S2 answers a read below the trim point from the first remaining record (s2-lite's read
+    path scans from the start key)."""
     plan = ResumePlan(ReadQuery(SeqNum(0)))
     plan.delivered(count=5, last_seq_num=4, metered_bytes=0, now=0.0)
     assert plan.admit_records(9, response_start=True) == 4  # 5..8 are gone
 
 
 def test_a_heartbeat_may_not_skip_records_this_response_has_not_sent() -> None:
-    """Issue 15 item 1: records 0-4, a heartbeat with tail 7, then 5-6 lost 5 and 6."""
+    """Records 0-4, a heartbeat with tail 7, then 5-6: taking the heartbeat lost 5 and 6 once."""
     plan = ResumePlan(ReadQuery(SeqNum(0), ReadLimit(count=10), wait=5))
     plan.delivered(count=5, last_seq_num=4, metered_bytes=0, now=0.0)
     with pytest.raises(Discontinuity, match="tail is 7"):

@@ -148,7 +148,7 @@ HEADERS_PER_RECORD = 250  # 1-byte name and value: ~1 KB metered, ~2 KB of proto
 
 
 async def test_session_survives_faults_with_header_heavy_records() -> None:
-    """Issue 15: batches of header-heavy records encode to about twice their metered size (a
+    """Batches of header-heavy records encode to about twice their metered size (a
     1 MiB metered batch is ~2 MiB of protobuf). Cut 22 times, every record arrives once and no
     message passes the 4 MiB every gRPC client accepts."""
     rng = random.Random("header-heavy")
@@ -177,12 +177,12 @@ TRIM_AHEAD = 15_000  # records (~15 MB): past what loopback socket buffers let t
 
 def trim_command(to_seq_num: int) -> AppendRecord:
     """S2's trim command record: one header with an empty name and value `trim`, and the seq_num
-    to trim up to as 8 bytes big-endian (SEMANTICS.md "Trimming")."""
+    to trim up to as 8 bytes big-endian."""
     return AppendRecord(body=to_seq_num.to_bytes(8, "big"), headers=((b"", b"trim"),))
 
 
 async def test_session_with_trims_mid_session_skips_only_trimmed_records() -> None:
-    """Issue 15 item 2, under faults: trims land ahead of a reading session while its upstream
+    """Under faults: trims land ahead of a reading session while its upstream
     is cut again and again. S2 answers a read below the trim point from the first remaining
     record: the app gets every record that was not trimmed, once, in order, and never stalls."""
     rng = random.Random("trims")

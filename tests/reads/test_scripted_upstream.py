@@ -27,9 +27,9 @@ async def read(stub: object, request: pb.ReadSessionRequest, timeout: float = 20
 
 
 async def test_a_heartbeat_ahead_of_the_records_is_an_upstream_error_not_a_skip() -> None:
-    """Issue 15 item 1: records 0-4, a heartbeat with tail 7, then records 5-6. A heartbeat may
-    never skip records the session has not delivered (S2 heartbeats once it has sent everything
-    below the tail, SEMANTICS.md "Sessions"); the session resumes from seq_num 5."""
+    """Records 0-4, a heartbeat with tail 7, then records 5-6. A heartbeat may never skip
+    records the session has not delivered (S2 heartbeats once it has sent everything below the
+    tail); the session resumes from seq_num 5."""
     async with scripted_sidecar() as (upstream, stub, _):
         upstream.script(Records(0, 5), Heartbeat(7), Records(5, 2))
         upstream.script(Records(5, 5))
@@ -49,8 +49,8 @@ async def test_a_gap_inside_one_response_is_an_upstream_error() -> None:
 
 
 async def test_a_resumed_session_continues_past_trimmed_records() -> None:
-    """Issue 15 item 2. S2 answers a read that starts below the trim point from the first
-    remaining record (SEMANTICS.md "Trimming"; S2: lite's read path scans from the start key).
+    """S2 answers a read that starts below the trim point from the first remaining record
+    (s2-lite's read path scans from the start key).
     Before: the batch at 9 was taken for a discontinuity and the session ended UNAVAILABLE."""
     async with scripted_sidecar(retry_attempts=3) as (upstream, stub, sidecar):
         upstream.script(Records(0, 5), Reset())
@@ -70,7 +70,7 @@ async def test_a_resumed_session_that_finds_everything_trimmed_follows_from_the_
 
 
 async def test_a_batch_larger_than_a_grpc_message_is_split_at_records() -> None:
-    """Issue 15 item 4: header-heavy records encode to about twice their metered size; a batch
+    """Header-heavy records encode to about twice their metered size; a batch
     past the message limit reached the app as one 6 MB message and failed RESOURCE_EXHAUSTED."""
     async with scripted_sidecar() as (upstream, stub, _):
         # 6 records of ~1 MiB of protobuf each (1-byte header pairs): one 6 MiB frame.
@@ -96,7 +96,7 @@ async def test_a_unary_read_never_answers_more_than_one_message_allows() -> None
 
 
 async def test_heartbeats_reset_the_retry_budget() -> None:
-    """Issue 15 item 6: with 12 drops, each after a successful reconnect that delivered a
+    """With 12 drops, each after a successful reconnect that delivered a
     heartbeat, the session failed UNAVAILABLE once 10 attempts were counted. Progress resets the
     budget, as S2's SDKs reset theirs after each delivered batch."""
     async with scripted_sidecar(retry_attempts=3) as (upstream, stub, _):
@@ -108,7 +108,7 @@ async def test_heartbeats_reset_the_retry_budget() -> None:
 
 
 async def test_wait_counts_from_the_first_heartbeat_across_reconnects() -> None:
-    """Issue 15 item 6: `tail_offset 0, wait 3` with one upstream drop ended at 5.1 s (the wait
+    """`tail_offset 0, wait 3` with one upstream drop ended at 5.1 s (the wait
     restarted in full). S2's wait starts at the first heartbeat and only batches reset it."""
     async with scripted_sidecar() as (upstream, stub, _):
         upstream.script(Heartbeat(5), Pause(1.0), Reset())
@@ -142,7 +142,7 @@ async def test_reconnect_advice_resumes_at_once_and_at_most_once_a_minute() -> N
     ],
 )
 async def test_sse_error_codes_are_not_retried_as_500s(code: str, status: int, grpc_code: grpc.StatusCode) -> None:
-    """Issue 15 item 8: SSE error events carry S2's code but no status; codes missing from the
+    """SSE error events carry S2's code but no status; codes missing from the
     table became retried 500s. S2: api/src/v1/error.rs (ErrorCode::status)."""
     async with scripted_sidecar(upstream_format=UpstreamFormat.JSON) as (upstream, stub, _):
         upstream.script(Records(0, 2), Terminal(status, code))
@@ -153,9 +153,9 @@ async def test_sse_error_codes_are_not_retried_as_500s(code: str, status: int, g
 
 
 async def test_a_late_joiner_of_a_shared_feed_gets_a_heartbeat_at_once() -> None:
-    """Issue 15 item 3: a session starting at the tail got its first message 8-13 s late: the
-    shared feed had consumed its heartbeat before the reader subscribed. S2 sends a heartbeat as
-    soon as a session starts following (SEMANTICS.md "Sessions")."""
+    """A session starting at the tail got its first message 8-13 s late: the shared feed had
+    consumed its heartbeat before the reader subscribed. S2 sends a heartbeat as soon as a
+    session starts following."""
     async with scripted_sidecar() as (upstream, stub, _):
         upstream.script(Heartbeat(5), Pause(60))  # the feed's only heartbeat for a minute
 

@@ -1,6 +1,6 @@
 """A shared-feed subscriber's queue, without sockets: a lagging app's backlog goes out merged, but
-never as a message larger than `MERGE_BYTES` (issue 15 item 4: a lagging follower with large
-records got a 6,288,072-byte message and failed RESOURCE_EXHAUSTED at its gRPC client)."""
+never as a message larger than `MERGE_BYTES` (a lagging follower with large records once got a
+6,288,072-byte message and failed RESOURCE_EXHAUSTED at its gRPC client)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""s2s framing, checked against bytes written by hand from s2s.md."""
+"""s2s framing, checked against bytes written by hand from the framing `sidecar/wire/s2s.py` describes."""
 
 import gzip
 
