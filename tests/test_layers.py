@@ -31,8 +31,6 @@ KNOWN_TODAY: dict[Edge, str] = {
     ("sidecar.upstream.client", "sidecar.config"): "upstream takes its format and protocol enums from config, "
     "which imports sidecar.upstream.endpoint (running sidecar/upstream/__init__.py): a cycle",
     ("sidecar.upstream.select", "sidecar.config"): "the same cycle, through select's UpstreamProtocol",
-    ("sidecar.emulator.hooks", "sidecar.emulator.app"): "hooks type-checks against app's EmulatorState, "
-    "and app imports hooks",
 }
 
 
@@ -154,7 +152,11 @@ def test_every_known_exception_still_happens() -> None:
     """An entry of KNOWN_TODAY that no longer breaks a rule nor closes a cycle must go."""
     graph = import_graph()
     breaks = rule_breaks(graph)
-    stale = [edge for edge in KNOWN_TODAY if edge not in breaks and not _on_a_cycle(graph, edge)]
+    stale = [
+        edge
+        for edge in KNOWN_TODAY
+        if edge[1] not in graph.get(edge[0], ()) or (edge not in breaks and not _on_a_cycle(graph, edge))
+    ]
     assert not stale, f"fixed, remove from KNOWN_TODAY: {stale}"
 
 
