@@ -25,7 +25,7 @@ from sidecar.errors import PoolExhausted, ProtocolError, S2Error, TransportError
 from sidecar.metrics import Metrics
 from sidecar.types import DEFAULT_MAX_MESSAGE_BYTES, ReadQuery, StreamPosition
 from sidecar.upstream.endpoint import BasinEndpoint
-from sidecar.upstream.select import make_transport
+from sidecar.upstream.negotiate import make_transport
 from sidecar.upstream.transport import Body, Response, Transport
 from sidecar.upstream.words import in_words
 from sidecar.wire import json as wjson

@@ -12,7 +12,7 @@ from sidecar.config import UpstreamProtocol
 from sidecar.upstream import BasinEndpoint, UpstreamClient
 from sidecar.upstream.http1 import Http1Transport
 from sidecar.upstream.http2 import Http2Transport
-from sidecar.upstream.select import AutoTransport
+from sidecar.upstream.negotiate import AutoTransport
 
 
 def parse(argv: list[str], env: dict[str, str] | None = None) -> config.Config:

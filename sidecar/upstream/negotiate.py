@@ -1,4 +1,5 @@
-"""Which transport a client gets: `--upstream-protocol` and the endpoint's scheme decide.
+"""Which transport a client gets (HTTP/1.1, HTTP/2, or either by TLS ALPN): `--upstream-protocol`
+and the endpoint's scheme decide.
 
 `auto` does what S2's SDKs do on `https://`: offer `h2` and `http/1.1` by TLS ALPN and speak what
 the server picks (hosted S2 picks h2). On `http://` there is nothing to negotiate: `auto` speaks
