@@ -12,26 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from sidecar.listeners import parse_host_port, parse_listen
 from sidecar.types import DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES
+from sidecar.upstream import BasinEndpoint, UpstreamFormat, UpstreamProtocol, UpstreamSettings
 from sidecar.wire.names import basin_name_problem
-
-
-class UpstreamFormat(Enum):
-    """How to talk to S2: protobuf one-shot reads and s2s sessions, or JSON and SSE."""
-
-    PROTOBUF = "protobuf"
-    JSON = "json"
-
-
-class UpstreamProtocol(Enum):
-    """Which HTTP version to speak upstream. AUTO: HTTP/2 where TLS ALPN offers it (as S2's SDKs
-    do), HTTP/1.1 for `http://` and when ALPN picks http/1.1."""
-
-    AUTO = "auto"
-    HTTP1 = "http1"
-    HTTP2 = "http2"
 
 
 @dataclass(frozen=True)
@@ -77,6 +63,29 @@ class Config:
     def uses_emulator(self) -> bool:
         return not self.basin_endpoint
 
+    def upstream_settings(self, endpoint: BasinEndpoint | None = None) -> UpstreamSettings:
+        """The upstream client's settings. `endpoint`: where S2 is, when not `basin_endpoint` (the
+        embedded emulator's address, known once it listens)."""
+        if endpoint is None:
+            if self.basin_endpoint is None:
+                raise ValueError("no basin endpoint: set S2_BASIN_ENDPOINT, or pass the emulator's")
+            endpoint = BasinEndpoint.parse(self.basin_endpoint)
+        return UpstreamSettings(
+            endpoint=endpoint,
+            access_token=self.access_token,
+            format=self.upstream_format,
+            protocol=self.upstream_protocol,
+            session_connections=self.session_connections,
+            unary_connections=self.unary_connections,
+            long_poll_connections=self.long_poll_connections,
+            h2_connections=self.upstream_h2_connections,
+            connect_timeout=self.connect_timeout,
+            request_timeout=self.request_timeout,
+            heartbeat_timeout=self.heartbeat_timeout,
+            ca_file=self.upstream_ca_file,
+            max_message_bytes=self.max_message_bytes,
+        )
+
 
 @dataclass(frozen=True)
 class _Setting:
@@ -106,15 +115,11 @@ def _host_port(value: str) -> str:
 
 
 def _basin_endpoint(value: str) -> str:
-    from sidecar.upstream.endpoint import BasinEndpoint  # late: sidecar.upstream imports this module
-
     BasinEndpoint.parse(value)  # the same parse the upstream client does, so it cannot fail later
     return value
 
 
 def _url(value: str) -> str:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an http(s) URL")

@@ -151,23 +151,7 @@ class Sidecar:
         else:
             assert cfg.basin_endpoint is not None
             endpoint = BasinEndpoint.parse(cfg.basin_endpoint)
-        self.client = UpstreamClient(
-            endpoint,
-            access_token=cfg.access_token,
-            upstream_format=cfg.upstream_format,
-            session_connections=cfg.session_connections,
-            unary_connections=cfg.unary_connections,
-            long_poll_connections=cfg.long_poll_connections,
-            connect_timeout=cfg.connect_timeout,
-            request_timeout=cfg.request_timeout,
-            heartbeat_timeout=cfg.heartbeat_timeout,
-            max_message_bytes=cfg.max_message_bytes,
-            telemetry=self.telemetry,
-            metrics=self.metrics,
-            protocol=cfg.upstream_protocol,
-            ca_file=cfg.upstream_ca_file,
-            h2_connections=cfg.upstream_h2_connections,
-        )
+        self.client = UpstreamClient(cfg.upstream_settings(endpoint), telemetry=self.telemetry, metrics=self.metrics)
         await self.client.start()
         client = self.client
         pools = (

@@ -24,10 +24,11 @@ import aiohttp
 import grpc
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
-from sidecar.config import Config, UpstreamProtocol
+from sidecar.config import Config
 from sidecar.emulator import CREATE_ON_APPEND, Emulator, EmulatorConfig
 from sidecar.server import Sidecar
 from sidecar.types import AppendRecord, StreamPosition
+from sidecar.upstream import UpstreamProtocol
 from sidecar.wire import json as wjson
 from sidecar.wire.protobuf import decode_append_ack, encode_append_input
 

@@ -20,12 +20,11 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from sidecar import telemetry as tm
-from sidecar.config import UpstreamFormat, UpstreamProtocol
 from sidecar.errors import PoolExhausted, ProtocolError, S2Error, TransportError
 from sidecar.metrics import Metrics
-from sidecar.types import DEFAULT_MAX_MESSAGE_BYTES, ReadQuery, StreamPosition
-from sidecar.upstream.endpoint import BasinEndpoint
+from sidecar.types import ReadQuery, StreamPosition
 from sidecar.upstream.negotiate import make_transport
+from sidecar.upstream.settings import UpstreamFormat, UpstreamSettings
 from sidecar.upstream.transport import Body, Response, Transport
 from sidecar.upstream.words import in_words
 from sidecar.wire import json as wjson
@@ -58,47 +57,24 @@ class UpstreamClient:
 
     def __init__(
         self,
-        endpoint: BasinEndpoint,
+        settings: UpstreamSettings,
         *,
-        access_token: str | None = None,
-        upstream_format: UpstreamFormat = UpstreamFormat.PROTOBUF,
-        session_connections: int = 1000,
-        unary_connections: int = 100,
-        long_poll_connections: int = 1000,
-        connect_timeout: float = 5.0,
-        request_timeout: float = 10.0,
-        heartbeat_timeout: float = 20.0,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         telemetry: tm.Telemetry | None = None,
         metrics: Metrics | None = None,
-        protocol: UpstreamProtocol = UpstreamProtocol.AUTO,
-        ca_file: str | None = None,
-        h2_connections: int = 4,
         transport: Transport | None = None,
     ) -> None:
-        self.endpoint = endpoint
+        """`transport`: tests pass their own; by default the one `settings.protocol` asks for."""
+        self.settings = settings
+        self.endpoint = settings.endpoint
         self._telemetry = telemetry or tm.Telemetry.disabled()
         self.metrics = metrics or Metrics()
-        self._token = access_token
-        self.format = upstream_format
-        self._use_s2s = upstream_format is UpstreamFormat.PROTOBUF
-        self._request_timeout = request_timeout
-        self._connect_timeout = connect_timeout
-        self._heartbeat_timeout = heartbeat_timeout
+        self._token = settings.access_token
+        self.format = settings.format
+        self._use_s2s = settings.format is UpstreamFormat.PROTOBUF
+        self._request_timeout = settings.request_timeout
         # No batch handed on is larger than this (serialized): it becomes one gRPC message.
-        self.max_message_bytes = max_message_bytes
-        self.transport: Transport = transport or make_transport(
-            endpoint,
-            protocol,
-            session_connections=session_connections,
-            unary_connections=unary_connections,
-            long_poll_connections=long_poll_connections,
-            connect_timeout=connect_timeout,
-            heartbeat_timeout=heartbeat_timeout,
-            ca_file=ca_file,
-            h2_connections=h2_connections,
-            metrics=self.metrics,
-        )
+        self.max_message_bytes = settings.max_message_bytes
+        self.transport: Transport = transport or make_transport(settings)
         self._errors = self.transport.errors
         stats = self.transport.pool_stats
         self.metrics.upstream_connections.labels("1.1").set_function(lambda: stats().get("connections_h1", 0))

@@ -16,7 +16,8 @@ from typing import Any
 import aiohttp
 
 from sidecar.errors import PoolExhausted
-from sidecar.upstream.transport import Response
+from sidecar.upstream.settings import UpstreamSettings
+from sidecar.upstream.transport import Response, ssl_context
 
 SESSION_SETTING = "--session-connections / S2_SIDECAR_SESSION_CONNECTIONS"
 
@@ -62,22 +63,14 @@ class Http1Transport:
         ConnectionRefusedError,
     )
 
-    def __init__(
-        self,
-        *,
-        session_connections: int = 1000,
-        unary_connections: int = 100,
-        long_poll_connections: int = 1000,
-        connect_timeout: float = 5.0,
-        heartbeat_timeout: float = 20.0,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        self._session_limit = session_connections
-        self._unary_limit = unary_connections
-        self._long_poll_limit = long_poll_connections
-        self._connect_timeout = connect_timeout
-        self._heartbeat_timeout = heartbeat_timeout
-        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+    def __init__(self, settings: UpstreamSettings) -> None:
+        self._session_limit = settings.session_connections
+        self._unary_limit = settings.unary_connections
+        self._long_poll_limit = settings.long_poll_connections
+        self._connect_timeout = settings.connect_timeout
+        self._heartbeat_timeout = settings.heartbeat_timeout
+        # True: aiohttp's default context (the system trust store).
+        self._ssl: ssl.SSLContext | bool = ssl_context(settings.ca_file) if settings.ca_file else True
         self._unary: aiohttp.ClientSession | None = None
         self._long_polls: aiohttp.ClientSession | None = None
         self._sessions: aiohttp.ClientSession | None = None

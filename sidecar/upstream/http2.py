@@ -36,7 +36,8 @@ import hyperframe.frame
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 
-from sidecar.upstream.transport import Response, media_type
+from sidecar.upstream.settings import UpstreamSettings
+from sidecar.upstream.transport import Response, media_type, ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -576,21 +577,13 @@ class Http2Transport:
     )
     connect_errors: tuple[type[BaseException], ...] = (ConnectFailed, ConnectionRefusedError)
 
-    def __init__(
-        self,
-        *,
-        max_connections: int = 4,
-        connect_timeout: float = 5.0,
-        heartbeat_timeout: float = 20.0,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        self.max_connections = max_connections
-        self.connect_timeout = connect_timeout
-        self.heartbeat_timeout = heartbeat_timeout
-        if ssl_context is None:
-            ssl_context = ssl.create_default_context()
-            ssl_context.set_alpn_protocols(["h2"])
-        self.ssl_context = ssl_context
+    def __init__(self, settings: UpstreamSettings, *, alpn: tuple[str, ...] = ("h2",)) -> None:
+        """`alpn`: the protocols offered on `https://` (`("h2", "http/1.1")` when HTTP/1.1 is the
+        fallback, see `AutoTransport`)."""
+        self.max_connections = settings.h2_connections
+        self.connect_timeout = settings.connect_timeout
+        self.heartbeat_timeout = settings.heartbeat_timeout
+        self.ssl_context = ssl_context(settings.ca_file, alpn)
         self._origins: dict[tuple[str, str, int], _Origin] = {}
 
     async def start(self) -> None:

@@ -8,27 +8,14 @@ HTTP/1.1 (aiohttp, the fastest path on loopback); `http2` speaks h2c with prior 
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
-from sidecar.config import UpstreamProtocol
-from sidecar.metrics import Metrics
-from sidecar.upstream.endpoint import BasinEndpoint
 from sidecar.upstream.http1 import Http1Transport
 from sidecar.upstream.http2 import AlpnRefused, Http2Transport
+from sidecar.upstream.settings import UpstreamProtocol, UpstreamSettings
 from sidecar.upstream.transport import Response, Transport
-
-
-def ssl_context(ca_file: str | None, alpn: list[str] | None = None) -> ssl.SSLContext:
-    """The system trust store (OpenSSL honours SSL_CERT_FILE / SSL_CERT_DIR), plus `ca_file`."""
-    ctx = ssl.create_default_context()
-    if ca_file:
-        ctx.load_verify_locations(cafile=ca_file)
-    if alpn:
-        ctx.set_alpn_protocols(alpn)
-    return ctx
 
 
 class AutoTransport:
@@ -89,41 +76,13 @@ class AutoTransport:
         return out
 
 
-def make_transport(
-    endpoint: BasinEndpoint,
-    protocol: UpstreamProtocol,
-    *,
-    session_connections: int,
-    unary_connections: int,
-    long_poll_connections: int,
-    connect_timeout: float,
-    heartbeat_timeout: float,
-    ca_file: str | None,
-    h2_connections: int,
-    metrics: Metrics,
-) -> Transport:
-    def http1() -> Http1Transport:
-        return Http1Transport(
-            session_connections=session_connections,
-            unary_connections=unary_connections,
-            long_poll_connections=long_poll_connections,
-            connect_timeout=connect_timeout,
-            heartbeat_timeout=heartbeat_timeout,
-            ssl_context=ssl_context(ca_file) if ca_file else None,
-        )
-
-    def http2(alpn: list[str]) -> Http2Transport:
-        return Http2Transport(
-            max_connections=h2_connections,
-            connect_timeout=connect_timeout,
-            heartbeat_timeout=heartbeat_timeout,
-            ssl_context=ssl_context(ca_file, alpn),
-        )
-
+def make_transport(settings: UpstreamSettings) -> Transport:
+    """The transport `settings.protocol` asks for on `settings.endpoint`."""
+    protocol = settings.protocol
     if protocol is UpstreamProtocol.HTTP1:
-        return http1()
+        return Http1Transport(settings)
     if protocol is UpstreamProtocol.HTTP2:
-        return http2(["h2"])
-    if urlsplit(endpoint.base_url("basin")).scheme != "https":
-        return http1()
-    return AutoTransport(http1(), http2(["h2", "http/1.1"]))
+        return Http2Transport(settings)
+    if urlsplit(settings.endpoint.base_url("basin")).scheme != "https":
+        return Http1Transport(settings)
+    return AutoTransport(Http1Transport(settings), Http2Transport(settings, alpn=("h2", "http/1.1")))

@@ -7,7 +7,8 @@ Everything S2-specific (URLs, s2s/SSE/protobuf decoding, spans, metrics) stays a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import ssl
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -74,3 +75,13 @@ def media_type(value: str | None) -> str:
     if not value:
         return "application/octet-stream"
     return value.split(";", 1)[0].strip().lower()
+
+
+def ssl_context(ca_file: str | None, alpn: Sequence[str] = ()) -> ssl.SSLContext:
+    """The system trust store (OpenSSL honours SSL_CERT_FILE / SSL_CERT_DIR), plus `ca_file`."""
+    ctx = ssl.create_default_context()
+    if ca_file:
+        ctx.load_verify_locations(cafile=ca_file)
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    return ctx

@@ -31,7 +31,7 @@ from sidecar.metrics import Metrics
 from sidecar.reads import StreamReader
 from sidecar.testing import SidecarHarness
 from sidecar.types import StreamPosition
-from sidecar.upstream import BasinEndpoint, UpstreamClient
+from sidecar.upstream import BasinEndpoint, UpstreamClient, UpstreamSettings
 
 BASIN, STREAM = "test-basin", "s"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -56,7 +56,7 @@ class FakeContext:
 
 def service(metrics: Metrics) -> StreamService:
     """A service whose tail cache knows the stream (upstream unreachable: a miss would fail)."""
-    client = UpstreamClient(BasinEndpoint.parse("http://127.0.0.1:1/v1"), metrics=metrics)
+    client = UpstreamClient(UpstreamSettings(BasinEndpoint.parse("http://127.0.0.1:1/v1")), metrics=metrics)
     reader = StreamReader(client)
     reader.tails.observe((BASIN, STREAM), StreamPosition(16, 1_700_000_000_000))
     return StreamService(reader, instrumentation=Instrumentation(tm.Telemetry.disabled(), metrics))

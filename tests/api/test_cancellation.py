@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
-from sidecar.config import UpstreamProtocol
 from sidecar.testing import SidecarHarness
+from sidecar.upstream import UpstreamProtocol
 
 
 async def unary_in_use_drops_to(h: SidecarHarness, n: int, within: float, pool: str = "unary") -> bool:

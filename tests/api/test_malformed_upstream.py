@@ -21,8 +21,8 @@ from aiohttp import web
 from google.rpc import error_details_pb2, status_pb2
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
-from sidecar.config import UpstreamFormat, UpstreamProtocol
 from sidecar.testing import SidecarHarness
+from sidecar.upstream import UpstreamFormat, UpstreamProtocol
 from tests.api.helpers import collect, error_info, padded, trailing
 
 Code = grpc.StatusCode

@@ -9,8 +9,8 @@ from typing import Any
 import grpc
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
-from sidecar.config import UpstreamProtocol
 from sidecar.testing import SidecarHarness
+from sidecar.upstream import UpstreamProtocol
 from tests.api.helpers import error_info, retry_info
 
 

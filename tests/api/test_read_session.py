@@ -9,9 +9,9 @@ import grpc
 import pytest
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
-from sidecar.config import UpstreamFormat
 from sidecar.testing import SidecarHarness
 from sidecar.types import AppendRecord
+from sidecar.upstream import UpstreamFormat
 from tests.api.helpers import collect, padded
 
 Code = grpc.StatusCode

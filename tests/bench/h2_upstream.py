@@ -15,9 +15,8 @@ import grpc
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
 from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
-from sidecar.config import UpstreamProtocol
 from sidecar.types import ReadQuery, TailOffset
-from sidecar.upstream import BasinEndpoint, UpstreamClient
+from sidecar.upstream import BasinEndpoint, UpstreamClient, UpstreamProtocol, UpstreamSettings
 from tests.bench.common import BASIN, fill, start_emulator, start_sidecar, stop
 
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 16 * 1024 * 1024)]
@@ -45,7 +44,7 @@ async def many_sessions(
     """Open `sessions` live sessions with the sidecar's upstream client; (TCP connections, sessions
     open). `probe` is awaited while they are all open."""
     client = UpstreamClient(
-        BasinEndpoint.parse(url + "/v1"), protocol=protocol, session_connections=max(1000, sessions)
+        UpstreamSettings(BasinEndpoint.parse(url + "/v1"), protocol=protocol, session_connections=max(1000, sessions))
     )
     async with client:
         gens = [client.read_session(BASIN, stream, ReadQuery(start=TailOffset(0))) for _ in range(sessions)]

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import aiohttp
 
-from sidecar.config import UpstreamProtocol
+from sidecar.upstream import UpstreamProtocol
 from tests.bench.common import BASIN, MALLOC_ENV, ROOT, fill, fmt, median, start_emulator, start_sidecar, stop, table
 from tests.bench.h2_upstream import catch_up, many_sessions
 from tests.bench.throughput import direct_session

@@ -29,9 +29,10 @@ import pytest
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
 from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
-from sidecar.config import Config, UpstreamProtocol
+from sidecar.config import Config
 from sidecar.emulator import Emulator
 from sidecar.server import Sidecar
+from sidecar.upstream import UpstreamProtocol
 from tests.s2_lite import S2Lite
 
 from .helpers import S2

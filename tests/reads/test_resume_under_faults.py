@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
-from sidecar.config import UpstreamFormat
 from sidecar.emulator import EmulatorConfig
 from sidecar.testing import SidecarHarness
 from sidecar.types import AppendRecord
+from sidecar.upstream import UpstreamFormat
 
 N = 100_000
 CUTS = 22

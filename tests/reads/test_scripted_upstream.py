@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
-from sidecar.config import UpstreamFormat
+from sidecar.upstream import UpstreamFormat
 from tests.scripted_upstream import Heartbeat, Pause, Records, Reset, Terminal, body_of, scripted_sidecar
 
 

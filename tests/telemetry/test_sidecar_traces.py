@@ -17,8 +17,8 @@ from opentelemetry.trace import SpanKind
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
 from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
-from sidecar.config import UpstreamProtocol
 from sidecar.testing import SidecarHarness, SidecarProcess
+from sidecar.upstream import UpstreamProtocol
 from tests.telemetry.otlp_receiver import OtlpHttpReceiver
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

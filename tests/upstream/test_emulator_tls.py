@@ -12,9 +12,9 @@ from opentelemetry.trace import SpanKind
 
 from sidecar import telemetry as tm
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
-from sidecar.config import UpstreamProtocol
 from sidecar.emulator import EmulatorConfig
 from sidecar.testing import SidecarHarness
+from sidecar.upstream import UpstreamProtocol
 from tests.api.helpers import collect
 from tests.emulator.helpers import make_tls
 

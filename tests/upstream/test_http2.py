@@ -18,11 +18,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sidecar.config import UpstreamProtocol
 from sidecar.emulator import AUTO_CREATE, Emulator, EmulatorConfig
 from sidecar.errors import TransportError
 from sidecar.types import ReadLimit, ReadQuery, SeqNum
-from sidecar.upstream import BasinEndpoint, UpstreamClient
+from sidecar.upstream import BasinEndpoint, UpstreamClient, UpstreamProtocol, UpstreamSettings
 from sidecar.upstream.http2 import STREAM_WINDOW
 from tests.upstream.h2server import H2TestServer, raw_frame, wait_until
 
@@ -80,9 +79,10 @@ async def emulated(client_ssl: ssl.SSLContext | None = None, **settings: Any) ->
 
 
 @contextlib.asynccontextmanager
-async def h2_client(server: H2TestServer | Emulated, **kwargs: object) -> AsyncIterator[UpstreamClient]:
-    kwargs.setdefault("protocol", UpstreamProtocol.HTTP2)
-    async with UpstreamClient(BasinEndpoint.parse(server.url), **kwargs) as client:  # type: ignore[arg-type]
+async def h2_client(server: H2TestServer | Emulated, **settings: Any) -> AsyncIterator[UpstreamClient]:
+    """A client of `server` over HTTP/2; `settings`: UpstreamSettings fields."""
+    settings.setdefault("protocol", UpstreamProtocol.HTTP2)
+    async with UpstreamClient(UpstreamSettings(BasinEndpoint.parse(server.url), **settings)) as client:
         yield client
 
 

@@ -18,11 +18,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from sidecar import telemetry as tm
-from sidecar.config import UpstreamProtocol
 from sidecar.errors import TransportError
 from sidecar.metrics import Metrics
 from sidecar.types import ReadLimit, ReadQuery, SeqNum
-from sidecar.upstream import BasinEndpoint, UpstreamClient
+from sidecar.upstream import BasinEndpoint, UpstreamClient, UpstreamProtocol, UpstreamSettings
 from sidecar.upstream.http1 import Http1Transport
 from tests.upstream.h2server import H2TestServer  # records request headers, which the emulator does not
 from tests.upstream.test_http2 import BASIN, Emulated, collect, emulated
@@ -76,7 +75,7 @@ async def test_auto_negotiates_h2_by_alpn_with_a_ca_file(
     telemetry, exporter = spans
     async with (
         emulated_tls(ca, tmp_path) as emu,
-        UpstreamClient(BasinEndpoint.parse(emu.url), ca_file=ca_file, telemetry=telemetry) as client,
+        UpstreamClient(UpstreamSettings(BasinEndpoint.parse(emu.url), ca_file=ca_file), telemetry=telemetry) as client,
     ):
         await emu.append("s", 100)
         assert (await client.check_tail(BASIN, "s")).seq_num == 100
@@ -93,7 +92,7 @@ async def test_http2_honours_ssl_cert_file(
     monkeypatch.setenv("SSL_CERT_FILE", ca_file)
     async with (
         emulated_tls(ca, tmp_path) as emu,
-        UpstreamClient(BasinEndpoint.parse(emu.url), protocol=UpstreamProtocol.HTTP2) as client,
+        UpstreamClient(UpstreamSettings(BasinEndpoint.parse(emu.url), protocol=UpstreamProtocol.HTTP2)) as client,
     ):
         await emu.append("s", 10)
         assert (await client.check_tail(BASIN, "s")).seq_num == 10
@@ -102,7 +101,7 @@ async def test_http2_honours_ssl_cert_file(
 async def test_untrusted_certificate_is_a_transport_error(ca: trustme.CA, tmp_path: Path) -> None:
     async with (
         emulated_tls(ca, tmp_path) as emu,
-        UpstreamClient(BasinEndpoint.parse(emu.url), protocol=UpstreamProtocol.HTTP2) as client,
+        UpstreamClient(UpstreamSettings(BasinEndpoint.parse(emu.url), protocol=UpstreamProtocol.HTTP2)) as client,
     ):
         with pytest.raises(TransportError, match="certificate not trusted") as err:
             await client.check_tail(BASIN, "s")
@@ -126,7 +125,7 @@ async def test_auto_speaks_http1_when_alpn_does_not_offer_h2(
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
         async with UpstreamClient(
-            BasinEndpoint.parse(f"https://127.0.0.1:{port}"), ca_file=ca_file, telemetry=telemetry
+            UpstreamSettings(BasinEndpoint.parse(f"https://127.0.0.1:{port}"), ca_file=ca_file), telemetry=telemetry
         ) as client:
             assert (await client.check_tail(BASIN, "s")).seq_num == 7
             assert (await client.check_tail(BASIN, "s")).seq_num == 7
@@ -139,7 +138,7 @@ async def test_auto_speaks_http1_when_alpn_does_not_offer_h2(
 
 
 def test_auto_on_http_is_http1() -> None:
-    client = UpstreamClient(BasinEndpoint.parse("http://127.0.0.1:1"))
+    client = UpstreamClient(UpstreamSettings(BasinEndpoint.parse("http://127.0.0.1:1")))
     assert isinstance(client.transport, Http1Transport)
 
 
@@ -147,7 +146,9 @@ async def test_metrics_show_connections_per_protocol_and_streams_per_connection(
     metrics = Metrics()
     async with (
         emulated() as emu,
-        UpstreamClient(BasinEndpoint.parse(emu.url), protocol=UpstreamProtocol.HTTP2, metrics=metrics) as client,
+        UpstreamClient(
+            UpstreamSettings(BasinEndpoint.parse(emu.url), protocol=UpstreamProtocol.HTTP2), metrics=metrics
+        ) as client,
     ):
         await emu.append("s", 10)
         # `wait`: each session stays open at the tail after its first batch
@@ -171,7 +172,7 @@ async def test_http2_against_an_http1_only_server_says_so() -> None:
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
         async with UpstreamClient(
-            BasinEndpoint.parse(f"http://127.0.0.1:{port}"), protocol=UpstreamProtocol.HTTP2
+            UpstreamSettings(BasinEndpoint.parse(f"http://127.0.0.1:{port}"), protocol=UpstreamProtocol.HTTP2)
         ) as client:
             with pytest.raises(TransportError, match=r"answered HTTP/1\.1") as err:
                 await client.check_tail(BASIN, "s")
@@ -185,7 +186,8 @@ async def test_headers_and_trace_context_go_upstream_over_h2(spans: tuple[tm.Tel
     async with (
         H2TestServer(records=10) as server,
         UpstreamClient(
-            BasinEndpoint.parse(server.url), protocol=UpstreamProtocol.HTTP2, telemetry=telemetry, access_token="tok"
+            UpstreamSettings(BasinEndpoint.parse(server.url), protocol=UpstreamProtocol.HTTP2, access_token="tok"),
+            telemetry=telemetry,
         ) as client,
     ):
         await client.check_tail(BASIN, "s")

@@ -1,15 +1,18 @@
-"""The upstream protocol settings: flags, variables, validation, and what the sidecar builds."""
+"""The upstream settings: flags, variables, validation, what `Config` builds from them, and what
+the client builds from those."""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+import sidecar.upstream
 from sidecar import config
-from sidecar.config import UpstreamProtocol
-from sidecar.upstream import BasinEndpoint, UpstreamClient
+from sidecar.upstream import BasinEndpoint, UpstreamClient, UpstreamFormat, UpstreamProtocol, UpstreamSettings
 from sidecar.upstream.http1 import Http1Transport
 from sidecar.upstream.http2 import Http2Transport
 from sidecar.upstream.negotiate import AutoTransport
@@ -77,4 +80,65 @@ def test_help_names_the_new_settings() -> None:
     ],
 )
 def test_which_transport(url: str, protocol: UpstreamProtocol, kind: type) -> None:
-    assert isinstance(UpstreamClient(BasinEndpoint.parse(url), protocol=protocol).transport, kind)
+    assert isinstance(UpstreamClient(UpstreamSettings(BasinEndpoint.parse(url), protocol=protocol)).transport, kind)
+
+
+def test_config_builds_every_upstream_setting(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    argv = [
+        "--basin-endpoint", "https://{basin}.b.s2.dev/v1",
+        "--upstream-format", "json", "--upstream-protocol", "http1",
+        "--session-connections", "7", "--unary-connections", "8", "--long-poll-connections", "9",
+        "--upstream-h2-connections", "2", "--connect-timeout", "1.5", "--request-timeout", "2.5",
+        "--heartbeat-timeout", "3.5", "--upstream-ca-file", str(ca), "--max-message-bytes", str(8 * 1024 * 1024),
+    ]  # fmt: skip
+    settings = parse(argv, {"S2_ACCESS_TOKEN": "tok"}).upstream_settings()
+    assert settings == UpstreamSettings(
+        endpoint=BasinEndpoint.parse("https://{basin}.b.s2.dev/v1"),
+        access_token="tok",
+        format=UpstreamFormat.JSON,
+        protocol=UpstreamProtocol.HTTP1,
+        session_connections=7,
+        unary_connections=8,
+        long_poll_connections=9,
+        h2_connections=2,
+        connect_timeout=1.5,
+        request_timeout=2.5,
+        heartbeat_timeout=3.5,
+        ca_file=str(ca),
+        max_message_bytes=8 * 1024 * 1024,
+    )
+    # Every field came from the configuration: none was left at its default.
+    defaults = UpstreamSettings(settings.endpoint)
+    for f in dataclasses.fields(UpstreamSettings):
+        if f.name != "endpoint":
+            assert getattr(settings, f.name) != getattr(defaults, f.name), f.name
+    assert "tok" not in repr(settings)
+
+
+def test_the_defaults_agree() -> None:
+    """The sidecar's defaults (`Config`) and a hand-built client's (`UpstreamSettings`) are one set."""
+    url = "http://127.0.0.1:8080/v1"
+    assert config.Config(basin_endpoint=url).upstream_settings() == UpstreamSettings(BasinEndpoint.parse(url))
+
+
+def test_the_emulator_endpoint_is_passed_in() -> None:
+    emulator = BasinEndpoint.parse("http://127.0.0.1:8080")
+    assert config.Config().upstream_settings(emulator).endpoint == emulator
+    with pytest.raises(ValueError, match="no basin endpoint"):
+        config.Config().upstream_settings()
+
+
+def test_the_upstream_imports_nothing_above_it() -> None:
+    """Layers point one way: `config` builds the upstream's settings, never the other way round."""
+    above = ("sidecar.config", "sidecar.server", "sidecar.cli", "sidecar.api", "sidecar.reads", "sidecar.testing")
+    package = Path(sidecar.upstream.__file__).parent
+    found = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            found += [f"{path.name}: {n}" for n in names if n.startswith(above)]
+    assert not found
