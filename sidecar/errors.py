@@ -4,7 +4,9 @@ SidecarError
 ├── InvalidRequest     a caller's mistake found before going upstream (names the field)
 ├── S2Error            S2 (or the emulator) answered with an error status
 │   └── RangeNotSatisfiable   416: the start is past the tail (carries the tail)
-├── TransportError     the upstream could not be reached or the connection broke
+├── TransportError     the connection to the upstream broke (reset, closed, truncated)
+│   ├── ConnectFailed      no connection could be made (refused, DNS, TLS, connect timeout)
+│   └── UpstreamTimeout    connected, but no answer in time
 ├── ProtocolError      the upstream answered something that is not S2's wire format
 ├── DeadlineExceeded   the caller's deadline came before the upstream answered
 ├── PoolExhausted      no upstream connection is free for another session (a setting bounds them)
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 from sidecar.types import StreamPosition
 
-# S2's retry table (SEMANTICS.md): statuses that are worth retrying, and 409 codes that are.
+# S2's retry rules, as its SDKs apply them: statuses worth retrying, and error codes worth retrying
+# whatever the status (a 409 only for transaction_conflict).
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRYABLE_CODES = frozenset({"transaction_conflict", "server_draining", "request_timeout", "rate_limited"})
 
@@ -63,15 +66,22 @@ class RangeNotSatisfiable(S2Error):
 
 
 class TransportError(SidecarError):
-    """Connecting to, or reading from, the upstream failed (refused, reset, timed out, truncated)."""
-
-    # Set by the upstream client when no connection could be made at all (refused, unreachable,
-    # DNS, TLS handshake, connect timeout), as opposed to a connection that broke or went silent.
-    connect_failed: bool = False
+    """Connecting to, or reading from, the upstream failed. This class itself: a connection that
+    broke (reset, closed, truncated); the subclasses say when none could be made or none answered
+    in time. The upstream client raises them where it translates a transport's exception."""
 
     @property
     def retryable(self) -> bool:
         return True
+
+
+class ConnectFailed(TransportError):
+    """No connection to the upstream could be made at all: refused, unreachable, DNS, TLS
+    handshake, connect timeout (as opposed to one that broke or went silent)."""
+
+
+class UpstreamTimeout(TransportError):
+    """Connected, but the upstream did not answer in time (or a session went silent)."""
 
 
 class ProtocolError(SidecarError):

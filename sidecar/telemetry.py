@@ -24,6 +24,7 @@ The global tracer provider is never set here: the caller decides (it can be set 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -54,6 +55,16 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.re import parse_env_headers
+
+from sidecar.errors import (
+    ConnectFailed,
+    PoolExhausted,
+    ProtocolError,
+    S2Error,
+    SidecarError,
+    TransportError,
+    UpstreamTimeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -259,18 +270,41 @@ NO_CALL_TRACE: Final = NoCallTrace()
 
 
 def reason_token(error: BaseException) -> str:
-    """A short, fixed metric label for why something failed (never a message: no cardinality)."""
-    from sidecar.errors import ProtocolError, S2Error, TransportError  # leaf module: import late
+    """The one name of an error in metrics and span events: a short, fixed label (never a message,
+    so no cardinality). It is the `reason` of retries and reconnects, and the `status` of an
+    upstream request that got no HTTP status.
 
+    - S2's error code (`http_<status>` for a code longer than 40 characters)
+    - `protocol`: the upstream answered something that is not S2's wire format
+    - `connect`: no connection could be made (refused, unreachable, DNS, TLS, connect timeout)
+    - `timeout`: connected, but no answer in time
+    - `disconnected`: the connection broke, or an exception no transport names
+    - `pool_exhausted`: refused before anything was sent (no connection free for another session)
+    - `cancelled`: the caller left
+    - the class name of any other SidecarError (`RetriesStopped`, `DeadlineExceeded`, ...)
+    """
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return "cancelled"
+    if isinstance(error, PoolExhausted):
+        return "pool_exhausted"
     if isinstance(error, S2Error):
         return error.code if len(error.code) <= 40 else f"http_{error.status}"
     if isinstance(error, ProtocolError):
         return "protocol"
-    if isinstance(error, TransportError):
-        if error.connect_failed:
-            return "connect"
-        return "timeout" if "Timeout" in repr(error.__cause__) else "disconnected"
+    if isinstance(error, ConnectFailed):
+        return "connect"
+    if isinstance(error, UpstreamTimeout):
+        return "timeout"
+    if isinstance(error, TransportError) or not isinstance(error, SidecarError):
+        return "disconnected"
     return type(error).__name__
+
+
+def error_type(error: BaseException) -> str:
+    """OpenTelemetry's `error.type` for an exception: its class name, except that a
+    TransportError's subclasses give `TransportError`: span queries match one name for every
+    upstream failure, and the reason (connect, timeout) is `reason_token`'s."""
+    return TransportError.__name__ if isinstance(error, TransportError) else type(error).__name__
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,7 +79,7 @@ class StreamService:
             log.error("unexpected error in a call", exc_info=e)
         err = errors.from_exception(e, next_seq_num=next_seq_num, query=query)
         rec.code = err.code
-        rec.set(tm.ERROR_TYPE, type(e).__name__)
+        rec.set(tm.ERROR_TYPE, tm.error_type(e))
         await context.abort(err.code, err.message, err.trailing_metadata)
         raise AssertionError("unreachable: context.abort raises")
 

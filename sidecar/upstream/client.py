@@ -20,13 +20,13 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from sidecar import telemetry as tm
-from sidecar.errors import PoolExhausted, ProtocolError, S2Error, TransportError
+from sidecar.errors import ProtocolError, S2Error, TransportError
 from sidecar.metrics import Metrics
 from sidecar.types import ReadQuery, StreamPosition
 from sidecar.upstream.negotiate import make_transport
 from sidecar.upstream.settings import UpstreamFormat, UpstreamSettings
 from sidecar.upstream.transport import Body, Response, Transport
-from sidecar.upstream.words import in_words
+from sidecar.upstream.words import transport_error
 from sidecar.wire import json as wjson
 from sidecar.wire import query as wquery
 from sidecar.wire import s2s, sse
@@ -131,15 +131,13 @@ class UpstreamClient:
             tm.inject_headers(headers)  # still pass the app's own trace context through
         try:
             yield outcome
-        except (GeneratorExit, asyncio.CancelledError):
-            outcome.status = outcome.status or "cancelled"  # the caller left: not an upstream error
+        except (GeneratorExit, asyncio.CancelledError) as e:
+            outcome.status = outcome.status or tm.reason_token(e)  # the caller left: not an upstream error
             raise
         except BaseException as e:
-            outcome.status = outcome.status or _error_token(e, self.transport.connect_errors)
-            if outcome.status == "connect" and isinstance(e, TransportError):
-                e.connect_failed = True  # retries and reconnects count it under reason "connect" too
+            outcome.status = outcome.status or tm.reason_token(e)
             if span is not None:
-                span.set_attribute(tm.ERROR_TYPE, outcome.status if outcome.http_status else type(e).__name__)
+                span.set_attribute(tm.ERROR_TYPE, outcome.status if outcome.http_status else tm.error_type(e))
                 span.set_status(StatusCode.ERROR, str(e)[:200])
             raise
         finally:
@@ -159,12 +157,9 @@ class UpstreamClient:
             )
 
     def _transport_error(self, what: str, e: BaseException, url: str) -> TransportError:
-        """A TransportError that says in words what failed; the repr goes to the debug log."""
+        """The transport's exception as the sidecar's, in words; the repr goes to the debug log."""
         log.debug("%s: %r", what, e)
-        connect = isinstance(e, self.transport.connect_errors)
-        err = TransportError(f"{what}: {in_words(e, url, connect_failed=connect)}")
-        err.connect_failed = connect
-        return err
+        return transport_error(what, e, url, self.transport.connect_errors)
 
     def pool_stats(self) -> dict[str, int]:
         """Connections (HTTP/1.1) or streams (HTTP/2) in use per pool, and connection counts per
@@ -361,22 +356,6 @@ class _Outcome:
         self.http_status = resp.status
         self.status = str(resp.status)
         self.protocol = resp.protocol
-
-
-def _error_token(e: BaseException, connect_errors: tuple[type[BaseException], ...]) -> str:
-    """A short, fixed label for a request that got no HTTP status. `connect`: no connection could
-    be made (refused, unreachable, DNS, TLS handshake, connect timeout); `timeout`: connected, but
-    no answer in time; `disconnected`: the connection broke; `protocol`: not S2's wire format."""
-    if isinstance(e, PoolExhausted):
-        return "pool_exhausted"  # refused before anything was sent
-    cause = e.__cause__ or e
-    if isinstance(cause, connect_errors):  # before timeouts: a connect timeout is a TimeoutError too
-        return "connect"
-    if isinstance(cause, asyncio.TimeoutError):  # aiohttp's ServerTimeoutError is one
-        return "timeout"
-    if isinstance(e, ProtocolError):
-        return "protocol"
-    return "disconnected"
 
 
 class _FrameReader:

@@ -72,11 +72,11 @@ class H2Error(ConnectionError):
     """The HTTP/2 exchange failed; always worth retrying."""
 
 
-class ConnectFailed(H2Error):
+class H2ConnectFailed(H2Error):
     """No HTTP/2 connection could be opened."""
 
 
-class AlpnRefused(ConnectFailed):
+class AlpnRefused(H2ConnectFailed):
     """TLS ALPN did not pick h2."""
 
 
@@ -278,7 +278,7 @@ class H2Connection(asyncio.Protocol):
         self._last_rx = time.monotonic()
         self._ping_out = False  # anything from the peer proves it alive
         if not self.ready.done() and data.startswith(b"HTTP/1."):
-            self._shut(ConnectFailed(f"{self._origin.name} answered HTTP/1.1, not HTTP/2 (h2c prior knowledge)"))
+            self._shut(H2ConnectFailed(f"{self._origin.name} answered HTTP/1.1, not HTTP/2 (h2c prior knowledge)"))
             return
         try:
             events = self.h2.receive_data(data)
@@ -344,7 +344,7 @@ class H2Connection(asyncio.Protocol):
         # server may still finish; keep it receiving (no new streams are opened here).
         self.h2.state_machine.state = ConnectionState.CLIENT_OPEN
         if not self.ready.done():
-            self.ready.set_exception(ConnectFailed(f"upstream GOAWAY ({code!r}) at connect"))
+            self.ready.set_exception(H2ConnectFailed(f"upstream GOAWAY ({code!r}) at connect"))
         self._origin.wake()
         self._maybe_close()
 
@@ -425,7 +425,7 @@ class H2Connection(asyncio.Protocol):
         for stream in list(self.streams.values()):
             stream.fail(error)
         if not self.ready.done():
-            self.ready.set_exception(ConnectFailed(str(error)))
+            self.ready.set_exception(H2ConnectFailed(str(error)))
             self.ready.exception()  # retrieved: no "never retrieved" warning if nobody awaits
         if self._transport is not None:
             self._transport.close()
@@ -552,12 +552,12 @@ class _Origin:
                         raise AlpnRefused(f"{self.name} did not pick h2 by TLS ALPN (got {alpn!r})")
                 self.conns.append(conn)
                 await conn.ready  # the server's SETTINGS: it speaks HTTP/2, and how many streams
-        except ConnectFailed:
+        except H2ConnectFailed:
             conn._shut(ConnectionLost("connect failed"))
             raise
         except (OSError, TimeoutError, ssl.SSLError) as e:
             conn._shut(ConnectionLost(repr(e)))
-            raise ConnectFailed(f"connect to {self.name}: {e!r}") from e
+            raise H2ConnectFailed(f"connect to {self.name}: {e!r}") from e
         except BaseException:
             conn._shut(ConnectionLost("connect abandoned"))
             raise
@@ -575,7 +575,7 @@ class Http2Transport:
         ConnectionError,
         ssl.SSLError,
     )
-    connect_errors: tuple[type[BaseException], ...] = (ConnectFailed, ConnectionRefusedError)
+    connect_errors: tuple[type[BaseException], ...] = (H2ConnectFailed, ConnectionRefusedError)
 
     def __init__(self, settings: UpstreamSettings, *, alpn: tuple[str, ...] = ("h2",)) -> None:
         """`alpn`: the protocols offered on `https://` (`("h2", "http/1.1")` when HTTP/1.1 is the

@@ -1,4 +1,5 @@
-"""Upstream failures in words, for apps and logs.
+"""Upstream failures in words, for apps and logs, and the one place a transport's exception
+becomes the sidecar's (`transport_error`).
 
 aiohttp's and h2's exceptions print as Python reprs (`ClientConnectorError(ConnectionKey(host=...,
 is_ssl=False, ...))`); an app developer or an on-call engineer needs what happened, where, and which
@@ -14,7 +15,23 @@ import ssl
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import aiohttp
+
+from sidecar.errors import ConnectFailed, TransportError, UpstreamTimeout
+
 CHECK_ENDPOINT = "check S2_BASIN_ENDPOINT"
+
+
+def transport_error(
+    what: str, e: BaseException, url: str, connect_errors: tuple[type[BaseException], ...]
+) -> TransportError:
+    """`e`, raised by a transport talking to `url` while doing `what`, as ConnectFailed (it is one
+    of the transport's `connect_errors`), UpstreamTimeout or TransportError (a connection that
+    broke), saying in words what failed. Connect errors first: a connect timeout is a
+    TimeoutError too."""
+    connect = isinstance(e, connect_errors)
+    kind = ConnectFailed if connect else UpstreamTimeout if isinstance(e, TimeoutError) else TransportError
+    return kind(f"{what}: {in_words(e, url, connect_failed=connect)}")
 
 
 def _chain(e: BaseException) -> Iterator[BaseException]:
@@ -66,7 +83,7 @@ def in_words(e: BaseException, url: str, *, connect_failed: bool) -> str:
             return f"cannot connect to S2 at {where} ({reason.lower()}); {CHECK_ENDPOINT}"
         # No OS error: the transport said why in words (e.g. "answered HTTP/1.1, not HTTP/2").
         return f"cannot connect to S2 at {where}: {e}; {CHECK_ENDPOINT}"
-    if isinstance(e, asyncio.TimeoutError) or any(type(x).__name__ == "ServerTimeoutError" for x in chain):
+    if isinstance(e, asyncio.TimeoutError) or any(isinstance(x, aiohttp.ServerTimeoutError) for x in chain):
         return f"S2 at {where} did not answer in time"
     for x in chain:
         if isinstance(x, ConnectionResetError):

@@ -1,5 +1,5 @@
-"""Upstream failures reach apps and logs in words (issue 16, item 3), not as Python reprs:
-observed before, `ClientConnectorError(ConnectionKey(host='127.0.0.1', port=8800, is_ssl=False, ...))`."""
+"""Upstream failures reach apps and logs in words, not as Python reprs such as
+`ClientConnectorError(ConnectionKey(host='127.0.0.1', port=8800, is_ssl=False, ...))`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ import grpc
 import pytest
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
+from sidecar.errors import ConnectFailed, TransportError, UpstreamTimeout
+from sidecar.telemetry import reason_token
 from sidecar.testing import SidecarHarness, free_port
-from sidecar.upstream.words import in_words
+from sidecar.upstream.http1 import Http1Transport
+from sidecar.upstream.http2 import AlpnRefused, ConnectionLost, H2ConnectFailed, Http2Transport, StreamReset
+from sidecar.upstream.words import in_words, transport_error
 
 URL = "http://127.0.0.1:8800/v1/streams/s/records"
 
@@ -41,6 +45,8 @@ def _caused(outer: BaseException, inner: BaseException) -> BaseException:
          "the connection to S2 at 127.0.0.1:8800 closed in the middle of an answer"),
         (TimeoutError(), False, "S2 at 127.0.0.1:8800 did not answer in time"),
         (aiohttp.ServerDisconnectedError(), False, "the connection to S2 at 127.0.0.1:8800 failed: Server disconnected"),
+        (_caused(aiohttp.ClientPayloadError("Response payload is not completed"), aiohttp.ServerTimeoutError()), False,
+         "S2 at 127.0.0.1:8800 did not answer in time"),
     ],
 )  # fmt: skip
 def test_in_words(error: BaseException, connect: bool, expected: str) -> None:
@@ -85,10 +91,40 @@ async def test_an_unresolvable_host_reaches_the_app_in_words() -> None:
 
 
 def test_a_connect_failure_without_an_os_error_keeps_the_transports_words() -> None:
-    from sidecar.upstream.http2 import ConnectFailed
-
-    words = in_words(ConnectFailed("127.0.0.1:8800 answered HTTP/1.1, not HTTP/2 (h2c prior knowledge)"), URL, connect_failed=True)
+    words = in_words(H2ConnectFailed("127.0.0.1:8800 answered HTTP/1.1, not HTTP/2 (h2c prior knowledge)"), URL, connect_failed=True)
     assert words == (
         "cannot connect to S2 at 127.0.0.1:8800: 127.0.0.1:8800 answered HTTP/1.1, not HTTP/2 (h2c prior knowledge); "
         "check S2_BASIN_ENDPOINT"
     )
+
+
+H1 = Http1Transport.connect_errors
+H2 = Http2Transport.connect_errors
+
+
+@pytest.mark.parametrize(
+    ("error", "connect_errors", "kind", "label"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), H1, ConnectFailed, "connect"),
+        (aiohttp.ConnectionTimeoutError(), H1, ConnectFailed, "connect"),  # a TimeoutError too: connect wins
+        (aiohttp.ServerTimeoutError("Timeout on reading data from socket"), H1, UpstreamTimeout, "timeout"),
+        (TimeoutError(), H1, UpstreamTimeout, "timeout"),
+        (aiohttp.ServerDisconnectedError(), H1, TransportError, "disconnected"),
+        (ConnectionResetError(104, "Connection reset by peer"), H1, TransportError, "disconnected"),
+        (asyncio.IncompleteReadError(b"ab", 5), H1, TransportError, "disconnected"),
+        (H2ConnectFailed("answered HTTP/1.1, not HTTP/2"), H2, ConnectFailed, "connect"),
+        (AlpnRefused("did not pick h2"), H2, ConnectFailed, "connect"),
+        (ConnectionRefusedError(111, "Connection refused"), H2, ConnectFailed, "connect"),
+        (TimeoutError("upstream request timed out"), H2, UpstreamTimeout, "timeout"),
+        (ConnectionLost("upstream closed"), H2, TransportError, "disconnected"),
+        (StreamReset("upstream reset HTTP/2 stream 1"), H2, TransportError, "disconnected"),
+    ],
+)  # fmt: skip
+def test_a_transports_exception_becomes_the_sidecars(
+    error: BaseException, connect_errors: tuple[type[BaseException], ...], kind: type, label: str
+) -> None:
+    """One translation: the class says why (the classifier reads nothing else), the message says it in words."""
+    err = transport_error("read b/s", error, URL, connect_errors)
+    assert type(err) is kind
+    assert reason_token(err) == label
+    assert str(err) == f"read b/s: {in_words(error, URL, connect_failed=kind is ConnectFailed)}"
