@@ -143,10 +143,24 @@ class Http1Transport:
         out: dict[str, int] = {}
         total = 0
         for name, s in (("unary", self._unary), ("long_poll", self._long_polls), ("session", self._sessions)):
-            conn: Any = s.connector if s is not None else None
-            acquired = len(getattr(conn, "_acquired", ())) if conn is not None else 0
-            idle = sum(len(v) for v in getattr(conn, "_conns", {}).values()) if conn is not None else 0
-            out[f"{name}_in_use"] = acquired
-            total += acquired + idle
+            in_use, idle = connections(s.connector) if s is not None and s.connector is not None else (0, 0)
+            out[f"{name}_in_use"] = in_use
+            total += in_use + idle
         out["connections_h1"] = total
         return out
+
+
+def connections(connector: aiohttp.BaseConnector) -> tuple[int, int]:
+    """(in use, idle) connections of an aiohttp connector, for the pool gauges. aiohttp has no
+    public count: this reads its `_acquired` (connections handed out) and `_conns` (idle ones, per
+    host), as the aiohttp locked in requirements/ has them; tests/upstream/test_pinned_internals.py
+    fails if they move. Should they be gone, this raises, and /metrics leaves the gauges out with
+    a warning in the log, rather than reading 0."""
+    try:
+        acquired, idle = connector._acquired, connector._conns
+    except AttributeError as e:
+        raise RuntimeError(
+            f"aiohttp {aiohttp.__version__}'s connector has no {e.name}: the upstream pool gauges cannot count "
+            "connections; install the aiohttp version locked in requirements/runtime.txt"
+        ) from e
+    return len(acquired), sum(len(conns) for conns in idle.values())

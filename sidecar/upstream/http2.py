@@ -27,11 +27,13 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 from urllib.parse import urlencode, urlsplit
 
+import h2
 import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe
 import hyperframe.frame
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
@@ -57,6 +59,44 @@ REFUSED_RETRIES = 3
 IDLE_CLOSE = 60.0  # seconds an unused connection stays open
 
 
+# -- what this module relies on inside h2 and hyperframe ------------------------------------------
+# No public API does these. The versions are locked in requirements/, and
+# tests/upstream/test_pinned_internals.py fails if one of them moves; here, a missing one fails
+# the import (h2's) or says so in the log (hyperframe's, which only costs CPU), never silently.
+
+
+def _check_h2_internals() -> None:
+    probe = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+    missing = [
+        name
+        for name, present in (
+            ("H2Connection.incoming_buffer._data", hasattr(probe.incoming_buffer, "_data")),
+            ("H2Connection.state_machine.state", hasattr(probe.state_machine, "state")),
+        )
+        if not present
+    ]
+    if missing:
+        raise ImportError(
+            f"h2 {h2.__version__} has no {' or '.join(missing)}, which sidecar.upstream.http2 relies on; "
+            "install the h2 version locked in requirements/runtime.txt"
+        )
+
+
+_check_h2_internals()
+
+
+def _pending_frame_bytes(conn: h2.connection.H2Connection) -> bytearray:
+    """What h2 has received of frames it has not parsed yet (it checks a frame's length only once
+    the whole frame has arrived)."""
+    return conn.incoming_buffer._data
+
+
+def _keep_receiving(conn: h2.connection.H2Connection) -> None:
+    """Undo h2's close of its state machine on GOAWAY, which would refuse the DATA of the streams
+    the server may still finish (no new stream is opened on the connection afterwards)."""
+    conn.state_machine.state = ConnectionState.CLIENT_OPEN
+
+
 def _cheap_data_repr(data: bytes | None) -> str:
     return f"<{len(data) if data else 0} bytes>"
 
@@ -64,8 +104,13 @@ def _cheap_data_repr(data: bytes | None) -> str:
 # h2 formats `repr(frame)` for its trace log on every frame it receives, logging on or off, and
 # hyperframe's repr hex-encodes the whole payload: ~30% of the receive CPU at 16 KiB DATA frames.
 # A repr that only gives the length keeps the log line and drops the cost (process-wide).
-if getattr(hyperframe.frame, "_raw_data_repr", None) is not None:
+if hasattr(hyperframe.frame, "_raw_data_repr"):
     hyperframe.frame._raw_data_repr = _cheap_data_repr
+else:  # pragma: no cover - the locked hyperframe has it (tests/upstream/test_pinned_internals.py)
+    log.warning(
+        "hyperframe %s has no _raw_data_repr: every HTTP/2 frame received is hex-encoded for h2's trace log",
+        hyperframe.__version__,
+    )
 
 
 class H2Error(ConnectionError):
@@ -286,7 +331,7 @@ class H2Connection(asyncio.Protocol):
                 self._on_event(event)
             # h2 checks a frame's length only once the whole frame arrived: a bogus 16 MiB
             # length would sit in its buffer until then. Check the pending frame's header now.
-            pending: bytes = getattr(self.h2.incoming_buffer, "_data", b"")  # h2 4.x keeps it here
+            pending = _pending_frame_bytes(self.h2)
             if len(pending) >= 9 and int.from_bytes(pending[:3], "big") > self.h2.max_inbound_frame_size:
                 raise h2.exceptions.FrameTooLargeError("frame larger than SETTINGS_MAX_FRAME_SIZE")
         except Exception as e:  # a peer that breaks HTTP/2 ends this connection, never the process
@@ -340,9 +385,7 @@ class H2Connection(asyncio.Protocol):
         for sid, stream in list(self.streams.items()):
             if sid > last:
                 stream.fail(StreamRefused(f"upstream GOAWAY ({code!r}) before processing the stream"))
-        # h2 closes its state machine on GOAWAY, which would refuse the DATA of the streams the
-        # server may still finish; keep it receiving (no new streams are opened here).
-        self.h2.state_machine.state = ConnectionState.CLIENT_OPEN
+        _keep_receiving(self.h2)
         if not self.ready.done():
             self.ready.set_exception(H2ConnectFailed(f"upstream GOAWAY ({code!r}) at connect"))
         self._origin.wake()
