@@ -1,4 +1,5 @@
-"""HTTP/1.1 transport on aiohttp: the fastest receive path in Python (see PERFORMANCE.md).
+"""HTTP/1.1 transport on aiohttp: its C parser is the fastest receive path in Python (README,
+"Dependencies, and why").
 
 Sessions, long polls and the other unary calls get separate connectors: on HTTP/1.1 every open
 session holds a connection for its whole life, and every long poll (`Read` with `wait`) for up to

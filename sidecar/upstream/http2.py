@@ -1,6 +1,6 @@
 """HTTP/2 transport: every session and unary call of the process multiplexed over few connections
 per origin, on `h2` (sans-IO) in a bare asyncio Protocol, the fastest Python HTTP/2 client
-measured (PERFORMANCE.md: ~390 MB/s vs httpx ~256 MB/s, s2-sdk's own ~306 MB/s).
+measured (~390 MB/s vs httpx ~256 MB/s, s2-sdk's own ~306 MB/s; README, "Dependencies, and why").
 
 - h2c with prior knowledge for `http://` (as S2's SDKs do), TLS with ALPN `h2` for `https://`.
 - A connection is added only when the others are at the server's SETTINGS_MAX_CONCURRENT_STREAMS,
@@ -51,7 +51,7 @@ CONNECTION_WINDOW = 16 * 1024 * 1024
 MAX_HEADER_LIST_SIZE = 64 * 1024
 # Measured (catch-up, 1 KiB records, against the emulator's h2): 16 KiB frames ~200-285 k records/s,
 # 64 KiB ~400-435 k, 256 KiB ~345-590 k, 1 MiB ~380 k. Per-frame costs in h2 dominate small frames;
-# h2's buffer handling makes very large ones slower again (PERFORMANCE.md). A server may ignore it.
+# h2's buffer handling makes very large ones slower again. A server may ignore it.
 MAX_FRAME_SIZE = 256 * 1024
 # Streams the server never processed (GOAWAY above last_stream_id, REFUSED_STREAM) are sent again
 # at once, a few times, before the error goes to the caller's retry policy.
