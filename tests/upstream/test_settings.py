@@ -4,13 +4,11 @@ the client builds from those."""
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 from pathlib import Path
 
 import pytest
 
-import sidecar.upstream
 from sidecar import config
 from sidecar.upstream import BasinEndpoint, UpstreamClient, UpstreamFormat, UpstreamProtocol, UpstreamSettings
 from sidecar.upstream.http1 import Http1Transport
@@ -128,17 +126,3 @@ def test_the_emulator_endpoint_is_passed_in() -> None:
     assert config.Config().upstream_settings(emulator).endpoint == emulator
     with pytest.raises(ValueError, match="no basin endpoint"):
         config.Config().upstream_settings()
-
-
-def test_the_upstream_imports_nothing_above_it() -> None:
-    """Layers point one way: `config` builds the upstream's settings, never the other way round."""
-    above = ("sidecar.config", "sidecar.server", "sidecar.cli", "sidecar.api", "sidecar.reads", "sidecar.testing")
-    package = Path(sidecar.upstream.__file__).parent
-    found = []
-    for path in sorted(package.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            found += [f"{path.name}: {n}" for n in names if n.startswith(above)]
-    assert not found
