@@ -4,17 +4,12 @@ reviews (injected, refused), a bad request and a certificate reload."""
 
 from __future__ import annotations
 
-import ssl
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
-import trustme
-
 from tests.injector import pods
 from tests.injector.chart import Rendered
-from tests.injector.test_server import STARTUP, _start, _stop, _write_cert
+from tests.injector.test_server import _renew_cert, _start, _stop
 from tests.telemetry.exposition import FamilyTable, check
 from tests.telemetry.test_metric_families import CONTENT_TYPE, SIDECAR_FAMILIES
 
@@ -37,17 +32,7 @@ def test_injector_metric_families(tmp_path: Path, default_render: Rendered) -> N
         clash["spec"]["containers"][1]["name"] = "s2-sidecar"
         inj.review(clash)  # refused, with a warning
         assert inj.call("POST", "/mutate", b"{not json")[0] == 400
-        new_ca = trustme.CA()
-        _write_cert(new_ca, inj.cert, inj.key)
-        deadline = time.monotonic() + STARTUP
-        while True:  # until a handshake presents the new certificate: a reload was counted
-            try:
-                if inj.call("GET", "/healthz", ca=new_ca)[0] == 200:
-                    break
-            except (ssl.SSLError, urllib.error.URLError):
-                pass
-            assert time.monotonic() < deadline, "certificate never reloaded"
-            time.sleep(0.1)
+        new_ca = _renew_cert(inj)  # a reload, counted
         req = urllib.request.Request(f"https://localhost:{inj.port}/metrics")
         with urllib.request.urlopen(req, context=inj.context(new_ca), timeout=10) as resp:
             assert resp.status == 200

@@ -110,6 +110,21 @@ def _write_cert(ca: trustme.CA, cert: Path, key: Path) -> None:
         os.replace(tmp, path)
 
 
+def _renew_cert(injector: Injector) -> trustme.CA:
+    """A certificate from a new CA written over the injector's, once a handshake presents it."""
+    ca = trustme.CA()
+    _write_cert(ca, injector.cert, injector.key)
+    deadline = time.monotonic() + STARTUP
+    while True:  # until a new handshake presents the new certificate
+        try:
+            if injector.call("GET", "/healthz", ca=ca)[0] == 200:
+                return ca
+        except (ssl.SSLError, urllib.error.URLError):
+            pass
+        assert time.monotonic() < deadline, "certificate never reloaded"
+        time.sleep(0.1)
+
+
 def _start(tmp: Path, template_text: str, *extra: str) -> Injector:
     ca = trustme.CA()
     cert, key = tmp / "tls.crt", tmp / "tls.key"
@@ -252,17 +267,7 @@ def test_health_metrics_and_https_only(injector: Injector) -> None:
 def test_certificate_is_reloaded_when_the_files_change(tmp_path: Path, default_render: Rendered) -> None:
     inj = _start(tmp_path, default_render.template_text, "--tls-reload-seconds", "0.1")
     try:
-        new_ca = trustme.CA()
-        _write_cert(new_ca, inj.cert, inj.key)
-        deadline = time.monotonic() + STARTUP
-        while True:  # until a new handshake presents the new certificate
-            try:
-                if inj.call("GET", "/healthz", ca=new_ca)[0] == 200:
-                    break
-            except (ssl.SSLError, urllib.error.URLError):
-                pass
-            assert time.monotonic() < deadline, "certificate never reloaded"
-            time.sleep(0.1)
+        new_ca = _renew_cert(inj)
         with pytest.raises(urllib.error.URLError):
             inj.call("GET", "/healthz")  # the old CA no longer matches
         assert inj.metric('s2_sidecar_injector_tls_reloads_total{result="ok"}', ca=new_ca) >= 1
