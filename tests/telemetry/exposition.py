@@ -1,6 +1,6 @@
 """A small reader of the Prometheus text exposition format 0.0.4, independent of the code that
-writes it, and the check behind the metric-family contract tests: the families a scrape shows,
-with their names, types, HELP and label names, against an expected table."""
+writes it: one sample's value, and the check behind the metric-family contract tests (the
+families a scrape shows, with their names, types, HELP and label names, against a table)."""
 
 from __future__ import annotations
 
@@ -23,15 +23,25 @@ class Family:
     samples: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
 
-def _labels(raw: str) -> tuple[str, ...]:
-    names: list[str] = []
+def _labels(raw: str) -> dict[str, str]:
+    """Label names and values (as written: escapes left in) of a sample's `{...}`."""
+    labels: dict[str, str] = {}
     pos = 0
     while pos < len(raw):
         m = _LABEL.match(raw, pos)
         assert m, f"bad labels {raw!r}"
-        names.append(m.group(1))
+        labels[m.group(1)] = m.group(2)
         pos = m.end()
-    return tuple(names)
+    return labels
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of the sample `name` with exactly these labels, in whatever order they are written."""
+    for line in text.splitlines():
+        m = _SAMPLE.fullmatch(line)
+        if m and m.group(1) == name and _labels(m.group(2) or "") == labels:
+            return float(m.group(3))
+    raise AssertionError(f"no sample {name}{labels}")
 
 
 def parse(text: str) -> dict[str, Family]:
@@ -62,7 +72,7 @@ def parse(text: str) -> dict[str, Family]:
                         break
             assert family is not None and family.type, f"sample of no declared family: {line!r}"
             assert suffix == "" or family.type == "histogram", line
-            family.samples.append((suffix, _labels(labels)))
+            family.samples.append((suffix, tuple(_labels(labels))))
     return families
 
 
