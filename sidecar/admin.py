@@ -7,6 +7,9 @@ outage (cached tails, sessions that resume on their own, errors that tell apps t
 readiness that followed S2 would mark every pod of every app NotReady at once, taking them out of
 their Services for an outage they can do nothing about. `--ready-requires-upstream` opts in.
 
+The TCP probe here also feeds `s2_sidecar_upstream_up`, whose policy (real traffic first, the probe
+when the upstream has been idle) is `reachability.py`.
+
 Kubernetes probes connect to the pod IP and cannot reach a loopback-only gRPC API, so health
 lives on its own listener (the chart binds it to 0.0.0.0 while the API stays on 127.0.0.1).
 """

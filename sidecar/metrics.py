@@ -1,12 +1,13 @@
 """Prometheus metrics with no dependency: counters, gauges and histograms with labels, rendered in
 the text exposition format 0.0.4, and the sidecar's metric set (`Metrics`).
 
-Why not `prometheus_client`: the sidecar needs three metric types, no process-global registry
-(tests build as many `Metrics` as they like), typed code for `mypy --strict`, and scrape-time
-callback gauges without custom collectors; that is ~150 lines here. The `process_*` and
-`python_*` families that `prometheus_client` exports by default are reproduced below with its
-exact names, types, help texts and labels. Everything is meant to be used from the event loop's
-thread (no locks).
+Why not `prometheus_client` (which has per-instance registries, `set_function` and typed code
+too): on the hot path it costs more than it saves. Its `inc()` and `observe()` are 3-5 Python
+calls each with a lock, so a cached `CheckTail` runs 31 Python functions instead of 21 and 5.5%
+more CPU instructions (README, "See inside"; `tests/bench/prometheus_cost.py` compares the two per
+operation). The `process_*` and `python_*` families it exports by default are reproduced below
+with its exact names, types, help texts and labels. Everything is meant to be used from the event
+loop's thread (no locks).
 
 Labels never carry secrets, record contents or stream/basin names (unbounded cardinality): each
 metric also stops adding series past `max_series` distinct label sets, as a guard.
@@ -21,11 +22,12 @@ import math
 import os
 import platform
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from typing import Final, Generic, TypeVar
+
+from sidecar.reachability import Reachability
 
 log = logging.getLogger(__name__)
 
@@ -408,58 +410,23 @@ def runtime_collectors(registry: Registry) -> None:
     registry.collector("platform", lambda: info)
 
 
-# Label values the sidecar uses (documented here so dashboards and code agree).
-UPSTREAM_KINDS: Final = ("read", "tail", "session", "list")
-POOLS: Final = ("session", "unary")
-
 # Records between a stream's tail and what a session has sent its app: 0 is "caught up".
 LAG_BUCKETS: Final = (0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
-
-
-class Reachability:
-    """`s2_sidecar_upstream_up`: 1 when the upstream was reachable on the last attempt to reach it,
-    0 when it was not.
-
-    Real traffic decides first: any HTTP response (whatever its status: S2 answered) sets 1, and a
-    request that could not open a connection (refused, unreachable, DNS, TLS handshake, connect
-    timeout: `status="connect"`) sets 0. Failures after connecting (a reset mid-body, a read
-    timeout, a malformed answer) say nothing about reachability and leave it as it was. The
-    periodic TCP probe (every 2 s) decides when no request has reported for `traffic_wins_for`
-    seconds, so an idle sidecar still notices an outage and a recovery, and a TCP connect that
-    works cannot hide requests that fail (e.g. a TLS handshake refused).
-    """
-
-    def __init__(
-        self, gauge: GaugeChild, *, traffic_wins_for: float = 5.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._gauge, self._window, self._clock = gauge, traffic_wins_for, clock
-        self._traffic_at = -math.inf
-
-    def traffic(self, reachable: bool) -> None:
-        self._gauge.value = 1.0 if reachable else 0.0
-        self._traffic_at = self._clock()
-
-    def probe(self, reachable: bool) -> None:
-        if self._clock() - self._traffic_at >= self._window:
-            self._gauge.value = 1.0 if reachable else 0.0
-
-    @property
-    def up(self) -> bool:
-        return self._gauge.value == 1.0
 
 
 class Metrics:
     """The sidecar's metrics, all `s2_sidecar_*`. Pass one object around; `render()` for /metrics.
 
     Label conventions: `method` is the gRPC method name (`Read`, `ReadSession`, `CheckTail`);
-    `code` a gRPC status name (`OK`, `UNAVAILABLE`, ...); `kind` one of `UPSTREAM_KINDS`; `status`
-    the HTTP status as a number (`200`, `503`) or an error token for requests with no response:
-    `connect` (no connection could be made: refused, unreachable, DNS, TLS handshake, connect
-    timeout), `timeout` (connected, no answer in time), `disconnected` (the connection broke),
-    `protocol` (not S2's wire format), `cancelled` (the caller left); `reason` a short fixed token
-    (S2's error code such as `unavailable`, or `connect`, `timeout`, `disconnected`, `protocol`);
-    `pool` one of `POOLS`. Besides `s2_sidecar_*`, `runtime=True` adds the `process_*` and
-    `python_*` families every Prometheus client library exports.
+    `code` a gRPC status name (`OK`, `UNAVAILABLE`, ...); `kind` the upstream request (`read`,
+    `tail`, `session`, `list`); `status` the HTTP status as a number (`200`, `503`) or an error
+    token for requests with no response: `connect` (no connection could be made: refused,
+    unreachable, DNS, TLS handshake, connect timeout), `timeout` (connected, no answer in time),
+    `disconnected` (the connection broke), `protocol` (not S2's wire format), `cancelled` (the
+    caller left); `reason` a short fixed token (S2's error code such as `unavailable`, or
+    `connect`, `timeout`, `disconnected`, `protocol`); `pool` the upstream connection pool
+    (`session`, `unary`, `long_poll`). Besides `s2_sidecar_*`, `runtime=True` adds the
+    `process_*` and `python_*` families every Prometheus client library exports.
     """
 
     def __init__(self, *, runtime: bool = True) -> None:
@@ -563,7 +530,7 @@ class Metrics:
             "1 if the upstream was reachable on the last request or probe (any HTTP answer), 0 if no "
             "connection could be made.",
         )
-        self.upstream_reachability = Reachability(self.upstream_up.labels())
+        self.upstream_reachability = Reachability(self.upstream_up.labels())  # the policy: sidecar/reachability.py
         self.session_lag = r.histogram(
             "s2_sidecar_session_lag_records",
             "Records between the stream's tail and the end of what a ReadSession has sent its app, observed "

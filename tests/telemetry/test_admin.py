@@ -86,7 +86,7 @@ async def test_retries_and_reconnects_are_counted() -> None:
 async def test_readyz_does_not_follow_the_upstream_by_default(caplog: pytest.LogCaptureFixture) -> None:
     """An S2 outage must not mark every app pod NotReady: /readyz means "serving" unless opted in.
     gRPC health still reports the outage after --unhealthy-after, and upstream_up says it at once.
-    The transitions are logged in words (issue 16: they were enum numbers)."""
+    The transitions are logged in words, not enum numbers."""
     caplog.set_level(logging.WARNING, logger="sidecar.server")
     async with SidecarHarness(admin_listen="127.0.0.1:0", unhealthy_after=0.5) as h:
         assert h.sidecar is not None and h.sidecar.admin is not None
@@ -103,7 +103,9 @@ async def test_readyz_does_not_follow_the_upstream_by_default(caplog: pytest.Log
         await wait_for_health(health, health_pb2.HealthCheckResponse.SERVING)
     logged = [r.getMessage() for r in caplog.records if r.name == "sidecar.server"]
     assert any(
-        re.fullmatch(rf"upstream 127\.0\.0\.1:{port} unreachable for \d+ s \(--unhealthy-after\): gRPC health NOT_SERVING", m)
+        re.fullmatch(
+            rf"upstream 127\.0\.0\.1:{port} unreachable for \d+ s \(--unhealthy-after\): gRPC health NOT_SERVING", m
+        )
         for m in logged
     ), logged
     assert f"upstream 127.0.0.1:{port} reachable again: gRPC health SERVING" in logged

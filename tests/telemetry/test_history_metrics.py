@@ -1,4 +1,4 @@
-"""The history cache's metric families (issue 13): types, help, labels, and what feeds them."""
+"""The history cache's metric families: types, help, labels, and what feeds them."""
 
 from __future__ import annotations
 
