@@ -60,8 +60,9 @@ RUN groupadd --system --gid 65532 s2sidecar \
 
 COPY --from=build /opt/venv /opt/venv
 
-# MALLOC_*: glibc malloc tuned for ~1 MiB buffers (see PERFORMANCE.md): much faster serialization of
-# large gRPC messages and reads of large upstream bodies.
+# MALLOC_*: glibc malloc tuned for ~1 MiB buffers: much faster serialization of large gRPC messages
+# and reads of large upstream bodies (measured on this project's 2-core machine: 3.2x serializing
+# 1 MiB messages, ~2.5x reading 1.4 MB bodies with aiohttp, +10-20% end to end).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -30,7 +30,7 @@ S2_SIDECAR_APP_TOKEN (env only), if set, must be sent by apps as `authorization:
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
     try:
-        import uvloop  # faster unary calls (see PERFORMANCE.md); optional
+        import uvloop  # +15-25% unary calls/s in a measurement on 2 cores; optional
 
         uvloop.run(coro)
     except ImportError:

@@ -1,6 +1,6 @@
-"""The command line as a new user meets it (issue 16): a taken address, an invalid setting or a
-misspelt flag stops the process before it listens, with exit status 2 and one line that names the
-flag and variable, the bad value and a valid example; options go before or after the command."""
+"""The command line as a new user meets it: a taken address, an invalid setting or a misspelt flag
+stops the process before it listens, with exit status 2 and one line that names the flag and
+variable, the bad value and a valid example; options go before or after the command."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Python dependency locks in requirements/ (issue 21, "reproducible installs") agree with
+"""The Python dependency locks in requirements/ (for reproducible installs) agree with
 pyproject.toml: every requirement of the project, its extras, its build backend and the Python
 client is pinned there at a version its range accepts, with sha256 hashes, and the narrower locks
 are slices of the widest one. No network: this reads files only. When it fails, run `scripts/lock`.

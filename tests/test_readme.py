@@ -1,5 +1,5 @@
-"""The README's "Try it with grpcurl and curl" block, run as printed (issue 16: after
-`scripts/run` its grpcurl commands must work): in bash from the repository root, with a PATH that
+"""The README's "Try it with grpcurl and curl" block, run as printed (after `scripts/run`
+its grpcurl commands must work): in bash from the repository root, with a PATH that
 does not have .venv/bin (the block's own `export` line must be what finds grpcurl), against a real
 sidecar process whose addresses replace the documented 127.0.0.1:50051 and localhost:8080."""
 

@@ -1,5 +1,5 @@
-"""The per-call path of unary calls (issue 20): what every call pays, kept small, with the same
-behaviour (metrics, trace context).
+"""The per-call path of unary calls: what every call pays, kept small, with the same behaviour
+(metrics, trace context).
 
 Cost is checked without clocks: the Python functions one cached `CheckTail` runs (counted with
 `sys.setprofile`), and what the server pre-registers (grpc's asyncio server waits on one future per
@@ -36,8 +36,8 @@ from sidecar.upstream import BasinEndpoint, UpstreamClient, UpstreamSettings
 BASIN, STREAM = "test-basin", "s"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
-# Python functions a cached CheckTail runs with tracing off (21 when this was written; 39 before
-# issue 20). Adding one is fine when a feature needs it: raise the budget and say why.
+# Python functions a cached CheckTail runs with tracing off (21 when this was written; 39 before the
+# call path was trimmed in 2026-12). Adding one is fine when a feature needs it: raise the budget and say why.
 CHECK_TAIL_BUDGET = 24
 
 

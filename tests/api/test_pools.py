@@ -1,5 +1,5 @@
-"""Upstream connection pools under load (issue 20): over HTTP/1.1 every waiting `Read` holds an
-upstream connection for up to its `wait`; a call that does not wait must never queue behind them."""
+"""Upstream connection pools under load: over HTTP/1.1 every waiting `Read` holds an upstream
+connection for up to its `wait`; a call that does not wait must never queue behind them."""
 
 from __future__ import annotations
 

@@ -119,9 +119,10 @@ async def test_start_past_the_tail_is_out_of_range_with_the_tail(harness: Sideca
 async def test_start_at_the_tail_without_wait_says_to_wait(
     harness: SidecarHarness, stream: str, start: dict[str, int]
 ) -> None:
-    """S2 answers 416 at the tail when the read cannot wait there (SEMANTICS.md, "Start position
-    and the tail"). The message must not tell a caller who started at the tail to start at or
-    before it (issue 16: observed), but say that nothing is there yet and to set wait."""
+    """S2 answers 416 to a read that starts exactly at the tail (even with clamp) when it cannot
+    wait there, as a one-shot read without wait cannot. The message must not tell a caller who
+    started at the tail to start at or before it (it once did), but say that nothing is there yet
+    and to set wait."""
     await harness.append_many(stream, 5)
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await harness.stub.Read(pb.ReadRequest(stream=stream, **start))

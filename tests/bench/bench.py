@@ -1,4 +1,4 @@
-"""The sidecar's benchmark (issue 5): one run prints three tables.
+"""The sidecar's benchmark: one run prints three tables.
 
     .venv/bin/python -m tests.bench.bench [--only throughput|unary|fanout|vs_sdk] [--repeats 3] ...
 
@@ -11,11 +11,11 @@
 3. Fan-out (`fanout.py`): 1 to 1,000 apps following one stream while 1,000 records/s are
    appended: upstream sessions, append-to-app latency, sidecar CPU and memory; and 1,000 apps on
    a trivial fan-out server (the gRPC ceiling again).
-4. vs s2-sdk (`vs_sdk.py`, issue 11): the project's Python client through the sidecar (http1 and
+4. vs s2-sdk (`vs_sdk.py`): the project's Python client through the sidecar (http1 and
    http2 upstream) against `s2-sdk`'s own `read_session` on the emulator over h2c; http2/http1
    catch-up and the upstream connections of 1,000 sessions; the emulator's direct figures before
    (a worktree of 34ddf8a at /tmp/pre-h2, made if missing) and after its HTTP/2 front.
-5. History cache (`history.py`, issue 13; run it with `--only history`, or `python -m
+5. History cache (`history.py`; run it with `--only history`, or `python -m
    tests.bench.history` for its options): 20 concurrent replays of the same 100 MB, upstream bytes
    against the range; a replay after another, cached vs uncached; RSS against the cache bound.
 
@@ -23,8 +23,8 @@ The emulator, the sidecar, the ceiling and the follower clients run as separate 
 loopback; this process (uvloop) is the client for sections 1 and 2 and the appender for 3.
 Every table shows the CPU of each process and how busy the whole machine was: on 2 shared cores
 the processes compete, so CPU per record, call or message explains most ratios.
-Servers run with the glibc malloc settings from PERFORMANCE.md. Machines here are shared and
-drift: compare ratios taken in one run, not absolute figures across runs.
+Servers run with the Dockerfile's glibc malloc settings (`common.MALLOC_ENV`). Machines here are
+shared and drift: compare ratios taken in one run, not absolute figures across runs.
 """
 
 from __future__ import annotations

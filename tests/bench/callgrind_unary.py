@@ -1,4 +1,4 @@
-"""CPU instructions per cached `CheckTail`, the sidecar against the gRPC ceiling (issue 20).
+"""CPU instructions per cached `CheckTail`, the sidecar against the gRPC ceiling.
 
     .venv/bin/python -m tests.bench.callgrind_unary [--calls 1000] [--callers 10]
 

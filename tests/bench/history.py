@@ -1,4 +1,4 @@
-"""The history cache's benchmark (issue 13): concurrent replays, a replay after another, memory.
+"""The history cache's benchmark: concurrent replays, a replay after another, memory.
 
     .venv/bin/python -m tests.bench.history [--records 100000] [--size 1024] [--replays 20]
 

@@ -3,7 +3,8 @@
     .venv/bin/python -m tests.bench.load [--sessions 300] [--unary 50] [--seconds 60] [--faults]
         [--streams 8] [--upstream-protocol auto|http1|http2]
 
-Issue 20's scale: `--sessions 5000 --streams 50 --unary 0`, once per `--upstream-protocol`.
+The README's largest runs, 5,000 sessions: `--sessions 5000 --streams 50 --unary 0`, once per
+`--upstream-protocol`.
 
 Starts the emulator and the sidecar as separate processes on loopback (as `tests/bench/bench.py`
 does). An appender writes records at a steady rate to a few streams; every record's body is its

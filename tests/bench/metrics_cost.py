@@ -15,8 +15,7 @@ histogram observations, each with attributes (`method`+`code`, `method`, `kind`+
 The OTel meter provider has a reader attached (an in-memory one: the recording path is the same
 as with a periodic OTLP exporter; export work happens at collection, measured separately as
 "collect"). Medians of `--repeats` interleaved rounds, in microseconds per call or operation;
-compare ratios, not absolute figures (PERFORMANCE.md: these machines drift 1.5-2x from hour to
-hour).
+compare ratios, not absolute figures (these shared machines drift 1.5-2x from hour to hour).
 """
 
 from __future__ import annotations

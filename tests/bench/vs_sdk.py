@@ -1,5 +1,5 @@
-"""Issue 11's figures in one run: the sidecar against S2's own Python SDK, HTTP/2 vs HTTP/1.1
-upstream, and the emulator before and after its HTTP/2 front.
+"""In one run: the sidecar against S2's own Python SDK, HTTP/2 vs HTTP/1.1 upstream, and the
+emulator before and after its HTTP/2 front.
 
     .venv/bin/python -m tests.bench.vs_sdk [--records 200000] [--before-tree /tmp/pre-h2] ...
     .venv/bin/python -m tests.bench.bench --only vs_sdk
@@ -18,8 +18,8 @@ upstream, and the emulator before and after its HTTP/2 front.
    emulator of this checkout and of `--before-commit` (a git worktree at `--before-tree`, made
    if missing), measured alternately; median of `repeats`.
 
-Every process runs with PERFORMANCE.md's malloc settings (this one re-executes itself with them
-when run as a module). Compare ratios within one run; absolute figures drift across runs.
+Every process runs with the Dockerfile's malloc settings (`common.MALLOC_ENV`; this one re-executes
+itself with them when run as a module). Compare ratios within one run; absolute figures drift across runs.
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ SCENARIOS = [
 
 
 async def first_call_waits_for_a_late_sidecar(cmd_for: Callable[[str], list[str]]) -> None:
-    """An app that starts before its sidecar (issue 16): the example's first call, with retries off
+    """An app that starts before its sidecar: the example's first call, with retries off
     (`-no-retry`), starts while nothing listens; it must wait for the connection (gRPC's
     wait-for-ready) and end with the sidecar's answer (NOT_FOUND for a missing stream), not
     UNAVAILABLE."""

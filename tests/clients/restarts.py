@@ -1,4 +1,4 @@
-"""The restart test every client runs (issue 12, clients/RESUME.md): a real sidecar process is
+"""The restart test every client runs (clients/RESUME.md): a real sidecar process is
 stopped and started again on the same port 10 times (5 SIGTERM, 5 SIGKILL, in random order, at
 random points) under a client's auto-resuming `ReadSession`; every record must arrive exactly once,
 in order, including those appended while the sidecar was down.
@@ -7,7 +7,7 @@ The emulator runs in this process, so the streams outlive the sidecar and append
 down. Each client brings a driver (RESUME.md, "The restart test's driver"): a command that prints
 `<seq_num> <body>` per record. `DriverCmd(address, stream, start_seq_num, count)` builds its argv.
 
-    await restarts.catch_up_and_follow_across_restarts(cmd)  # both at once: issue 12's test
+    await restarts.catch_up_and_follow_across_restarts(cmd)  # both at once: the full test
     await restarts.catch_up_across_restarts(cmd)     # 100,000 records, bounded session
     await restarts.follow_across_restarts(cmd)       # live follower while a writer appends
     await restarts.missing_stream_fails_at_once(cmd) # NOT_FOUND is not retried
@@ -245,7 +245,7 @@ def _rng() -> random.Random:
 async def catch_up_and_follow_across_restarts(
     cmd: DriverCmd, *, records: int = 100_000, min_catch_up_cuts: int = 3
 ) -> None:
-    """Issue 12's test: a catch-up over `records` records and a live follower at once, while the
+    """The full restart test: a catch-up over `records` records and a live follower at once, while the
     sidecar is stopped 10 times and started again. At least `min_catch_up_cuts` stops must come
     while the catch-up runs (a short catch-up can end before the last stops)."""
     await across_restarts(cmd, catch_up=records, follow=True, min_catch_up_cuts=min_catch_up_cuts)

@@ -3,7 +3,7 @@
 driver under tests/clients/restarts.py. Needs Go (the `go` line of clients/go/go.mod) and the
 modules (`clients/go/install-toolchain.sh` downloads them); skips, saying why, without Go.
 Also: the module builds offline from the committed go.sum, and the first call of an app started
-before its sidecar waits for it (issue 16 item 4)."""
+before its sidecar waits for it."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def offline_env() -> dict[str, str]:
 
 
 def test_go_module_builds_offline_from_the_committed_go_sum(bin_dir: Path) -> None:
-    """Issue 16 item 4: a module that builds in module mode, offline, pinned by a committed go.sum."""
+    """A module that builds in module mode, offline, pinned by a committed go.sum."""
     tracked = subprocess.run(
         ["git", "ls-files", "--error-unmatch", "clients/go/go.mod", "clients/go/go.sum"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,

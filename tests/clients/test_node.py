@@ -1,11 +1,10 @@
 """The Node.js client (`clients/node`): its `node --test` unit tests (resume logic, the session
 loop and waiting for the sidecar against a scripted in-process fake server), the example CLI
 against a real sidecar, and the auto-resume driver across real sidecar restarts
-(tests/clients/restarts.py). The npm package (issue 16, item 4): versioned with the sidecar, its
-TypeScript types checked by `tsc`, `npm pack` installed in a clean folder and used there against a
-real sidecar; and the first call waiting for a sidecar that starts later. Installs the locked
-dependencies once (`npm ci` into clients/node/node_modules, gitignored); skips if node/npm are
-missing."""
+(tests/clients/restarts.py). The npm package: versioned with the sidecar, its TypeScript types
+checked by `tsc`, `npm pack` installed in a clean folder and used there against a real sidecar;
+and the first call waiting for a sidecar that starts later. Installs the locked dependencies once
+(`npm ci` into clients/node/node_modules, gitignored); skips if node/npm are missing."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 decoding; the client over loopback gRPC against a scripted in-process server), the example CLI
 against a real sidecar (the shared cli_scenarios), the auto-resume driver across real sidecar
 restarts (tests/clients/restarts.py), and the first call of an app started before its sidecar
-waiting for it (issue 16 item 4). Needs Debian's Ruby gRPC (`clients/ruby/install-toolchain.sh`);
-skips, saying so, without it."""
+waiting for it. Needs Debian's Ruby gRPC (`clients/ruby/install-toolchain.sh`); skips, saying so,
+without it."""
 
 from __future__ import annotations
 

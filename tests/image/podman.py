@@ -22,7 +22,7 @@ CACHE = REPO / ".tools" / "image-cache"
 INSTALL = "scripts/install-container-tools"
 TOOLS = ("podman", "runc", "mmdebstrap")
 
-# On this kind of machine (see FIELD-NOTES): crun refuses the hybrid cgroup layout, and podman's
+# On the project's CI machines (tried there): crun refuses their hybrid cgroup layout, and podman's
 # default ulimits are refused; the same flags are harmless elsewhere.
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
 ULIMITS = ["--ulimit", "nofile=1024:4096", "--ulimit", "nproc=1024:4096"]

@@ -20,7 +20,7 @@ junk = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=6,
 )
-# Lists and objects where a string belongs (mountPath as a list, issue 20): they cannot be hashed.
+# Lists and objects where a string belongs (e.g. mountPath as a list): they cannot be hashed.
 unhashable = st.lists(scalars, max_size=2) | st.dictionaries(st.text(max_size=3), scalars, max_size=2)
 names = st.sampled_from(["app", "s2-sidecar", "s2-sidecar-tmp", "s2-sidecar-socket", "web", "a/b~c"])
 env = st.lists(

@@ -391,7 +391,7 @@ def _peak_rss(pid: int) -> int:
 
 
 def test_huge_reviews_are_bounded_and_health_keeps_answering(tmp_path: Path, default_render: Rendered) -> None:
-    """Several huge reviews at once (the issue's 140,000-container pod, bodies just under the body
+    """Several huge reviews at once (a pod of 140,000 containers, bodies just under the body
     limit whose parse takes the most memory per byte, and a 7.9 MiB one over it): each is answered
     with a bounded answer that says what was refused, /healthz answers meanwhile, and the process
     stays under the chart's memory limit (it would be OOM-killed above it)."""
@@ -450,7 +450,7 @@ def test_huge_reviews_are_bounded_and_health_keeps_answering(tmp_path: Path, def
 
 
 def test_malformed_pod_is_refused_with_a_warning_not_an_error(tmp_path: Path, default_render: Rendered) -> None:
-    """mountPath as a list (issue 20): a bad pod gets a malformed_pod refusal and one WARNING line,
+    """mountPath as a list: a bad pod gets a malformed_pod refusal and one WARNING line,
     not reason=error and an ERROR traceback."""
     inj = _start(tmp_path, default_render.template_text)
     try:

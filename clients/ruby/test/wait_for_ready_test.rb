@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# An app that starts before its sidecar (issue 16, item 4): until the sidecar first answers, calls
+# An app that starts before its sidecar: until the sidecar first answers, calls
 # wait for the connection instead of failing fast, and #wait_for_ready waits for it explicitly. A
 # loopback server starts late on a fixed port; retries are off, so only the waiting can make a
 # call succeed. Run: ruby -Ilib -rminitest/autorun test/wait_for_ready_test.rb

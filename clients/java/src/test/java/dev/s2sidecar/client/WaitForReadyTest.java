@@ -27,7 +27,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 /**
- * An app that starts before its sidecar (issue 16, item 4): until the sidecar first answers, calls
+ * An app that starts before its sidecar: until the sidecar first answers, calls
  * wait for the connection instead of failing fast, and {@code waitForReady} waits for it
  * explicitly. A loopback server (the real transport) starts late on a fixed port; retries are off,
  * so only the waiting can make a call succeed.
