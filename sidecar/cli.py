@@ -78,6 +78,10 @@ def build_parser(command: str = "serve") -> argparse.ArgumentParser:
                          "without it the port serves HTTP/1.1 and HTTP/2 with prior knowledge (h2c)")  # fmt: skip
         emu.add_argument("--tls-key", dest="tls_key", default=None, metavar="FILE",
                          help="the private key (PEM) of --tls-cert")  # fmt: skip
+        emu.add_argument("--deletion-delay", dest="deletion_delay", default="0.02", metavar="SECONDS",
+                         help="how long a deleted basin or stream stays listed with deleted_at, answering "
+                         "409 *_deletion_pending, as S2 deletes in the background (default: 0.02; 0: gone "
+                         "before the 202)")  # fmt: skip
         config_mod.add_arguments(emu, only=("log_level", "log_format"))
         return emu
     if command == "injector":
@@ -196,6 +200,7 @@ def _run_emulator(args: argparse.Namespace) -> None:
             _fail(f"invalid emulator --basin {name!r}: {problem}; for example my-basin-01")
     if (args.tls_cert is None) != (args.tls_key is None):
         _fail("emulator --tls-cert and --tls-key go together: give both, or neither")
+    deletion_delay = _seconds(args, "deletion_delay", "emulator")
     emu_cfg = EmulatorConfig(
         host=addr.host,
         port=addr.port,
@@ -204,6 +209,7 @@ def _run_emulator(args: argparse.Namespace) -> None:
         basins=dict.fromkeys(args.basins, AUTO_CREATE),
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
+        deletion_delay=deletion_delay,
     )
     try:
         ensure_available(addr, "emulator --listen")
@@ -214,15 +220,15 @@ def _run_emulator(args: argparse.Namespace) -> None:
         _fail(str(bind_error(addr, "emulator --listen", e)))
 
 
-def _seconds(args: argparse.Namespace, name: str) -> float:
+def _seconds(args: argparse.Namespace, name: str, command: str = "injector") -> float:
     raw = getattr(args, name)
     flag = "--" + name.replace("_", "-")
     try:
         value = float(raw)
     except ValueError:
-        _fail(f"invalid injector {flag} {raw!r}: not a number; for example 5")
+        _fail(f"invalid {command} {flag} {raw!r}: not a number; for example 5")
     if not value >= 0:
-        _fail(f"invalid injector {flag} {raw!r}: must be >= 0")
+        _fail(f"invalid {command} {flag} {raw!r}: must be >= 0")
     return value
 
 

@@ -89,6 +89,12 @@ def test_emulator_settings_are_checked_too(capsys: pytest.CaptureFixture[str]) -
     assert "invalid emulator --listen '8080': expected HOST:PORT" in run_cli(["emulator", "--listen", "8080"], capsys=capsys)
     assert "invalid emulator --basin 'X'" in run_cli(["emulator", "--basin", "X"], capsys=capsys)
     assert "go together" in run_cli(["emulator", "--tls-cert", "c.pem"], capsys=capsys)
+    assert "invalid emulator --deletion-delay 'soon': not a number" in run_cli(
+        ["emulator", "--deletion-delay", "soon"], capsys=capsys
+    )
+    assert "invalid emulator --deletion-delay '-1': must be >= 0" in run_cli(
+        ["emulator", "--deletion-delay", "-1"], capsys=capsys
+    )
     assert "must be debug, info" in run_cli(["emulator", "--log-level", "loud"], capsys=capsys)
 
 

@@ -223,14 +223,41 @@ async def _s2_api(request: Exchange, state: EmulatorState) -> None:
 Operation = Callable[[Exchange, EmulatorState, str, Target, Action | None], Awaitable[Reply | None]]
 
 
-async def _json_body(request: Exchange, allow_empty: bool = False) -> Any:
-    data = await _read_body(request)
-    if allow_empty and not data.strip():
-        return None
+async def _json_body(request: Exchange) -> Any:
+    return _parse_json(await _read_body(request))
+
+
+def _parse_json(data: bytes) -> Any:
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise S2Error(400, "bad_json", f"request body is not JSON: {e}") from None
+
+
+def _is_json(content_type: str) -> bool:
+    """`application/json` or `application/*+json`, by the first media type (S2: api/src/mime.rs `is_json`)."""
+    kind, _, subtype = _media_types(content_type)[0].partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+async def _config_body(request: Exchange, *, optional: bool) -> dict[str, Any] | None:
+    """The JSON body of a create or ensure, taken as S2 takes it (api/src/data.rs `Json` and
+    `JsonOpt`): it needs `Content-Type: application/json` (or `+json`), else `400 bad_json`, even
+    when empty. An optional body (`PUT` ensure) may be left out: no `Content-Type` at all, or an
+    empty body, is None, whatever the body holds. Anything that does not parse or does not fit the
+    request's shape (an object; `null` too) is also `400 bad_json`."""
+    content_type = request.headers.get("Content-Type")
+    if content_type is None and optional:
+        return None
+    if content_type is None or not _is_json(content_type):
+        raise S2Error(400, "bad_json", "Expected request with `Content-Type: application/json`")
+    data = await _read_body(request)
+    if optional and not data:
+        return None
+    body = _parse_json(data)
+    if not isinstance(body, dict):
+        raise S2Error(400, "bad_json", f"expected a JSON object, got {type(body).__name__}")
+    return body
 
 
 async def _read_body(request: Exchange) -> bytes:
@@ -257,25 +284,23 @@ async def _list(request: Exchange, state: EmulatorState, basin: str, target: Tar
 
 
 async def _create(request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None) -> Reply:
-    body = await _json_body(request)
-    if not isinstance(body, dict) or not isinstance(body.get("stream"), str):
+    body = await _config_body(request, optional=False)
+    assert body is not None
+    if not isinstance(body.get("stream"), str):
         raise S2Error(400, "bad_json", "expected an object with a `stream` name")
     name: str = body["stream"]
+    # S2 checks the name while deserializing the body (api/src/v1/stream/mod.rs `CreateStreamRequest`).
     if problem := stream_name_problem(name):
-        raise S2Error(422, "invalid", f"invalid stream name: {problem}")
+        raise S2Error(400, "bad_json", f"invalid stream name: {problem}")
     config = s2_configs.check_stream_config(body.get("config"))
-    if state.store.get(basin, name) is not None:
-        raise S2Error(409, "resource_already_exists", f"stream {name!r} already exists")
     return Reply.json(state.store.create(basin, name, config).info(), 201)
 
 
 async def _ensure(request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None) -> Reply:
     assert target.stream is not None
-    config = s2_configs.check_stream_config(await _json_body(request, allow_empty=True))  # a bare StreamConfig
-    stream = state.store.get(basin, target.stream)
-    if stream is not None:
-        return Reply.json(stream.info(), 200)
-    return Reply.json(state.store.create(basin, target.stream, config).info(), 201)
+    config = s2_configs.check_stream_config(await _config_body(request, optional=True))  # a bare StreamConfig
+    stream, created = state.store.ensure(basin, target.stream, config)
+    return Reply.json(stream.info(), 201 if created else 200)
 
 
 async def _config(request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None) -> Reply:
@@ -508,21 +533,21 @@ async def _list_basins(request: Exchange, state: EmulatorState, basin: str | Non
 
 
 async def _create_basin(request: Exchange, state: EmulatorState, basin: str | None) -> Reply:
-    body = await _json_body(request)
-    if not isinstance(body, dict) or not isinstance(body.get("basin"), str):
-        raise S2Error(422, "invalid", "expected an object with a `basin` name")
+    body = await _config_body(request, optional=False)
+    assert body is not None
+    if not isinstance(body.get("basin"), str):
+        raise S2Error(400, "bad_json", "expected an object with a `basin` name")
     name: str = body["basin"]
+    # Checked while deserializing the body, as S2 does (common/src/basin.rs `BasinName`).
     if problem := basin_name_problem(name):
-        raise S2Error(422, "invalid", f"invalid basin name: {problem}")
+        raise S2Error(400, "bad_json", f"invalid basin name: {problem}")
     config = s2_configs.check_basin_config(body.get("config"))
     return Reply.json(state.store.create_basin(name, config).info(), 201)
 
 
 async def _ensure_basin(request: Exchange, state: EmulatorState, basin: str | None) -> Reply:
     assert basin is not None
-    body = await _json_body(request, allow_empty=True)
-    if body is not None and not isinstance(body, dict):
-        raise S2Error(422, "invalid", "expected an object or nothing")
+    body = await _config_body(request, optional=True)
     config = s2_configs.check_basin_config((body or {}).get("config"))
     if state.store.has_basin(basin):
         return Reply.json(state.store.reconfigure_basin(basin, config).info(), 200)

@@ -40,7 +40,8 @@ class Emulator:
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("emulator already started")
-        store = Store(self._config.data_dir)  # loads everything persisted into memory
+        # Loads everything persisted into memory (and ends the deletions that were pending).
+        store = Store(self._config.data_dir, deletion_delay=self._config.deletion_delay)
         for name, basin_config in self._config.basins.items():
             if store.ensure_basin(name, dict(basin_config) if basin_config is not None else None):
                 log.info("S2 emulator: created basin %s with config %s", name, json.dumps(basin_config))

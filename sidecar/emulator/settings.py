@@ -26,3 +26,7 @@ class EmulatorConfig:
     # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: how many streams (sessions, calls) one connection may
     # carry at once; lower it to test a client that opens more connections.
     h2_max_concurrent_streams: int = 1000
+    # Seconds a deletion takes after its 202: S2 deletes basins and streams in the background, and
+    # until then lists them with `deleted_at` and answers `409 *_deletion_pending` (s2-lite 0.43.4
+    # takes ~20 ms for an empty stream on this machine). 0 = gone before the 202.
+    deletion_delay: float = 0.02

@@ -77,7 +77,10 @@ class Stream:
     timestamps: list[int] = field(default_factory=list)
     arrivals: list[int] = field(default_factory=list)  # arrival times (ms), for retention by age
     cum_bytes: list[int] = field(default_factory=lambda: [0])  # cum_bytes[i] = metered size of records[:i]
-    deleted: bool = False
+    deleted: bool = False  # from the DELETE on: no more reads, appends or followers
+    # Set from that DELETE until the deletion ends (S2 finishes it in the background): the stream is
+    # still listed, with this time, and its name cannot be created again yet.
+    deleted_at: str | None = None
     # Events of open reads waiting at the tail; an append or a delete sets them all.
     waiters: set[asyncio.Event] = field(default_factory=set)
 
@@ -90,11 +93,10 @@ class Stream:
         return StreamPosition(len(self.fields), self.timestamps[-1] if self.timestamps else 0)
 
     def info(self) -> dict[str, Any]:
-        # A deletion here is complete when it is acknowledged, so `deleted_at` is always null: s2-lite
-        # lists a stream with `deleted_at` until its background deletion ends, then not at all (S2:
+        # Listed with `deleted_at` until the background deletion ends, then not at all (S2:
         # lite/src/backend/streams.rs `mark_stream_deleted`, bgtasks/stream_trim.rs `finalize_trim`).
         # No encryption here: `cipher` is null.
-        return {"name": self.name, "created_at": self.created_at, "deleted_at": None, "cipher": None}
+        return {"name": self.name, "created_at": self.created_at, "deleted_at": self.deleted_at, "cipher": None}
 
     def first_index(self) -> int:
         """The first record not trimmed, by trim point or by retention age (S2 trims both)."""
@@ -156,12 +158,22 @@ class Basin:
     config: dict[str, Any] | None = None
     streams: dict[str, Stream] = field(default_factory=dict)
     implicit: bool = False  # known only from streams in a data dir written before basins were stored
+    deleted_at: str | None = None  # being deleted (S2 deletes a basin in the background)
 
     def flag(self, name: str) -> bool:
         return bool((self.config or {}).get(name))
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.name, "scope": "aws:us-east-1", "created_at": self.created_at, "deleted_at": None}
+        # As s2-lite lists a basin (S2: api/src/v1/basin.rs `BasinInfo`): no `location` of its own, and
+        # the deprecated `state` derived from `deleted_at`.
+        state = "active" if self.deleted_at is None else "deleting"
+        return {
+            "name": self.name,
+            "location": None,
+            "created_at": self.created_at,
+            "deleted_at": self.deleted_at,
+            "state": state,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,20 +256,25 @@ class _Database:
         for table, column, decl in (
             ("streams", "trim_point", "INTEGER NOT NULL DEFAULT 0"),
             ("records", "arrival", "INTEGER"),
+            ("streams", "deleted_at", "TEXT"),
+            ("basins", "deleted_at", "TEXT"),
         ):
             if column not in {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}:
                 self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def load(self) -> dict[str, Basin]:
         basins: dict[str, Basin] = {}
-        for name, created_at, config in self._conn.execute("SELECT name, created_at, config FROM basins"):
-            basins[name] = Basin(name, created_at, json.loads(config) if config else None)
+        for name, created_at, config, deleted_at in self._conn.execute(
+            "SELECT name, created_at, config, deleted_at FROM basins"
+        ):
+            basins[name] = Basin(name, created_at, json.loads(config) if config else None, deleted_at=deleted_at)
         streams: dict[int, Stream] = {}
         loaded_at = now_ms()
-        for sid, basin, name, created_at, config, token, trim_point in self._conn.execute(
-            "SELECT id, basin, name, created_at, config, fencing_token, trim_point FROM streams"
+        for sid, basin, name, created_at, config, token, trim_point, deleted_at in self._conn.execute(
+            "SELECT id, basin, name, created_at, config, fencing_token, trim_point, deleted_at FROM streams"
         ):
             s = Stream(basin, name, created_at, json.loads(config) if config else None, token, sid, trim_point)
+            s.deleted, s.deleted_at = deleted_at is not None, deleted_at
             streams[sid] = s
             # Streams from before basins were stored: their basin exists, with S2's default config.
             basins.setdefault(basin, Basin(basin, created_at, implicit=True)).streams[name] = s
@@ -298,6 +315,15 @@ class _Database:
             (json.dumps(basin.config) if basin.config is not None else None, basin.name),
         )
 
+    def mark_basin_deleted(self, basin: Basin) -> None:
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.execute("UPDATE basins SET deleted_at = ? WHERE name = ?", (basin.deleted_at, basin.name))
+            self._conn.execute(
+                "UPDATE streams SET deleted_at = ? WHERE basin = ? AND deleted_at IS NULL",
+                (basin.deleted_at, basin.name),
+            )
+
     def delete_basin(self, basin: Basin) -> None:
         with self._conn:
             self._conn.execute("BEGIN")
@@ -322,6 +348,13 @@ class _Database:
             self._created(created_ns)
         assert cur.lastrowid is not None
         return cur.lastrowid
+
+    def reconfigure(self, stream: Stream) -> None:
+        config = json.dumps(stream.config) if stream.config is not None else None
+        self._conn.execute("UPDATE streams SET config = ? WHERE id = ?", (config, stream.db_id))
+
+    def mark_deleted(self, stream: Stream) -> None:
+        self._conn.execute("UPDATE streams SET deleted_at = ? WHERE id = ?", (stream.deleted_at, stream.db_id))
 
     def delete(self, stream: Stream) -> None:
         with self._conn:
@@ -358,13 +391,31 @@ def _not_found(basin: str, name: str) -> S2Error:
     return S2Error(404, "stream_not_found", f"stream {name!r} does not exist in basin {basin!r}")
 
 
+def _stream_deletion_pending(name: str) -> S2Error:
+    return S2Error(409, "stream_deletion_pending", f"stream {name!r} is being deleted")
+
+
+def _basin_deletion_pending(name: str) -> S2Error:
+    return S2Error(409, "basin_deletion_pending", f"basin {name!r} is being deleted")
+
+
 class Store:
     """All basins and streams. A basin exists once created; a stream once created, or on first
-    append / read when its basin's config says so (S2: lite/src/backend/core.rs auto-create)."""
+    append / read when its basin's config says so (S2: lite/src/backend/core.rs auto-create).
 
-    def __init__(self, data_dir: Path | None = None, now_ns: Callable[[], int] = time.time_ns) -> None:
+    Deletion, as in S2, ends in the background `deletion_delay` seconds after it is acknowledged
+    (0: at once). Until then the basin or stream is listed with `deleted_at`, and S2's
+    `*_deletion_pending` errors answer what cannot go on. A deletion pending when the store closes
+    is finished when it opens again: a deleted stream never comes back."""
+
+    def __init__(
+        self, data_dir: Path | None = None, now_ns: Callable[[], int] = time.time_ns, deletion_delay: float = 0.0
+    ) -> None:
         self._db = _Database(data_dir / DB_FILE) if data_dir is not None else None
         self._basins: dict[str, Basin] = self._db.load() if self._db is not None else {}
+        self._now_ns = now_ns
+        self._deletion_delay = deletion_delay
+        self._pending: set[asyncio.TimerHandle] = set()
         # Creation times stay increasing across restarts, past every time a stored name ever had.
         self._clock = CreationClock(now_ns)
         if self._db is not None:
@@ -373,25 +424,54 @@ class Store:
                 for created_at in (b.created_at, *(s.created_at for s in b.streams.values())):
                     with contextlib.suppress(ValueError):
                         self._clock.observe(parse_rfc3339(created_at))
+        for b in list(self._basins.values()):
+            if b.deleted_at is not None:
+                self._finish_basin(b)
+            else:
+                for s in [s for s in b.streams.values() if s.deleted_at is not None]:
+                    self._finish(s)
 
     def close(self) -> None:
+        for handle in self._pending:
+            handle.cancel()  # stored as pending: finished when the store opens again
+        self._pending.clear()
         if self._db is not None:
             self._db.close()
             self._db = None
 
+    def _later(self, finish: Callable[[], None]) -> None:
+        """Run `finish` once the deletion delay has passed (the background part of a deletion)."""
+
+        def run() -> None:
+            self._pending.discard(handle)
+            finish()
+
+        handle = asyncio.get_running_loop().call_later(self._deletion_delay, run)
+        self._pending.add(handle)
+
     # -- basins ---------------------------------------------------------------------------
 
     def basin(self, name: str) -> Basin:
+        """The basin, also while it is being deleted (S2 still answers its config and listings)."""
         b = self._basins.get(name)
         if b is None:
             raise S2Error(404, "basin_not_found", f"basin {name!r} does not exist")
+        return b
+
+    def _active_basin(self, name: str) -> Basin:
+        """The basin, for creating streams in it: not while it is being deleted."""
+        b = self.basin(name)
+        if b.deleted_at is not None:
+            raise _basin_deletion_pending(name)
         return b
 
     def has_basin(self, name: str) -> bool:
         return name in self._basins
 
     def create_basin(self, name: str, config: dict[str, Any] | None = None) -> Basin:
-        if name in self._basins:
+        if (existing := self._basins.get(name)) is not None:
+            if existing.deleted_at is not None:  # S2: lite/src/backend/basins.rs `provision_basin`
+                raise _basin_deletion_pending(name)
             raise S2Error(409, "resource_already_exists", f"basin {name!r} already exists")
         created_ns = self._clock.next()
         b = Basin(name, format_rfc3339(created_ns), config)
@@ -401,7 +481,7 @@ class Store:
         return b
 
     def reconfigure_basin(self, name: str, config: dict[str, Any] | None) -> Basin:
-        b = self.basin(name)
+        b = self._active_basin(name)
         b.config = config
         if self._db is not None:
             if b.implicit:
@@ -424,13 +504,29 @@ class Store:
         return False
 
     def delete_basin(self, name: str) -> None:
+        """Delete a basin and its streams; deleting one already being deleted is a no-op, as in S2
+        (lite/src/backend/basins.rs `delete_basin`, bgtasks/basin_deletion.rs)."""
         b = self.basin(name)
-        if self._db is not None:
-            self._db.delete_basin(b)
-        del self._basins[name]
+        if b.deleted_at is not None:
+            return
+        deleted_at = format_rfc3339(self._now_ns())
         for s in b.streams.values():
             s.deleted = True
+            s.deleted_at = s.deleted_at or deleted_at
             s.wake()
+        if self._deletion_delay <= 0:
+            self._finish_basin(b)
+            return
+        b.deleted_at = deleted_at
+        if self._db is not None:
+            self._db.mark_basin_deleted(b)
+        self._later(lambda: self._finish_basin(b))
+
+    def _finish_basin(self, b: Basin) -> None:
+        if self._db is not None:
+            self._db.delete_basin(b)
+        if self._basins.get(b.name) is b:
+            del self._basins[b.name]
 
     def list_basins(self, prefix: str, start_after: str, limit: int) -> tuple[list[Basin], bool]:
         names = sorted(n for n in self._basins if n.startswith(prefix) and n > start_after)
@@ -439,27 +535,42 @@ class Store:
     # -- streams --------------------------------------------------------------------------
 
     def get(self, basin: str, name: str) -> Stream | None:
+        """The stream under this name, also while it is being deleted (`deleted_at` set)."""
         return self.basin(basin).streams.get(name)
 
     def require(self, basin: str, name: str) -> Stream:
+        """The stream, for its config: 404 if there is none, 409 while it is being deleted
+        (S2: lite/src/backend/streams.rs `get_stream_config`)."""
         s = self.get(basin, name)
         if s is None:
             raise _not_found(basin, name)
+        if s.deleted_at is not None:
+            raise _stream_deletion_pending(name)
         return s
 
     def open(self, basin: str, name: str, auto_create: str) -> Stream:
         """The stream for an append (`create_stream_on_append`) or a read or tail
-        (`create_stream_on_read`): created now if missing and the basin's config says so."""
+        (`create_stream_on_read`): created now if missing and the basin's config says so; 409
+        while it is being deleted (S2: lite/src/backend/core.rs `start_streamer` refuses a stream
+        whose terminal trim is pending)."""
         b = self.basin(basin)
         s = b.streams.get(name)
         if s is None:
             if not b.flag(auto_create):
                 raise _not_found(basin, name)
             s = self.create(basin, name)
+        elif s.deleted:
+            raise _stream_deletion_pending(name)
         return s
 
     def create(self, basin: str, name: str, config: dict[str, Any] | None = None) -> Stream:
-        b = self.basin(basin)
+        """A new stream (`POST /v1/streams`, or created by its first append or read): 409 if the
+        name is taken, also by a stream being deleted (S2: lite/src/backend/streams.rs `provision_stream`)."""
+        b = self._active_basin(basin)
+        if (existing := b.streams.get(name)) is not None:
+            if existing.deleted_at is not None:
+                raise _stream_deletion_pending(name)
+            raise S2Error(409, "resource_already_exists", f"stream {name!r} already exists")
         default = (b.config or {}).get("default_stream_config")
         created_ns = self._clock.next()
         s = Stream(basin, name, format_rfc3339(created_ns), s2_configs.inherit(config, default))
@@ -468,13 +579,49 @@ class Store:
         b.streams[name] = s
         return s
 
+    def ensure(self, basin: str, name: str, config: dict[str, Any] | None) -> tuple[Stream, bool]:
+        """`PUT /v1/streams/{s}`: create the stream, or give an existing one this config (the fields
+        left unset take the basin's defaults, as on creation); True if it was created. S2:
+        lite/src/backend/streams.rs `provision_stream`, `ProvisionMode::Ensure`."""
+        b = self._active_basin(basin)
+        s = b.streams.get(name)
+        if s is None:
+            return self.create(basin, name, config), True
+        if s.deleted_at is not None:
+            raise _stream_deletion_pending(name)
+        desired = s2_configs.inherit(config, (b.config or {}).get("default_stream_config"))
+        if desired != s.config:
+            s.config = desired
+            if self._db is not None:
+                self._db.reconfigure(s)
+        return s, False
+
     def delete(self, basin: str, name: str) -> None:
-        s = self.require(basin, name)
-        if self._db is not None:
-            self._db.delete(s)
-        del self._basins[basin].streams[name]
+        """Delete a stream: its reads, appends and followers end now; it is listed with `deleted_at`
+        until the deletion ends. Deleting it again meanwhile is a no-op, as in S2
+        (lite/src/backend/streams.rs `delete_stream` / `mark_stream_deleted`)."""
+        s = self.get(basin, name)
+        if s is None:
+            raise _not_found(basin, name)
+        if s.deleted_at is not None:
+            return
         s.deleted = True
         s.wake()  # followers of a deleted stream end with stream_not_found
+        if self._deletion_delay <= 0:
+            self._finish(s)
+            return
+        s.deleted_at = format_rfc3339(self._now_ns())
+        if self._db is not None:
+            self._db.mark_deleted(s)
+        self._later(lambda: self._finish(s))
+
+    def _finish(self, s: Stream) -> None:
+        """The end of a stream's deletion: its records and its name are gone."""
+        if self._db is not None and s.db_id is not None:
+            self._db.delete(s)
+        b = self._basins.get(s.basin)
+        if b is not None and b.streams.get(s.name) is s:
+            del b.streams[s.name]
 
     def list(self, basin: str, prefix: str, start_after: str, limit: int) -> tuple[list[Stream], bool]:
         streams = self.basin(basin).streams

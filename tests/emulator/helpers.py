@@ -96,6 +96,29 @@ class S2:
             return await r.json()
 
 
+async def ensure_when_deleted(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> int:
+    """`PUT` (ensure) a stream, waiting out a deletion still pending, as S2's clients must (S2 deletes
+    in the background and answers `409 stream_deletion_pending` until it is done); the status."""
+    for _ in range(200):
+        async with http.put(url, json={}, headers=headers) as r:
+            if r.status != 409 or (await r.json())["code"] != "stream_deletion_pending":
+                return r.status
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{url}: still being deleted after 2 s")
+
+
+async def until_gone(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> tuple[int, Any]:
+    """`GET` a stream's config until its deletion ends: (status, body) of the first answer that is
+    not `409 stream_deletion_pending`."""
+    for _ in range(200):
+        async with http.get(url, headers=headers) as r:
+            body = await r.json()
+        if (r.status, body.get("code")) != (409, "stream_deletion_pending"):
+            return r.status, body
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{url}: still being deleted after 2 s")
+
+
 class Events:
     """Reads SSE events off a response as raw text, each ending in its blank line."""
 

@@ -30,7 +30,7 @@ import pytest
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
 from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
 from sidecar.config import Config
-from sidecar.emulator import Emulator
+from sidecar.emulator import Emulator, EmulatorConfig
 from sidecar.server import Sidecar
 from sidecar.upstream import UpstreamProtocol
 from tests.s2_lite import S2Lite
@@ -251,3 +251,101 @@ async def test_the_sidecar_reads_s2_lite(s2_lite_url: str, protocol: str) -> Non
         finally:
             await channel.close(None)
             await sidecar.stop(grace=0.2)
+
+
+# Creation bodies (S2: api/src/data.rs `Json` / `JsonOpt`, api/src/mime.rs `is_json`): each
+# (method, path, content type or None, raw body), sent to both servers as they are.
+CREATION_BODIES: list[tuple[str, str, str | None, bytes]] = [
+    ("PUT", "/v1/streams/{s}-a", None, b""),  # no body at all: S2's defaults
+    ("PUT", "/v1/streams/{s}-b", "application/octet-stream", b""),  # aiohttp's empty body: 400 bad_json
+    ("PUT", "/v1/streams/{s}-c", "application/json", b""),
+    ("PUT", "/v1/streams/{s}-d", "application/json", b"{}"),
+    ("PUT", "/v1/streams/{s}-e", None, b"not json"),  # no content type: the body is not looked at
+    ("PUT", "/v1/streams/{s}-f", "text/plain", b"{}"),
+    ("PUT", "/v1/streams/{s}-g", "application/json", b"nope"),
+    ("PUT", "/v1/streams/{s}-h", "application/json", b"[]"),
+    ("PUT", "/v1/streams/{s}-i", "application/json", b"null"),
+    ("PUT", "/v1/streams/{s}-j", "application/vnd.example+json", b'{"unknown_field": 1}'),
+    ("PUT", "/v1/streams/{s}-d", "application/json", b'{"retention_policy": {"age": 7}}'),  # reconfigures: 200
+    ("POST", "/v1/streams", None, b'{"stream": "{s}-k"}'),
+    ("POST", "/v1/streams", "application/json", b""),
+    ("POST", "/v1/streams", "application/json", b"{}"),
+    ("POST", "/v1/streams", "application/json", b'{"stream": ""}'),
+    ("POST", "/v1/streams", "application/json", b'{"stream": "{s}-k"}'),
+    ("POST", "/v1/streams", "application/json", b'{"stream": "{s}-k"}'),  # 409 resource_already_exists
+    ("POST", "/v1/basins", None, b'{"basin": "{s}-basin"}'),
+    ("POST", "/v1/basins", "application/json", b"{}"),
+    ("POST", "/v1/basins", "application/json", b'{"basin": "short"}'),
+    ("PUT", "/v1/basins/{s}-basin-a", None, b""),
+    ("PUT", "/v1/basins/{s}-basin-b", "application/octet-stream", b""),
+    ("PUT", "/v1/basins/{s}-basin-c", "application/json", b"[]"),
+    ("PUT", "/v1/basins/{s}-basin-a", "application/json", b'{"config": {"create_stream_on_append": true}}'),
+]
+
+
+async def _raw(s2: S2, method: str, path: str, content_type: str | None, body: bytes) -> tuple[int, Any]:
+    headers = s2.headers({"content-type": content_type} if content_type else None)
+    async with s2.http.request(
+        method, s2.url + path, data=body, headers=headers, skip_auto_headers=("Content-Type",)
+    ) as r:
+        text = await r.text()
+        return r.status, _normalise(json.loads(text) if text else None)
+
+
+async def test_creation_bodies_are_taken_as_s2_lite_takes_them(s2_lite_url: str, emulator: Emulator) -> None:
+    tag = f"cb{uuid.uuid4().hex[:8]}"
+    async with aiohttp.ClientSession() as http:
+        answers = []
+        for url in (s2_lite_url, emulator.url):
+            s2 = await _new_basin(http, url, f"{tag}-basin")
+            steps = []
+            for method, path, content_type, body in CREATION_BODIES:
+                path, body = path.replace("{s}", tag), body.replace(b"{s}", tag.encode())
+                steps.append((method, path, content_type, await _raw(s2, method, path, content_type, body)))
+            async with http.get(f"{url}/v1/streams/{tag}-d", headers=s2.headers()) as r:
+                steps.append(("GET", "config", None, (r.status, await r.json())))  # the PUT reconfigured it
+            answers.append(steps)
+        for ours, reference in zip(answers[1], answers[0], strict=True):
+            assert ours == reference
+
+
+async def test_a_deleted_stream_answers_as_s2_lite_does(s2_lite_url: str) -> None:
+    """DELETE, then during the deletion (s2-lite: ~20 ms; here an emulator whose window is 1 s, so
+    every request lands in it) and after. s2-lite ends a deletion so fast that a request may land
+    before or after its end: its answer must be one of the two S2's source allows
+    (lite/src/backend/streams.rs, core.rs `start_streamer`), the emulator's the one inside."""
+    basin = f"del-{uuid.uuid4().hex[:10]}"
+    pending, not_found = (409, "stream_deletion_pending"), (404, "stream_not_found")
+    # (method, suffix, body, the answer inside the window, the answer once the deletion ended)
+    window: list[tuple[str, str, Any, tuple[int, str | None], tuple[int, str | None]]] = [
+        ("GET", "", None, pending, not_found),  # config
+        ("GET", "/records?seq_num=0", None, pending, not_found),
+        ("GET", "/records/tail", None, pending, not_found),
+        ("POST", "/records", {"records": [_record("x", 1)]}, pending, not_found),
+        ("DELETE", "", None, (202, None), not_found),  # again
+        ("PUT", "", {}, pending, (201, None)),  # re-created only once the deletion ended
+    ]
+    async with aiohttp.ClientSession() as http, Emulator(EmulatorConfig(port=0, deletion_delay=1.0)) as emu:
+        for url in (s2_lite_url, emu.url):
+            s2 = await _new_basin(http, url, basin)
+            ours = url == emu.url
+            assert (await _call(s2, "PUT", "s", "", {}))[0] == 201
+            assert (await _call(s2, "POST", "s", "/records", {"records": [_record("r", 10)]}))[0] == 200
+            assert await _call(s2, "DELETE", "s", "") == (202, None)
+            async with http.get(f"{url}/v1/streams?prefix=s", headers=s2.headers()) as r:
+                listed = [x["deleted_at"] is not None for x in (await r.json())["streams"]]
+            # Listed with `deleted_at` while the deletion runs, then not at all.
+            assert listed == [True] if ours else listed in ([True], []), (url, listed)
+            got: tuple[int, str | None] = (0, None)
+            for method, suffix, body, inside, after in window:
+                status, answer = await _call(s2, method, "s", suffix, body)
+                got = (status, answer.get("code") if isinstance(answer, dict) else None)
+                assert got == inside if ours else got in (inside, after), (url, method, suffix, got)
+            recreated = got[0] == 201
+            for _ in range(100):  # after: wait for the deletion to end, as S2's clients must
+                status, answer = await _call(s2, "PUT", "s", "", {})
+                if status != 409:
+                    break
+                await asyncio.sleep(0.05)
+            assert status == (200 if recreated else 201), (url, status, answer)
+            assert await _call(s2, "GET", "s", "/records/tail") == (200, {"tail": {"seq_num": 0, "timestamp": 0}})

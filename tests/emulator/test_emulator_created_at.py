@@ -22,7 +22,7 @@ from sidecar.emulator import AUTO_CREATE, Emulator, EmulatorConfig
 from sidecar.emulator.clock import CreationClock, format_rfc3339, parse_rfc3339
 from sidecar.emulator.store import DB_FILE, Store
 
-from .helpers import BASIN, S2
+from .helpers import BASIN, S2, ensure_when_deleted
 
 # The time crate's Rfc3339 in UTC: 1 to 9 fraction digits, the last one never 0.
 S2_LITE_SHAPE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,8}[1-9])?Z")
@@ -66,7 +66,7 @@ def test_creation_clock_is_strictly_increasing_when_the_wall_clock_stands_or_goe
 
 
 async def test_created_at_has_s2_lite_shape(s2: S2, stream: str) -> None:
-    async with s2.http.put(s2.path(stream), headers=s2.headers()) as r:
+    async with s2.http.put(s2.path(stream), json={}, headers=s2.headers()) as r:
         info = await r.json()
     assert S2_LITE_SHAPE.fullmatch(info["created_at"]), info
     assert datetime.fromisoformat(info["created_at"]).utcoffset() is not None  # RFC 3339 to a stock parser too
@@ -91,8 +91,8 @@ async def test_delete_and_recreate_in_a_tight_loop_gives_increasing_created_at(t
         async with Emulator(config) as emu:
             stream_url = f"{emu.url}/v1/streams/again"
             for i in range(10):
-                async with http.put(stream_url, headers=HEADERS) as r:
-                    assert r.status == 201
+                # Re-created as soon as S2 lets it be: once its background deletion ended.
+                assert await ensure_when_deleted(http, stream_url, HEADERS) == 201
                 listed = await _listed(http, emu.url, "again")
                 # s2-lite lists `deleted_at` (null unless the stream is being deleted) and `cipher`.
                 assert listed["deleted_at"] is None and listed["cipher"] is None
@@ -109,8 +109,7 @@ async def test_delete_and_recreate_in_a_tight_loop_gives_increasing_created_at(t
             assert (await _listed(http, emu.url, "again"))["created_at"] == seen[-1]  # persisted as it was
             async with http.delete(f"{emu.url}/v1/streams/again", headers=HEADERS) as r:
                 assert r.status == 202
-            async with http.put(f"{emu.url}/v1/streams/again", headers=HEADERS) as r:
-                assert r.status == 201
+            assert await ensure_when_deleted(http, f"{emu.url}/v1/streams/again", HEADERS) == 201
             after = await _listed(http, emu.url, "again")
         assert isinstance(after["created_at"], str)
         assert parse_rfc3339(after["created_at"]) > times[-1]

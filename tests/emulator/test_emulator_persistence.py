@@ -14,7 +14,9 @@ HEADERS = {"s2-basin": BASIN}
 
 
 async def test_data_survives_a_restart(tmp_path: Path) -> None:
-    config = EmulatorConfig(port=0, data_dir=tmp_path, basins={BASIN: AUTO_CREATE})
+    """Records, fencing tokens and streams survive; a stream whose deletion was still pending at
+    the restart comes back gone, never alive (S2 resumes a pending deletion: it never undoes it)."""
+    config = EmulatorConfig(port=0, data_dir=tmp_path, basins={BASIN: AUTO_CREATE}, deletion_delay=60)
     async with aiohttp.ClientSession() as http:
         async with Emulator(config) as emu:
             base = f"{emu.url}/v1/streams"
@@ -23,7 +25,7 @@ async def test_data_survives_a_restart(tmp_path: Path) -> None:
             fence = {"records": [{"timestamp": 45, "headers": [["", "fence"]], "body": "tok"}]}
             async with http.post(f"{base}/kept/records", json=fence, headers=HEADERS) as r:
                 assert r.status == 200
-            async with http.put(f"{base}/empty", headers=HEADERS) as r:
+            async with http.put(f"{base}/empty", json={}, headers=HEADERS) as r:
                 assert r.status == 201
             async with http.post(f"{base}/gone/records", json={"records": FIVE}, headers=HEADERS) as r:
                 assert r.status == 200
@@ -33,6 +35,11 @@ async def test_data_survives_a_restart(tmp_path: Path) -> None:
                 before = await r.json()
             async with http.get(f"{base}?prefix=", headers=HEADERS) as r:
                 listed = await r.json()
+            assert [(s["name"], s["deleted_at"] is not None) for s in listed["streams"]] == [
+                ("empty", False),
+                ("gone", True),  # being deleted when the emulator stops
+                ("kept", False),
+            ]
         assert (tmp_path / "emulator.sqlite3").exists()
 
         async with Emulator(config) as emu:
@@ -43,8 +50,7 @@ async def test_data_survives_a_restart(tmp_path: Path) -> None:
             async with http.get(f"{base}/kept/records/tail", headers=HEADERS) as r:
                 assert await r.json() == {"tail": {"seq_num": 6, "timestamp": 45}}
             async with http.get(f"{base}?prefix=", headers=HEADERS) as r:
-                assert await r.json() == listed
-            assert [s["name"] for s in listed["streams"]] == ["empty", "kept"]
+                assert await r.json() == {**listed, "streams": [s for s in listed["streams"] if s["name"] != "gone"]}
             async with http.get(f"{base}/gone", headers=HEADERS) as r:  # its config: no auto-create here
                 assert r.status == 404
             wrong = {"records": [{"body": "x"}], "fencing_token": "other"}

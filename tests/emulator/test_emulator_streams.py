@@ -9,7 +9,7 @@ from yarl import URL
 
 from sidecar.emulator import AUTO_CREATE, Emulator, EmulatorConfig
 
-from .helpers import BASIN, FIVE, S2
+from .helpers import BASIN, FIVE, S2, until_gone
 
 
 async def test_create_then_conflict_then_ensure_and_config(s2: S2, stream: str) -> None:
@@ -24,10 +24,10 @@ async def test_create_then_conflict_then_ensure_and_config(s2: S2, stream: str) 
     async with s2.http.post(url, json={"stream": stream}, headers=s2.headers()) as r:
         assert r.status == 409
         assert (await r.json())["code"] == "resource_already_exists"
-    async with s2.http.put(s2.path(stream), headers=s2.headers()) as r:
-        assert r.status == 200  # ensure: existing
+    async with s2.http.put(s2.path(stream), json={"storage_class": "standard"}, headers=s2.headers()) as r:
+        assert r.status == 200  # ensure: existing, same config
         assert await r.json() == info
-    async with s2.http.put(s2.path(stream + "-new"), headers=s2.headers()) as r:
+    async with s2.http.put(s2.path(stream + "-new"), json={}, headers=s2.headers()) as r:
         assert r.status == 201  # ensure: created now
         assert (await r.json())["name"] == stream + "-new"
     async with s2.http.get(s2.path(stream), headers=s2.headers()) as r:
@@ -37,7 +37,7 @@ async def test_create_then_conflict_then_ensure_and_config(s2: S2, stream: str) 
 
 async def test_list_with_prefix_start_after_limit(s2: S2, stream: str) -> None:
     for suffix in ("c", "a", "b", "d"):
-        async with s2.http.put(s2.path(f"{stream}/{suffix}"), headers=s2.headers()) as r:
+        async with s2.http.put(s2.path(f"{stream}/{suffix}"), json={}, headers=s2.headers()) as r:
             assert r.status == 201
 
     async def names(query: str) -> tuple[list[str], bool]:
@@ -57,12 +57,14 @@ async def test_list_with_prefix_start_after_limit(s2: S2, stream: str) -> None:
 
 async def test_delete_then_not_found(s2: S2, stream: str) -> None:
     s2 = await s2.create_basin()  # S2's defaults: no stream is created by a read or a tail check
-    async with s2.http.put(s2.path(stream), headers=s2.headers()) as r:
+    async with s2.http.put(s2.path(stream), json={}, headers=s2.headers()) as r:
         assert r.status == 201
     five = stream
     await s2.append(five, FIVE)
     async with s2.http.delete(s2.path(five), headers=s2.headers()) as r:
         assert r.status == 202
+    # S2 finishes a deletion in the background (test_emulator_deletion.py): wait it out.
+    assert (await until_gone(s2.http, s2.path(five), s2.headers()))[0] == 404
     for suffix in ("", "/records/tail", "/records?seq_num=0"):
         async with s2.http.get(s2.path(five, suffix), headers=s2.headers()) as r:
             assert r.status == 404, suffix
@@ -74,7 +76,7 @@ async def test_delete_then_not_found(s2: S2, stream: str) -> None:
 
 
 async def test_tail_of_new_and_written_streams(s2: S2, stream: str) -> None:
-    async with s2.http.put(s2.path(stream), headers=s2.headers()) as r:
+    async with s2.http.put(s2.path(stream), json={}, headers=s2.headers()) as r:
         assert r.status == 201
     async with s2.http.get(s2.path(stream, "/records/tail"), headers=s2.headers()) as r:
         assert await r.json() == {"tail": {"seq_num": 0, "timestamp": 0}}

@@ -24,6 +24,7 @@ import pytest
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
 from sidecar._proto.s2sidecar.v1 import stream_pb2_grpc
+from sidecar.emulator import EmulatorConfig
 from sidecar.testing import SidecarHarness
 from sidecar.types import AppendRecord
 from tests.reads.test_history import delete, needs_cache, read, served, session, trim_to
@@ -203,6 +204,29 @@ async def slow_reader(
     finally:
         await channel.close()
     return seqs, None, times
+
+
+@needs_cache
+@pytest.mark.emulator_only  # the pending window's length is the emulator's deletion_delay
+async def test_a_stream_still_being_deleted_is_not_served_from_the_cache() -> None:
+    """S2 lists a stream being deleted with `deleted_at` until its background deletion ends (S2:
+    lite/src/backend/streams.rs `mark_stream_deleted`), with the same `created_at`: the cache must not
+    take that listing for the live incarnation. A window longer than max age: a replay past max age
+    but inside the window gets no record of it."""
+    emulator = EmulatorConfig(port=0, heartbeat_min=1.0, heartbeat_max=2.0, deletion_delay=MAX_AGE + SLACK + 5)
+    async with SidecarHarness(emulator=emulator, history_cache_max_age=MAX_AGE) as h:
+        await fill(h, "pending", 1, 300)
+        for _ in range(2):  # the second from the cache, confirmed with S2
+            seqs, err = await session(h, stream="pending", seq_num=0, count=300)
+            assert err is None and len(seqs) == 300
+        await delete(h, "pending")
+        await asyncio.sleep(MAX_AGE + SLACK)
+        listed = await h.http.get(f"{h.url}/v1/streams?prefix=pending", headers={"s2-basin": h.basin})
+        assert (await listed.json())["streams"][0]["deleted_at"] is not None  # still being deleted
+        for replay in (session, read):
+            rows, err = await replay(h, stream="pending", seq_num=0, count=300)
+            # S2's answer is 409 stream_deletion_pending: FAILED_PRECONDITION.
+            assert (rows, err) == ([], "FAILED_PRECONDITION"), replay.__name__
 
 
 @needs_cache
