@@ -336,7 +336,7 @@ async def _append_session(
 ) -> Reply | None:
     """An s2s append session (`POST .../records` with `Content-Type: s2s/proto`): AppendInput
     frames in, one AppendAck frame out per input, in order; an error ends it with a terminal frame
-    (S2: api/src/v1/stream/s2s.rs; s2s.md)."""
+    (S2: api/src/v1/stream/s2s.rs)."""
     assert target.stream is not None
     state.store.open(basin, target.stream, "create_stream_on_append")  # a missing stream is a plain 404
     await request.start(200, {"content-type": s2s.CONTENT_TYPE, "cache-control": "no-cache, no-transform"})
@@ -460,8 +460,8 @@ def _offered_encodings(value: str) -> set[str]:
 
 
 def s2s_compression(accept_encoding: str) -> s2s.Compression:
-    """s2s frames' compression: zstd when offered, else gzip, else none (s2s.md: "service supports
-    `zstd` and `gzip`"; S2: api/src/v1/stream/s2s.rs prefers zstd)."""
+    """s2s frames' compression: zstd when offered, else gzip, else none (S2's s2s framing
+    supports `zstd` and `gzip`; S2: api/src/v1/stream/s2s.rs prefers zstd)."""
     offered = _offered_encodings(accept_encoding)
     if "zstd" in offered:
         return s2s.Compression.ZSTD

@@ -23,7 +23,7 @@ from .faults import Stats
 from .output import GARBAGE_PROTOBUF, Output, error_payload
 from .store import Stream, now_ms
 
-COMPRESS_MIN_BYTES = 1024  # s2s.md: messages smaller than 1 KiB should not be compressed
+COMPRESS_MIN_BYTES = 1024  # S2's s2s framing: messages under 1 KiB are not compressed
 
 
 class Live:

@@ -483,7 +483,7 @@ async def test_sse_ids_after_last_event_id_count_from_the_resume(s2: S2, five: s
 
 async def test_s2s_prefers_zstd_and_leaves_small_frames_alone(s2: S2, stream: str) -> None:
     """S2: api/src/v1/stream/s2s.rs `from_accept_encoding` (zstd wins when offered, else gzip);
-    s2s.md: "Messages smaller than 1KiB should not be compressed"."""
+    S2's s2s framing: messages smaller than 1 KiB are not compressed."""
     await s2.append(stream, [{"timestamp": 1, "body": "z" * 3000}])
     headers = {"Content-Type": "s2s/proto", "Accept-Encoding": "gzip, zstd"}
     async with s2.http.get(s2.path(stream, "/records?seq_num=0&wait=5"), headers=s2.headers(headers)) as r:
