@@ -1,8 +1,10 @@
-"""The injector's metrics (s2_sidecar_injector_*), on its own /metrics."""
+"""The injector's metric set (s2_sidecar_injector_*, on its own /metrics): names, help texts,
+labels and buckets. The instruments and their rendering are `sidecar/prometheus.py`'s."""
 
 from __future__ import annotations
 
-from sidecar.metrics import LATENCY_BUCKETS, Registry, runtime_collectors
+from sidecar.metrics import LATENCY_BUCKETS
+from sidecar.prometheus import Registry, runtime_collectors
 
 
 class InjectorMetrics:

@@ -1,5 +1,5 @@
 """What recording and scraping the sidecar's metrics costs: its hand-written registry
-(`sidecar/metrics.py`) against the same metric set on `prometheus_client`, in one run.
+(`sidecar/prometheus.py`, with the metric set of `sidecar/metrics.py`) against the same metric set on `prometheus_client`, in one run.
 
     .venv/bin/python -m tests.bench.prometheus_cost [--ops 50000] [--repeats 5]
 
@@ -31,7 +31,8 @@ from typing import Any
 
 import prometheus_client as pc
 
-from sidecar import metrics as hand_written
+from sidecar import prometheus as hand_written
+from sidecar.metrics import Metrics
 
 CALLS = (  # (method, code, kind, status)
     ("Read", "OK", "read", "200"),
@@ -55,7 +56,7 @@ def prometheus_client_metrics() -> Any:
     pc.disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide; untyped in 0.26
     registry = pc.CollectorRegistry()
     m = types.SimpleNamespace(registry=registry, render=lambda: pc.generate_latest(registry).decode())
-    for attr, old in vars(hand_written.Metrics(runtime=False)).items():
+    for attr, old in vars(Metrics(runtime=False)).items():
         new: Any
         if isinstance(old, hand_written.Histogram):
             new = pc.Histogram(old.name, old.help, old.label_names, buckets=old.buckets, registry=None)
@@ -163,7 +164,7 @@ def _time(fn: Callable[[], None], n: int) -> float:
 
 
 def measure(*, ops: int = 50_000, repeats: int = 5) -> list[Row]:
-    old = workloads(hand_written.Metrics, ops)
+    old = workloads(Metrics, ops)
     new = workloads(prometheus_client_metrics, ops)
     times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in old}
     for _ in range(repeats):  # interleaved, so drift hits both sides alike

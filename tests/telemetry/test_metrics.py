@@ -1,4 +1,5 @@
-"""The Prometheus registry, its text rendering parsed back, and `/metrics` on a real AdminServer."""
+"""The Prometheus registry (`sidecar/prometheus.py`), its text rendering parsed back, the sidecar's
+metric set on it, and `/metrics` on a real AdminServer."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import aiohttp
 import pytest
 
 from sidecar.admin import AdminServer, UpstreamProbe
-from sidecar.metrics import CONTENT_TYPE, LATENCY_BUCKETS, Metrics, Registry
+from sidecar.metrics import CONTENT_TYPE, LATENCY_BUCKETS, Metrics
+from sidecar.prometheus import Counter, Registry
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
@@ -84,7 +86,7 @@ def test_counter_gauge_and_escaping() -> None:
 
 def test_histogram_buckets_cumulative() -> None:
     r = Registry()
-    h = r.histogram("t_duration_seconds", "Latency.", ("method",))
+    h = r.histogram("t_duration_seconds", "Latency.", ("method",), buckets=LATENCY_BUCKETS)
     observations = [0.0001, 0.0005, 0.003, 0.003, 0.2, 1.0, 59.0, 120.0]
     for v in observations:
         h.labels("Read").observe(v)
@@ -115,13 +117,11 @@ def test_misuse_is_refused() -> None:
     with pytest.raises(ValueError):
         r.gauge("bad-name", "x")
     with pytest.raises(ValueError):
-        r.histogram("t_h", "x", ("le",))
+        r.histogram("t_h", "x", ("le",), buckets=(1.0,))
 
 
 def test_series_limit_guards_cardinality() -> None:
     r = Registry()
-    from sidecar.metrics import Counter
-
     c = Counter("t_total", "x", ("a",), max_series=2)
     r._add(c)
     for i in range(5):
@@ -258,17 +258,15 @@ def test_runtime_families_describe_this_process() -> None:
     assert all(name.startswith("s2_sidecar_") for name in parse(Metrics(runtime=False).render())[0])
 
 
-def test_collectors_fail_alone() -> None:
-    from sidecar.metrics import Family
-
+def test_expositions_fail_alone() -> None:
     r = Registry()
     r.counter("t_total", "x").inc()
 
-    def broken() -> list[Family]:
+    def broken() -> str:
         raise OSError("no /proc here")
 
-    r.collector("broken", broken)
-    r.collector("ok", lambda: [Family("t_up", "gauge", "Up.", samples=(((), 1.0),))])
+    r.exposition("broken", broken)
+    r.exposition("ok", lambda: "# HELP t_up Up.\n# TYPE t_up gauge\nt_up 1.0\n")
     meta, samples = parse(r.render())
     assert set(meta) == {"t_total", "t_up"}
     assert ("t_up", {}, 1.0) in samples
@@ -292,3 +290,32 @@ async def test_metrics_of_a_sidecar_process() -> None:
         # Counted during the scrape: its own connection and the directory listing are open then.
         assert abs(one["process_open_fds"] - len(os.listdir(f"/proc/{sc.proc.pid}/fd"))) <= 3
         assert one["s2_sidecar_upstream_up"] == 1  # the embedded emulator, probed at start
+
+
+# -- what sidecar/prometheus.py relies on from prometheus_client ---------------------------------
+
+
+def test_prometheus_client_writes_the_format_we_serve() -> None:
+    """`generate_latest` is what prometheus_client itself answers a 0.0.4 scrape with, under the
+    content type `/metrics` sends: if it changed format, the appended families would not match."""
+    from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, generate_latest
+
+    assert choose_encoder("text/plain; version=0.0.4") == (generate_latest, CONTENT_TYPE_PLAIN_0_0_4)
+    assert CONTENT_TYPE_PLAIN_0_0_4 == CONTENT_TYPE
+
+
+def test_runtime_families_are_per_registry() -> None:
+    """Each registry has its own collectors: two in one process (the sidecar's and the injector's,
+    or tests') each render the runtime families once, and prometheus_client's process-wide
+    `REGISTRY` is left as it was."""
+    from prometheus_client import REGISTRY
+
+    def global_samples() -> list[str]:
+        return sorted(s.name for family in REGISTRY.collect() for s in family.samples)
+
+    before = global_samples()
+    for text in [Metrics().render(), Metrics().render()]:
+        meta, _ = parse(text)
+        assert set(RUNTIME_FAMILIES) <= set(meta)
+        assert all(text.count(f"# TYPE {name} ") == 1 for name in RUNTIME_FAMILIES), text
+    assert global_samples() == before
