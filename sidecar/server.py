@@ -11,6 +11,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import _async as health_aio
@@ -40,6 +41,9 @@ from sidecar.reads.history import HistoryCache
 from sidecar.reads.tails import TailCache
 from sidecar.telemetry import Telemetry, setup_tracing
 from sidecar.upstream import BasinEndpoint, RetryPolicy, UpstreamClient
+
+if TYPE_CHECKING:  # imported when the emulator starts: production never loads it
+    from sidecar.emulator import Emulator
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +100,7 @@ class Sidecar:
         self.metrics = Metrics()
         self._upstream_watch: asyncio.Task[None] | None = None
         self.default_basin = config.default_basin or (EMULATOR_DEFAULT_BASIN if config.uses_emulator else None)
-        self.emulator: object | None = None
+        self.emulator: Emulator | None = None
         self.emulator_url: str | None = None
         self.client: UpstreamClient | None = None
         self.service: StreamService | None = None
@@ -128,32 +132,51 @@ class Sidecar:
             ensure_available(addr, setting)
 
     async def _start(self) -> None:
-        cfg = self.config
-        if cfg.uses_emulator:
-            from sidecar.emulator import CREATE_ON_APPEND, Emulator, EmulatorConfig  # only dev mode pays for it
+        """The startup sequence, in order; `stop()` undoes it."""
+        endpoint = await self._start_emulator() if self.config.uses_emulator else self._configured_endpoint()
+        await self._start_upstream(endpoint)
+        self._build_service()
+        server = self._build_server()
+        sockets = self._add_listeners(server)
+        await server.start()
+        self._server = server
+        self._set_socket_modes(sockets)
+        await self._set_serving()
+        probe = UpstreamProbe(endpoint.base_url("probe"), on_result=self.metrics.upstream_reachability.probe)
+        await self._start_admin(probe)
+        self._upstream_watch = asyncio.ensure_future(self._watch_upstream(probe))
 
-            emu_addr = parse_host_port(cfg.emulator_listen)
-            host, port = emu_addr.host, emu_addr.port
-            data_dir = Path(cfg.emulator_data_dir) if cfg.emulator_data_dir else None
-            # Like S2, the emulator has no basins of its own: create the default basin, with streams
-            # created by their first append, so that appending to a new stream just works; reading a
-            # stream nobody wrote stays NOT_FOUND, as apps and the client examples expect.
-            basin = self.default_basin or EMULATOR_DEFAULT_BASIN
-            basins = {basin: CREATE_ON_APPEND}
-            emulator = Emulator(EmulatorConfig(host=host, port=port, data_dir=data_dir, basins=basins))
-            try:
-                await emulator.start()
-            except OSError as e:
-                raise bind_error(emu_addr, EMULATOR_SETTING, e) from None
-            log.info("embedded emulator: basin %s is ready (create_stream_on_append on)", basin)
-            self.emulator, self.emulator_url = emulator, emulator.url
-            endpoint = BasinEndpoint.parse(emulator.url + "/v1")
-        else:
-            assert cfg.basin_endpoint is not None
-            endpoint = BasinEndpoint.parse(cfg.basin_endpoint)
-        self.client = UpstreamClient(cfg.upstream_settings(endpoint), telemetry=self.telemetry, metrics=self.metrics)
-        await self.client.start()
-        client = self.client
+    async def _start_emulator(self) -> BasinEndpoint:
+        """Development mode: the embedded emulator, and its URL as the basin endpoint."""
+        from sidecar.emulator import CREATE_ON_APPEND, Emulator, EmulatorConfig  # only dev mode pays for it
+
+        emu_addr = parse_host_port(self.config.emulator_listen)
+        data_dir = Path(self.config.emulator_data_dir) if self.config.emulator_data_dir else None
+        # Like S2, the emulator has no basins of its own: create the default basin, with streams
+        # created by their first append, so that appending to a new stream just works; reading a
+        # stream nobody wrote stays NOT_FOUND, as apps and the client examples expect.
+        basin = self.default_basin or EMULATOR_DEFAULT_BASIN
+        basins = {basin: CREATE_ON_APPEND}
+        emulator = Emulator(EmulatorConfig(host=emu_addr.host, port=emu_addr.port, data_dir=data_dir, basins=basins))
+        try:
+            await emulator.start()
+        except OSError as e:
+            raise bind_error(emu_addr, EMULATOR_SETTING, e) from None
+        log.info("embedded emulator: basin %s is ready (create_stream_on_append on)", basin)
+        self.emulator, self.emulator_url = emulator, emulator.url
+        return BasinEndpoint.parse(emulator.url + "/v1")
+
+    def _configured_endpoint(self) -> BasinEndpoint:
+        assert self.config.basin_endpoint is not None  # Config.uses_emulator is False
+        return BasinEndpoint.parse(self.config.basin_endpoint)
+
+    async def _start_upstream(self, endpoint: BasinEndpoint) -> None:
+        """The upstream client, and the gauges of its connection pools."""
+        cfg = self.config
+        client = self.client = UpstreamClient(
+            cfg.upstream_settings(endpoint), telemetry=self.telemetry, metrics=self.metrics
+        )
+        await client.start()
         pools = (
             ("session", cfg.session_connections),
             ("unary", cfg.unary_connections),
@@ -162,6 +185,11 @@ class Sidecar:
         for pool, limit in pools:
             self.metrics.upstream_connections_in_use.labels(pool).set_function(functools.partial(_in_use, client, pool))
             self.metrics.upstream_connections_limit.labels(pool).set(limit)
+
+    def _build_service(self) -> None:
+        """The read logic over the upstream client, and the gRPC service over the read logic."""
+        cfg = self.config
+        assert self.client is not None
         self.reader = StreamReader(
             self.client,
             RetryPolicy(max_attempts=cfg.retry_attempts, base_delay=cfg.retry_base_delay),
@@ -179,6 +207,10 @@ class Sidecar:
             instrumentation=Instrumentation(self.telemetry, self.metrics, access_log=cfg.access_log),
         )
 
+    def _build_server(self) -> grpc.aio.Server:
+        """The gRPC server with the service, health and reflection; not yet listening."""
+        cfg = self.config
+        assert self.service is not None
         interceptors = [AppTokenInterceptor(cfg.app_token)] if cfg.app_token else None
         server = grpc.aio.server(
             options=[*GRPC_OPTIONS, *pending_calls(cfg.max_pending_calls)], interceptors=interceptors
@@ -196,11 +228,15 @@ class Sidecar:
         # grpcurl resolves the rich error details by name through reflection.
         from google.rpc import error_details_pb2  # noqa: F401
 
+        return server
+
+    def _add_listeners(self, server: grpc.aio.Server) -> list[str]:
+        """Binds every --listen address, recording it in `addresses`; returns the unix socket paths."""
         sockets: list[str] = []
-        for raw in cfg.listen:
+        for raw in self.config.listen:
             addr = parse_listen(raw)
             if isinstance(addr, UnixAddress):
-                remove_stale_socket(addr.path)  # checked above: nobody serves it
+                remove_stale_socket(addr.path)  # checked in start(): nobody serves it
             try:
                 port = server.add_insecure_port(str(addr))
             except RuntimeError:  # grpc says only "Failed to bind"; two settings naming one address, say
@@ -210,27 +246,34 @@ class Sidecar:
                 self.addresses.append(str(addr))
             else:
                 self.addresses.append(str(TcpAddress(addr.host, port)))
-        await server.start()
+        return sockets
+
+    def _set_socket_modes(self, sockets: list[str]) -> None:
+        # gRPC creates the socket files as the umask allows (often 0755: anyone may connect).
         for path in sockets:
-            os.chmod(path, cfg.unix_socket_mode)
-        self._server = server
+            os.chmod(path, self.config.unix_socket_mode)
+
+    async def _set_serving(self) -> None:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         self.serving = True
-        probe = UpstreamProbe(endpoint.base_url("probe"), on_result=self.metrics.upstream_reachability.probe)
-        if cfg.admin_listen:
-            self.admin = AdminServer(
-                cfg.admin_listen,
-                serving=lambda: self.serving,
-                probe=probe,
-                metrics=self.metrics,
-                requires_upstream=cfg.ready_requires_upstream,
-            )
-            try:
-                await self.admin.start()
-            except OSError as e:
-                raise bind_error(cfg.admin_listen, ADMIN_SETTING, e) from None
-        self._upstream_watch = asyncio.ensure_future(self._watch_upstream(probe))
+
+    async def _start_admin(self, probe: UpstreamProbe) -> None:
+        """/healthz, /readyz and /metrics, unless --admin-listen is off."""
+        cfg = self.config
+        if not cfg.admin_listen:
+            return
+        self.admin = AdminServer(
+            cfg.admin_listen,
+            serving=lambda: self.serving,
+            probe=probe,
+            metrics=self.metrics,
+            requires_upstream=cfg.ready_requires_upstream,
+        )
+        try:
+            await self.admin.start()
+        except OSError as e:
+            raise bind_error(cfg.admin_listen, ADMIN_SETTING, e) from None
 
     async def _watch_upstream(self, probe: UpstreamProbe, every: float = 2.0) -> None:
         """gRPC health says NOT_SERVING while the upstream has been unreachable for longer than
@@ -267,29 +310,43 @@ class Sidecar:
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: health NOT_SERVING, refuse new calls, let unary calls finish, end sessions with
-        UNAVAILABLE and their resume point, then close upstream and the emulator."""
+        UNAVAILABLE and their resume point, then close upstream and the emulator. Each step undoes
+        one of `_start()`'s and is safe when that one never ran. The admin server stops after the
+        drain, so that /readyz answers 503 and /metrics is scraped while it lasts."""
         grace = self.config.grace_period if grace is None else grace
+        await self._stop_serving()
+        await self._stop_server(grace)
+        await self._stop_upstream()
+        if self.admin is not None:
+            await self.admin.stop()
+        if self.emulator is not None:
+            await self.emulator.stop()
+        self._remove_sockets()
+        if self.tracer_provider is not None and self._own_provider:
+            await asyncio.to_thread(self.tracer_provider.shutdown)  # flushes spans; blocks on export
+
+    async def _stop_serving(self) -> None:
         self.serving = False
         if self._upstream_watch is not None:
             self._upstream_watch.cancel()
         await self.health.enter_graceful_shutdown()
+
+    async def _stop_server(self, grace: float) -> None:
         if self.service is not None:
             self.service.drain()
         if self._server is not None:
             await self._server.stop(grace)
+
+    async def _stop_upstream(self) -> None:
         if self.reader is not None:
             await self.reader.close()
         if self.client is not None:
             await self.client.close()
-        if self.admin is not None:
-            await self.admin.stop()
-        if self.emulator is not None:
-            await self.emulator.stop()  # type: ignore[attr-defined]
+
+    def _remove_sockets(self) -> None:
         for addr in self.addresses:
             if isinstance(listen := parse_listen(addr), UnixAddress):
                 remove_stale_socket(listen.path)
-        if self.tracer_provider is not None and self._own_provider:
-            await asyncio.to_thread(self.tracer_provider.shutdown)  # flushes spans; blocks on export
 
     async def wait_for_termination(self) -> None:
         assert self._server is not None

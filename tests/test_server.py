@@ -117,6 +117,33 @@ async def test_health_and_reflection_in_process(harness: SidecarHarness) -> None
         assert resp.status == health_pb2.HealthCheckResponse.SERVING
 
 
+LOADED_EMULATOR = """
+import asyncio, sys
+from sidecar.config import Config
+from sidecar.server import Sidecar
+
+async def main(basin_endpoint):
+    sidecar = Sidecar(Config(basin_endpoint=basin_endpoint, listen=("127.0.0.1:0",), admin_listen=None,
+                             emulator_listen="127.0.0.1:0"))
+    await sidecar.start()
+    await sidecar.stop(grace=0)
+
+asyncio.run(main(sys.argv[1] or None))
+print(any(m.startswith("sidecar.emulator") for m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(("basin_endpoint", "loaded"), [("http://127.0.0.1:9/v1", "False"), ("", "True")])
+def test_only_the_embedded_emulator_loads_its_code(basin_endpoint: str, loaded: str) -> None:
+    """server.py names the emulator's type under TYPE_CHECKING only and imports it when it starts
+    one: a sidecar reading S2 never loads it."""
+    out = subprocess.run(
+        [sys.executable, "-c", LOADED_EMULATOR, basin_endpoint], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [loaded], out.stdout
+
+
 async def test_unix_socket_listener_is_owner_only(tmp_path: Path) -> None:
     sock = tmp_path / "sidecar.sock"
     async with SidecarHarness(listen=(f"unix:{sock}",)) as h:
