@@ -145,6 +145,13 @@ def _split_command(argv: Sequence[str]) -> tuple[str, list[str]]:
     return "serve", rest
 
 
+# Options the sidecar took once and does no more, with what to do instead: a command line written
+# for an older sidecar is told why, not offered a different flag.
+REMOVED_OPTIONS = {
+    "--account-endpoint": "the sidecar talks to the basin endpoint only (--basin-endpoint); drop it",
+}
+
+
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     args, extras = parser.parse_known_args(argv)
     if extras:
@@ -152,6 +159,8 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
         if word.startswith("-"):
             known = [opt for action in parser._actions for opt in action.option_strings]
             name = word.split("=", 1)[0]
+            if name in REMOVED_OPTIONS:
+                _fail(f"option {name} was removed: {REMOVED_OPTIONS[name]}")
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             _fail(f"unknown option {name}{hint} (see {parser.prog} --help)")

@@ -1,7 +1,8 @@
 """Configuration: every setting is a flag and an environment variable, with a documented default.
 
-S2's own variable names are used where they exist (`S2_ACCESS_TOKEN`, `S2_BASIN_ENDPOINT`,
-`S2_ACCOUNT_ENDPOINT`); the sidecar's own settings are `S2_SIDECAR_*`.
+S2's own variable names are used where they exist (`S2_ACCESS_TOKEN`, `S2_BASIN_ENDPOINT`); the
+sidecar's own settings are `S2_SIDECAR_*`. `S2_ACCOUNT_ENDPOINT`, which S2's SDKs read, is left
+alone: the sidecar talks to the basin endpoint only, and a pod may set it for its app containers.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from sidecar.listeners import parse_host_port, parse_listen
 from sidecar.types import DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES
@@ -24,7 +24,6 @@ from sidecar.wire.names import basin_name_problem
 class Config:
     listen: tuple[str, ...] = ("127.0.0.1:50051",)
     basin_endpoint: str | None = None
-    account_endpoint: str | None = None
     access_token: str | None = field(default=None, repr=False)  # secret: never printed
     app_token: str | None = field(default=None, repr=False)  # secret: never printed
     default_basin: str | None = None
@@ -116,13 +115,6 @@ def _host_port(value: str) -> str:
 
 def _basin_endpoint(value: str) -> str:
     BasinEndpoint.parse(value)  # the same parse the upstream client does, so it cannot fail later
-    return value
-
-
-def _url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("must be an http(s) URL")
     return value
 
 
@@ -229,8 +221,6 @@ SETTINGS: Sequence[_Setting] = (
     _Setting("basin_endpoint", "--basin-endpoint", "S2_BASIN_ENDPOINT",
              "S2 basin endpoint URL: https://{basin}.b.s2.dev/v1 for hosted S2, or one URL that takes the "
              "s2-basin header. Unset: start the embedded emulator and read from it", _basin_endpoint, "URL"),
-    _Setting("account_endpoint", "--account-endpoint", "S2_ACCOUNT_ENDPOINT",
-             "S2 account endpoint URL (not needed for reads)", _url, "URL"),
     _Setting("default_basin", "--default-basin", "S2_SIDECAR_DEFAULT_BASIN",
              "basin used when a request leaves `basin` empty", _basin, "BASIN"),
     _Setting("emulator_listen", "--emulator-listen", "S2_SIDECAR_EMULATOR_LISTEN",
@@ -320,7 +310,6 @@ SETTINGS: Sequence[_Setting] = (
 EXAMPLES: Mapping[str, str] = {
     "listen": "127.0.0.1:50051 or unix:/run/s2-sidecar/sidecar.sock",
     "basin_endpoint": "https://{basin}.b.s2.dev/v1, or http://127.0.0.1:8080/v1 with the basin in s2-basin",
-    "account_endpoint": "https://aws.s2.dev/v1",
     "default_basin": "my-basin-01",
     "emulator_listen": "127.0.0.1:8080",
     "emulator_data_dir": "/var/lib/s2-sidecar",

@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 
 from sidecar import cli
+from sidecar import config as config_mod
 from sidecar.testing import SidecarProcess, free_port
 
 
-def run_cli(argv: list[str], env: dict[str, str] | None = None, capsys: pytest.CaptureFixture[str] | None = None) -> str:
+def run_cli(
+    argv: list[str], env: dict[str, str] | None = None, capsys: pytest.CaptureFixture[str] | None = None
+) -> str:
     """`s2-sidecar ARGV` in-process (validation happens before anything starts); its stderr."""
     assert capsys is not None
     old = dict(os.environ)
@@ -41,7 +44,6 @@ def run_cli(argv: list[str], env: dict[str, str] | None = None, capsys: pytest.C
         ({"S2_SIDECAR_DEFAULT_BASIN": "My_Basin"}, "S2_SIDECAR_DEFAULT_BASIN='My_Basin' (or flag --default-basin): basin name must use only a-z"),
         # Observed: a 25-line traceback whose last line did not name the variable.
         ({"S2_BASIN_ENDPOINT": "http//127.0.0.1:8080/v1"}, "S2_BASIN_ENDPOINT='http//127.0.0.1:8080/v1' (or flag --basin-endpoint): basin endpoint must be an http(s) URL"),
-        ({"S2_ACCOUNT_ENDPOINT": "aws.s2.dev"}, "S2_ACCOUNT_ENDPOINT='aws.s2.dev' (or flag --account-endpoint): must be an http(s) URL"),
         ({"S2_SIDECAR_LISTEN": "localhost"}, "S2_SIDECAR_LISTEN='localhost' (or flag --listen): 'localhost': expected HOST:PORT"),
         ({"S2_SIDECAR_LISTEN": "127.0.0.1:99999"}, "port must be a number from 0 to 65535"),
         ({"S2_SIDECAR_ADMIN_LISTEN": "9090"}, "S2_SIDECAR_ADMIN_LISTEN='9090' (or flag --admin-listen): expected HOST:PORT"),
@@ -80,13 +82,37 @@ def test_a_misspelt_flag_is_an_unknown_option(capsys: pytest.CaptureFixture[str]
     assert "unknown option --list" in err
 
 
+@pytest.mark.parametrize("value", ["aws.s2.dev", "https://aws.s2.dev/v1", "not a URL", ""])
+def test_s2_account_endpoint_is_left_to_the_apps(value: str) -> None:
+    """S2's SDKs read S2_ACCOUNT_ENDPOINT (the Rust SDK takes a bare host such as aws.s2.dev), so a
+    pod may set it for its app containers; the sidecar talks to the basin endpoint only and ignores
+    it, whatever it holds."""
+    args = cli.build_parser().parse_args([])
+    assert config_mod.from_args(args, {"S2_ACCOUNT_ENDPOINT": value}) == config_mod.from_args(args, {})
+    assert "S2_ACCOUNT_ENDPOINT" not in {s.env for s in config_mod.SETTINGS}
+
+
+def test_the_removed_account_endpoint_flag_says_why(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (
+        ["--account-endpoint", "https://aws.s2.dev/v1"],
+        ["serve", "--account-endpoint=https://aws.s2.dev/v1"],
+    ):
+        err = run_cli(argv, capsys=capsys)
+        assert err == (
+            "s2-sidecar: option --account-endpoint was removed: the sidecar talks to the basin endpoint only "
+            "(--basin-endpoint); drop it\n"
+        )
+
+
 def test_an_unknown_command_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     err = run_cli(["serv"], capsys=capsys)
     assert "unknown command 'serv': the commands are serve, emulator" in err
 
 
 def test_emulator_settings_are_checked_too(capsys: pytest.CaptureFixture[str]) -> None:
-    assert "invalid emulator --listen '8080': expected HOST:PORT" in run_cli(["emulator", "--listen", "8080"], capsys=capsys)
+    assert "invalid emulator --listen '8080': expected HOST:PORT" in run_cli(
+        ["emulator", "--listen", "8080"], capsys=capsys
+    )
     assert "invalid emulator --basin 'X'" in run_cli(["emulator", "--basin", "X"], capsys=capsys)
     assert "go together" in run_cli(["emulator", "--tls-cert", "c.pem"], capsys=capsys)
     assert "invalid emulator --deletion-delay 'soon': not a number" in run_cli(
@@ -160,7 +186,9 @@ async def test_a_taken_admin_or_emulator_port_exits_2_without_a_traceback() -> N
 
 async def test_one_address_named_twice_is_an_error_not_a_hang() -> None:
     port = f"127.0.0.1:{free_port()}"
-    code, out = await _exit_of("--listen", port, "--admin-listen", port, "--emulator-listen", f"127.0.0.1:{free_port()}")
+    code, out = await _exit_of(
+        "--listen", port, "--admin-listen", port, "--emulator-listen", f"127.0.0.1:{free_port()}"
+    )
     assert code == 2 and f"cannot listen on {port} (--admin-listen / S2_SIDECAR_ADMIN_LISTEN)" in out, out
     assert "Traceback" not in out and "Unclosed" not in out
 
@@ -173,7 +201,10 @@ async def test_a_unix_socket_another_sidecar_serves_is_not_taken_over(tmp_path: 
         code, out = await _exit_of("--listen", f"unix:{sock}", "--emulator-listen", f"127.0.0.1:{free_port()}",
                                    "--admin-listen", "off")  # fmt: skip
         assert code == 2, out
-        assert f"cannot listen on unix:{sock} (--listen / S2_SIDECAR_LISTEN): another process is serving this socket" in out
+        assert (
+            f"cannot listen on unix:{sock} (--listen / S2_SIDECAR_LISTEN): another process is serving this socket"
+            in out
+        )
         assert sock.exists()
 
 

@@ -114,6 +114,7 @@ def test_invalid_values_are_rejected_by_the_schema(helm: Helm, values: Path, com
         "wrong-type.yaml": "adminPort",
         "inline-token.yaml": "token",
         "bad-enum.yaml": "logFormat",
+        "account-endpoint.yaml": "accountEndpoint",
     }.get(values.name)
     if offending:
         assert offending in out, out
@@ -404,7 +405,7 @@ def test_hosted_s2(helm: Helm) -> None:
     entries = env_map(sidecar)
     env = env_values(sidecar)
     assert env["S2_BASIN_ENDPOINT"] == "https://orders.b.s2.dev/v1"
-    assert env["S2_ACCOUNT_ENDPOINT"] == "https://aws.s2.dev/v1"
+    assert "S2_ACCOUNT_ENDPOINT" not in env  # the sidecar ignores it; the chart no longer sets it
     assert env["S2_SIDECAR_DEFAULT_BASIN"] == "orders"
     assert env["S2_SIDECAR_SESSION_CONNECTIONS"] == "500"
     assert env["S2_SIDECAR_UNARY_CONNECTIONS"] == "50"

@@ -13,7 +13,7 @@ import pytest
 
 from sidecar.injector import annotations as ann
 from sidecar.injector.bounds import MAX_CONTAINERS
-from sidecar.injector.patch import Outcome, plan, pointer
+from sidecar.injector.patch import _ENV_ORDER, Outcome, plan, pointer
 from sidecar.injector.template import SidecarTemplate
 from tests.helm.helpers import CHART, Helm, env_map, env_values, validate_k8s
 from tests.injector import pods
@@ -138,6 +138,14 @@ def test_annotations_give_what_the_same_values_give(helm: Helm, base: str) -> No
     assert sidecar_of(patched) == sidecar_of(expected)
     assert env_map(patched["containers"][-1])["S2_SIDECAR_ADDRESS"]["value"].startswith("unix://")
     assert sorted(patched["volumes"], key=by_name) == sorted(expected["volumes"], key=by_name)
+
+
+def test_env_order_is_the_charts(helm: Helm) -> None:
+    """An override is inserted where the chart renders its variable: every variable `_ENV_ORDER`
+    names is one the chart renders (with every such value set), in the chart's order."""
+    rendered = render(helm, CI / "example-values.yaml", sets=SETS)
+    names = [e["name"] for e in sidecar_of(rendered.example_spec())["env"]]
+    assert [n for n in names if n in _ENV_ORDER] == list(_ENV_ORDER)
 
 
 def test_token_secret_override_keeps_the_chart_key_and_optional(helm: Helm) -> None:

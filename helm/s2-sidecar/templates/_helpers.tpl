@@ -145,10 +145,6 @@ failureThreshold: {{ .probe.failureThreshold | int64 }}
 - name: S2_BASIN_ENDPOINT
   value: {{ . | quote }}
 {{- end }}
-{{- with $s2.accountEndpoint }}
-- name: S2_ACCOUNT_ENDPOINT
-  value: {{ . | quote }}
-{{- end }}
 {{- with $s2.defaultBasin }}
 - name: S2_SIDECAR_DEFAULT_BASIN
   value: {{ . | quote }}
