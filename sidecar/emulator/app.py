@@ -35,7 +35,8 @@ from sidecar.wire.json import Format, append_input_from_json, batch_to_json, dum
 from sidecar.wire.names import basin_name_problem, stream_name_problem
 from sidecar.wire.protobuf import decode_append_input, encode_append_ack, encode_batch, records_from_fields
 
-from . import hooks, s2_configs
+from . import encryption, hooks, s2_configs
+from .encryption import RecordCipher
 from .exchange import Exchange, media_type
 from .faults import Action, Corrupt, Cut, Fail, Stall
 from .output import PROTOBUF, CutConnection, Output, Reply, cut_of, error_payload, send_reply
@@ -338,7 +339,10 @@ async def _append_session(
     frames in, one AppendAck frame out per input, in order; an error ends it with a terminal frame
     (S2: api/src/v1/stream/s2s.rs)."""
     assert target.stream is not None
-    state.store.open(basin, target.stream, "create_stream_on_append")  # a missing stream is a plain 404
+    key = encryption.key_header(request.headers)
+    # A missing stream is a plain 404, a missing or malformed key a plain 400, as S2 opens the
+    # stream and resolves the key before it answers (lite/src/handlers/v1/records.rs `append`).
+    state.store.open(basin, target.stream, "create_stream_on_append").record_cipher(key)
     await request.start(200, {"content-type": s2s.CONTENT_TYPE, "cache-control": "no-cache, no-transform"})
     out = Output(request, *cut_of(action))
     compression = s2s_compression(request.headers.get("Accept-Encoding", ""))
@@ -353,7 +357,7 @@ async def _append_session(
                 except ProtocolError as e:
                     raise S2Error(400, "bad_proto", str(e)) from None
                 _check_token(token)
-                ack = state.store.append(basin, target.stream, records, match, token)
+                ack = state.store.append(basin, target.stream, records, match, token, key)
                 payload = encode_append_ack(ack.start, ack.end, ack.tail)
                 compress = compression if len(payload) >= COMPRESS_MIN_BYTES else s2s.Compression.NONE
                 await out.write(s2s.encode_frame(payload, compression=compress))
@@ -373,6 +377,8 @@ async def _append(
     assert target.stream is not None
     if media_type(request.headers) == s2s.CONTENT_TYPE:
         return await _append_session(request, state, basin, target, action)
+    # S2 parses the key header before the body (api/src/v1/stream/extract.rs `AppendRequest`).
+    key = encryption.key_header(request.headers)
     fmt = Format.from_header(request.headers.get("s2-format"))
     if media_type(request.headers) in PROTOBUF_TYPES:
         try:
@@ -383,7 +389,7 @@ async def _append(
     else:
         records, match, token = append_input_from_json(await _json_body(request), fmt)
         _check_token(token, json_body=True)
-    ack = state.store.append(basin, target.stream, records, match, token)
+    ack = state.store.append(basin, target.stream, records, match, token, key)
     if PROTOBUF_TYPES.intersection(_media_types(request.headers.get("Accept", ""))):
         return Reply(200, encode_append_ack(ack.start, ack.end, ack.tail), PROTOBUF)
     return Reply.json(
@@ -395,13 +401,14 @@ async def _read(
     request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None
 ) -> Reply | None:
     assert target.stream is not None and target.mode is not None
+    key = encryption.key_header(request.headers)
     query = wire_query.from_params(request.query)
     fmt = Format.from_header(request.headers.get("s2-format"))
     stream = state.store.open(basin, target.stream, "create_stream_on_read")
     if target.kind == "session":
-        await _session(request, state, stream, query, target.mode, fmt, action)
+        await _session(request, state, stream, key, query, target.mode, fmt, action)
         return None
-    return await _one_shot(state, stream, query, target.mode, fmt)
+    return await _one_shot(state, stream, stream.record_cipher(key), query, target.mode, fmt)
 
 
 async def _long_poll(state: EmulatorState, stream: Stream, pos: int, wait: float) -> bool:
@@ -423,7 +430,9 @@ async def _long_poll(state: EmulatorState, stream: Stream, pos: int, wait: float
             await live.wait(left)
 
 
-async def _one_shot(state: EmulatorState, stream: Stream, query: ReadQuery, mode: str, fmt: Format) -> Reply:
+async def _one_shot(
+    state: EmulatorState, stream: Stream, cipher: RecordCipher | None, query: ReadQuery, mode: str, fmt: Format
+) -> Reply:
     # One-shot reads are always bounded (capped at one batch), so they follow only with wait > 0.
     wait = min(query.wait or 0, MAX_UNARY_WAIT_SECONDS)
     pos = stream.start_index(query, can_follow=wait > 0)
@@ -442,10 +451,12 @@ async def _one_shot(state: EmulatorState, stream: Stream, query: ReadQuery, mode
         end = stream.end_index(pos, count, nbytes, query.until)
     if end == pos:
         tail = None  # an empty answer (count=0, too-small bytes, until) never carries one
-    state.stats.served(f"{stream.basin}/{stream.name}", end - pos, sum(map(len, stream.fields[pos:end])))
+    # A key that did not seal these records fails the whole read (S2 decrypts the batch before it answers).
+    fields = stream.read_fields(pos, end, cipher)
+    state.stats.served(f"{stream.basin}/{stream.name}", end - pos, sum(map(len, fields)))
     if mode == "protobuf":
-        return Reply(200, encode_batch(stream.fields[pos:end], tail), PROTOBUF)
-    records = records_from_fields(stream.fields[pos:end]) if end > pos else []
+        return Reply(200, encode_batch(fields, tail), PROTOBUF)
+    records = records_from_fields(fields) if end > pos else []
     return Reply.json(batch_to_json(records, tail, fmt))
 
 
@@ -474,6 +485,7 @@ async def _session(
     request: Exchange,
     state: EmulatorState,
     stream: Stream,
+    key: str | None,
     query: ReadQuery,
     mode: str,
     fmt: Format,
@@ -490,6 +502,7 @@ async def _session(
         # `apply_last_event_id`, then `processed` starts at zero).
         query = replace(query, start=SeqNum(last_seq + 1))
         delivered = (count, nbytes)
+    cipher = stream.record_cipher(key)
     start = stream.start_index(query, query.can_follow)  # errors so far are plain HTTP answers
 
     # Sessions must not be cached, transformed or buffered by a proxy (nginx honours x-accel-buffering).
@@ -510,7 +523,7 @@ async def _session(
     stall = action.seconds if isinstance(action, Stall) else 0.0
     with state.live.open(stream, session=True) as live:
         try:
-            await run_session(stream, query, start, writer, live, heartbeats, delivered, stall)
+            await run_session(stream, cipher, query, start, writer, live, heartbeats, delivered, stall)
         except (CutConnection, ConnectionError):
             return None  # cut on purpose, or the client went away: nothing more to say
         except Exception:

@@ -20,9 +20,10 @@ DEFAULT_STREAM_CONFIG: dict[str, Any] = {
 }
 # S2's BasinConfig defaults: streams exist only once created (openapi.json `BasinConfig`).
 DEFAULT_BASIN_CONFIG: dict[str, Any] = {
+    "default_stream_config": None,
+    "stream_cipher": None,  # no encryption unless the basin names a cipher (see encryption.py)
     "create_stream_on_append": False,
     "create_stream_on_read": False,
-    "default_stream_config": None,
 }
 # A basin whose streams are created by the first append or read (`emulator --basin`).
 AUTO_CREATE: dict[str, Any] = {"create_stream_on_append": True, "create_stream_on_read": True}
@@ -31,6 +32,10 @@ AUTO_CREATE: dict[str, Any] = {"create_stream_on_append": True, "create_stream_o
 CREATE_ON_APPEND: dict[str, Any] = {"create_stream_on_append": True, "create_stream_on_read": False}
 
 TIMESTAMPING_MODES = ("client-prefer", "client-require", "arrival")
+STREAM_CIPHERS = ("aegis-256", "aes-256-gcm")  # S2: common/src/encryption.rs `EncryptionAlgorithm`
+# The fields of S2's `StreamConfig`: serde ignores any other (a stream's `cipher` given on creation
+# among them: it comes from the basin only), and so does the emulator.
+STREAM_CONFIG_FIELDS = ("storage_class", "retention_policy", "timestamping", "delete_on_empty")
 STORAGE_CLASSES = ("standard", "express")
 
 
@@ -58,10 +63,11 @@ def _is_uint(value: Any) -> bool:
 
 
 def check_stream_config(value: Any, what: str = "config") -> dict[str, Any] | None:
-    """A `StreamConfig` as given (None fields kept), or S2's 400 / 422 for a value it would reject."""
+    """A `StreamConfig`'s fields as given (None fields kept), or S2's 400 / 422 for a value it would reject."""
     config = _object(value, what)
     if config is None:
         return None
+    config = {k: v for k, v in config.items() if k in STREAM_CONFIG_FIELDS}
     if (sc := config.get("storage_class")) is not None and sc not in STORAGE_CLASSES:
         raise _bad_json(f"`{what}.storage_class` must be one of {', '.join(STORAGE_CLASSES)}")
     if (rp := _object(config.get("retention_policy"), f"{what}.retention_policy")) is not None:
@@ -91,8 +97,11 @@ def check_basin_config(value: Any) -> dict[str, Any] | None:
     for flag in ("create_stream_on_append", "create_stream_on_read"):
         if (v := config.get(flag)) is not None and not isinstance(v, bool):
             raise _bad_json(f"`config.{flag}` must be a boolean")
-    check_stream_config(config.get("default_stream_config"), "config.default_stream_config")
-    return config
+    if (cipher := config.get("stream_cipher")) is not None and cipher not in STREAM_CIPHERS:
+        # serde's words for an unknown enum value (s2-lite 0.43.4 answers them), case included.
+        raise _bad_json(f"unknown variant `{cipher}`, expected `aegis-256` or `aes-256-gcm`")
+    default = check_stream_config(config.get("default_stream_config"), "config.default_stream_config")
+    return {**config, "default_stream_config": default} if "default_stream_config" in config else config
 
 
 def inherit(config: dict[str, Any] | None, defaults: dict[str, Any] | None) -> dict[str, Any] | None:

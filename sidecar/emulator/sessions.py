@@ -19,6 +19,7 @@ from sidecar.wire import s2s, sse
 from sidecar.wire.json import Format, batch_to_json, dumps, position_to_json
 from sidecar.wire.protobuf import encode_batch, records_from_fields
 
+from .encryption import RecordCipher
 from .faults import Stats
 from .output import GARBAGE_PROTOBUF, Output, error_payload
 from .store import Stream, now_ms
@@ -91,7 +92,7 @@ class SessionWriter(Protocol):
     """How one session format puts batches, heartbeats, errors and the end on the wire."""
 
     async def batch(
-        self, stream: Stream, start: int, end: int, tail: StreamPosition | None, count_so_far: int, bytes_so_far: int
+        self, fields: list[bytes], last_seq: int, tail: StreamPosition | None, count_so_far: int, bytes_so_far: int
     ) -> None: ...
     async def heartbeat(self, tail: StreamPosition) -> None: ...
     async def error(self, err: S2Error) -> None: ...
@@ -111,12 +112,12 @@ class SSEWriter:
         await self._out.write(sse.encode_event(data, event, id))
 
     async def batch(
-        self, stream: Stream, start: int, end: int, tail: StreamPosition | None, count_so_far: int, bytes_so_far: int
+        self, fields: list[bytes], last_seq: int, tail: StreamPosition | None, count_so_far: int, bytes_so_far: int
     ) -> None:
-        # JSON needs decoded records: decode just this slice of the stored protobuf fields.
-        records = records_from_fields(stream.fields[start:end])
+        # JSON needs decoded records: decode just this batch's protobuf fields.
+        records = records_from_fields(fields)
         data = dumps(batch_to_json(records, tail, self._fmt)).decode()
-        await self._event(data, "batch", sse.format_event_id(end - 1, count_so_far, bytes_so_far))
+        await self._event(data, "batch", sse.format_event_id(last_seq, count_so_far, bytes_so_far))
 
     async def heartbeat(self, tail: StreamPosition) -> None:
         await self._event(dumps({"timestamp": now_ms(), "tail": position_to_json(tail)}).decode(), "ping")
@@ -144,10 +145,10 @@ class S2SWriter:
         )
 
     async def batch(
-        self, stream: Stream, start: int, end: int, tail: StreamPosition | None, count_so_far: int, bytes_so_far: int
+        self, fields: list[bytes], last_seq: int, tail: StreamPosition | None, count_so_far: int, bytes_so_far: int
     ) -> None:
-        # Stored records are complete ReadBatch.records fields: a batch is a join, not a rebuild.
-        await self._frame(encode_batch(stream.fields[start:end], tail))
+        # Records are complete ReadBatch.records fields: a batch is a join, not a rebuild.
+        await self._frame(encode_batch(fields, tail))
 
     async def heartbeat(self, tail: StreamPosition) -> None:
         await self._frame(encode_batch([], tail))
@@ -176,6 +177,7 @@ def _remaining(limit: int | None, used: int) -> int | None:
 
 async def run_session(
     stream: Stream,
+    cipher: RecordCipher | None,
     query: ReadQuery,
     start: int,
     writer: SessionWriter,
@@ -191,6 +193,8 @@ async def run_session(
     (checked against s2-lite, s2-cli 0.43.4: `Last-Event-ID: 1,2,20` then `id: 2,3,30`).
     S2: lite/src/backend/read.rs `read_session` (catch-up batches without a tail, live batches and
     heartbeats with one; a position trimmed away resumes at the first remaining record).
+    In an encrypted stream `cipher` opens each batch; a key that did not seal it ends the session
+    with `decryption_failed` (S2: lite/src/backend/read.rs stops at the first error).
     """
     loop = asyncio.get_running_loop()
     count_so_far, bytes_so_far = delivered  # the session's totals, resumptions included (SSE ids)
@@ -233,15 +237,20 @@ async def run_session(
                 # means the session's own `bytes` or `until` bound is reached.
                 await writer.done()
                 return
+            try:
+                fields = stream.read_fields(pos, end, cipher)
+            except S2Error as err:
+                await writer.error(err)
+                return
             size = stream.metered(pos, end)
             if live.stats is not None:
-                live.stats.served(f"{stream.basin}/{stream.name}", end - pos, sum(map(len, stream.fields[pos:end])))
+                live.stats.served(f"{stream.basin}/{stream.name}", end - pos, sum(map(len, fields)))
             count_so_far += end - pos
             bytes_so_far += size
             count_left = _remaining(count_limit, count_so_far)
             bytes_left = _remaining(bytes_limit, bytes_so_far)
             # Only batches served while following (records that arrived live) carry the tail.
-            await writer.batch(stream, pos, end, stream.tail if following else None, count_so_far, bytes_so_far)
+            await writer.batch(fields, end - 1, stream.tail if following else None, count_so_far, bytes_so_far)
             pos = end
             if following:
                 now = loop.time()

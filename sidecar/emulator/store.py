@@ -40,7 +40,7 @@ from sidecar.types import (
 )
 from sidecar.wire.protobuf import encode_record_field
 
-from . import s2_configs
+from . import encryption, s2_configs
 from .clock import CreationClock, format_rfc3339, parse_rfc3339
 
 DB_FILE = "emulator.sqlite3"
@@ -72,6 +72,9 @@ class Stream:
     config: dict[str, Any] | None = None
     fencing_token: str | None = None
     db_id: int | None = None
+    # The basin's `stream_cipher` when the stream was created, for its lifetime: its envelope
+    # records are then stored sealed, and appends and reads need the key (encryption.py).
+    cipher: str | None = None
     trim_point: int = 0  # explicit trims: records below this seq_num are gone
     fields: list[bytes] = field(default_factory=list)
     timestamps: list[int] = field(default_factory=list)
@@ -95,8 +98,21 @@ class Stream:
     def info(self) -> dict[str, Any]:
         # Listed with `deleted_at` until the background deletion ends, then not at all (S2:
         # lite/src/backend/streams.rs `mark_stream_deleted`, bgtasks/stream_trim.rs `finalize_trim`).
-        # No encryption here: `cipher` is null.
-        return {"name": self.name, "created_at": self.created_at, "deleted_at": self.deleted_at, "cipher": None}
+        return {"name": self.name, "created_at": self.created_at, "deleted_at": self.deleted_at, "cipher": self.cipher}
+
+    def record_cipher(self, key: str | None) -> encryption.RecordCipher | None:
+        """What an append or read with this `s2-encryption-key` works with: None for a plain
+        stream, else the cipher and key, or S2's 400 for a key missing or malformed."""
+        return encryption.resolve(self.cipher, key, encryption.stream_aad(self.basin, self.name))
+
+    def read_fields(self, start: int, end: int, cipher: encryption.RecordCipher | None) -> list[bytes]:
+        """Records `start` to `end` as readers get them: opened with `cipher` in an encrypted
+        stream (400 decryption_failed for a key that did not seal them)."""
+        fields = self.fields[start:end]
+        if self.cipher is None:
+            return fields
+        assert cipher is not None, "resolved with record_cipher, which refuses a missing key"
+        return cipher.open_fields(fields)
 
     def first_index(self) -> int:
         """The first record not trimmed, by trim point or by retention age (S2 trims both)."""
@@ -258,6 +274,7 @@ class _Database:
             ("records", "arrival", "INTEGER"),
             ("streams", "deleted_at", "TEXT"),
             ("basins", "deleted_at", "TEXT"),
+            ("streams", "cipher", "TEXT"),
         ):
             if column not in {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}:
                 self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
@@ -270,10 +287,10 @@ class _Database:
             basins[name] = Basin(name, created_at, json.loads(config) if config else None, deleted_at=deleted_at)
         streams: dict[int, Stream] = {}
         loaded_at = now_ms()
-        for sid, basin, name, created_at, config, token, trim_point, deleted_at in self._conn.execute(
-            "SELECT id, basin, name, created_at, config, fencing_token, trim_point, deleted_at FROM streams"
+        for sid, basin, name, created_at, config, token, trim_point, deleted_at, cipher in self._conn.execute(
+            "SELECT id, basin, name, created_at, config, fencing_token, trim_point, deleted_at, cipher FROM streams"
         ):
-            s = Stream(basin, name, created_at, json.loads(config) if config else None, token, sid, trim_point)
+            s = Stream(basin, name, created_at, json.loads(config) if config else None, token, sid, cipher, trim_point)
             s.deleted, s.deleted_at = deleted_at is not None, deleted_at
             streams[sid] = s
             # Streams from before basins were stored: their basin exists, with S2's default config.
@@ -337,12 +354,13 @@ class _Database:
         with self._conn:
             self._conn.execute("BEGIN")
             cur = self._conn.execute(
-                "INSERT INTO streams (basin, name, created_at, config) VALUES (?, ?, ?, ?)",
+                "INSERT INTO streams (basin, name, created_at, config, cipher) VALUES (?, ?, ?, ?, ?)",
                 (
                     stream.basin,
                     stream.name,
                     stream.created_at,
                     json.dumps(stream.config) if stream.config is not None else None,
+                    stream.cipher,
                 ),
             )
             self._created(created_ns)
@@ -573,7 +591,10 @@ class Store:
             raise S2Error(409, "resource_already_exists", f"stream {name!r} already exists")
         default = (b.config or {}).get("default_stream_config")
         created_ns = self._clock.next()
-        s = Stream(basin, name, format_rfc3339(created_ns), s2_configs.inherit(config, default))
+        # The stream keeps the basin's cipher of now, whatever it becomes later (S2:
+        # lite/src/backend/streams.rs `provision_stream` records `stream_cipher` in its metadata).
+        cipher = (b.config or {}).get("stream_cipher")
+        s = Stream(basin, name, format_rfc3339(created_ns), s2_configs.inherit(config, default), cipher=cipher)
         if self._db is not None:
             s.db_id = self._db.create(s, created_ns)
         b.streams[name] = s
@@ -635,10 +656,14 @@ class Store:
         records: Sequence[AppendRecord],
         match_seq_num: int | None = None,
         fencing_token: str | None = None,
+        key: str | None = None,
     ) -> AppendResult:
-        """Append a batch atomically and wake its followers (S2: lite/src/backend/streamer.rs)."""
+        """Append a batch atomically and wake its followers (S2: lite/src/backend/streamer.rs).
+        `key` is the request's `s2-encryption-key`, needed by a stream with a cipher: S2 resolves
+        it once the stream is open, before the batch's preconditions (lite/src/backend/append.rs)."""
         sizes = _validate_batch(records)
         s = self.open(basin, name, "create_stream_on_append")
+        cipher = s.record_cipher(key)
         if fencing_token is not None and fencing_token != (s.fencing_token or ""):
             raise ErrorBody(412, "fencing_token_mismatch", {"fencing_token_mismatch": s.fencing_token or ""})
         if match_seq_num is not None and match_seq_num != s.next_seq:
@@ -661,8 +686,11 @@ class Store:
             ts = min(max(ts, prev), _MAX_STORED_TIMESTAMP)
             prev = ts
             seq = first_seq + i
-            rows.append((seq, ts, size, encode_record_field(seq, ts, r.headers, r.body)))
             command = _command(r)
+            if cipher is not None and command is None:  # commands stay in clear, as in S2
+                rows.append((seq, ts, size, cipher.seal_field(seq, ts, r.headers, r.body)))
+            else:
+                rows.append((seq, ts, size, encode_record_field(seq, ts, r.headers, r.body)))
             if command == b"fence":
                 token = r.body.decode("utf-8")
             elif command == b"trim":
