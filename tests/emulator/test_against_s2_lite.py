@@ -69,7 +69,7 @@ def _normalise(body: Any) -> Any:
     if isinstance(body, dict):
         if "code" in body and "message" in body:
             return {"code": body["code"]}
-        # null fields (e.g. s2-lite's `cipher`, for encryption the emulator does not have) say nothing
+        # null fields (e.g. a plain stream's `cipher`) say nothing
         return {k: _normalise(v) for k, v in body.items() if k not in ("created_at", "message") and v is not None}
     if isinstance(body, list):
         return [_normalise(v) for v in body]
@@ -349,3 +349,107 @@ async def test_a_deleted_stream_answers_as_s2_lite_does(s2_lite_url: str) -> Non
                 await asyncio.sleep(0.05)
             assert status == (200 if recreated else 201), (url, status, answer)
             assert await _call(s2, "GET", "s", "/records/tail") == (200, {"tail": {"seq_num": 0, "timestamp": 0}})
+
+
+# Encryption (S2: docs/adr/csek.md, common/src/encryption.rs). Each step: (method, stream, suffix,
+# JSON body, s2-encryption-key, extra headers); the same steps in a basin whose stream_cipher is
+# aegis-256, on both servers, in order. Error messages are compared too for the key's errors: the
+# emulator says S2's words.
+KEY = _b64(bytes(range(1, 33)))
+OTHER_KEY = _b64(bytes([9] * 32))
+ZERO_KEY = _b64(bytes(32))
+SECRET = {"headers": [[_b64(b"h"), _b64(b"hv")]], "body": _b64(b"top-secret-body"), "timestamp": 10}
+FENCE = {"headers": [["", _b64(b"fence")]], "body": _b64(b"tok"), "timestamp": 20}
+PROTOBUF = {"Accept": "application/protobuf"}
+ENCRYPTION_STEPS: list[tuple[str, str, str, Any, str | None, dict[str, str]]] = [
+    ("POST", "", "", {"stream": "s"}, None, {}),  # created with the basin's cipher
+    ("POST", "", "", {"stream": "t", "config": {"cipher": "aes-256-gcm"}}, None, {}),  # ignored
+    ("GET", "t", "", None, None, {}),  # its config: no cipher in it
+    ("GET", "", "?prefix=", None, None, {}),  # listed with their cipher
+    ("POST", "s", "/records", {"records": [SECRET]}, None, {}),  # no key
+    ("POST", "s", "/records", {"records": [SECRET]}, KEY, {}),
+    ("POST", "s", "/records", {"records": [SECRET]}, OTHER_KEY, {}),  # another key appends too
+    ("POST", "s", "/records", {"records": [SECRET]}, "!!!!", {}),
+    ("POST", "s", "/records", {"records": [SECRET]}, KEY.rstrip("="), {}),
+    ("POST", "s", "/records", {"records": [SECRET]}, _b64(b"abcd"), {}),
+    ("POST", "s", "/records", {"records": [SECRET]}, _b64(b"a" * 33), {}),
+    ("POST", "s", "/records", {"records": [SECRET]}, "A" * 45, {}),
+    ("POST", "s", "/records", {"records": [SECRET]}, " ", {}),
+    ("POST", "s", "/records", {"records": []}, None, {}),  # the batch before the key: 422
+    ("POST", "s", "/records", {"records": [SECRET], "match_seq_num": 9}, None, {}),  # the key before 412
+    ("GET", "s", "/records?seq_num=0", None, None, {}),
+    ("GET", "s", "/records?seq_num=0&count=1", None, KEY, {}),
+    ("GET", "s", "/records?seq_num=0", None, KEY, {}),  # record 1 was sealed with another key
+    ("GET", "s", "/records?seq_num=0", None, OTHER_KEY, PROTOBUF),
+    ("GET", "s", "/records?seq_num=1", None, OTHER_KEY, {}),
+    ("GET", "s", "/records?seq_num=0", None, "!!!!", {}),
+    ("GET", "s", "/records?seq_num=0", None, "A" * 45, {}),
+    ("GET", "s", "/records?seq_num=99", None, None, {}),  # the key before the 416
+    ("GET", "s", "/records?seq_num=0&bytes=28", None, KEY, {}),  # 28: the plaintext's metered size
+    ("GET", "s", "/records?seq_num=0&bytes=27", None, KEY, {}),
+    ("GET", "s", "/records/tail", None, None, {}),
+    ("GET", "s", "/records/tail", None, "A" * 45, {}),
+    ("POST", "s", "/records", {"records": [FENCE]}, OTHER_KEY, {}),
+    ("GET", "s", "/records?seq_num=2", None, ZERO_KEY, {}),  # a command alone: any key opens it
+    ("GET", "s", "/records?seq_num=2", None, None, {}),  # but not none
+    ("GET", "s", "/records?seq_num=0&count=1", None, None, {"Accept": "text/event-stream"}),
+    ("GET", "s", "/records?seq_num=0&count=1", None, None, {"Content-Type": "s2s/proto"}),
+]
+
+
+async def _encryption_step(
+    s2: S2, method: str, stream: str, suffix: str, body: Any, key: str | None, extra: dict[str, str]
+) -> tuple[int, Any]:
+    headers = s2.headers({"s2-format": "base64", **extra})
+    if key is not None:
+        headers["s2-encryption-key"] = key
+    url = f"{s2.url}/v1/streams{suffix}" if not stream else s2.path(stream, suffix)
+    async with s2.http.request(method, url, json=body, headers=headers) as r:
+        raw = await r.read()
+    if r.headers.get("Content-Type", "").startswith("application/json"):
+        answer = json.loads(raw)
+        if isinstance(answer, dict) and answer.get("code") in ("bad_header", "decryption_failed"):
+            return r.status, answer  # the message too
+        return r.status, _normalise(answer)
+    return r.status, raw
+
+
+async def test_encrypted_streams_answer_as_s2_lite_does(s2_lite_url: str, emulator: Emulator) -> None:
+    basin = f"enc-{uuid.uuid4().hex[:10]}"
+    async with aiohttp.ClientSession() as http:
+        answers = []
+        for url in (s2_lite_url, emulator.url):
+            async with http.post(
+                f"{url}/v1/basins", json={"basin": basin, "config": {"stream_cipher": "aegis-256"}}
+            ) as r:
+                assert r.status == 201, await r.text()
+            s2 = S2(http, url, basin)
+            steps: list[Any] = []
+            async with http.get(f"{url}/v1/basins/{basin}") as r:
+                steps.append(("basin config", r.status, await r.json()))
+            for method, stream, suffix, body, key, extra in ENCRYPTION_STEPS:
+                steps.append(
+                    (method, stream, suffix, await _encryption_step(s2, method, stream, suffix, body, key, extra))
+                )
+            # Sessions with a key that did not seal the records: an SSE error event, an s2s terminal frame.
+            for extra in ({"Accept": "text/event-stream"}, {"Content-Type": "s2s/proto"}):
+                steps.append(await _encryption_step(s2, "GET", "s", "/records?seq_num=1&count=1", None, KEY, extra))
+            # The basin's cipher changes: later streams take the new one, earlier ones keep theirs.
+            async with http.put(f"{url}/v1/basins/{basin}", json={"config": {"stream_cipher": "aes-256-gcm"}}) as r:
+                steps.append(("PUT basin", r.status))
+            steps.append(await _encryption_step(s2, "POST", "", "", {"stream": "u"}, None, {}))
+            steps.append(await _encryption_step(s2, "GET", "", "?prefix=", None, None, {}))
+            steps.append(await _encryption_step(s2, "GET", "u", "/records?seq_num=0", None, None, {}))
+            # An unknown cipher.
+            bad = {"basin": f"{basin}-x", "config": {"stream_cipher": "chacha20"}}
+            async with http.post(f"{url}/v1/basins", json=bad) as r:
+                steps.append(("unknown cipher", r.status, (await r.json())["code"]))
+            # A plain basin: a well-formed key is ignored, an over-long one refused.
+            plain = await _new_basin(http, url, f"{basin}-p")
+            for key in (KEY, "!!!!", "A" * 45):
+                steps.append(await _encryption_step(plain, "PUT", "p", "", {}, None, {}))
+                steps.append(await _encryption_step(plain, "POST", "p", "/records", {"records": [SECRET]}, key, {}))
+                steps.append(await _encryption_step(plain, "GET", "p", "/records?seq_num=0&count=1", None, key, {}))
+            answers.append(steps)
+        for ours, reference in zip(answers[1], answers[0], strict=True):
+            assert ours == reference
