@@ -3,6 +3,8 @@
 Each record is kept once, already encoded as a `ReadBatch.records` protobuf field, next to
 parallel lists of timestamps and cumulative metered sizes. Protobuf and s2s reads are then a
 join of a slice of fields; start and stop positions are bisections over the parallel lists.
+In a stream with a `cipher`, an envelope record's field holds its headers and body sealed
+(`encryption.py`); `Stream.read_fields` opens them for a read, and sizes stay the plaintext's.
 
 Records below a stream's trim point (explicit `trim` commands, and retention by age, applied
 lazily when a read starts) stay in the lists; reads start at the first remaining index instead,
