@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
+from sidecar.encryption import KeyFiles
 from sidecar.listeners import parse_host_port, parse_listen
 from sidecar.types import DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES
 from sidecar.upstream import BasinEndpoint, UpstreamFormat, UpstreamProtocol, UpstreamSettings
@@ -26,6 +27,7 @@ class Config:
     basin_endpoint: str | None = None
     access_token: str | None = field(default=None, repr=False)  # secret: never printed
     app_token: str | None = field(default=None, repr=False)  # secret: never printed
+    encryption_keys_dir: str | None = None  # a directory of secrets: the path is not one
     default_basin: str | None = None
     emulator_listen: str = "127.0.0.1:8080"
     emulator_data_dir: str | None = None
@@ -210,6 +212,11 @@ def _ca_file(value: str) -> str:
     return value
 
 
+def _keys_dir(value: str) -> str:
+    KeyFiles.load(value)  # read once here, so that a bad file stops the sidecar with the others
+    return value
+
+
 def _optional_addr(value: str) -> str | None:
     return None if value.lower() in ("", "off", "none") else _host_port(value)
 
@@ -221,6 +228,10 @@ SETTINGS: Sequence[_Setting] = (
     _Setting("basin_endpoint", "--basin-endpoint", "S2_BASIN_ENDPOINT",
              "S2 basin endpoint URL: https://{basin}.b.s2.dev/v1 for hosted S2, or one URL that takes the "
              "s2-basin header. Unset: start the embedded emulator and read from it", _basin_endpoint, "URL"),
+    _Setting("encryption_keys_dir", "--encryption-keys-dir", "S2_SIDECAR_ENCRYPTION_KEYS_DIR",
+             "directory of encryption keys for encrypted streams (a mounted Secret): a file named after "
+             "a basin holds its key, streams.json maps {basin: {stream: key}}; an app's s2-encryption-key "
+             "metadata wins for its call", _keys_dir, "DIR"),
     _Setting("default_basin", "--default-basin", "S2_SIDECAR_DEFAULT_BASIN",
              "basin used when a request leaves `basin` empty", _basin, "BASIN"),
     _Setting("emulator_listen", "--emulator-listen", "S2_SIDECAR_EMULATOR_LISTEN",
@@ -311,6 +322,7 @@ EXAMPLES: Mapping[str, str] = {
     "listen": "127.0.0.1:50051 or unix:/run/s2-sidecar/sidecar.sock",
     "basin_endpoint": "https://{basin}.b.s2.dev/v1, or http://127.0.0.1:8080/v1 with the basin in s2-basin",
     "default_basin": "my-basin-01",
+    "encryption_keys_dir": "/etc/s2-sidecar/encryption-keys",
     "emulator_listen": "127.0.0.1:8080",
     "emulator_data_dir": "/var/lib/s2-sidecar",
     "admin_listen": "127.0.0.1:9090, or off",

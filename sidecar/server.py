@@ -25,6 +25,7 @@ from sidecar.api.auth import AppTokenInterceptor
 from sidecar.api.instrument import Instrumentation
 from sidecar.api.registration import generic_only
 from sidecar.config import Config
+from sidecar.encryption import KeyFiles
 from sidecar.listeners import (
     ListenError,
     TcpAddress,
@@ -200,11 +201,18 @@ class Sidecar:
             tracer=self.telemetry.tracer,
             history=HistoryCache(cfg.history_cache_bytes, max_age=cfg.history_cache_max_age),
         )
+        keys = KeyFiles.load(cfg.encryption_keys_dir) if cfg.encryption_keys_dir else None
+        if keys is not None:
+            log.info(
+                "encryption keys: %d basins, %d streams, from %s",
+                len(keys.basins), len(keys.streams), cfg.encryption_keys_dir,
+            )  # fmt: skip
         self.service = StreamService(
             self.reader,
             default_basin=self.default_basin,
             tail_max_staleness=cfg.tail_max_staleness,
             instrumentation=Instrumentation(self.telemetry, self.metrics, access_log=cfg.access_log),
+            keys=keys,
         )
 
     def _build_server(self) -> grpc.aio.Server:

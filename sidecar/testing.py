@@ -126,18 +126,23 @@ class SidecarHarness:
         records: Sequence[bytes | AppendRecord],
         *,
         basin: str | None = None,
+        encryption_key: str | None = None,
     ) -> tuple[StreamPosition, StreamPosition]:
-        """Append (protobuf) and return the ack's (start, end)."""
+        """Append (protobuf) and return the ack's (start, end). `encryption_key`: S2's
+        `s2-encryption-key` (base64), which an encrypted stream needs."""
         assert self.http is not None
         recs = [r if isinstance(r, AppendRecord) else AppendRecord(body=r) for r in records]
+        headers = {
+            "s2-basin": basin or self.basin,
+            "content-type": "application/protobuf",
+            "accept": "application/protobuf",
+        }
+        if encryption_key is not None:
+            headers["s2-encryption-key"] = encryption_key
         async with self.http.post(
             f"{self.url}/v1/streams/{quote(stream, safe='')}/records",
             data=encode_append_input(recs),
-            headers={
-                "s2-basin": basin or self.basin,
-                "content-type": "application/protobuf",
-                "accept": "application/protobuf",
-            },
+            headers=headers,
         ) as resp:
             body = await resp.read()
             if resp.status != 200:
@@ -149,6 +154,17 @@ class SidecarHarness:
         """Append `n` records whose bodies are their index, zero-padded to `size` bytes."""
         for lo in range(0, n, batch):
             await self.append(stream, [str(i).zfill(size).encode() for i in range(lo, min(n, lo + batch))])
+
+    async def create_basin(self, basin: str, *, stream_cipher: str | None = None) -> None:
+        """Create a basin whose streams are created by their first append; with `stream_cipher`
+        (`aegis-256`, `aes-256-gcm`) every stream created in it is encrypted."""
+        assert self.http is not None
+        config: dict[str, Any] = {"create_stream_on_append": True}
+        if stream_cipher is not None:
+            config["stream_cipher"] = stream_cipher
+        async with self.http.post(f"{self.url}/v1/basins", json={"basin": basin, "config": config}) as resp:
+            if resp.status != 201:
+                raise wjson.error_from_response(resp.status, await resp.read())
 
     async def create_stream(self, stream: str, *, basin: str | None = None) -> None:
         """Create (ensure) a stream; right after its deletion, as soon as S2 lets it be created again."""

@@ -22,6 +22,10 @@ U64_MAX = 2**64 - 1
 U32_MAX = 2**32 - 1
 
 StreamKey = tuple[str, str]  # (basin, stream): how the read logic's caches and registries key a stream
+# (basin, stream, key fingerprint): how the read logic keys what reads share (live feeds, single
+# flights, replays, the history cache). The fingerprint names the read's encryption key ("" for
+# none; `sidecar.encryption`), so records read with one key never reach a read with another.
+ReadScope = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import sys
+from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -124,3 +128,71 @@ async def test_wrong_token_is_unauthenticated_with_a_hint() -> None:
     finally:
         await emulator.stop()
     await asyncio.sleep(0)
+
+
+async def test_encryption_keys_never_appear_in_output_or_errors(tmp_path: Path) -> None:
+    """A real sidecar process with debug logs, the access log and spans printed reads encrypted
+    streams with a key passed per call, one from its key files, a wrong one and a malformed one;
+    none of them appears anywhere the app or an operator can see."""
+    call_key, file_key, wrong_key = (base64.b64encode(bytes([n]) * 32).decode() for n in (7, 8, 9))
+    malformed = base64.b64encode(b"sixteen-byte-key").decode()
+    emulator = Emulator(EmulatorConfig(port=free_port()))
+    await emulator.start()
+    basin = "sealed-basin"
+    (tmp_path / "streams.json").write_text(json.dumps({basin: {"from-files": file_key}}))
+    seen: list[str] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{emulator.url}/v1/basins", json={"basin": basin, "config": {
+                    "create_stream_on_append": True, "stream_cipher": "aegis-256"}}) as resp:  # fmt: skip
+                assert resp.status == 201
+            for stream, key in (("per-call", call_key), ("from-files", file_key)):
+                async with http.post(
+                    f"{emulator.url}/v1/streams/{stream}/records",
+                    json={"records": [{"body": "hello"}]},
+                    headers={"s2-basin": basin, "s2-encryption-key": key},
+                ) as resp:
+                    assert resp.status == 200
+        env = {"S2_SIDECAR_ENCRYPTION_KEYS_DIR": str(tmp_path), "OTEL_TRACES_EXPORTER": "console"}
+        args = ("--basin-endpoint", f"{emulator.url}/v1", "--default-basin", basin, "--log-level", "debug",
+                "--access-log", "true", "--retry-attempts", "1")  # fmt: skip
+        async with SidecarProcess(*args, env=env) as sc:
+            async with grpc.aio.insecure_channel(sc.address) as channel:
+                stub = stream_pb2_grpc.StreamServiceStub(channel)
+
+                def key(value: str | None) -> tuple[tuple[str, str], ...]:
+                    return () if value is None else (("s2-encryption-key", value),)
+
+                for stream, value, expected in (
+                    ("per-call", call_key, None),
+                    ("from-files", None, None),
+                    ("per-call", wrong_key, grpc.StatusCode.PERMISSION_DENIED),
+                    ("from-files", wrong_key, grpc.StatusCode.PERMISSION_DENIED),
+                    ("per-call", malformed, grpc.StatusCode.INVALID_ARGUMENT),
+                ):
+                    try:
+                        msg = await stub.Read(pb.ReadRequest(stream=stream, seq_num=0), metadata=key(value))
+                        assert expected is None and [r.body for r in msg.records] == [b"hello"]
+                    except grpc.aio.AioRpcError as e:
+                        assert e.code() == expected, e.details()
+                        seen += [e.details() or "", e.debug_error_string() or "", repr(e.trailing_metadata())]
+                    session = stub.ReadSession(pb.ReadSessionRequest(stream=stream, seq_num=0), metadata=key(value))
+                    try:
+                        async for msg in session:
+                            assert expected is None and [r.body for r in msg.records] == [b"hello"]
+                            session.cancel()
+                    except grpc.aio.AioRpcError as e:
+                        assert e.code() == expected, e.details()
+                        seen += [e.details() or "", repr(e.trailing_metadata())]
+                    except asyncio.CancelledError:
+                        pass
+            sc.terminate()
+            await sc.wait()
+            seen.append(sc.output)
+        everything = "\n".join(seen)
+        assert "DEBUG" in everything.upper() and "trace_id" in everything  # debug logs and spans were printed
+        assert "PERMISSION_DENIED" in everything or "decryption_failed" in everything
+        for secret in (call_key, file_key, wrong_key, malformed):
+            assert secret not in everything, f"a key leaked: {secret[:4]}…"
+    finally:
+        await emulator.stop()

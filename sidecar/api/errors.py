@@ -4,6 +4,8 @@
 |------------------------------------|----------------------|------------------------------------|
 | bad request field                  | INVALID_ARGUMENT     | ErrorInfo(reason=invalid_argument) + BadRequest |
 | S2 400 / 422                       | INVALID_ARGUMENT     | ErrorInfo(reason=S2 code)          |
+| S2 400 decryption_failed (wrong key) | PERMISSION_DENIED  | ErrorInfo(reason=decryption_failed) |
+| S2 400 bad_header: missing encryption key | FAILED_PRECONDITION | ErrorInfo(reason=bad_header) |
 | S2 401                             | UNAUTHENTICATED      | ErrorInfo                          |
 | S2 403 (quota_exhausted)           | PERMISSION_DENIED (RESOURCE_EXHAUSTED) | ErrorInfo        |
 | S2 404                             | NOT_FOUND            | ErrorInfo                          |
@@ -63,6 +65,14 @@ class RpcError:
 
 
 def _s2_code(e: S2Error) -> grpc.StatusCode:
+    if e.code == "decryption_failed":
+        # The key is well-formed but not the one the stream's records were written with: the
+        # caller lacks the credential for this data, and only another key helps (not a retry,
+        # not another request shape).
+        return grpc.StatusCode.PERMISSION_DENIED
+    if _missing_key(e):
+        # The request is fine; the stream (encrypted since its creation) needs a key it lacks.
+        return grpc.StatusCode.FAILED_PRECONDITION
     status = e.status
     if status in (400, 422):
         return grpc.StatusCode.INVALID_ARGUMENT
@@ -156,7 +166,7 @@ def from_exception(
         )
     if isinstance(e, S2Error):
         code = _s2_code(e)
-        hint = _HINTS.get(e.code, "")
+        hint = _MISSING_KEY_HINT if _missing_key(e) else _KEY_HINT if _bad_key(e) else _HINTS.get(e.code, "")
         retry = (e.retry_after_ms / 1000 if e.retry_after_ms is not None else 1.0) if e.retryable else None
         return build(
             code,
@@ -203,7 +213,24 @@ def _with_message(err: RpcError, message: str) -> RpcError:
     return RpcError(err.code, message, tuple(metadata))
 
 
+def _missing_key(e: S2Error) -> bool:
+    return e.code == "bad_header" and e.message.startswith("missing encryption key")
+
+
+def _bad_key(e: S2Error) -> bool:
+    return e.code == "bad_header" and "encryption key" in e.message
+
+
+_MISSING_KEY_HINT = (
+    " (the stream is encrypted: send its key, base64 of 32 bytes, as gRPC metadata `s2-encryption-key`, "
+    "or give the sidecar the key in its key files: --encryption-keys-dir)"
+)
+_KEY_HINT = " (`s2-encryption-key` must be the stream's 32-byte key in standard padded base64)"
 _HINTS = {
+    "decryption_failed": (
+        " (the encryption key is not this stream's: its records were written with another key; send the "
+        "stream's key as `s2-encryption-key` metadata, or fix the sidecar's key files)"
+    ),
     "stream_not_found": " (check the stream name, or create the stream first)",
     "basin_not_found": " (check the basin name and that the token's account owns it)",
     "authn": " (check S2_ACCESS_TOKEN given to the sidecar)",

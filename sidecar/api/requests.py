@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
@@ -11,6 +11,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as api_pb
+from sidecar.encryption import HEADER, EncryptionKey, InvalidKey, KeyFiles
 from sidecar.errors import InvalidRequest
 from sidecar.types import (
     MAX_UNARY_WAIT_SECONDS,
@@ -152,3 +153,21 @@ def read_query(request: api_pb.ReadRequest | api_pb.ReadSessionRequest, *, unary
         clamp=request.clamp,
         wait=wait,
     )
+
+
+def encryption_key(
+    metadata: Iterable[tuple[str, str | bytes]] | None, ref: StreamRef, keys: KeyFiles | None
+) -> EncryptionKey | None:
+    """The key a read sends S2: the app's `s2-encryption-key` metadata, else the sidecar's key
+    files' for the stream or its basin, else none. A malformed key is refused here, whatever the
+    stream, with what is wrong with it (never the key itself)."""
+    for name, value in metadata or ():
+        if name == HEADER:
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+            try:
+                return EncryptionKey.parse(text)
+            except InvalidKey as e:
+                raise InvalidRequest(
+                    HEADER, f"metadata: the encryption key {e}; send the stream's 32-byte key as S2 takes it"
+                ) from None
+    return None if keys is None else keys.lookup(ref.basin, ref.stream)

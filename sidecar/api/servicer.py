@@ -19,7 +19,8 @@ from sidecar import telemetry as tm
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as api_pb
 from sidecar.api import errors
 from sidecar.api.instrument import CallRecord, Instrumentation
-from sidecar.api.requests import Undecodable, decoded, decoder, read_query, stream_ref
+from sidecar.api.requests import Undecodable, decoded, decoder, encryption_key, read_query, stream_ref
+from sidecar.encryption import KeyFiles
 from sidecar.errors import SidecarError
 from sidecar.metrics import HistogramChild, Metrics
 from sidecar.reads import ResumePlan, StreamReader
@@ -44,8 +45,10 @@ class StreamService:
         default_basin: str | None = None,
         tail_max_staleness: float = 1.0,
         instrumentation: Instrumentation | None = None,
+        keys: KeyFiles | None = None,
     ) -> None:
         self.reader = reader
+        self.keys = keys  # the sidecar's own encryption keys; an app's metadata wins for its call
         self.instr = instrumentation or Instrumentation(tm.Telemetry.disabled(), Metrics())
         self.default_basin = default_basin
         self.tail_max_staleness = tail_max_staleness
@@ -115,7 +118,10 @@ class StreamService:
             ref = stream_ref(request, self.default_basin)
             query = read_query(request, unary=True)
             rec.describe(ref.basin, ref.stream, query)
-            batch = await self.reader.read(ref.basin, ref.stream, query, deadline=self._deadline(context), call=rec)
+            key = encryption_key(context.invocation_metadata(), ref, self.keys)
+            batch = await self.reader.read(
+                ref.basin, ref.stream, query, deadline=self._deadline(context), call=rec, encryption=key
+            )
         except Exception as e:
             await self._abort(context, rec, e, query=query)
         rec.sent(batch.count, len(batch.data))
@@ -167,12 +173,13 @@ class StreamService:
                 ref = stream_ref(request, self.default_basin)
                 query = read_query(request, unary=False)
                 rec.describe(ref.basin, ref.stream, query)
+                encryption = encryption_key(context.invocation_metadata(), ref, self.keys)
             except Exception as e:
                 await self._abort(context, rec, e)
             plan = ResumePlan(query)
             if self._draining.is_set():
                 await self._drained(context, rec, plan)
-            batches = self.reader.session(ref.basin, ref.stream, query, plan=plan, call=rec)
+            batches = self.reader.session(ref.basin, ref.stream, query, plan=plan, call=rec, encryption=encryption)
             key, tails, lag = (ref.basin, ref.stream), self.reader.tails, self.instr.metrics.session_lag.labels()
             task = asyncio.current_task()
             assert task is not None

@@ -7,6 +7,10 @@ came: the `ReadBatch.records` fields, byte for byte, with an index of where each
 starts and its timestamp. A lookup returns slices of those bytes (concatenated record fields are
 a valid `ReadBatch`), never rebuilt records.
 
+Records are kept per *scope* (`ReadScope`: the stream and the fingerprint of the encryption key
+the reads used, if any), and a lookup sees only its own scope: what was read with one key is never
+served to a read with another key, or none (README, "Encrypted streams"). Below, "stream" is a scope.
+
 Storage is a sorted list of non-overlapping *chunks* per stream (one per upstream batch, or the
 part of it not already held); contiguous chunks form the covered ranges. The whole cache is
 bounded in bytes and evicts whole chunks (`EvictionPolicy`).
@@ -36,7 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
-from sidecar.types import StreamKey
+from sidecar.types import ReadScope, StreamKey
 from sidecar.wire.protobuf import ReadBatch
 from sidecar.wire.records import index_records, metered_sizes, trim_point
 
@@ -64,7 +68,7 @@ class Chunk:
     an insert that keeps part of a batch, needs part of the chunk: a replay that takes whole chunks
     never pays for it."""
 
-    key: StreamKey
+    key: ReadScope
     first: int
     n: int
     data: bytes
@@ -179,7 +183,10 @@ class HistoryCache:
         self.max_age = max_age
         self.policy = policy
         self._clock = clock
-        self._streams: OrderedDict[StreamKey, _Stream] = OrderedDict()  # least recently used first
+        self._streams: OrderedDict[ReadScope, _Stream] = OrderedDict()  # least recently used first
+        # Each stream's scopes (one per encryption key its records were read with, and none): what
+        # S2 says of a stream, not of one key's reads (a tail, a deletion), applies to all of them.
+        self._scopes: dict[StreamKey, set[ReadScope]] = {}
         self._use: OrderedDict[int, Chunk] = OrderedDict()  # id(chunk) -> chunk, least recently used first
         self.bytes = 0
         self.stats = Stats()
@@ -193,7 +200,7 @@ class HistoryCache:
     def __len__(self) -> int:
         return len(self._use)
 
-    def ranges(self, key: StreamKey) -> list[tuple[int, int]]:
+    def ranges(self, key: ReadScope) -> list[tuple[int, int]]:
         """The covered [start, end) ranges of a stream (tests, debugging)."""
         out: list[tuple[int, int]] = []
         s = self._streams.get(key)
@@ -225,27 +232,27 @@ class HistoryCache:
         """A confirmation can vouch for `c`: it was asked for after its incarnation was seen."""
         return s.seen_since is not None and c.asked_at >= s.seen_since
 
-    def holds(self, key: StreamKey) -> bool:
+    def holds(self, key: ReadScope) -> bool:
         s = self._streams.get(key)
         return s is not None and bool(s.chunks)
 
-    def knows_incarnation(self, key: StreamKey) -> bool:
+    def knows_incarnation(self, key: ReadScope) -> bool:
         """Whether S2's listing has named the stream's incarnation (reads asked from now on can be
         confirmed later, not only served by age)."""
         s = self._streams.get(key)
         return s is not None and s.seen_since is not None
 
-    def same_incarnation(self, key: StreamKey, incarnation: str) -> bool:
+    def same_incarnation(self, key: ReadScope, incarnation: str) -> bool:
         s = self._streams.get(key)
         return s is not None and s.incarnation == incarnation
 
-    def servable_at(self, key: StreamKey, seq_num: int) -> bool:
+    def servable_at(self, key: ReadScope, seq_num: int) -> bool:
         """Whether a lookup at `seq_num` would serve at least one record now."""
         s = self._streams.get(key)
         c = None if s is None or seq_num < s.trim_point else self._chunk_at(s, seq_num)
         return c is not None and self.servable(c)
 
-    def confirm(self, key: StreamKey, c: Confirmation) -> None:
+    def confirm(self, key: ReadScope, c: Confirmation) -> None:
         """Take what S2 said of the stream (module docs): a new incarnation drops every chunk
         asked before it was seen; a tail below what is held or a trim drops what they rule out;
         chunks no confirmation can vouch for go once their age is past."""
@@ -267,15 +274,18 @@ class HistoryCache:
 
     # -- what S2 tells us -------------------------------------------------------------------------
 
-    def forget(self, key: StreamKey) -> None:
-        """Drop everything held for the stream (deleted, re-created, or otherwise unknown)."""
-        s = self._streams.pop(key, None)
-        if s is None:
-            return
-        for c in s.chunks:
+    def forget(self, key: ReadScope) -> None:
+        """Drop everything held for the stream in this scope (deleted, re-created, or otherwise unknown)."""
+        s = self._remove(key)
+        for c in s.chunks if s is not None else ():
             self._drop(c)
 
-    def trim(self, key: StreamKey, point: int) -> None:
+    def forget_stream(self, stream: StreamKey) -> None:
+        """`forget` in every scope of the stream (S2 said it is gone, whatever the key)."""
+        for key in list(self._scopes.get(stream, ())):
+            self.forget(key)
+
+    def trim(self, key: ReadScope, point: int) -> None:
         """Records below `point` are gone upstream: drop every chunk that holds any of them (a
         chunk straddling the point goes whole; what is above gets fetched again if needed)."""
         s = self._streams.get(key)
@@ -286,13 +296,14 @@ class HistoryCache:
             self._drop(s.chunks.pop(0))
             s.firsts.pop(0)
 
-    def observe_tail(self, key: StreamKey, tail_seq_num: int, asked_at: float | None = None) -> None:
+    def observe_tail(self, stream: StreamKey, tail_seq_num: int, asked_at: float | None = None) -> None:
         """A tail below records held means a new incarnation (or a stale tail; dropping is safe).
         Only records that arrived before the tail was asked for (`asked_at`) count: later ones may
-        be newer than the tail S2 answered."""
-        s = self._streams.get(key)
-        if s is not None and self._past_tail(s, tail_seq_num, asked_at):
-            self.forget(key)
+        be newer than the tail S2 answered. A tail is the stream's, whatever key read its records."""
+        for key in list(self._scopes.get(stream, ())):
+            s = self._streams.get(key)
+            if s is not None and self._past_tail(s, tail_seq_num, asked_at):
+                self.forget(key)
 
     @staticmethod
     def _past_tail(s: _Stream, tail_seq_num: int, asked_at: float | None) -> bool:
@@ -300,7 +311,7 @@ class HistoryCache:
             return False
         return any(c.end > tail_seq_num and (asked_at is None or c.received_at <= asked_at) for c in s.chunks)
 
-    def insert(self, key: StreamKey, batch: ReadBatch, asked_at: float | None = None) -> None:
+    def insert(self, key: ReadScope, batch: ReadBatch, asked_at: float | None = None) -> None:
         """Keep a batch S2 returned (records only; its tail says nothing about history), from a
         read sent at `asked_at` (default: now)."""
         if not self.enabled or not batch.count:
@@ -364,7 +375,7 @@ class HistoryCache:
     # -- serving ----------------------------------------------------------------------------------
 
     def lookup(
-        self, key: StreamKey, seq_num: int, limits: Limits, max_piece_bytes: int, *, max_bytes: int | None = None
+        self, key: ReadScope, seq_num: int, limits: Limits, max_piece_bytes: int, *, max_bytes: int | None = None
     ) -> Served:
         """Cached records from `seq_num` on, as far as they are contiguous, servable now (module
         docs) and within `limits` (count, metered bytes: S2 stops before a record that would pass
@@ -434,7 +445,7 @@ class HistoryCache:
             i += 1
         return Served(pieces, records, metered, stopped, pos, stale)
 
-    def gaps(self, key: StreamKey, lo: int, hi: int) -> list[tuple[int, int]]:
+    def gaps(self, key: ReadScope, lo: int, hi: int) -> list[tuple[int, int]]:
         """The [start, end) ranges of [lo, hi) the cache does not hold: what would go upstream."""
         out: list[tuple[int, int]] = []
         pos = lo
@@ -452,22 +463,32 @@ class HistoryCache:
             out.append((pos, hi))
         return out
 
-    def iter_chunks(self, key: StreamKey) -> Iterator[Chunk]:
+    def iter_chunks(self, key: ReadScope) -> Iterator[Chunk]:
         s = self._streams.get(key)
         return iter(s.chunks if s is not None else ())
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _stream(self, key: StreamKey) -> _Stream:
+    def _stream(self, key: ReadScope) -> _Stream:
         s = self._streams.get(key)
         if s is None:
             s = self._streams[key] = _Stream()
+            self._scopes.setdefault(key[:2], set()).add(key)
             if len(self._streams) > MAX_STREAMS:
                 # Streams that hold nothing keep only what S2 said of them: the least recently
                 # used of those go first, so reading many streams cannot grow this for ever.
                 for k in [k for k, v in self._streams.items() if not v.chunks and k != key][: len(self._streams) // 10]:
-                    del self._streams[k]
+                    self._remove(k)
         self._streams.move_to_end(key)
+        return s
+
+    def _remove(self, key: ReadScope) -> _Stream | None:
+        s = self._streams.pop(key, None)
+        scopes = self._scopes.get(key[:2])
+        if scopes is not None:
+            scopes.discard(key)
+            if not scopes:
+                del self._scopes[key[:2]]
         return s
 
     @staticmethod
@@ -505,7 +526,7 @@ class HistoryCache:
             del s.firsts[k]
             self._drop(victim)
             if not s.chunks:
-                del self._streams[victim.key]
+                self._remove(victim.key)
             n += 1
         if n:
             self.stats.evictions += n

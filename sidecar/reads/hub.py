@@ -27,12 +27,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
+from sidecar.encryption import EncryptionKey, scope_of
 from sidecar.errors import SidecarError
 from sidecar.reads.plan import ResumePlan
 from sidecar.reads.session import SessionEvent, Trimmed, resumable_session, session_observer
 from sidecar.reads.tails import TailCache
 from sidecar.telemetry import NO_CALL_TRACE, S2_BASIN, S2_SHARED, S2_STREAM, CallTrace
-from sidecar.types import ReadQuery, SeqNum, StreamKey, StreamPosition, TailOffset
+from sidecar.types import ReadQuery, ReadScope, SeqNum, StreamPosition, TailOffset
 from sidecar.upstream.client import MERGE_BYTES, UpstreamClient
 from sidecar.upstream.retry import RetryPolicy
 from sidecar.wire.protobuf import ReadBatch, batch_from_records, merge_batches, slice_batch
@@ -94,7 +95,7 @@ class Subscription:
 class LiveFeed:
     def __init__(
         self,
-        key: StreamKey,
+        key: ReadScope,
         client: UpstreamClient,
         policy: RetryPolicy,
         tails: TailCache,
@@ -105,9 +106,12 @@ class LiveFeed:
         linger: float = 2.0,
         join_grace: float = 5.0,
         tracer: trace.Tracer | None = None,
-        on_records: Callable[[StreamKey, ReadBatch, float], None] | None = None,
+        on_records: Callable[[ReadScope, ReadBatch, float], None] | None = None,
+        encryption: EncryptionKey | None = None,
     ) -> None:
-        self.key = key
+        self.key = key  # one feed per stream and key: a feed's readers all read with its key
+        self.stream = key[:2]  # what the tail cache knows it by: a tail is the same whatever the key
+        self._encryption = encryption
         self._on_records = on_records
         tracer = tracer or trace.NoOpTracer()
         self.linger = linger
@@ -193,13 +197,14 @@ class LiveFeed:
             on_records = self._on_records
             async for batch in resumable_session(
                 self._client,
-                *self.key,
+                *self.stream,
                 plan.query,
                 policy=self._policy,
                 plan=plan,
                 observe=self._observe,
                 # The history cache keeps what S2 returned, with when it was asked for.
                 on_records=None if on_records is None else functools.partial(on_records, self.key),
+                encryption=self._encryption,
             ):
                 self._receive(batch)
         except asyncio.CancelledError:
@@ -208,12 +213,12 @@ class LiveFeed:
         except SidecarError as e:
             reason = f"the shared upstream session failed: {e}"
             self.error = e
-            log.info("shared session for %s/%s failed: %s", *self.key, e)
+            log.info("shared session for %s/%s failed: %s", *self.stream, e)
         finally:
             self.ended = True
             self.settled.set()
             self.span.end()
-            self._tails.untrack(self.key)
+            self._tails.untrack(self.stream)
             for sub in list(self.subscribers):
                 self._detach(sub, reason)
             self._on_idle(self)
@@ -221,7 +226,7 @@ class LiveFeed:
     def _observe(self, event: SessionEvent) -> None:
         self._report(event)
         if not isinstance(event, Trimmed):
-            self._tails.untrack(self.key)  # reconnecting: nobody vouches for the tail now
+            self._tails.untrack(self.stream)  # reconnecting: nobody vouches for the tail now
 
     def _receive(self, batch: ReadBatch) -> None:
         if batch.tail is not None:
@@ -239,7 +244,7 @@ class LiveFeed:
             self.live.set()
             self.settled.set()
         if caught_up and batch.tail is not None:
-            self._tails.track(self.key, batch.tail, for_seconds=self._silence_bound)
+            self._tails.track(self.stream, batch.tail, for_seconds=self._silence_bound)
         for sub in list(self.subscribers):
             if not sub.offer(batch):
                 self._detach(sub, "the app fell behind the shared feed", too_slow=True)
@@ -247,7 +252,7 @@ class LiveFeed:
     def _detach(self, sub: Subscription, reason: str, *, too_slow: bool = False) -> None:
         self.subscribers.discard(sub)
         sub.detach(too_slow=too_slow)
-        log.debug("subscriber of %s/%s continues on its own: %s", *self.key, reason)
+        log.debug("subscriber of %s/%s continues on its own: %s", *self.stream, reason)
 
 
 class Hub:
@@ -263,7 +268,7 @@ class Hub:
         silence_bound: float = 20.0,
         linger: float = 2.0,
         tracer: trace.Tracer | None = None,
-        on_records: Callable[[StreamKey, ReadBatch, float], None] | None = None,
+        on_records: Callable[[ReadScope, ReadBatch, float], None] | None = None,
     ) -> None:
         self._client, self._policy, self._tails = client, policy, tails
         self._tracer = tracer
@@ -271,9 +276,10 @@ class Hub:
         self.linger = linger  # how long a feed with no subscribers keeps following
         self._queue_batches = queue_batches
         self._silence_bound = silence_bound
-        self.feeds: dict[StreamKey, LiveFeed] = {}
+        self.feeds: dict[ReadScope, LiveFeed] = {}
 
-    def feed(self, key: StreamKey) -> LiveFeed:
+    def feed(self, key: ReadScope, encryption: EncryptionKey | None = None) -> LiveFeed:
+        """The scope's feed, started if need be (`encryption`: the key `key` names, if any)."""
         feed = self.feeds.get(key)
         if feed is None or feed.ended:
             feed = LiveFeed(
@@ -287,14 +293,15 @@ class Hub:
                 linger=self.linger,
                 tracer=self._tracer,
                 on_records=self.on_records,
+                encryption=encryption,
             )
             self.feeds[key] = feed
         return feed
 
-    async def settled(self, key: StreamKey, within: float = 5.0) -> LiveFeed:
+    async def settled(self, key: ReadScope, encryption: EncryptionKey | None = None, within: float = 5.0) -> LiveFeed:
         """Start (or find) the stream's feed and wait (at most `within` seconds) until it is live
         or has ended, so that a reader at the tail can be switched to it at once; the feed."""
-        feed = self.feed(key)
+        feed = self.feed(key, encryption)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within):
                 await feed.settled.wait()
@@ -326,20 +333,22 @@ class Hub:
         join_timeout: float = 5.0,
         call: CallTrace = NO_CALL_TRACE,
         told_tail: bool = False,
+        encryption: EncryptionKey | None = None,
     ) -> AsyncGenerator[ReadBatch, None]:
-        """A follow-for-ever session that rides the stream's shared feed whenever it can.
-        `told_tail`: the reader already had a heartbeat (it continues a session that was at the tail)."""
-        key = (basin, stream)
+        """A follow-for-ever session that rides the stream's shared feed whenever it can (the
+        feed of its own key: `encryption`). `told_tail`: the reader already had a heartbeat (it
+        continues a session that was at the tail)."""
+        key = scope_of(basin, stream, encryption)
         own_only = False  # set once this reader proved too slow for the shared feed
         while True:
             feed = None if own_only else self.feeds.get(key)
             if feed is not None and feed.ended:
                 feed = None
             if not own_only and plan.next_seq_num is None and isinstance(query.start, TailOffset):
-                feed = self.feed(key)  # following from (near) the tail: the feed is where it will read
+                feed = self.feed(key, encryption)  # following from (near) the tail: the feed is where it will read
             if feed is not None and plan.next_seq_num is None:
                 # Where the app starts, resolved against the feed's live edge when possible.
-                feed = await self.settled(key, join_timeout)  # the same feed: it has not ended
+                feed = await self.settled(key, encryption, join_timeout)  # the same feed: it has not ended
                 if feed.error is not None and not feed.error.retryable:
                     raise feed.error  # e.g. no such stream: the app's own session would fail alike
                 start = query.start
@@ -377,8 +386,9 @@ class Hub:
                 policy=self._policy,
                 plan=plan,
                 observe=session_observer(self._client.metrics, call),
-                on_tail=functools.partial(self._tails.observe, key),
+                on_tail=functools.partial(self._tails.observe, (basin, stream)),
                 on_records=None if self.on_records is None else functools.partial(self.on_records, key),
+                encryption=encryption,
             )
             async with contextlib.aclosing(own):
                 async for batch in own:
@@ -388,7 +398,7 @@ class Hub:
                         continue
                     # Caught up (a heartbeat): start or find the feed, and switch to it if it can
                     # continue exactly here (this closes our own upstream session).
-                    feed = await self.settled(key, join_timeout)
+                    feed = await self.settled(key, encryption, join_timeout)
                     if feed.can_serve(plan.next_seq_num):
                         break
                 else:

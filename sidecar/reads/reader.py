@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from opentelemetry import trace
 
+from sidecar.encryption import EncryptionKey, scope_of
 from sidecar.errors import DeadlineExceeded, RetriesStopped, S2Error, SidecarError
 from sidecar.reads.coalesce import Progress, SingleFlight, WaitTimedOut
 from sidecar.reads.history import HistoryCache
@@ -29,7 +30,7 @@ from sidecar.reads.replay import Replays
 from sidecar.reads.session import resumable_session, session_observer
 from sidecar.reads.tails import CachedTail, TailCache
 from sidecar.telemetry import NO_CALL_TRACE, S2_SHARED, CallTrace, reason_token
-from sidecar.types import ReadQuery, SeqNum, StreamKey, StreamPosition
+from sidecar.types import ReadQuery, ReadScope, SeqNum, StreamKey, StreamPosition
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.retry import RetryPolicy
 from sidecar.wire.protobuf import ReadBatch, decode_read_batch, merge_batches
@@ -97,7 +98,8 @@ class StreamReader:
         if self.history.enabled:
             self.hub.on_records = self.replays.fill
         self._tail_calls: SingleFlight[StreamKey, StreamPosition] = SingleFlight()
-        self._read_calls: SingleFlight[tuple[str, str, ReadQuery], ReadBatch] = SingleFlight()
+        # Only reads with the same key (or none) share a call: the scope names it.
+        self._read_calls: SingleFlight[tuple[ReadScope, ReadQuery], ReadBatch] = SingleFlight()
 
     async def close(self) -> None:
         await self.hub.close()
@@ -138,7 +140,8 @@ class StreamReader:
         call: CallTrace = NO_CALL_TRACE,
     ) -> CachedTail:
         """The tail, from the cache when at most `max_age` seconds old, else from S2 (concurrent
-        misses for one stream share one request). Errors are never cached."""
+        misses for one stream share one request). Errors are never cached. S2 answers a tail with
+        no encryption key, so one cache serves every app, whatever key it reads with."""
         key = (basin, stream)
         cache_metric = self.client.metrics.tail_cache
         if (cached := self.tails.get(key, max_age)) is not None:
@@ -175,25 +178,26 @@ class StreamReader:
         *,
         deadline: float | None = None,
         call: CallTrace = NO_CALL_TRACE,
+        encryption: EncryptionKey | None = None,
     ) -> ReadBatch:
-        """One batch; identical concurrent reads share one upstream request. A long poll (`wait`)
-        answers an empty batch by the caller's deadline when nothing arrived."""
+        """One batch; identical concurrent reads (with the same key: `encryption`) share one
+        upstream request. A long poll (`wait`) answers an empty batch by the caller's deadline
+        when nothing arrived."""
         until = answer_by(deadline)
         if until is not None and query.wait:
             # S2's wait is whole seconds: ask for what fits (so S2 itself answers "nothing yet"),
             # at least 1 (0 at the tail is a 416); `until` cuts a longer one short.
             fits = int(until - time.monotonic() - _POLL_SLACK)
             query = replace(query, wait=max(1, min(query.wait, fits)))
-        key = (basin, stream)
         cached: ReadBatch | None = None
         rest: ReadQuery | None = query
         if self.history.enabled:
-            cached, rest = self.replays.read_cached(key, query, call)
+            cached, rest = self.replays.read_cached(scope_of(basin, stream, encryption), query, call, encryption)
         if rest is None:
             assert cached is not None
             return cached
         try:
-            batch = await self._read_upstream(basin, stream, rest, until, call)
+            batch = await self._read_upstream(basin, stream, rest, until, call, encryption)
         except SidecarError as e:
             if cached is None or _rules_out(e):
                 raise
@@ -206,18 +210,26 @@ class StreamReader:
         return merge_batches([cached, batch]) if batch.count else cached
 
     async def _read_upstream(
-        self, basin: str, stream: str, query: ReadQuery, until: float | None, call: CallTrace
+        self,
+        basin: str,
+        stream: str,
+        query: ReadQuery,
+        until: float | None,
+        call: CallTrace,
+        encryption: EncryptionKey | None,
     ) -> ReadBatch:
-        """One batch from upstream; identical concurrent reads share one request."""
+        """One batch from upstream; identical concurrent reads with the same key share one request."""
         what = f"read {basin}/{stream}"
-        key = (basin, stream)
+        key = scope_of(basin, stream, encryption)
 
         async def fetch(progress: Progress) -> ReadBatch:
             asked_at = time.monotonic()
             try:
-                batch = await self._retrying(what, "read", lambda: self.client.read(basin, stream, query), progress)
+                batch = await self._retrying(
+                    what, "read", lambda: self.client.read(basin, stream, query, encryption), progress
+                )
             except SidecarError as e:
-                self.replays.upstream_failed(key, e)
+                self.replays.upstream_failed((basin, stream), e)
                 raise
             if batch.tail is not None:
                 self.tails.observe((basin, stream), batch.tail)
@@ -226,7 +238,7 @@ class StreamReader:
             return batch
 
         try:
-            batch, leader = await self._read_calls.do((basin, stream, query), fetch, until=until)
+            batch, leader = await self._read_calls.do((key, query), fetch, until=until)
         except WaitTimedOut as e:
             if query.wait and not e.progress.backing_off:
                 return decode_read_batch(b"")  # the long poll is still waiting: no records yet
@@ -244,13 +256,17 @@ class StreamReader:
         *,
         plan: ResumePlan | None = None,
         call: CallTrace = NO_CALL_TRACE,
+        encryption: EncryptionKey | None = None,
     ) -> AsyncGenerator[ReadBatch, None]:
+        """A session; `encryption` (the stream's key) goes with it and with each of its resumes,
+        and it shares feeds, replays and cached records only with sessions of the same key."""
         plan = plan or ResumePlan(query)
         if self.history.enabled and isinstance(query.start, SeqNum):
-            return self.replays.session(basin, stream, query, plan, call=call)
-        fill = functools.partial(self.replays.fill, (basin, stream)) if self.history.enabled else None
+            return self.replays.session(basin, stream, query, plan, call=call, encryption=encryption)
+        scope = scope_of(basin, stream, encryption)
+        fill = functools.partial(self.replays.fill, scope) if self.history.enabled else None
         if self.share_sessions and shareable(query):
-            batches = self.hub.session(basin, stream, query, plan, call=call)
+            batches = self.hub.session(basin, stream, query, plan, call=call, encryption=encryption)
         else:
             observe = session_observer(self.client.metrics, call)
             batches = resumable_session(
@@ -263,5 +279,6 @@ class StreamReader:
                 observe=observe,
                 on_tail=functools.partial(self.tails.observe, (basin, stream)),
                 on_records=fill,
+                encryption=encryption,
             )
         return batches

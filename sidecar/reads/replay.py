@@ -39,6 +39,7 @@ from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
+from sidecar.encryption import EncryptionKey, scope_of
 from sidecar.errors import RangeNotSatisfiable, S2Error, SidecarError
 from sidecar.metrics import Metrics
 from sidecar.reads.coalesce import Progress, SingleFlight
@@ -48,7 +49,16 @@ from sidecar.reads.plan import ResumePlan
 from sidecar.reads.session import Observer, SessionEvent, Trimmed, resumable_session, session_observer
 from sidecar.reads.tails import TailCache
 from sidecar.telemetry import NO_CALL_TRACE, S2_CACHE, CallTrace
-from sidecar.types import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, ReadLimit, ReadQuery, SeqNum, StreamKey, StreamPosition
+from sidecar.types import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_RECORDS,
+    ReadLimit,
+    ReadQuery,
+    ReadScope,
+    SeqNum,
+    StreamKey,
+    StreamPosition,
+)
 from sidecar.upstream.client import MERGE_BYTES, UpstreamClient
 from sidecar.upstream.retry import RetryPolicy
 from sidecar.wire.protobuf import ReadBatch, merge_batches
@@ -130,10 +140,10 @@ class Replays:
         self.client, self.policy, self.history, self.tails, self.hub = client, policy, history, tails, hub
         self.share_sessions = share_sessions
         self.metrics: Metrics = client.metrics
-        self.runs: dict[StreamKey, list[Run]] = {}
+        self.runs: dict[ReadScope, list[Run]] = {}
         self._clock = clock
-        self._confirmations: SingleFlight[StreamKey, None] = SingleFlight()
-        self._background: dict[StreamKey, asyncio.Task[None]] = {}  # confirm_soon's tasks
+        self._confirmations: SingleFlight[ReadScope, None] = SingleFlight()
+        self._background: dict[ReadScope, asyncio.Task[None]] = {}  # confirm_soon's tasks
         self.modes: dict[str, Mode] = {}  # per basin, once the cache has read it
         for mode in Mode:
             self.metrics.history_basins.labels(mode.value).set_function(
@@ -151,7 +161,7 @@ class Replays:
 
     # -- accounting -------------------------------------------------------------------------------
 
-    def fill(self, key: StreamKey, batch: ReadBatch, asked_at: float) -> None:
+    def fill(self, key: ReadScope, batch: ReadBatch, asked_at: float) -> None:
         """A batch S2 returned, by any read path, to a request sent at `asked_at`: count it and
         keep it."""
         if batch.count:
@@ -170,41 +180,42 @@ class Replays:
         call.set(S2_CACHE, S2_CACHE_HISTORY)
         call.set(S2_CACHE_RECORDS, total[0])
 
-    def upstream_failed(self, key: StreamKey, error: BaseException) -> None:
+    def upstream_failed(self, stream: StreamKey, error: BaseException) -> None:
         if isinstance(error, S2Error) and error.status == 404:
-            self.history.forget(key)  # deleted: whatever comes back under this name is a new stream
+            self.history.forget_stream(stream)  # deleted: whatever comes back under this name is a new stream
 
     # -- confirming with S2 -----------------------------------------------------------------------
 
     def _mode(self, basin: str) -> Mode:
         return self.modes.setdefault(basin, Mode.INCARNATION)
 
-    async def confirm(self, key: StreamKey) -> None:
-        """Ask S2 whether the stream's cached records stand (once for all concurrent readers).
-        Failures are not raised: what was not confirmed is simply not served."""
+    async def confirm(self, key: ReadScope, encryption: EncryptionKey | None) -> None:
+        """Ask S2 whether the stream's cached records stand (once for all concurrent readers of
+        the scope, with its key: `encryption`). Failures are not raised: what was not confirmed is
+        simply not served."""
         if self._mode(key[0]) is not Mode.INCARNATION:
             return
 
         async def confirm(_progress: Progress) -> None:
-            await self._confirm(key)
+            await self._confirm(key, encryption)
 
         with contextlib.suppress(SidecarError):
             await self._confirmations.do(key, confirm)
 
-    def confirm_soon(self, key: StreamKey) -> None:
+    def confirm_soon(self, key: ReadScope, encryption: EncryptionKey | None) -> None:
         """`confirm` in the background (for the next reads: a call with a deadline does not wait)."""
         if key not in self._background and self._mode(key[0]) is Mode.INCARNATION:
-            task = asyncio.get_running_loop().create_task(self.confirm(key))
+            task = asyncio.get_running_loop().create_task(self.confirm(key, encryption))
             self._background[key] = task
             task.add_done_callback(lambda _t: self._background.pop(key, None))
 
-    async def _confirm(self, key: StreamKey) -> None:
+    async def _confirm(self, key: ReadScope, encryption: EncryptionKey | None) -> None:
         started = self._clock()
         # All three, whatever fails first: a failure must not leave the others running unseen.
         answers = await asyncio.gather(
-            self.client.stream_incarnation(*key),
-            self.client.check_tail(*key),
-            self._first_remaining(key),
+            self.client.stream_incarnation(*key[:2]),
+            self.client.check_tail(*key[:2]),
+            self._first_remaining(key, encryption),
             return_exceptions=True,
         )
         for answer in answers:
@@ -222,11 +233,11 @@ class Replays:
         result = "deleted" if incarnation is None else "same"
         if incarnation is not None and before and not self.history.same_incarnation(key, incarnation):
             result = "recreated"
-            log.info("history cache: %s/%s was deleted and re-created; dropping what it held", *key)
+            log.info("history cache: %s/%s was deleted and re-created; dropping what it held", *key[:2])
         self.history.confirm(key, seen)
         self.metrics.history_confirmations.labels(result).inc()
 
-    def _confirmation_failed(self, key: StreamKey, error: SidecarError) -> None:
+    def _confirmation_failed(self, key: ReadScope, error: SidecarError) -> None:
         denied = isinstance(error, S2Error) and error.status == 403 and error.code == "permission_denied"
         if denied and self._mode(key[0]) is Mode.INCARNATION:
             self.modes[key[0]] = Mode.AGE
@@ -235,14 +246,15 @@ class Replays:
                 "records are served only within --history-cache-max-age of being read",
                 key[0],
             )
-        self.upstream_failed(key, error)
+        self.upstream_failed(key[:2], error)
         deleted = isinstance(error, S2Error) and error.status == 404
         self.metrics.history_confirmations.labels("deleted" if deleted else "failed").inc()
 
-    async def _first_remaining(self, key: StreamKey) -> int | None:
-        """The first record S2 still has (explicit trims and retention move it); None if none."""
+    async def _first_remaining(self, key: ReadScope, encryption: EncryptionKey | None) -> int | None:
+        """The first record S2 still has (explicit trims and retention move it); None if none.
+        Read with the scope's key: an encrypted stream answers no read without it."""
         try:
-            first = await self.client.read(*key, ReadQuery(SeqNum(0), ReadLimit(count=1)))
+            first = await self.client.read(*key[:2], ReadQuery(SeqNum(0), ReadLimit(count=1)), encryption)
         except RangeNotSatisfiable:
             return None  # nothing from 0 on that a bounded read could return: all trimmed, or empty
         return first.first_seq_num
@@ -250,7 +262,7 @@ class Replays:
     # -- one-shot reads ---------------------------------------------------------------------------
 
     def read_cached(
-        self, key: StreamKey, query: ReadQuery, call: CallTrace
+        self, key: ReadScope, query: ReadQuery, call: CallTrace, encryption: EncryptionKey | None = None
     ) -> tuple[ReadBatch | None, ReadQuery | None]:
         """A one-shot read's records from the cache, and what must still be asked upstream for the
         same batch (None: the cache answered all of it). S2 answers a one-shot read with as many
@@ -266,7 +278,7 @@ class Replays:
             return None, query
         got = self.history.lookup(key, query.start.value, Limits(count, nbytes, query.until), 1 << 62)
         if got.stale:
-            self.confirm_soon(key)
+            self.confirm_soon(key, encryption)
         if not got.records:
             return None, query
         batch = merge_batches(got.pieces)
@@ -283,7 +295,7 @@ class Replays:
 
     # -- sessions ---------------------------------------------------------------------------------
 
-    def _run_for(self, key: StreamKey, pos: int) -> Run | None:
+    def _run_for(self, key: ReadScope, pos: int) -> Run | None:
         for run in self.runs.get(key, ()):
             if (
                 not run.ended
@@ -303,10 +315,12 @@ class Replays:
         plan: ResumePlan,
         *,
         call: CallTrace = NO_CALL_TRACE,
+        encryption: EncryptionKey | None = None,
     ) -> AsyncGenerator[ReadBatch, None]:
-        """A `SeqNum`-start session served from the cache where it can be (see the module docs)."""
+        """A `SeqNum`-start session served from the cache where it can be (see the module docs),
+        in its key's scope only (`encryption`)."""
         assert isinstance(query.start, SeqNum)
-        key = (basin, stream)
+        key = scope_of(basin, stream, encryption)
         shared = self.share_sessions and shareable(query)
         limit = query.limit
         served = [0]
@@ -344,7 +358,7 @@ class Replays:
                 continue
             if got.stale and confirmed_at_pos != pos:
                 confirmed_at_pos = pos  # once per position: a failed confirmation reads upstream
-                await self.confirm(key)
+                await self.confirm(key, encryption)
                 continue
             # 2. Someone's run is fetching this: follow it.
             run = self._run_for(key, pos)
@@ -374,7 +388,7 @@ class Replays:
                 # can be confirmed later, not only served within max_age (`history.py`); then
                 # look again: another reader may have started a run meanwhile.
                 asked_incarnation = True
-                await self.confirm(key)
+                await self.confirm(key, encryption)
                 continue
             run = Run(pos, pos)
             self.runs.setdefault(key, []).append(run)
@@ -387,8 +401,9 @@ class Replays:
                 policy=self.policy,
                 plan=plan,
                 observe=observe,
-                on_tail=lambda tail: self.tails.observe(key, tail),
+                on_tail=lambda tail: self.tails.observe((basin, stream), tail),
                 on_records=functools.partial(self.fill, key),  # before it is handed on: followers read it there
+                encryption=encryption,
             )
             to_live = False
             try:
@@ -417,7 +432,7 @@ class Replays:
                     else:
                         return  # upstream ended the session: its stop was reached
             except SidecarError as e:
-                self.upstream_failed(key, e)
+                self.upstream_failed((basin, stream), e)
                 raise
             finally:
                 run.end()
@@ -428,8 +443,8 @@ class Replays:
                     self.runs.pop(key, None)
             if to_live:
                 # Start (or find) the feed now, so the hub can switch this reader to it at once.
-                await self.hub.settled(key)
-                live = self.hub.session(basin, stream, query, plan, call=call, told_tail=True)
+                await self.hub.settled(key, encryption)
+                live = self.hub.session(basin, stream, query, plan, call=call, told_tail=True, encryption=encryption)
                 async with contextlib.aclosing(live) as rest:
                     async for batch in rest:
                         yield batch
@@ -437,7 +452,8 @@ class Replays:
         else:
             return
         # The live feed can continue exactly here.
-        async with contextlib.aclosing(self.hub.session(basin, stream, query, plan, call=call)) as rest:
+        live = self.hub.session(basin, stream, query, plan, call=call, encryption=encryption)
+        async with contextlib.aclosing(live) as rest:
             async for batch in rest:
                 yield batch
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
+from sidecar.encryption import EncryptionKey
 from sidecar.errors import RangeNotSatisfiable, SidecarError
 from sidecar.metrics import Metrics
 from sidecar.reads.plan import ResumePlan
@@ -96,11 +97,13 @@ async def resumable_session(
     on_tail: Callable[[StreamPosition], None] | None = None,
     on_records: Callable[[ReadBatch, float], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    encryption: EncryptionKey | None = None,
 ) -> AsyncGenerator[ReadBatch, None]:
     """Yield batches (and heartbeats: empty batches with a tail) until the session's stop,
     resuming after retryable failures. Raises `SessionInterrupted` when retries run out, and
-    non-retryable `SidecarError`s as they come. `on_records` sees each batch of records before it
-    is yielded, with when the upstream request that brought it was sent."""
+    non-retryable `SidecarError`s as they come (a wrong or missing encryption key among them).
+    `on_records` sees each batch of records before it is yielded, with when the upstream request
+    that brought it was sent. `encryption`: the stream's key, sent with every resume."""
     plan = plan or ResumePlan(query)
     report = observe or (lambda _event: None)
     advice = AdvisedReconnects()
@@ -111,7 +114,7 @@ async def resumable_session(
         advised = False
         asked_at = clock()
         try:
-            async with contextlib.aclosing(client.read_session(basin, stream, next_query)) as batches:
+            async with contextlib.aclosing(client.read_session(basin, stream, next_query, encryption)) as batches:
                 async for batch in batches:
                     if batch.count:
                         assert batch.first_seq_num is not None and batch.last_seq_num is not None

@@ -20,6 +20,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from sidecar import telemetry as tm
+from sidecar.encryption import HEADER as KEY_HEADER
+from sidecar.encryption import EncryptionKey
 from sidecar.errors import ProtocolError, S2Error, TransportError
 from sidecar.metrics import Metrics
 from sidecar.types import ReadQuery, StreamPosition
@@ -96,10 +98,12 @@ class UpstreamClient:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _headers(self, basin: str, **extra: str) -> dict[str, str]:
+    def _headers(self, basin: str, encryption: EncryptionKey | None = None, **extra: str) -> dict[str, str]:
         headers = self.endpoint.headers(basin)
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
+        if encryption is not None:
+            headers[KEY_HEADER] = encryption.value  # a secret like the token: never in spans or logs
         headers.update(extra)
         return headers
 
@@ -205,13 +209,16 @@ class UpstreamClient:
                 raise self._transport_error(f"list streams of {basin} (prefix {stream!r})", e, url) from e
         return wjson.stream_incarnation_from_json(wjson.loads(body), stream)
 
-    async def read(self, basin: str, stream: str, query: ReadQuery) -> ReadBatch:
-        """One-shot read: one batch (one attempt). Protobuf, or JSON with base64 bodies."""
+    async def read(
+        self, basin: str, stream: str, query: ReadQuery, encryption: EncryptionKey | None = None
+    ) -> ReadBatch:
+        """One-shot read: one batch (one attempt). Protobuf, or JSON with base64 bodies.
+        `encryption`: the stream's key, sent as S2's `s2-encryption-key`."""
         total = self._request_timeout + (query.wait or 0)
         accept = PROTOBUF if self.format is UpstreamFormat.PROTOBUF else "application/json"
         url = self.endpoint.records_url(basin, stream)
         params = wquery.to_params(query)
-        headers = self._headers(basin, Accept=accept, **{"s2-format": "base64"})
+        headers = self._headers(basin, encryption, Accept=accept, **{"s2-format": "base64"})
         with self._traced("read", url, params, headers, {tm.S2_BASIN: basin, tm.S2_STREAM: stream}) as outcome:
             try:
                 async with self.transport.get(
@@ -236,7 +243,9 @@ class UpstreamClient:
 
     # -- sessions -------------------------------------------------------------------------------
 
-    async def read_session(self, basin: str, stream: str, query: ReadQuery) -> AsyncGenerator[ReadBatch, None]:
+    async def read_session(
+        self, basin: str, stream: str, query: ReadQuery, encryption: EncryptionKey | None = None
+    ) -> AsyncGenerator[ReadBatch, None]:
         """One upstream session (one attempt): batches and heartbeats (empty batches with a tail)
         until the session ends cleanly. Errors raise; resuming is the caller's job. No batch is
         larger than `max_message_bytes`: frames that arrived together are merged up to
@@ -246,7 +255,9 @@ class UpstreamClient:
         attrs: dict[str, Any] = {tm.S2_BASIN: basin, tm.S2_STREAM: stream}
         if self._use_s2s:
             fallback = False
-            headers = self._headers(basin, **{"Content-Type": s2s.CONTENT_TYPE, "Accept-Encoding": "identity"})
+            headers = self._headers(
+                basin, encryption, **{"Content-Type": s2s.CONTENT_TYPE, "Accept-Encoding": "identity"}
+            )
             # The span covers the whole body: a session's life, not just its response headers.
             with self._traced("session", url, params, headers, {**attrs, tm.S2_PROTOCOL: "s2s"}) as outcome:
                 async for item in self._s2s_session(url, params, headers, outcome):
@@ -259,7 +270,7 @@ class UpstreamClient:
                 return
             self._use_s2s = False
             log.warning("upstream refused s2s sessions; falling back to SSE for this process")
-        headers = self._headers(basin, Accept="text/event-stream", **{"s2-format": "base64"})
+        headers = self._headers(basin, encryption, Accept="text/event-stream", **{"s2-format": "base64"})
         with self._traced("session", url, params, headers, {**attrs, tm.S2_PROTOCOL: "sse"}) as outcome:
             async for batch in self._sse_session(url, params, headers, outcome):
                 for part in split_batch(batch, self.max_message_bytes):

@@ -10,7 +10,8 @@ from sidecar.types import Record, StreamPosition, metered_size
 from sidecar.wire.protobuf import ReadBatch, batch_from_records, merge_batches
 from sidecar.wire.protobuf import decode_read_batch as decode
 
-KEY = ("basin", "s")
+KEY = ("basin", "s", "")  # a ReadScope: no encryption key
+STREAM = KEY[:2]
 BIG = 1 << 40
 
 
@@ -110,13 +111,30 @@ def test_a_trim_command_drops_what_it_trims_and_no_further() -> None:
 def test_a_shorter_tail_or_a_forget_drops_the_stream() -> None:
     c = HistoryCache(BIG)
     c.insert(KEY, batch(0, 10))
-    c.observe_tail(KEY, 10)
+    c.observe_tail(STREAM, 10)
     assert c.ranges(KEY) == [(0, 10)]
-    c.observe_tail(KEY, 3)  # the tail went backwards: another incarnation
+    c.observe_tail(STREAM, 3)  # the tail went backwards: another incarnation
     assert c.ranges(KEY) == [] and c.bytes == 0
     c.insert(KEY, batch(0, 10))
     c.forget(KEY)
     assert c.bytes == 0 and len(c) == 0
+
+
+def test_what_s2_says_of_a_stream_reaches_every_scope_and_a_scope_only_its_own() -> None:
+    """Records read with a key are kept in that key's scope: a lookup in another (or none)
+    sees nothing; a tail and a deletion are the stream's, so they reach every scope."""
+    keyed = ("basin", "s", "fingerprint-of-a-key")
+    c = HistoryCache(BIG)
+    c.insert(keyed, batch(0, 10))
+    assert c.lookup(KEY, 0, Limits(), BIG).records == 0 and c.lookup(keyed, 0, Limits(), BIG).records == 10
+    c.insert(KEY, batch(0, 5))
+    c.observe_tail(STREAM, 3)
+    assert c.ranges(KEY) == c.ranges(keyed) == [] and c.bytes == 0
+    c.insert(KEY, batch(0, 5))
+    c.insert(keyed, batch(0, 5))
+    c.insert(("basin", "other", ""), batch(0, 5))
+    c.forget_stream(STREAM)
+    assert c.ranges(KEY) == c.ranges(keyed) == [] and c.ranges(("basin", "other", "")) == [(0, 5)]
 
 
 def test_age_serves_a_chunk_for_max_age_after_it_arrived_then_it_is_dropped() -> None:
@@ -187,9 +205,9 @@ def test_a_tail_only_rules_out_records_that_arrived_before_it_was_asked_for() ->
     c.insert(KEY, batch(0, 10))
     clock.now = 101.0
     c.insert(KEY, batch(10, 20))  # appended and read after the tail below was asked for
-    c.observe_tail(KEY, 10, asked_at=100.5)
+    c.observe_tail(STREAM, 10, asked_at=100.5)
     assert c.ranges(KEY) == [(0, 20)]
-    c.observe_tail(KEY, 10, asked_at=101.0)  # now the tail is below records it should have seen
+    c.observe_tail(STREAM, 10, asked_at=101.0)  # now the tail is below records it should have seen
     assert c.ranges(KEY) == []
 
 

@@ -154,7 +154,7 @@ async def test_an_evicted_lowest_chunk_refilled_from_the_new_stream_does_not_vou
         await read_all()
         assert h.sidecar is not None
         history = h.sidecar.reader.history
-        held = history.ranges((h.basin, "small"))
+        held = history.ranges((h.basin, "small", ""))
         assert held and held[0][0] > 0, held  # the lowest chunks were evicted
         await remove(h, "small", incs, 1)
         await h.create_stream("small")
