@@ -435,6 +435,30 @@ def test_token_secret_optional_flag(helm: Helm) -> None:
     assert ref == {"name": "s2-credentials", "key": "access-token", "optional": True}
 
 
+def test_encryption_keys_secret_is_mounted_read_only_into_the_sidecar_only(helm: Helm) -> None:
+    example = CI / "example-values.yaml"
+    spec = pod_spec(helm.template(example, sets=("s2.encryptionKeysSecret.name=s2-keys",)))
+    sidecar, app, _native = split(spec)
+    assert env_values(sidecar)["S2_SIDECAR_ENCRYPTION_KEYS_DIR"] == "/etc/s2-sidecar/encryption-keys"
+    mount = {"name": "s2-sidecar-encryption-keys", "mountPath": "/etc/s2-sidecar/encryption-keys", "readOnly": True}
+    assert mount in sidecar["volumeMounts"]
+    volumes = {vol["name"]: vol for vol in spec["volumes"]}
+    assert volumes["s2-sidecar-encryption-keys"]["secret"] == {"secretName": "s2-keys", "defaultMode": 0o444}
+    assert all(m["name"] != mount["name"] for m in app.get("volumeMounts") or [])  # apps never see the keys
+    assert "S2_SIDECAR_ENCRYPTION_KEYS_DIR" not in env_values(app)
+    # The injector's template carries them too, at the path asked for.
+    text = helm.template_text(sets=("s2.encryptionKeysSecret.name=s2-keys", "s2.encryptionKeysSecret.mountPath=/keys"))
+    assert '"S2_SIDECAR_ENCRYPTION_KEYS_DIR"' in text and '"mountPath": "/keys"' in text
+    # Off by default: no volume, no variable.
+    sidecar, _app, _native = split(spec := pod_spec(helm.template(example)))
+    assert "S2_SIDECAR_ENCRYPTION_KEYS_DIR" not in env_values(sidecar)
+    assert all("encryption" not in vol["name"] for vol in spec["volumes"])
+    for bad in ("s2.encryptionKeysSecret.name=Not_A_Secret", "s2.encryptionKeysSecret.mountPath=relative",
+                "s2.encryptionKeysSecret.key=k"):  # fmt: skip
+        proc = helm.run("template", "rel", CHART, "--set", bad)
+        assert proc.returncode != 0 and "schema" in proc.stderr, bad
+
+
 def test_security_context_user_can_be_left_to_the_platform(helm: Helm) -> None:
     spec = pod_spec(
         helm.template(

@@ -52,6 +52,13 @@ true. List it before the app container (legacy mode holds the app until the side
   emptyDir:
     sizeLimit: 1Mi
 {{- end }}
+{{- with $v.s2.encryptionKeysSecret.name }}
+- name: {{ $v.sidecar.name }}-encryption-keys
+  secret:
+    secretName: {{ . | quote }}
+    # Readable by the sidecar whatever its user: only the sidecar container mounts it.
+    defaultMode: 0444
+{{- end }}
 {{- end -}}
 
 {{/* s2-sidecar.appEnv: S2_SIDECAR_ADDRESS for the app container (a gRPC target), and
@@ -166,6 +173,10 @@ failureThreshold: {{ .probe.failureThreshold | int64 }}
       name: {{ $s2.appTokenSecret.name | quote }}
       key: {{ $s2.appTokenSecret.key | quote }}
 {{- end }}
+{{- if $s2.encryptionKeysSecret.name }}
+- name: S2_SIDECAR_ENCRYPTION_KEYS_DIR
+  value: {{ $s2.encryptionKeysSecret.mountPath | quote }}
+{{- end }}
 - name: S2_SIDECAR_SESSION_CONNECTIONS
   value: {{ $sc.sessionConnections | int64 | quote }}
 - name: S2_SIDECAR_UNARY_CONNECTIONS
@@ -254,6 +265,11 @@ volumeMounts:
   {{- if $sc.unixSocket.enabled }}
   - name: {{ $sc.name }}-socket
     mountPath: {{ dir $sc.unixSocket.path }}
+  {{- end }}
+  {{- if $v.s2.encryptionKeysSecret.name }}
+  - name: {{ $sc.name }}-encryption-keys
+    mountPath: {{ $v.s2.encryptionKeysSecret.mountPath }}
+    readOnly: true
   {{- end }}
 startupProbe:
   {{- include "s2-sidecar.probe" (dict "probe" $sc.probes.startup "port" $port) | nindent 2 }}
