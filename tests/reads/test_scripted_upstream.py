@@ -138,7 +138,7 @@ async def test_reconnect_advice_resumes_at_once_and_at_most_once_a_minute() -> N
     [
         ("stream_deletion_pending", 409, grpc.StatusCode.FAILED_PRECONDITION),
         ("basin_deletion_pending", 409, grpc.StatusCode.FAILED_PRECONDITION),
-        ("decryption_failed", 400, grpc.StatusCode.INVALID_ARGUMENT),
+        ("decryption_failed", 400, grpc.StatusCode.PERMISSION_DENIED),  # a wrong encryption key
     ],
 )
 async def test_sse_error_codes_are_not_retried_as_500s(code: str, status: int, grpc_code: grpc.StatusCode) -> None:
