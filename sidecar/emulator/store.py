@@ -138,13 +138,21 @@ class Stream:
     def start_index(self, query: ReadQuery, can_follow: bool) -> int:
         """Where a read starts, by S2's rules; raises `RangeNotSatisfiable` (416) when it cannot."""
         n = len(self.fields)
+        first = self.first_index()
+        if query.limit.count == 0 or query.limit.bytes == 0:
+            # An exhausted limit ends the read before the tail is even looked at: an empty answer,
+            # wherever it starts, clamp or not (S2: lite/src/backend/read.rs `read_session`).
+            return first
         tail = self.tail
         match query.start:
             case SeqNum(v):
                 past, pos = v > tail.seq_num, v
             case Timestamp(v):
-                # Timestamps never decrease, so the first record with ts >= v is a bisection.
-                past, pos = v > tail.timestamp, bisect.bisect_left(self.timestamps, v)
+                # Timestamps never decrease, so the first record with ts >= v is a bisection. S2
+                # looks it up among the records not trimmed, and a timestamp it finds none for
+                # resolves to the tail (lite/src/backend/read.rs `read_start_seq_num`): on a stream
+                # trimmed through its last record that is the tail, 416 unless the read can wait.
+                past, pos = v > tail.timestamp, bisect.bisect_left(self.timestamps, v, first)
             case TailOffset(v):
                 past, pos = False, max(0, n - v)
         if past:
@@ -155,7 +163,7 @@ class Stream:
             raise RangeNotSatisfiable(tail)
         # A start below the trim point starts at the first remaining record (no error); the 416
         # decision above is on the position asked for, as S2 decides before it scans.
-        return max(pos, self.first_index())
+        return max(pos, first)
 
     def end_index(self, start: int, max_count: int, max_bytes: int, until: int | None) -> int:
         """End (exclusive) of the longest run from `start` within count, metered bytes and `until`."""

@@ -125,6 +125,15 @@ STREAM_STEPS: list[tuple[str, str, Any]] = [
     ("GET", "/records/tail", None),
     ("POST", "/records", {"records": [_record("x", 50)], "fencing_token": "f" * 37}),  # over 36 bytes
     ("POST", "/records", {"records": [_record("x", 50)], "match_seq_num": 3}),  # 412 with the tail
+    # An exhausted limit is 200 empty wherever the read starts, clamp or not.
+    ("GET", "/records?seq_num=6&count=0", None),
+    ("GET", "/records?seq_num=99&count=0", None),
+    ("GET", "/records?seq_num=99&bytes=0", None),
+    ("GET", "/records?timestamp=999&count=0", None),
+    ("POST", "/records", {"records": [_trim(99)]}),  # trims through itself: nothing remains
+    # A timestamp finds no record left: the tail, 416 for a read that cannot wait.
+    ("EVENTUALLY GET", "/records?timestamp=0", None),
+    ("GET", "/records?seq_num=0", None),  # 200 empty
 ]
 
 

@@ -189,3 +189,36 @@ async def test_one_shot_caps_at_1_mib(s2: S2, stream: str) -> None:
     status, body = await s2.read(stream, "seq_num=0&bytes=99999999")
     assert status == 200
     assert [r["seq_num"] for r in body["records"]] == [0]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        "seq_num=5&count=0",  # at the tail
+        "seq_num=9&count=0",  # past it, without clamp
+        "seq_num=9&bytes=0",
+        "timestamp=99&count=0",
+        "tail_offset=0&bytes=0",
+    ],
+)
+async def test_an_exhausted_limit_is_an_empty_answer_wherever_it_starts(s2: S2, five: str, params: str) -> None:
+    """count=0 or bytes=0 ends the read before the start is checked against the tail: 200 empty,
+    never 416, also past the tail without `clamp` (S2: lite/src/backend/read.rs `read_session`,
+    "An exhausted limit completes even when the requested start is unwritten"; s2-lite 0.43.4
+    answers 200 `{"records":[]}`)."""
+    assert await s2.read(five, params) == (200, {"records": []})
+
+
+async def test_a_timestamp_start_on_a_fully_trimmed_stream_is_416(s2: S2, five: str) -> None:
+    """A timestamp is looked up among the records not trimmed; none found resolves to the tail,
+    where a read that cannot wait is 416 (S2: lite/src/backend/read.rs `read_start_seq_num`,
+    `resolve_timestamp(...).unwrap_or(tail)`); a seq_num start there stays 200 empty."""
+    trim = {"headers": [["", "trim"]], "body": "\u0000" * 7 + "\u0063", "timestamp": 45}  # trim through 99
+    await s2.append(five, [trim])  # seq 5 trims itself and every record before it
+    tail = {"seq_num": 6, "timestamp": 45}
+    assert await s2.read(five, "timestamp=0") == (416, {"tail": tail})
+    assert await s2.read(five, "timestamp=45") == (416, {"tail": tail})
+    assert await s2.read(five, "seq_num=0") == (200, {"records": []})
+    started = time.monotonic()
+    assert await s2.read(five, "timestamp=0&wait=1") == (200, {"records": []})  # may wait: waits, then empty
+    assert time.monotonic() - started >= 0.9
