@@ -113,7 +113,9 @@ def _route_account(method: str, raw_path: str) -> Target:
             return Target("create_basin", "basins")
         raise S2Error(405, "method_not_allowed", f"{method} is not allowed on /v1/basins")
     first, *sub = raw_path[len("/v1/basins/") :].split("/")
-    op = {"GET": "basin_config", "PUT": "ensure_basin", "DELETE": "delete_basin"}.get(method)
+    op = {"GET": "basin_config", "PUT": "ensure_basin", "DELETE": "delete_basin", "PATCH": "reconfigure_basin"}.get(
+        method
+    )
     if sub or op is None:
         raise S2Error(404, "not_found", f"no such endpoint: {method} {raw_path[:200]}")
     return Target(op, "basins", basin=_path_name(first, "basin name"))
@@ -140,6 +142,8 @@ def _route(method: str, raw_path: str, headers: Mapping[str, str]) -> Target:
             return Target("ensure", "streams", stream)
         case "DELETE", []:
             return Target("delete", "streams", stream)
+        case "PATCH", []:
+            return Target("reconfigure", "streams", stream)
         case "GET", ["records"]:
             mode = read_mode(headers)
             return Target("read", "session" if mode in ("s2s", "sse") else "read", stream, mode)
@@ -284,7 +288,48 @@ async def _list(request: Exchange, state: EmulatorState, basin: str, target: Tar
     return Reply.json({"streams": [s.info() for s in streams], "has_more": more})
 
 
+PROVISION_RESULT = "s2-provision-result"  # S2: common/src/resources.rs `PROVISION_RESULT_HEADER`
+MAX_REQUEST_TOKEN_BYTES = 36  # S2: common/src/resources.rs `MAX_REQUEST_TOKEN_LENGTH`
+
+
+def _provisioned(info: dict[str, Any], status: int, outcome: str) -> Reply:
+    """A create's or ensure's answer: the info, and whether it was `created`, `updated` or a `noop`."""
+    reply = Reply.json(info, status)
+    reply.headers[PROVISION_RESULT] = outcome
+    return reply
+
+
+def _request_token(headers: Mapping[str, str]) -> str | None:
+    """`s2-request-token`: a create retried with the same one (and config) is a no-op."""
+    token = headers.get("s2-request-token")
+    if token is not None and len(token.encode("utf-8", "surrogateescape")) > MAX_REQUEST_TOKEN_BYTES:
+        raise S2Error(
+            400,
+            "bad_header",
+            f"Invalid header `s2-request-token`: request token was longer than {MAX_REQUEST_TOKEN_BYTES}"
+            f" bytes in length: {len(token.encode('utf-8', 'surrogateescape'))}",
+        )
+    return token
+
+
+def stream_config_header(headers: Mapping[str, str]) -> dict[str, Any] | None:
+    """`s2-stream-config`: the StreamConfig (JSON) a stream created by this append or read takes
+    over the basin's defaults; ignored when the stream exists, refused (400 bad_header) when it does
+    not parse or validate, whether or not it would be used (S2: api/src/v1/config.rs
+    `StreamConfigHeader`, parsed with the request in api/src/v1/stream/extract.rs)."""
+    value = headers.get("s2-stream-config")
+    if value is None:
+        return None
+    try:
+        return s2_configs.check_stream_config(json.loads(value), "s2-stream-config")
+    except ValueError as e:
+        raise S2Error(400, "bad_header", f"Invalid header `s2-stream-config`: invalid JSON: {e}") from None
+    except S2Error as e:
+        raise S2Error(400, "bad_header", f"Invalid header `s2-stream-config`: {e.message}") from None
+
+
 async def _create(request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None) -> Reply:
+    token = _request_token(request.headers)
     body = await _config_body(request, optional=False)
     assert body is not None
     if not isinstance(body.get("stream"), str):
@@ -294,14 +339,26 @@ async def _create(request: Exchange, state: EmulatorState, basin: str, target: T
     if problem := stream_name_problem(name):
         raise S2Error(400, "bad_json", f"invalid stream name: {problem}")
     config = s2_configs.check_stream_config(body.get("config"))
-    return Reply.json(state.store.create(basin, name, config).info(), 201)
+    stream, outcome = state.store.provision(basin, name, config, token)
+    return _provisioned(stream.info(), 201, outcome)  # 201 for a no-op too, as S2 answers it
 
 
 async def _ensure(request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None) -> Reply:
     assert target.stream is not None
     config = s2_configs.check_stream_config(await _config_body(request, optional=True))  # a bare StreamConfig
-    stream, created = state.store.ensure(basin, target.stream, config)
-    return Reply.json(stream.info(), 201 if created else 200)
+    stream, outcome = state.store.ensure(basin, target.stream, config)
+    return _provisioned(stream.info(), 201 if outcome == "created" else 200, outcome)
+
+
+async def _reconfigure(
+    request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None
+) -> Reply:
+    assert target.stream is not None
+    body = await _config_body(request, optional=False)
+    patch = s2_configs.check_stream_config(body, "reconfiguration")
+    assert patch is not None
+    stream = state.store.reconfigure(basin, target.stream, patch)
+    return Reply.json(s2_configs.stream_config_json(stream.config))
 
 
 async def _config(request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None) -> Reply:
@@ -340,9 +397,10 @@ async def _append_session(
     (S2: api/src/v1/stream/s2s.rs)."""
     assert target.stream is not None
     key = encryption.key_header(request.headers)
+    created_config = stream_config_header(request.headers)
     # A missing stream is a plain 404, a missing or malformed key a plain 400, as S2 opens the
     # stream and resolves the key before it answers (lite/src/handlers/v1/records.rs `append`).
-    state.store.open(basin, target.stream, "create_stream_on_append").record_cipher(key)
+    state.store.open(basin, target.stream, "create_stream_on_append", created_config).record_cipher(key)
     await request.start(200, {"content-type": s2s.CONTENT_TYPE, "cache-control": "no-cache, no-transform"})
     out = Output(request, *cut_of(action))
     compression = s2s_compression(request.headers.get("Accept-Encoding", ""))
@@ -379,6 +437,7 @@ async def _append(
         return await _append_session(request, state, basin, target, action)
     # S2 parses the key header before the body (api/src/v1/stream/extract.rs `AppendRequest`).
     key = encryption.key_header(request.headers)
+    created_config = stream_config_header(request.headers)
     fmt = Format.from_header(request.headers.get("s2-format"))
     if media_type(request.headers) in PROTOBUF_TYPES:
         try:
@@ -389,7 +448,7 @@ async def _append(
     else:
         records, match, token = append_input_from_json(await _json_body(request), fmt)
         _check_token(token, json_body=True)
-    ack = state.store.append(basin, target.stream, records, match, token, key)
+    ack = state.store.append(basin, target.stream, records, match, token, key, created_config)
     if PROTOBUF_TYPES.intersection(_media_types(request.headers.get("Accept", ""))):
         return Reply(200, encode_append_ack(ack.start, ack.end, ack.tail), PROTOBUF)
     return Reply.json(
@@ -402,9 +461,10 @@ async def _read(
 ) -> Reply | None:
     assert target.stream is not None and target.mode is not None
     key = encryption.key_header(request.headers)
+    created_config = stream_config_header(request.headers)
     query = wire_query.from_params(request.query)
     fmt = Format.from_header(request.headers.get("s2-format"))
-    stream = state.store.open(basin, target.stream, "create_stream_on_read")
+    stream = state.store.open(basin, target.stream, "create_stream_on_read", created_config)
     if target.kind == "session":
         await _session(request, state, stream, key, query, target.mode, fmt, action)
         return None
@@ -546,6 +606,7 @@ async def _list_basins(request: Exchange, state: EmulatorState, basin: str | Non
 
 
 async def _create_basin(request: Exchange, state: EmulatorState, basin: str | None) -> Reply:
+    token = _request_token(request.headers)
     body = await _config_body(request, optional=False)
     assert body is not None
     if not isinstance(body.get("basin"), str):
@@ -555,16 +616,22 @@ async def _create_basin(request: Exchange, state: EmulatorState, basin: str | No
     if problem := basin_name_problem(name):
         raise S2Error(400, "bad_json", f"invalid basin name: {problem}")
     config = s2_configs.check_basin_config(body.get("config"))
-    return Reply.json(state.store.create_basin(name, config).info(), 201)
+    created, outcome = state.store.provision_basin(name, config, token)
+    return _provisioned(created.info(), 201, outcome)
 
 
 async def _ensure_basin(request: Exchange, state: EmulatorState, basin: str | None) -> Reply:
     assert basin is not None
     body = await _config_body(request, optional=True)
     config = s2_configs.check_basin_config((body or {}).get("config"))
-    if state.store.has_basin(basin):
-        return Reply.json(state.store.reconfigure_basin(basin, config).info(), 200)
-    return Reply.json(state.store.create_basin(basin, config).info(), 201)
+    ensured, outcome = state.store.ensure_basin_config(basin, config)
+    return _provisioned(ensured.info(), 201 if outcome == "created" else 200, outcome)
+
+
+async def _reconfigure_basin(request: Exchange, state: EmulatorState, basin: str | None) -> Reply:
+    assert basin is not None
+    body = await _config_body(request, optional=False)
+    return Reply.json(s2_configs.basin_config_json(state.store.patch_basin(basin, body).config))
 
 
 async def _basin_config(request: Exchange, state: EmulatorState, basin: str | None) -> Reply:
@@ -584,6 +651,7 @@ _ACCOUNT_OPERATIONS: dict[str, AccountOperation] = {
     "ensure_basin": _ensure_basin,
     "basin_config": _basin_config,
     "delete_basin": _delete_basin,
+    "reconfigure_basin": _reconfigure_basin,
 }
 
 _OPERATIONS: dict[str, Operation] = {
@@ -592,6 +660,7 @@ _OPERATIONS: dict[str, Operation] = {
     "ensure": _ensure,
     "config": _config,
     "delete": _delete,
+    "reconfigure": _reconfigure,
     "tail": _tail,
     "append": _append,
     "read": _read,

@@ -68,8 +68,10 @@ def check_stream_config(value: Any, what: str = "config") -> dict[str, Any] | No
     if config is None:
         return None
     config = {k: v for k, v in config.items() if k in STREAM_CONFIG_FIELDS}
-    if (sc := config.get("storage_class")) is not None and sc not in STORAGE_CLASSES:
-        raise _bad_json(f"`{what}.storage_class` must be one of {', '.join(STORAGE_CLASSES)}")
+    # Any string: s2-lite keeps a storage class as given (api/src/v1/config.rs `storage_class:
+    # Option<CompactString>`; 0.43.4 answers a PATCH to "glacier" with it); hosted S2 has two.
+    if (sc := config.get("storage_class")) is not None and not isinstance(sc, str):
+        raise _bad_json(f"`{what}.storage_class` must be a string, one of {', '.join(STORAGE_CLASSES)} in S2")
     if (rp := _object(config.get("retention_policy"), f"{what}.retention_policy")) is not None:
         if "age" in rp:
             if not _is_uint(rp["age"]):
@@ -102,6 +104,65 @@ def check_basin_config(value: Any) -> dict[str, Any] | None:
         raise _bad_json(f"unknown variant `{cipher}`, expected `aegis-256` or `aes-256-gcm`")
     default = check_stream_config(config.get("default_stream_config"), "config.default_stream_config")
     return {**config, "default_stream_config": default} if "default_stream_config" in config else config
+
+
+def canonical(value: Any) -> Any:
+    """A config with unset fields (None, empty objects) left out, for comparing two configs as S2
+    compares its resolved ones (lite/src/backend/streams.rs and basins.rs `provision_*`)."""
+    if isinstance(value, dict):
+        out = {k: canonical(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not None and v != {}}
+    return value
+
+
+def _patch_object(current: dict[str, Any] | None, patch: dict[str, Any]) -> dict[str, Any]:
+    """Each field the patch names replaced, null clearing it (S2's `Maybe<Option<T>>`)."""
+    out = dict(current or {})
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+def reconfigure_stream_config(current: dict[str, Any] | None, patch: dict[str, Any]) -> dict[str, Any]:
+    """A stream config with a checked `StreamReconfiguration` applied: a field left out is kept,
+    null resets it (to the basin's default, then S2's), `timestamping` and `delete_on_empty` are
+    patched field by field, the rest replaced (S2: common/src/config.rs
+    `OptionalStreamConfig::reconfigure`)."""
+    out = dict(current or {})
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif key in ("timestamping", "delete_on_empty"):
+            out[key] = _patch_object(out.get(key), value)
+        else:
+            out[key] = value
+    return out
+
+
+def reconfigure_basin_config(current: dict[str, Any] | None, patch: Any) -> dict[str, Any]:
+    """A basin config with a `BasinReconfiguration` applied, checked as S2 checks it (S2:
+    common/src/config.rs `BasinConfig::reconfigure`): `default_stream_config` is patched as a
+    stream's (null clears it), `stream_cipher` set or cleared, the two flags set (null is 400)."""
+    body = _object(patch, "reconfiguration")
+    if body is None:
+        raise _bad_json("expected a JSON object")
+    for flag in ("create_stream_on_append", "create_stream_on_read"):
+        if flag in body and not isinstance(body[flag], bool):
+            raise _bad_json(f"`{flag}` must be a boolean")
+    checked = check_basin_config({k: v for k, v in body.items() if k != "default_stream_config"}) or {}
+    out = dict(current or {})
+    if "default_stream_config" in body:
+        value = check_stream_config(body["default_stream_config"], "default_stream_config")
+        out["default_stream_config"] = (
+            None if value is None else reconfigure_stream_config(out.get("default_stream_config"), value)
+        )
+    for key in ("stream_cipher", "create_stream_on_append", "create_stream_on_read"):
+        if key in body:
+            out[key] = checked.get(key)
+    return out
 
 
 def inherit(config: dict[str, Any] | None, defaults: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -88,6 +88,9 @@ class Stream:
     deleted_at: str | None = None
     # Events of open reads waiting at the tail; an append or a delete sets them all.
     waiters: set[asyncio.Event] = field(default_factory=set)
+    # The `s2-request-token` it was created with and the config given, so that a retried create
+    # is a no-op (S2: lite/src/backend/streams.rs `creation_idempotency_key`).
+    creation_key: str | None = None
 
     @property
     def next_seq(self) -> int:
@@ -185,6 +188,7 @@ class Basin:
     streams: dict[str, Stream] = field(default_factory=dict)
     implicit: bool = False  # known only from streams in a data dir written before basins were stored
     deleted_at: str | None = None  # being deleted (S2 deletes a basin in the background)
+    creation_key: str | None = None  # as a stream's (S2: lite/src/backend/basins.rs `creation_idempotency_key`)
 
     def flag(self, name: str) -> bool:
         return bool((self.config or {}).get(name))
@@ -285,23 +289,27 @@ class _Database:
             ("streams", "deleted_at", "TEXT"),
             ("basins", "deleted_at", "TEXT"),
             ("streams", "cipher", "TEXT"),
+            ("streams", "creation_key", "TEXT"),
+            ("basins", "creation_key", "TEXT"),
         ):
             if column not in {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}:
                 self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def load(self) -> dict[str, Basin]:
         basins: dict[str, Basin] = {}
-        for name, created_at, config, deleted_at in self._conn.execute(
-            "SELECT name, created_at, config, deleted_at FROM basins"
+        for name, created_at, config, deleted_at, key in self._conn.execute(
+            "SELECT name, created_at, config, deleted_at, creation_key FROM basins"
         ):
-            basins[name] = Basin(name, created_at, json.loads(config) if config else None, deleted_at=deleted_at)
+            config = json.loads(config) if config else None
+            basins[name] = Basin(name, created_at, config, deleted_at=deleted_at, creation_key=key)
         streams: dict[int, Stream] = {}
         loaded_at = now_ms()
-        for sid, basin, name, created_at, config, token, trim_point, deleted_at, cipher in self._conn.execute(
-            "SELECT id, basin, name, created_at, config, fencing_token, trim_point, deleted_at, cipher FROM streams"
+        for sid, basin, name, created_at, config, token, trim_point, deleted_at, cipher, key in self._conn.execute(
+            "SELECT id, basin, name, created_at, config, fencing_token, trim_point, deleted_at, cipher, creation_key"
+            " FROM streams"
         ):
             s = Stream(basin, name, created_at, json.loads(config) if config else None, token, sid, cipher, trim_point)
-            s.deleted, s.deleted_at = deleted_at is not None, deleted_at
+            s.deleted, s.deleted_at, s.creation_key = deleted_at is not None, deleted_at, key
             streams[sid] = s
             # Streams from before basins were stored: their basin exists, with S2's default config.
             basins.setdefault(basin, Basin(basin, created_at, implicit=True)).streams[name] = s
@@ -331,8 +339,13 @@ class _Database:
         with self._conn:
             self._conn.execute("BEGIN")
             self._conn.execute(
-                "INSERT INTO basins (name, created_at, config) VALUES (?, ?, ?)",
-                (basin.name, basin.created_at, json.dumps(basin.config) if basin.config is not None else None),
+                "INSERT INTO basins (name, created_at, config, creation_key) VALUES (?, ?, ?, ?)",
+                (
+                    basin.name,
+                    basin.created_at,
+                    json.dumps(basin.config) if basin.config is not None else None,
+                    basin.creation_key,
+                ),
             )
             self._created(created_ns)
 
@@ -364,13 +377,14 @@ class _Database:
         with self._conn:
             self._conn.execute("BEGIN")
             cur = self._conn.execute(
-                "INSERT INTO streams (basin, name, created_at, config, cipher) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO streams (basin, name, created_at, config, cipher, creation_key) VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     stream.basin,
                     stream.name,
                     stream.created_at,
                     json.dumps(stream.config) if stream.config is not None else None,
                     stream.cipher,
+                    stream.creation_key,
                 ),
             )
             self._created(created_ns)
@@ -413,6 +427,13 @@ class _Database:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _creation_key(request_token: str | None, config: dict[str, Any] | None) -> str | None:
+    """What makes a create a retry of another: the same token and the same config as given."""
+    if request_token is None:
+        return None
+    return json.dumps([request_token, s2_configs.canonical(config or {})], sort_keys=True)
 
 
 def _not_found(basin: str, name: str) -> S2Error:
@@ -497,16 +518,42 @@ class Store:
         return name in self._basins
 
     def create_basin(self, name: str, config: dict[str, Any] | None = None) -> Basin:
+        return self.provision_basin(name, config, None)[0]
+
+    def provision_basin(self, name: str, config: dict[str, Any] | None, request_token: str | None) -> tuple[Basin, str]:
+        """A new basin, `created`; or, when the basin exists, was created with this `s2-request-token`
+        and the same config, the existing one, `noop`: a retried create (S2:
+        lite/src/backend/basins.rs `provision_basin`, `ProvisionMode::CreateOnly`)."""
+        key = _creation_key(request_token, config)
         if (existing := self._basins.get(name)) is not None:
-            if existing.deleted_at is not None:  # S2: lite/src/backend/basins.rs `provision_basin`
+            if existing.deleted_at is not None:
                 raise _basin_deletion_pending(name)
+            if key is not None and existing.creation_key == key:
+                return existing, "noop"
             raise S2Error(409, "resource_already_exists", f"basin {name!r} already exists")
         created_ns = self._clock.next()
-        b = Basin(name, format_rfc3339(created_ns), config)
+        b = Basin(name, format_rfc3339(created_ns), config, creation_key=key)
         if self._db is not None:
             self._db.create_basin(b, created_ns)
         self._basins[name] = b
-        return b
+        return b, "created"
+
+    def ensure_basin_config(self, name: str, config: dict[str, Any] | None) -> tuple[Basin, str]:
+        """`PUT /v1/basins/{b}`: create the basin (`created`), or give it this config whole
+        (`updated`, or `noop` when it already had it). S2: lite/src/backend/basins.rs
+        `provision_basin`, `ProvisionMode::Ensure`."""
+        b = self._basins.get(name)
+        if b is None:
+            return self.create_basin(name, config), "created"
+        unchanged = s2_configs.canonical(s2_configs.basin_config_json(b.config)) == s2_configs.canonical(
+            s2_configs.basin_config_json(config)
+        )
+        return self.reconfigure_basin(name, config), "noop" if unchanged and not b.implicit else "updated"
+
+    def patch_basin(self, name: str, patch: Any) -> Basin:
+        """`PATCH /v1/basins/{b}`: S2's `BasinReconfiguration` applied (s2_configs)."""
+        b = self._active_basin(name)
+        return self.reconfigure_basin(name, s2_configs.reconfigure_basin_config(b.config, patch))
 
     def reconfigure_basin(self, name: str, config: dict[str, Any] | None) -> Basin:
         b = self._active_basin(name)
@@ -576,28 +623,42 @@ class Store:
             raise _stream_deletion_pending(name)
         return s
 
-    def open(self, basin: str, name: str, auto_create: str) -> Stream:
+    def open(self, basin: str, name: str, auto_create: str, config: dict[str, Any] | None = None) -> Stream:
         """The stream for an append (`create_stream_on_append`) or a read or tail
         (`create_stream_on_read`): created now if missing and the basin's config says so; 409
         while it is being deleted (S2: lite/src/backend/core.rs `start_streamer` refuses a stream
-        whose terminal trim is pending)."""
+        whose terminal trim is pending). A stream created now takes `config` (the request's
+        `s2-stream-config`) over the basin's defaults."""
         b = self.basin(basin)
         s = b.streams.get(name)
         if s is None:
             if not b.flag(auto_create):
                 raise _not_found(basin, name)
-            s = self.create(basin, name)
+            s = self.create(basin, name, config)
         elif s.deleted:
             raise _stream_deletion_pending(name)
         return s
 
-    def create(self, basin: str, name: str, config: dict[str, Any] | None = None) -> Stream:
+    def create(
+        self, basin: str, name: str, config: dict[str, Any] | None = None, request_token: str | None = None
+    ) -> Stream:
         """A new stream (`POST /v1/streams`, or created by its first append or read): 409 if the
         name is taken, also by a stream being deleted (S2: lite/src/backend/streams.rs `provision_stream`)."""
+        return self.provision(basin, name, config, request_token)[0]
+
+    def provision(
+        self, basin: str, name: str, config: dict[str, Any] | None, request_token: str | None
+    ) -> tuple[Stream, str]:
+        """`create`, with S2's retry rule: a stream created with this `s2-request-token` and the same
+        config is answered as it is, `noop`, instead of 409 (S2: lite/src/backend/streams.rs
+        `provision_stream`, `ProvisionMode::CreateOnly`); `created` otherwise."""
         b = self._active_basin(basin)
+        key = _creation_key(request_token, config)
         if (existing := b.streams.get(name)) is not None:
             if existing.deleted_at is not None:
                 raise _stream_deletion_pending(name)
+            if key is not None and existing.creation_key == key:
+                return existing, "noop"
             raise S2Error(409, "resource_already_exists", f"stream {name!r} already exists")
         default = (b.config or {}).get("default_stream_config")
         created_ns = self._clock.next()
@@ -605,27 +666,44 @@ class Store:
         # lite/src/backend/streams.rs `provision_stream` records `stream_cipher` in its metadata).
         cipher = (b.config or {}).get("stream_cipher")
         s = Stream(basin, name, format_rfc3339(created_ns), s2_configs.inherit(config, default), cipher=cipher)
+        s.creation_key = key
         if self._db is not None:
             s.db_id = self._db.create(s, created_ns)
         b.streams[name] = s
-        return s
+        return s, "created"
 
-    def ensure(self, basin: str, name: str, config: dict[str, Any] | None) -> tuple[Stream, bool]:
+    def ensure(self, basin: str, name: str, config: dict[str, Any] | None) -> tuple[Stream, str]:
         """`PUT /v1/streams/{s}`: create the stream, or give an existing one this config (the fields
-        left unset take the basin's defaults, as on creation); True if it was created. S2:
-        lite/src/backend/streams.rs `provision_stream`, `ProvisionMode::Ensure`."""
+        left unset take the basin's defaults, as on creation); `created`, `updated` or `noop` (S2
+        compares the resolved configs). S2: lite/src/backend/streams.rs `provision_stream`,
+        `ProvisionMode::Ensure`."""
         b = self._active_basin(basin)
         s = b.streams.get(name)
         if s is None:
-            return self.create(basin, name, config), True
+            return self.create(basin, name, config), "created"
         if s.deleted_at is not None:
             raise _stream_deletion_pending(name)
         desired = s2_configs.inherit(config, (b.config or {}).get("default_stream_config"))
-        if desired != s.config:
-            s.config = desired
-            if self._db is not None:
-                self._db.reconfigure(s)
-        return s, False
+        resolved = s2_configs.canonical(s2_configs.stream_config_json(desired))
+        if resolved == s2_configs.canonical(s2_configs.stream_config_json(s.config)):
+            return s, "noop"
+        self._set_config(s, desired)
+        return s, "updated"
+
+    def reconfigure(self, basin: str, name: str, patch: dict[str, Any]) -> Stream:
+        """`PATCH /v1/streams/{s}`: S2's `StreamReconfiguration` over the stream's resolved config,
+        the fields reset taking the basin's defaults (S2: lite/src/backend/streams.rs `reconfigure_stream`)."""
+        b = self._active_basin(basin)
+        s = self.require(basin, name)
+        current = s2_configs.stream_config_json(s.config)
+        default = (b.config or {}).get("default_stream_config")
+        self._set_config(s, s2_configs.inherit(s2_configs.reconfigure_stream_config(current, patch), default))
+        return s
+
+    def _set_config(self, s: Stream, config: dict[str, Any] | None) -> None:
+        s.config = config
+        if self._db is not None:
+            self._db.reconfigure(s)
 
     def delete(self, basin: str, name: str) -> None:
         """Delete a stream: its reads, appends and followers end now; it is listed with `deleted_at`
@@ -667,12 +745,13 @@ class Store:
         match_seq_num: int | None = None,
         fencing_token: str | None = None,
         key: str | None = None,
+        created_config: dict[str, Any] | None = None,
     ) -> AppendResult:
         """Append a batch atomically and wake its followers (S2: lite/src/backend/streamer.rs).
         `key` is the request's `s2-encryption-key`, needed by a stream with a cipher: S2 resolves
         it once the stream is open, before the batch's preconditions (lite/src/backend/append.rs)."""
         sizes = _validate_batch(records)
-        s = self.open(basin, name, "create_stream_on_append")
+        s = self.open(basin, name, "create_stream_on_append", created_config)
         cipher = s.record_cipher(key)
         if fencing_token is not None and fencing_token != (s.fencing_token or ""):
             raise ErrorBody(412, "fencing_token_mismatch", {"fencing_token_mismatch": s.fencing_token or ""})

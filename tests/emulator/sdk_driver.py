@@ -20,12 +20,14 @@ from typing import Any
 from s2_sdk import (
     S2,
     AppendInput,
+    BasinConfig,
     Endpoints,
     ReadLimit,
     ReadUnwrittenError,
     Record,
     S2ServerError,
     SeqNum,
+    StreamConfig,
 )
 
 
@@ -88,6 +90,23 @@ async def main(basin_name: str, prefix: str) -> dict[str, Any]:
                 pass
         except ReadUnwrittenError as e:
             out["unwritten_session"] = [e.status_code, e.tail.seq_num]
+        # The control plane: ensure reads `s2-provision-result`; reconfigure is a PATCH.
+        ensured = f"{prefix}-ensured"
+        out["ensure_stream"] = [
+            (await basin.ensure_stream(ensured)).status.value,
+            (await basin.ensure_stream(ensured)).status.value,
+            (await basin.ensure_stream(ensured, config=StreamConfig(retention_policy=86400))).status.value,
+        ]
+        out["reconfigure_stream"] = (
+            await basin.reconfigure_stream(ensured, config=StreamConfig(retention_policy=3600))
+        ).retention_policy
+        out["ensure_basin"] = [
+            (await s2.ensure_basin(ensured)).status.value,
+            (await s2.ensure_basin(ensured)).status.value,
+            (await s2.ensure_basin(ensured, config=BasinConfig(create_stream_on_read=True))).status.value,
+        ]
+        reconfigured = await s2.reconfigure_basin(ensured, config=BasinConfig(create_stream_on_append=True))
+        out["reconfigure_basin"] = [reconfigured.create_stream_on_append, reconfigured.create_stream_on_read]
     return out
 
 

@@ -462,3 +462,82 @@ async def test_encrypted_streams_answer_as_s2_lite_does(s2_lite_url: str, emulat
             answers.append(steps)
         for ours, reference in zip(answers[1], answers[0], strict=True):
             assert ours == reference
+
+
+# Control plane steps: (method, "basin" for /v1/basins/{basin} or a stream name, extra headers, body).
+# What is compared: status, `s2-provision-result`, and the body without created_at or message.
+CONTROL_STEPS: list[tuple[str, str, dict[str, str], Any]] = [
+    ("PUT", "b", {}, {}),
+    ("PUT", "b", {}, {}),
+    ("PUT", "b", {}, {"storage_class": "express"}),
+    ("PUT", "b", {}, {"retention_policy": {"age": 86400}}),
+    ("PUT", "b", {}, {"retention_policy": {"age": 86400}}),
+    ("GET", "b", {}, None),
+    ("POST", "", {"s2-request-token": "tok-1"}, {"stream": "c", "config": {"retention_policy": {"age": 60}}}),
+    ("POST", "", {"s2-request-token": "tok-1"}, {"stream": "c", "config": {"retention_policy": {"age": 60}}}),
+    ("POST", "", {"s2-request-token": "tok-2"}, {"stream": "c", "config": {"retention_policy": {"age": 60}}}),
+    ("POST", "", {"s2-request-token": "tok-1"}, {"stream": "c"}),
+    ("POST", "", {}, {"stream": "c"}),
+    ("POST", "", {"s2-request-token": "t" * 37}, {"stream": "d"}),
+    ("PATCH", "b", {}, {"timestamping": {"mode": "arrival", "uncapped": True}}),
+    ("PATCH", "b", {}, {"timestamping": {"mode": None}, "storage_class": "standard"}),
+    ("PATCH", "b", {}, {"storage_class": None, "retention_policy": None}),
+    ("PATCH", "b", {}, {"delete_on_empty": {"min_age_secs": 30}}),
+    ("PATCH", "b", {}, {"retention_policy": {"age": 0}}),
+    ("PATCH", "b", {}, {"storage_class": "glacier"}),  # s2-lite keeps any string
+    ("PATCH", "b", {}, {"storage_class": 3}),
+    ("PATCH", "nope", {}, {}),
+    ("GET", "b", {}, None),
+    ("PATCH", "basin", {}, {"stream_cipher": "aegis-256", "create_stream_on_append": True}),
+    ("POST", "", {}, {"stream": "sealed"}),
+    ("PATCH", "basin", {}, {"stream_cipher": None, "default_stream_config": {"retention_policy": {"age": 60}}}),
+    ("PATCH", "basin", {}, {"default_stream_config": {"storage_class": "standard"}}),
+    ("PATCH", "basin", {}, {"stream_cipher": "rot13"}),
+    ("PATCH", "basin", {}, {"create_stream_on_read": None}),
+    ("PATCH", "basin", {}, {"default_stream_config": None, "create_stream_on_read": True}),
+    ("GET", "basin", {}, None),
+    ("PUT", "basin", {}, {"config": {"create_stream_on_read": True, "create_stream_on_append": True}}),
+    ("PUT", "basin", {}, {"config": {"create_stream_on_read": True, "create_stream_on_append": True}}),
+    ("PUT", "basin", {}, {}),
+    ("PATCH", "basin", {}, {"create_stream_on_read": True, "create_stream_on_append": True}),
+    # s2-stream-config: applied to a stream an append or read creates, ignored otherwise, checked always.
+    (
+        "POST /records",
+        "auto-w",
+        {"s2-stream-config": '{"retention_policy":{"age":120}}'},
+        {"records": [{"body": "", "timestamp": 5}]},
+    ),
+    ("GET", "auto-w", {}, None),
+    ("GET /records?seq_num=0", "auto-r", {"s2-stream-config": '{"storage_class":"standard"}'}, None),
+    ("GET", "auto-r", {}, None),
+    ("GET /records?seq_num=0", "auto-r", {"s2-stream-config": '{"storage_class":"express"}'}, None),
+    ("GET", "auto-r", {}, None),
+    ("GET /records?seq_num=0", "auto-r", {"s2-stream-config": "{"}, None),
+    ("GET /records?seq_num=0", "auto-r", {"s2-stream-config": '{"retention_policy":{"age":0}}'}, None),
+    ("GET /records?seq_num=0", "auto-r", {"s2-stream-config": '{"storage_class":3}'}, None),
+]
+
+
+async def _control(s2: S2, step: tuple[str, str, dict[str, str], Any], created_basin: str) -> tuple[Any, ...]:
+    method, target, headers, body = step
+    method, _, suffix = method.partition(" ")
+    if target == "basin":
+        url = f"{s2.url}/v1/basins/{created_basin}"
+    elif target:
+        url = s2.path(target, suffix)
+    else:
+        url = f"{s2.url}/v1/streams"
+    async with s2.http.request(method, url, json=body, headers=s2.headers(headers)) as r:
+        text = await r.text()
+        return r.status, r.headers.get("s2-provision-result"), _normalise(json.loads(text) if text else None)
+
+
+async def test_the_control_plane_answers_as_s2_lite_does(s2_lite_url: str, emulator: Emulator) -> None:
+    basin = f"ctl-{uuid.uuid4().hex[:10]}"
+    async with aiohttp.ClientSession() as http:
+        reference = await _new_basin(http, s2_lite_url, basin)
+        ours = await _new_basin(http, emulator.url, basin)
+        for step in CONTROL_STEPS:
+            got = await _control(ours, step, basin)
+            expected = await _control(reference, step, basin)
+            assert got == expected, step

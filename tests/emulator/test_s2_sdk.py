@@ -106,3 +106,12 @@ def test_sdk_errors(sdk_run: dict[str, Any]) -> None:
     status, tail = sdk_run["unwritten"]
     assert status == 416 and tail[0] == 6  # the tail, after the live record
     assert sdk_run["unwritten_session"] == [416, 6]
+
+
+def test_sdk_control_plane(sdk_run: dict[str, Any]) -> None:
+    """`ensure_*` need `s2-provision-result` (the SDK raises without it), `reconfigure_*` a PATCH:
+    both as s2-lite answers them (lite/src/handlers/v1/streams.rs, basins.rs)."""
+    assert sdk_run["ensure_stream"] == ["created", "config-unchanged", "config-updated"]
+    assert sdk_run["reconfigure_stream"] == 3600
+    assert sdk_run["ensure_basin"] == ["created", "config-unchanged", "config-updated"]
+    assert sdk_run["reconfigure_basin"] == [True, True]
