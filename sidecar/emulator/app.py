@@ -39,7 +39,7 @@ from . import encryption, hooks, s2_configs
 from .encryption import RecordCipher
 from .exchange import Exchange, media_type
 from .faults import Action, Corrupt, Cut, Fail, Stall
-from .output import PROTOBUF, CutConnection, Output, Reply, cut_of, error_payload, send_reply
+from .output import PROTOBUF, CutConnection, Output, Reply, compress_reply, cut_of, error_payload, send_reply
 from .sessions import COMPRESS_MIN_BYTES, Heartbeats, S2SWriter, SessionWriter, SSEWriter, run_session
 from .state import EmulatorState
 from .store import MAX_FENCING_TOKEN_BYTES, Stream
@@ -222,6 +222,8 @@ async def _s2_api(request: Exchange, state: EmulatorState) -> None:
         log.exception("emulator: unexpected error in %s %s", request.method, request.raw_path[:200])
         result = Reply.error(S2Error(500, "other", "internal error in the emulator"))
     if result is not None:
+        if action is None:  # a fault's reply is sent as the fault shapes it
+            compress_reply(result, request.headers.get("Accept-Encoding"))
         await send_reply(request, result, action, state.stopping)
 
 

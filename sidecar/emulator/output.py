@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 from dataclasses import dataclass, field
 from typing import Any
+
+import zstandard
 
 from sidecar.errors import RangeNotSatisfiable, S2Error
 from sidecar.wire.json import dumps, error_body, tail_to_json
@@ -20,6 +23,64 @@ PROTOBUF = "application/protobuf"
 # more bytes than follow (so every protobuf parser rejects it).
 GARBAGE_JSON = b'{"records": [{"seq_num": \x00garbage'
 GARBAGE_PROTOBUF = b"\x0a\x7f\x01"
+
+
+# S2 compresses whole answers of its /v1 API of at least 1 KiB, sessions never (lite/src/handlers/v1/mod.rs:
+# tower-http's CompressionLayer with SizeAbove(1024), not for text/event-stream nor s2s/proto; gzip and zstd).
+COMPRESS_REPLY_MIN_BYTES = 1024
+_CODINGS = ("identity", "gzip", "zstd")  # tower-http's preference at equal q, least first
+
+
+def _qvalue(params: str) -> int | None:
+    """A q parameter in thousandths, as tower-http parses it (None: not valid, the entry is ignored)."""
+    text = params.strip()
+    if not text:
+        return 1000
+    if text[:2].lower() != "q=" or text[2:3] not in ("0", "1"):
+        return None
+    whole, _, frac = text[2:].partition(".")
+    if len(whole) != 1 or len(frac) > 3 or (not frac.isdigit() and frac):
+        return None
+    value = int(whole) * 1000 + int((frac or "0").ljust(3, "0"))
+    return value if value <= 1000 else None
+
+
+def reply_coding(accept_encoding: str | None) -> str:
+    """The content coding of a whole answer: the highest q among gzip, zstd and identity (ties go
+    to zstd, then gzip), `*` standing for those not named (tower-http `preferred_encoding_with_wildcard`)."""
+    if not accept_encoding:
+        return "identity"
+    explicit: dict[str, int] = {}
+    wildcard: int | None = None
+    for part in accept_encoding.split(","):
+        name, _, params = part.partition(";")
+        name = name.strip().lower()
+        name = "gzip" if name == "x-gzip" else name
+        q = _qvalue(params)
+        if q is None:
+            continue
+        if name == "*":
+            wildcard = q
+        elif name in _CODINGS:
+            explicit.setdefault(name, q)
+    offered = explicit if wildcard is None else {c: explicit.get(c, wildcard) for c in _CODINGS}
+    best = max(((q, _CODINGS.index(c)) for c, q in offered.items() if q > 0), default=None)
+    return "identity" if best is None else _CODINGS[best[1]]
+
+
+def compress_reply(reply: Reply, accept_encoding: str | None) -> None:
+    """Compress a whole answer of at least 1 KiB in the coding the client prefers, as S2 does."""
+    if len(reply.body) < COMPRESS_REPLY_MIN_BYTES:
+        return
+    reply.headers["vary"] = "accept-encoding"
+    coding = reply_coding(accept_encoding)
+    if coding == "gzip":
+        reply.body = gzip.compress(reply.body, mtime=0)
+    elif coding == "zstd":
+        reply.body = zstandard.ZstdCompressor().compress(reply.body)
+    else:
+        return
+    reply.headers["content-encoding"] = coding
 
 
 def error_payload(err: S2Error) -> dict[str, Any]:
