@@ -40,7 +40,16 @@ from .encryption import RecordCipher
 from .exchange import Exchange, media_type
 from .faults import Action, Corrupt, Cut, Fail, Stall
 from .output import PROTOBUF, CutConnection, Output, Reply, compress_reply, cut_of, error_payload, send_reply
-from .sessions import COMPRESS_MIN_BYTES, Heartbeats, S2SWriter, SessionWriter, SSEWriter, run_session
+from .sessions import (
+    COMPRESS_MIN_BYTES,
+    Heartbeats,
+    S2SWriter,
+    SessionWriter,
+    SSEWriter,
+    deleted_error,
+    run_session,
+    terminal_trim,
+)
 from .state import EmulatorState
 from .store import MAX_FENCING_TOKEN_BYTES, Stream
 
@@ -473,8 +482,9 @@ async def _read(
     return await _one_shot(state, stream, stream.record_cipher(key), query, target.mode, fmt)
 
 
-async def _long_poll(state: EmulatorState, stream: Stream, pos: int, wait: float) -> bool:
-    """Wait at the tail until a record arrives (True) or `wait` seconds pass (False)."""
+async def _long_poll(state: EmulatorState, stream: Stream, pos: int, wait: float) -> bool | None:
+    """Wait at the tail until a record arrives (True) or `wait` seconds pass (False); None: the
+    stream was deleted, with `deletion_ends_reads_as_s2_lite` (else that is 404)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     with state.live.open(stream, session=False) as live:
@@ -483,7 +493,9 @@ async def _long_poll(state: EmulatorState, stream: Stream, pos: int, wait: float
             if live.close_error is not None:
                 raise live.close_error
             if stream.deleted:
-                raise S2Error(404, "stream_not_found", f"stream {stream.name!r} was deleted")
+                if state.config.deletion_ends_reads_as_s2_lite:
+                    return None
+                raise deleted_error(stream, False)
             if stream.next_seq > pos:
                 return True
             left = deadline - loop.time()
@@ -504,7 +516,15 @@ async def _one_shot(
     tail: StreamPosition | None = None
     if count > 0 and nbytes > 0:  # count=0 or bytes=0 ends at once, with an empty batch
         if pos == stream.next_seq:
-            if not await _long_poll(state, stream, pos, wait):
+            arrived = await _long_poll(state, stream, pos, wait)
+            if arrived is None:
+                # s2-lite answers the deletion's trim command, served live (S2 merges the batches a
+                # unary read got before its session ended: lite/src/handlers/v1/records.rs).
+                trim, _size, trim_tail = terminal_trim(stream)
+                if mode == "protobuf":
+                    return Reply(200, encode_batch([trim], trim_tail), PROTOBUF)
+                return Reply.json(batch_to_json(records_from_fields([trim]), trim_tail, fmt))
+            if not arrived:
                 # The wait ran out: S2 answers an empty batch without a tail.
                 return Reply(200, b"", PROTOBUF) if mode == "protobuf" else Reply.json({"records": []})
             # Served from the live path: S2's live batches carry the tail, catch-up batches do not
@@ -585,7 +605,18 @@ async def _session(
     stall = action.seconds if isinstance(action, Stall) else 0.0
     with state.live.open(stream, session=True) as live:
         try:
-            await run_session(stream, cipher, query, start, writer, live, heartbeats, delivered, stall)
+            await run_session(
+                stream,
+                cipher,
+                query,
+                start,
+                writer,
+                live,
+                heartbeats,
+                delivered,
+                stall,
+                state.config.deletion_ends_reads_as_s2_lite,
+            )
         except (CutConnection, ConnectionError):
             return None  # cut on purpose, or the client went away: nothing more to say
         except Exception:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sidecar.errors import S2Error
-from sidecar.types import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, ReadQuery, StreamPosition
+from sidecar.types import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, ReadQuery, StreamPosition, metered_size
 from sidecar.wire import s2s, sse
 from sidecar.wire.json import Format, batch_to_json, dumps, position_to_json
-from sidecar.wire.protobuf import encode_batch, records_from_fields
+from sidecar.wire.protobuf import encode_batch, encode_record_field, records_from_fields
 
 from .encryption import RecordCipher
 from .faults import Stats
@@ -25,6 +25,26 @@ from .output import GARBAGE_PROTOBUF, Output, error_payload
 from .store import Stream, now_ms
 
 COMPRESS_MIN_BYTES = 1024  # S2's s2s framing: messages under 1 KiB are not compressed
+# A deleted stream's last record, in s2-lite: a trim command to the largest seq_num
+# (S2: lite/src/backend/streams.rs `delete_stream`, `terminal_trim`).
+TERMINAL_TRIM_BODY = b"\xff" * 8
+STREAMER_GONE = "streamer missing in action"  # S2: lite/src/backend/error.rs `StreamerMissingInActionError`
+
+
+def terminal_trim(stream: Stream) -> tuple[bytes, int, StreamPosition]:
+    """The deletion's trim command as s2-lite's followers get it: (its record field, its metered
+    size, the tail after it). It is appended like any record: seq_num the tail, arrival time."""
+    seq = stream.next_seq
+    ts = max(now_ms(), stream.timestamps[-1] if stream.timestamps else 0)
+    field = encode_record_field(seq, ts, ((b"", b"trim"),), TERMINAL_TRIM_BODY)
+    return field, metered_size(((b"", b"trim"),), TERMINAL_TRIM_BODY), StreamPosition(seq + 1, ts)
+
+
+def deleted_error(stream: Stream, as_s2_lite: bool) -> S2Error:
+    """What ends an open read of a deleted stream (see `EmulatorConfig.deletion_ends_reads_as_s2_lite`)."""
+    if as_s2_lite:
+        return S2Error(503, "unavailable", STREAMER_GONE)
+    return S2Error(404, "stream_not_found", f"stream {stream.name!r} was deleted")
 
 
 class Live:
@@ -185,6 +205,7 @@ async def run_session(
     heartbeats: Heartbeats,
     delivered: tuple[int, int] = (0, 0),
     stall: float = 0.0,
+    deletion_as_s2_lite: bool = False,
 ) -> None:
     """Catch up from `start`, then follow live, until a bound, the wait, a close or a delete ends it.
 
@@ -219,7 +240,11 @@ async def run_session(
             await writer.error(live.close_error)
             return
         if stream.deleted:
-            await writer.error(S2Error(404, "stream_not_found", f"stream {stream.name!r} was deleted"))
+            if deletion_as_s2_lite and following and count_left != 0 and bytes_left != 0:
+                # The streamer broadcasts the terminal trim to its followers before it goes.
+                trim, size, tail = terminal_trim(stream)
+                await writer.batch([trim], tail.seq_num - 1, tail, count_so_far + 1, bytes_so_far + size)
+            await writer.error(deleted_error(stream, deletion_as_s2_lite))
             return
         if count_left == 0 or bytes_left == 0:
             await writer.done()

@@ -13,6 +13,7 @@ api/src/v1/basin.rs (`BasinInfo.state` from `deleted_at`). The window's length i
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -180,3 +181,53 @@ async def test_a_deletion_pending_at_a_restart_comes_back_gone(tmp_path: Path) -
                 "basin_not_found",
             )
             assert (await _answer(s2, "PUT", s2.path("gone"), {}))[0] == 201  # the name is free again
+
+
+TRIM_B64 = "dHJpbQ=="  # "trim"
+TERMINAL_B64 = "//////////8="  # eight 0xff bytes
+
+
+async def test_with_the_switch_open_reads_of_a_deleted_stream_end_as_s2_lite_ends_them() -> None:
+    """`deletion_ends_reads_as_s2_lite`: a following session gets the deletion's trim command (seq
+    the tail, header ("", "trim"), body eight 0xff bytes) as a live batch, then `503 unavailable`
+    "streamer missing in action" (SSE error event, no [DONE]; s2s terminal frame); a long poll
+    answers that record, 200 (S2: lite/src/backend/streams.rs `delete_stream` appends a terminal
+    trim; read.rs ends followers with `StreamerMissingInActionError`; s2-lite 0.43.4 answered so).
+    Off (the default), the same reads end with 404 stream_not_found, as the sidecar's tests expect."""
+    config = EmulatorConfig(port=0, heartbeat_min=5, heartbeat_max=6, deletion_ends_reads_as_s2_lite=True)
+    async with Emulator(config) as emu, aiohttp.ClientSession() as http:
+        s2 = await S2(http, emu.url).create_basin({"create_stream_on_append": True})
+        await s2.append("s", FIVE[:1])
+        fmt = {"s2-format": "base64"}
+        out: dict[str, Any] = {}
+
+        async def sse() -> None:
+            headers = s2.headers({"Accept": "text/event-stream", **fmt})
+            async with http.get(s2.path("s", "/records?seq_num=0"), headers=headers) as r:
+                out["sse"] = (await r.read()).decode()
+
+        async def s2s() -> None:
+            headers = s2.headers({"Content-Type": "s2s/proto", "Accept-Encoding": "identity"})
+            async with http.get(s2.path("s", "/records?seq_num=0"), headers=headers) as r:
+                out["s2s"] = await r.read()
+
+        async def poll() -> None:
+            async with http.get(s2.path("s", "/records?seq_num=1&wait=5"), headers=s2.headers(fmt)) as r:
+                out["poll"] = (r.status, await r.json())
+
+        tasks = [asyncio.create_task(f()) for f in (sse, s2s, poll)]
+        await asyncio.sleep(0.5)
+        assert (await _answer(s2, "DELETE", s2.path("s")))[0] == 202
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    events = out["sse"].split("\n\n")
+    assert events[2].startswith("event: batch\nid: 1,2,32\ndata: ")  # 10 + 22 metered bytes
+    trim_batch = json.loads(events[2].split("data: ", 1)[1])
+    [record] = trim_batch["records"]
+    assert (record["seq_num"], record["headers"], record["body"]) == (1, [["", TRIM_B64]], TERMINAL_B64)
+    assert trim_batch["tail"] == {"seq_num": 2, "timestamp": record["timestamp"]}
+    assert events[3] == 'event: error\ndata: {"code":"unavailable","message":"streamer missing in action"}'
+    assert "[DONE]" not in out["sse"]
+    terminal = b'\x00\x00\x40\x80\x01\xf7{"code":"unavailable","message":"streamer missing in action"}'
+    assert out["s2s"].endswith(terminal) and b"\x12\x04trim\x22\x08" + b"\xff" * 8 in out["s2s"]
+    status, body = out["poll"]
+    assert status == 200 and [(r["seq_num"], r["body"]) for r in body["records"]] == [(1, TERMINAL_B64)]
