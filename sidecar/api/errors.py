@@ -9,6 +9,7 @@
 | S2 401                             | UNAUTHENTICATED      | ErrorInfo                          |
 | S2 403 (quota_exhausted)           | PERMISSION_DENIED (RESOURCE_EXHAUSTED) | ErrorInfo        |
 | S2 404                             | NOT_FOUND            | ErrorInfo                          |
+| S2 409 stream/basin_deletion_pending | NOT_FOUND          | ErrorInfo(reason=S2 code)          |
 | S2 409 transaction_conflict        | ABORTED              | ErrorInfo, RetryInfo               |
 | S2 409 other                       | FAILED_PRECONDITION  | ErrorInfo                          |
 | S2 416                             | OUT_OF_RANGE         | ErrorInfo(metadata tail), `s2-tail-seq-num` |
@@ -64,6 +65,12 @@ class RpcError:
     trailing_metadata: Metadata
 
 
+# A stream or basin being deleted is gone for its readers (S2 finishes the deletion in the
+# background; a create after it makes a new incarnation): one code with the 404 an app already
+# handles, the ErrorInfo reason telling the two apart.
+DELETION_PENDING = frozenset({"stream_deletion_pending", "basin_deletion_pending"})
+
+
 def _s2_code(e: S2Error) -> grpc.StatusCode:
     if e.code == "decryption_failed":
         # The key is well-formed but not the one the stream's records were written with: the
@@ -80,7 +87,7 @@ def _s2_code(e: S2Error) -> grpc.StatusCode:
         return grpc.StatusCode.UNAUTHENTICATED
     if status == 403:
         return grpc.StatusCode.RESOURCE_EXHAUSTED if e.code == "quota_exhausted" else grpc.StatusCode.PERMISSION_DENIED
-    if status == 404:
+    if status == 404 or e.code in DELETION_PENDING:
         return grpc.StatusCode.NOT_FOUND
     if status == 409:
         return grpc.StatusCode.ABORTED if e.code == "transaction_conflict" else grpc.StatusCode.FAILED_PRECONDITION

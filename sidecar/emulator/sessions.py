@@ -240,8 +240,10 @@ async def run_session(
             await writer.error(live.close_error)
             return
         if stream.deleted:
-            if deletion_as_s2_lite and following and count_left != 0 and bytes_left != 0:
-                # The streamer broadcasts the terminal trim to its followers before it goes.
+            if deletion_as_s2_lite and pos >= stream.next_seq and count_left != 0 and bytes_left != 0:
+                # The terminal trim is the stream's next record for a session that has delivered
+                # all the others (following, or just done catching up): S2's streamer hands it on
+                # before it goes.
                 trim, size, tail = terminal_trim(stream)
                 await writer.batch([trim], tail.seq_num - 1, tail, count_so_far + 1, bytes_so_far + size)
             await writer.error(deleted_error(stream, deletion_as_s2_lite))

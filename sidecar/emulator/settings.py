@@ -30,10 +30,11 @@ class EmulatorConfig:
     # until then lists them with `deleted_at` and answers `409 *_deletion_pending` (s2-lite 0.43.4
     # takes ~20 ms for an empty stream on this machine). 0 = gone before the 202.
     deletion_delay: float = 0.02
-    # How an open read of a stream that is deleted ends. False: at once, `404 stream_not_found`
-    # (what the sidecar's tests expect). True: as s2-lite 0.43.4 ends it, a session first gets the
-    # deletion's trim command record (header ("", "trim"), body eight 0xff bytes) as a live batch,
-    # then `503 unavailable` "streamer missing in action" (SSE error event, s2s terminal frame); a
-    # long poll answers that 503 (S2: lite/src/backend/streams.rs `delete_stream`, a terminal trim,
-    # then the streamer's follow channel closes: read.rs `StreamerMissingInActionError`).
-    deletion_ends_reads_as_s2_lite: bool = False
+    # How an open read of a stream that is deleted ends. True (S2's way, as s2-lite 0.43.4): a
+    # session that delivered every record gets the deletion's trim command record (header
+    # ("", "trim"), body eight 0xff bytes) as a live batch, then `503 unavailable` "streamer
+    # missing in action" (SSE error event, s2s terminal frame); a long poll answers the trim
+    # record (S2: lite/src/backend/streams.rs `delete_stream`, a terminal trim, then the
+    # streamer's follow channel closes: read.rs `StreamerMissingInActionError`).
+    # False: at once, `404 stream_not_found` (the emulator before it followed s2-lite here).
+    deletion_ends_reads_as_s2_lite: bool = True

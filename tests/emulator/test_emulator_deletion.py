@@ -139,13 +139,30 @@ async def test_a_deleted_basin_is_listed_deleting_then_gone(s2d: S2) -> None:
 
 
 async def test_a_follower_ends_when_its_stream_is_deleted(s2d: S2) -> None:
-    """Reads stop at the DELETE, not when the deletion ends (a long poll here)."""
+    """Reads stop at the DELETE, not when the deletion ends (a long poll here): S2's way, the long
+    poll answers the deletion's trim command record (S2: lite/src/backend/streams.rs
+    `delete_stream` appends it; the unary read returns what its session got)."""
     stream = f"f-{uuid.uuid4().hex[:8]}"
     await s2d.append(stream, FIVE)
     poll = asyncio.create_task(_answer(s2d, "GET", s2d.path(stream, "/records?seq_num=5&wait=10")))
     await asyncio.sleep(0.2)
     assert await _answer(s2d, "DELETE", s2d.path(stream)) == (202, None)
-    assert _code(await asyncio.wait_for(poll, DELAY)) == (404, "stream_not_found")
+    status, body = await asyncio.wait_for(poll, DELAY)
+    assert status == 200
+    (trim,) = body["records"]
+    assert (trim["seq_num"], trim["headers"]) == (5, [["", "trim"]])
+
+
+async def test_without_s2s_way_a_follower_ends_with_404() -> None:
+    """`deletion_ends_reads_as_s2_lite=False`: the emulator's older answer, 404 at the DELETE."""
+    config = EmulatorConfig(port=0, deletion_delay=DELAY, deletion_ends_reads_as_s2_lite=False)
+    async with Emulator(config) as emu, aiohttp.ClientSession() as http:
+        s2 = await S2(http, emu.url).create_basin({"create_stream_on_append": True})
+        await s2.append("f", FIVE)
+        poll = asyncio.create_task(_answer(s2, "GET", s2.path("f", "/records?seq_num=5&wait=10")))
+        await asyncio.sleep(0.2)
+        assert await _answer(s2, "DELETE", s2.path("f")) == (202, None)
+        assert _code(await asyncio.wait_for(poll, DELAY)) == (404, "stream_not_found")
 
 
 def test_no_delay_deletes_before_the_answer(tmp_path: Path) -> None:

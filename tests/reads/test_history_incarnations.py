@@ -225,8 +225,8 @@ async def test_a_stream_still_being_deleted_is_not_served_from_the_cache() -> No
         assert (await listed.json())["streams"][0]["deleted_at"] is not None  # still being deleted
         for replay in (session, read):
             rows, err = await replay(h, stream="pending", seq_num=0, count=300)
-            # S2's answer is 409 stream_deletion_pending: FAILED_PRECONDITION.
-            assert (rows, err) == ([], "FAILED_PRECONDITION"), replay.__name__
+            # S2's answer is 409 stream_deletion_pending: NOT_FOUND (gone for readers).
+            assert (rows, err) == ([], "NOT_FOUND"), replay.__name__
 
 
 @needs_cache

@@ -136,8 +136,8 @@ async def test_reconnect_advice_resumes_at_once_and_at_most_once_a_minute() -> N
 @pytest.mark.parametrize(
     ("code", "status", "grpc_code"),
     [
-        ("stream_deletion_pending", 409, grpc.StatusCode.FAILED_PRECONDITION),
-        ("basin_deletion_pending", 409, grpc.StatusCode.FAILED_PRECONDITION),
+        ("stream_deletion_pending", 409, grpc.StatusCode.NOT_FOUND),  # being deleted: gone for readers
+        ("basin_deletion_pending", 409, grpc.StatusCode.NOT_FOUND),
         ("decryption_failed", 400, grpc.StatusCode.PERMISSION_DENIED),  # a wrong encryption key
     ],
 )
