@@ -8,6 +8,7 @@ The Python client is imported from `clients/python/src` (put on sys.path here), 
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import sys
@@ -28,6 +29,13 @@ BASIN = "local-basin"
 BASE_TS = 1_700_000_000_000  # in the past: the emulator caps client timestamps at arrival time
 N_RECORDS = 20
 
+# Encrypted streams (README, "Encrypted streams"): a basin whose streams are encrypted, the key its
+# records are written with (standard base64 of 32 bytes, as S2 takes it) and another one.
+SEALED_BASIN = "sealed-basin"
+KEY_BYTES = bytes(range(32))
+KEY = base64.b64encode(KEY_BYTES).decode()
+WRONG_KEY = base64.b64encode(bytes(range(1, 33))).decode()
+
 _names = itertools.count()
 
 
@@ -40,14 +48,31 @@ class Live:
         self.socket_path = socket_path
         self.emulator_url = sc.emulator_url
         self.http = http
+        self._sealed_basin = False
 
-    async def append(self, stream: str, records: list[dict[str, Any]]) -> None:
+    async def append(
+        self, stream: str, records: list[dict[str, Any]], *, basin: str = BASIN, encryption_key: str | None = None
+    ) -> None:
+        headers = {"s2-basin": basin}
+        if encryption_key is not None:
+            headers["s2-encryption-key"] = encryption_key
         async with self.http.post(
-            f"{self.emulator_url}/v1/streams/{stream}/records",
-            json={"records": records},
-            headers={"s2-basin": BASIN},
+            f"{self.emulator_url}/v1/streams/{stream}/records", json={"records": records}, headers=headers
         ) as resp:
             assert resp.status == 200, await resp.text()
+
+    async def fill_sealed(self, stream: str, n: int = 3) -> list[str]:
+        """`n` records ("secret-0", ...) in a new encrypted stream of SEALED_BASIN, written with KEY."""
+        if not self._sealed_basin:
+            config = {"create_stream_on_append": True, "stream_cipher": "aegis-256"}
+            async with self.http.post(
+                f"{self.emulator_url}/v1/basins", json={"basin": SEALED_BASIN, "config": config}
+            ) as resp:
+                assert resp.status == 201, await resp.text()
+            self._sealed_basin = True
+        bodies = [f"secret-{i}" for i in range(n)]
+        await self.append(stream, [{"body": b} for b in bodies], basin=SEALED_BASIN, encryption_key=KEY)
+        return bodies
 
     async def fill(self, stream: str, n: int = N_RECORDS) -> None:
         await self.append(stream, [{"body": f"record-{i}", "timestamp": BASE_TS + i * 1000} for i in range(n)])

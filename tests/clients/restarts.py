@@ -11,6 +11,7 @@ down. Each client brings a driver (RESUME.md, "The restart test's driver"): a co
     await restarts.catch_up_across_restarts(cmd)     # 100,000 records, bounded session
     await restarts.follow_across_restarts(cmd)       # live follower while a writer appends
     await restarts.missing_stream_fails_at_once(cmd) # NOT_FOUND is not retried
+    await restarts.encrypted_session_across_restarts(cmd)  # the client's key on every resume
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def driver_cmd(*program: str) -> DriverCmd:
     return cmd
 
 BASIN = "restart-basin"
+# An encrypted stream's key, standard base64 of 32 bytes (README, "Encrypted streams"); drivers take
+# it as `--encryption-key` and give it to their client (RESUME.md, "The restart test's driver").
+ENCRYPTION_KEY = "c2VjcmV0LWtleS1vZi10aGUtcmVzdGFydC10ZXN0LSE="
 RESTARTS = 10  # 5 SIGTERM (drain: UNAVAILABLE with s2-next-seq-num) and 5 SIGKILL (connection reset)
 BODY_SIZE = 1000  # 100,000 records = 100 MB: far more than gRPC windows and socket buffers hold in flight
 
@@ -92,8 +96,10 @@ class Sidecar:
 
 
 @contextlib.asynccontextmanager
-async def _world() -> AsyncIterator[tuple[Emulator, Sidecar, aiohttp.ClientSession]]:
-    emulator = Emulator(EmulatorConfig(port=0, heartbeat_min=0.5, heartbeat_max=1.0, basins={BASIN: CREATE_ON_APPEND}))
+async def _world(stream_cipher: str | None = None) -> AsyncIterator[tuple[Emulator, Sidecar, aiohttp.ClientSession]]:
+    """With `stream_cipher`, every stream of the basin is encrypted (append with ENCRYPTION_KEY)."""
+    basin = CREATE_ON_APPEND if stream_cipher is None else {**CREATE_ON_APPEND, "stream_cipher": stream_cipher}
+    emulator = Emulator(EmulatorConfig(port=0, heartbeat_min=0.5, heartbeat_max=1.0, basins={BASIN: basin}))
     await emulator.start()
     sidecar = Sidecar(emulator.url)
     try:
@@ -104,11 +110,16 @@ async def _world() -> AsyncIterator[tuple[Emulator, Sidecar, aiohttp.ClientSessi
         await emulator.stop()
 
 
-async def _append(http: aiohttp.ClientSession, emulator: Emulator, stream: str, seq_nums: range) -> None:
+async def _append(
+    http: aiohttp.ClientSession, emulator: Emulator, stream: str, seq_nums: range, *, encrypted: bool = False
+) -> None:
+    headers = {"s2-basin": BASIN, "content-type": "application/protobuf", "accept": "application/protobuf"}
+    if encrypted:
+        headers["s2-encryption-key"] = ENCRYPTION_KEY
     async with http.post(
         f"{emulator.url}/v1/streams/{stream}/records",
         data=encode_append_input([AppendRecord(body=body(i).encode()) for i in seq_nums]),
-        headers={"s2-basin": BASIN, "content-type": "application/protobuf", "accept": "application/protobuf"},
+        headers=headers,
     ) as resp:
         assert resp.status == 200, await resp.text()
 
@@ -368,3 +379,42 @@ async def missing_stream_fails_at_once(cmd: DriverCmd) -> None:
             print(f"missing stream: driver failed after {elapsed:.1f} s", file=sys.stderr)
         finally:
             await driver.kill()
+
+
+async def encrypted_session_across_restarts(cmd: DriverCmd) -> None:
+    """An encrypted stream followed with the key the driver gives its client (`--encryption-key`):
+    the session resumes across a SIGTERM and a SIGKILL with the key still sent (a resume without it
+    would end in FAILED_PRECONDITION, which is not retried), and reads every record once, those
+    appended while the sidecar was down included. Without the key the driver fails at once with
+    FAILED_PRECONDITION. Neither prints the key."""
+    async with _world(stream_cipher="aegis-256") as (emulator, sidecar, http):
+        stream = f"sealed-{next(_names)}"
+        await _append(http, emulator, stream, range(0, 100), encrypted=True)
+        await sidecar.start()
+        keyless = Driver(cmd(sidecar.address, stream, 0, None))
+        keyed = Driver([*cmd(sidecar.address, stream, 0, None), "--encryption-key", ENCRYPTION_KEY])
+        try:
+            await keyless.start()
+            assert await keyless.exit_code(within=30) == 1, keyless.report("no error without the key")
+            assert b"FAILED_PRECONDITION" in keyless.stderr and not keyless.seen, keyless.report("not the missing key")
+            await keyed.start()
+            await keyed.until_seen(100, within=60)
+            written = 100
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                await sidecar.stop(sig)
+                await _append(http, emulator, stream, range(written, written + 50), encrypted=True)
+                written += 50
+                await sidecar.start()
+                await keyed.until_seen(written, within=60)
+            await _append(http, emulator, stream, range(written, written + 50), encrypted=True)
+            written += 50
+            await keyed.until_seen(written, within=60)
+            await asyncio.sleep(0.5)  # a repeat would show up here
+            await keyed.assert_running("a follower ended")
+            assert_exactly_once(keyed.seen, written)
+        finally:
+            await keyless.kill()
+            await keyed.kill()
+        await asyncio.wait_for(keyed._stderr, 10)
+        for driver in (keyless, keyed):
+            assert ENCRYPTION_KEY.encode() not in driver.stderr, driver.report("the driver printed the key")

@@ -30,3 +30,8 @@ async def test_python_missing_stream_fails_at_once() -> None:
 @pytest.mark.timeout(600)
 async def test_python_sync_catch_up_and_follow_across_sidecar_restarts() -> None:
     await restarts.catch_up_and_follow_across_restarts(driver("--sync"), records=30_000, min_catch_up_cuts=2)
+
+
+@pytest.mark.parametrize("mode", [(), ("--sync",)], ids=["async", "sync"])
+async def test_python_session_keeps_its_key_across_sidecar_restarts(mode: tuple[str, ...]) -> None:
+    await restarts.encrypted_session_across_restarts(driver(*mode))

@@ -15,6 +15,7 @@ Sessions resume across sidecar restarts, `read` and `check_tail` retry within th
 
 from importlib import metadata as _metadata
 
+from s2sidecar_client._convert import EncryptionKey
 from s2sidecar_client._resume import RetryPolicy
 from s2sidecar_client.client import ReadSession, S2SidecarClient
 from s2sidecar_client.errors import (
@@ -54,6 +55,7 @@ __all__ = [
     "Cancelled",
     "Conflict",
     "DeadlineExceeded",
+    "EncryptionKey",
     "InvalidArgument",
     "NotFound",
     "PermissionDenied",

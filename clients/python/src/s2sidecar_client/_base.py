@@ -5,9 +5,12 @@ clients differ only in how they wait: `await` or block."""
 from __future__ import annotations
 
 from s2sidecar_client import _convert
+from s2sidecar_client._convert import EncryptionKey
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
 from s2sidecar_client._resume import NO_RETRY, RetryPolicy, SessionState
 from s2sidecar_client.types import ReadLimit, Start, Timestamp
+
+Metadata = tuple[tuple[str, str], ...]
 
 # (method path, request serializer, response deserializer) of each call, for `channel.unary_*`.
 READ = (_convert.SERVICE + "Read", pb.ReadRequest.SerializeToString, pb.ReadResponse.FromString)
@@ -21,10 +24,17 @@ CHECK_TAIL = (_convert.SERVICE + "CheckTail", pb.CheckTailRequest.SerializeToStr
 
 class ClientBase:
     def __init__(
-        self, target: str | None, basin: str | None, token: str | None, timeout: float | None, retry: RetryPolicy
+        self,
+        target: str | None,
+        basin: str | None,
+        token: str | None,
+        timeout: float | None,
+        retry: RetryPolicy,
+        encryption_key: EncryptionKey | None,
     ) -> None:
         self.basin = basin
         self._metadata = _convert.auth_metadata(token)
+        self._key = None if encryption_key is None else _convert.encryption_key_metadata(encryption_key)
         self.timeout = timeout
         self.retry = retry
         self.target = target or _convert.default_target()
@@ -34,6 +44,12 @@ class ClientBase:
 
     def _answer(self) -> None:
         self._answered = True
+
+    def _reads_metadata(self, encryption_key: EncryptionKey | None) -> Metadata | None:
+        """Metadata for a `Read` or `ReadSession`: the call's key, else the client's (`CheckTail`
+        takes none: S2 answers tails without one)."""
+        key = self._key if encryption_key is None else _convert.encryption_key_metadata(encryption_key)
+        return self._metadata if key is None else (*(self._metadata or ()), key)
 
     def _read_request(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from typing import TypeVar
 
@@ -59,6 +60,24 @@ def read_request(
 def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...] | None:
     """Call metadata carrying the sidecar's app token, if any."""
     return (("authorization", f"Bearer {token}"),) if token else None
+
+
+ENCRYPTION_KEY_HEADER = "s2-encryption-key"
+
+EncryptionKey = bytes | str
+"""An encrypted stream's key: the 32 raw bytes (the client base64-encodes them), or the standard
+padded base64 text S2 takes in `s2-encryption-key`."""
+
+
+def encryption_key_metadata(key: EncryptionKey) -> tuple[str, str]:
+    """The metadata pair carrying `key`. Its length and alphabet are left to the sidecar to check,
+    so a malformed key gets the sidecar's INVALID_ARGUMENT, which explains it without echoing it."""
+    if isinstance(key, bytes | bytearray | memoryview):
+        return ENCRYPTION_KEY_HEADER, base64.b64encode(key).decode("ascii")
+    if isinstance(key, str):
+        return ENCRYPTION_KEY_HEADER, key
+    # The type only: the value may be a key.
+    raise TypeError(f"encryption_key must be bytes or a base64 str, not {type(key).__name__}")
 
 
 def position(msg: pb.StreamPosition) -> StreamPosition:

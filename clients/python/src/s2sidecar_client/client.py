@@ -11,6 +11,7 @@ import grpc
 
 from s2sidecar_client import _base, _convert
 from s2sidecar_client._base import ClientBase
+from s2sidecar_client._convert import EncryptionKey
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
 from s2sidecar_client._resume import CallRetries, RetryPolicy, SessionState
 from s2sidecar_client.errors import SidecarError
@@ -36,6 +37,10 @@ class S2SidecarClient(ClientBase):
     `wait`; sessions have none. `retry` says how calls ride out a sidecar restart (clients/RESUME.md):
     sessions resume where they stood, `read` and `check_tail` retry within their timeout;
     `RetryPolicy(max_attempts=1)` turns that off.
+    `encryption_key` is the key of encrypted streams (README, "Encrypted streams"), sent as
+    `s2-encryption-key` with every `read` and `read_session` (and each of its resumes): the 32 raw
+    bytes as `bytes`, or their base64 as `str`. Those calls take an `encryption_key` of their own,
+    which wins over the client's. A key is never logged nor shown in an error.
     Failed calls raise a `SidecarError` subclass (see `s2sidecar_client.errors`).
     """
 
@@ -47,9 +52,10 @@ class S2SidecarClient(ClientBase):
         token: str | None = None,
         timeout: float | None = 30.0,
         retry: RetryPolicy = RetryPolicy(),
+        encryption_key: EncryptionKey | None = None,
         channel: grpc.aio.Channel | None = None,
     ) -> None:
-        super().__init__(target, basin, token, timeout, retry)
+        super().__init__(target, basin, token, timeout, retry, encryption_key)
         self._own_channel = channel is None
         self._channel = channel or grpc.aio.insecure_channel(self.target, options=retry.channel_options())
         self._read: grpc.aio.UnaryUnaryMultiCallable[pb.ReadRequest, pb.ReadResponse] = self._channel.unary_unary(
@@ -91,12 +97,16 @@ class S2SidecarClient(ClientBase):
         until: int | Timestamp | None = None,
         clamp: bool = False,
         wait: int | None = None,
+        *,
+        encryption_key: EncryptionKey | None = None,
     ) -> ReadBatch:
         """One batch (at most 1000 records / 1 MiB metered). `start=None` means the tail; `until`
-        is an exclusive timestamp in ms; `wait` (seconds, at most 60) long-polls at the tail."""
+        is an exclusive timestamp in ms; `wait` (seconds, at most 60) long-polls at the tail;
+        `encryption_key` (bytes or base64 str) replaces the client's for this call."""
         req, timeout = self._read_request(stream, start, limit, until, clamp, wait)
+        metadata = self._reads_metadata(encryption_key)
         resp = await self._retrying(
-            lambda t: self._read(req, timeout=t, metadata=self._metadata, wait_for_ready=not self._answered), timeout
+            lambda t: self._read(req, timeout=t, metadata=metadata, wait_for_ready=not self._answered), timeout
         )
         return _convert.batch(resp)
 
@@ -111,6 +121,7 @@ class S2SidecarClient(ClientBase):
         *,
         heartbeats: bool = False,
         resume: bool = True,
+        encryption_key: EncryptionKey | None = None,
     ) -> ReadSession:
         """Batches from `start` (default: the tail), in order, each record exactly once.
 
@@ -122,10 +133,12 @@ class S2SidecarClient(ClientBase):
         If the sidecar restarts the session resumes after the last record it delivered (see
         `RetryPolicy`); `resume=False` raises the first failure instead. A failure it does not
         retry raises a `SidecarError` whose `next_seq_num` is where to resume.
+        `encryption_key` (bytes or base64 str) replaces the client's for this session, resumes included.
         """
         state = self._session_state(stream, start, limit, until, clamp, wait, resume)
+        metadata = self._reads_metadata(encryption_key)  # every resume sends the same key
         return ReadSession(
-            lambda r: self._session(r, metadata=self._metadata, wait_for_ready=not self._answered),
+            lambda r: self._session(r, metadata=metadata, wait_for_ready=not self._answered),
             state,
             heartbeats=heartbeats,
             on_answer=self._answer,

@@ -11,6 +11,7 @@ import grpc
 
 from s2sidecar_client import _base, _convert
 from s2sidecar_client._base import ClientBase
+from s2sidecar_client._convert import EncryptionKey
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
 from s2sidecar_client._resume import CallRetries, RetryPolicy
 from s2sidecar_client.types import ReadBatch, ReadLimit, SeqNum, Start, StreamPosition, Timestamp
@@ -34,8 +35,9 @@ class S2SidecarSyncClient(ClientBase):
         token: str | None = None,
         timeout: float | None = 30.0,
         retry: RetryPolicy = RetryPolicy(),
+        encryption_key: EncryptionKey | None = None,
     ) -> None:
-        super().__init__(target, basin, token, timeout, retry)
+        super().__init__(target, basin, token, timeout, retry, encryption_key)
         self._channel = grpc.insecure_channel(self.target, options=retry.channel_options())
         self._read: grpc.UnaryUnaryMultiCallable[pb.ReadRequest, pb.ReadResponse] = self._channel.unary_unary(
             *_base.READ
@@ -73,10 +75,13 @@ class S2SidecarSyncClient(ClientBase):
         until: int | Timestamp | None = None,
         clamp: bool = False,
         wait: int | None = None,
+        *,
+        encryption_key: EncryptionKey | None = None,
     ) -> ReadBatch:
         req, timeout = self._read_request(stream, start, limit, until, clamp, wait)
+        metadata = self._reads_metadata(encryption_key)
         resp = self._retrying(
-            lambda t: self._read(req, timeout=t, metadata=self._metadata, wait_for_ready=not self._answered), timeout
+            lambda t: self._read(req, timeout=t, metadata=metadata, wait_for_ready=not self._answered), timeout
         )
         return _convert.batch(resp)
 
@@ -91,12 +96,14 @@ class S2SidecarSyncClient(ClientBase):
         *,
         heartbeats: bool = False,
         resume: bool = True,
+        encryption_key: EncryptionKey | None = None,
     ) -> Iterator[ReadBatch]:
         """A generator of batches that resumes across sidecar restarts; closing it (or breaking
         out of a `for`) cancels the call."""
         state = self._session_state(stream, start, limit, until, clamp, wait, resume)
+        metadata = self._reads_metadata(encryption_key)  # every resume sends the same key
         while (req := state.request()) is not None:  # None: a count or bytes limit is used up
-            call = self._session(req, metadata=self._metadata, wait_for_ready=not self._answered)
+            call = self._session(req, metadata=metadata, wait_for_ready=not self._answered)
             try:
                 for msg in call:
                     self._answered = True
