@@ -96,7 +96,10 @@ async def test_the_sync_client_reads_with_its_key_and_a_calls(live: Live, stream
     assert await asyncio.to_thread(run) == (written, written, grpc.StatusCode.PERMISSION_DENIED)
 
 
-def test_a_key_of_another_type_is_refused_without_showing_it() -> None:
+def test_a_key_grpc_cannot_carry_is_refused_without_showing_it() -> None:
     with pytest.raises(TypeError, match="bytes or a base64 str, not list") as err:
         S2SidecarSyncClient("127.0.0.1:1", encryption_key=[KEY])  # type: ignore[arg-type]
     assert KEY not in str(err.value)
+    with pytest.raises(ValueError, match="printable ASCII") as bad:
+        S2SidecarSyncClient("127.0.0.1:1", encryption_key=KEY[:-1] + "\u00e9")
+    assert KEY[:-1] not in str(bad.value)

@@ -71,13 +71,17 @@ padded base64 text S2 takes in `s2-encryption-key`."""
 
 def encryption_key_metadata(key: EncryptionKey) -> tuple[str, str]:
     """The metadata pair carrying `key`. Its length and alphabet are left to the sidecar to check,
-    so a malformed key gets the sidecar's INVALID_ARGUMENT, which explains it without echoing it."""
+    so a malformed key gets the sidecar's INVALID_ARGUMENT, which explains it without echoing it;
+    only what gRPC cannot carry at all is refused here. Errors never show the value."""
     if isinstance(key, bytes | bytearray | memoryview):
         return ENCRYPTION_KEY_HEADER, base64.b64encode(key).decode("ascii")
-    if isinstance(key, str):
-        return ENCRYPTION_KEY_HEADER, key
-    # The type only: the value may be a key.
-    raise TypeError(f"encryption_key must be bytes or a base64 str, not {type(key).__name__}")
+    if not isinstance(key, str):
+        # The type only: the value may be a key.
+        raise TypeError(f"encryption_key must be bytes or a base64 str, not {type(key).__name__}")
+    if not all(" " <= c <= "~" for c in key):
+        # gRPC carries printable ASCII only, and would fail the call with an opaque error.
+        raise ValueError("encryption_key as str must be base64 text (printable ASCII); pass the raw key as bytes")
+    return ENCRYPTION_KEY_HEADER, key
 
 
 def position(msg: pb.StreamPosition) -> StreamPosition:
