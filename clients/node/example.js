@@ -10,6 +10,8 @@
 //
 // -addr defaults to env S2_SIDECAR_ADDRESS, else 127.0.0.1:50051. -token (or env
 // S2_SIDECAR_APP_TOKEN) sends the sidecar's app token. `follow` resumes across sidecar restarts.
+// An encrypted stream's key (base64): -encryption-key is the client's (handed to it as the raw
+// bytes), -call-encryption-key this call's (handed over as the base64 string), which wins.
 // Prints one JSON object per line: a record, a tail, or an error (then exits with status 2).
 
 const { S2SidecarClient, SidecarError, StreamNotFound } = require('./src/client');
@@ -37,8 +39,10 @@ function printRecord(r) {
 async function main() {
   const { command, opts } = parse(process.argv.slice(2));
   const token = opts.token || process.env.S2_SIDECAR_APP_TOKEN;
-  const client = new S2SidecarClient(opts.addr, { basin: opts.basin, token });
+  const encryptionKey = opts['encryption-key'] === undefined ? undefined : Buffer.from(opts['encryption-key'], 'base64');
+  const client = new S2SidecarClient(opts.addr, { basin: opts.basin, token, encryptionKey });
   const read = {
+    encryptionKey: opts['call-encryption-key'],
     seqNum: opts['seq-num'],
     timestamp: opts.timestamp,
     tailOffset: opts['tail-offset'],

@@ -4,6 +4,7 @@
 // ReadSession, printing `<seq_num> <body>` per record.
 //
 //   node restart-reader.js --addr 127.0.0.1:50051 --stream orders --start-seq-num 0 [--count 100000]
+//                          [--encryption-key BASE64]   (the client's key, for an encrypted stream)
 //
 // Exits 0 when the session ends; on an error it cannot retry, prints `error <STATUS>: <message>`
 // to stderr and exits 1. Resumes are logged to stderr.
@@ -19,14 +20,16 @@ async function main() {
       stream: { type: 'string' },
       'start-seq-num': { type: 'string', default: '0' },
       count: { type: 'string' },
+      'encryption-key': { type: 'string' },
     },
   });
   if (!values.stream) {
-    console.error('usage: restart-reader.js [--addr ADDR] --stream STREAM [--start-seq-num N] [--count N]');
+    console.error('usage: restart-reader.js [--addr ADDR] --stream STREAM [--start-seq-num N] [--count N] [--encryption-key KEY]');
     process.exitCode = 64;
     return;
   }
   const client = new S2SidecarClient(values.addr, {
+    encryptionKey: values['encryption-key'],
     retry: {
       onRetry: (err, attempt, delayMs) =>
         console.error(`resume: ${err.code} (${err.message}); attempt ${attempt}, from ${err.nextSeqNum} in ${Math.round(delayMs)} ms`),

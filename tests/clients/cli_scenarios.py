@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tests.clients.conftest import APP_TOKEN, BASE_TS, N_RECORDS, Live
+from tests.clients.conftest import APP_TOKEN, BASE_TS, KEY, N_RECORDS, SEALED_BASIN, WRONG_KEY, Live
 
 
 async def run(
@@ -131,6 +131,41 @@ async def app_token(cmd_for: Any, token_live: Live, stream: str) -> None:
         )
         assert code == 0, (lines, err)
     assert seqs(lines) == [0, 1]
+
+
+async def encrypted_stream(cmd_for: Any, live: Live, stream: str) -> None:
+    """An encrypted stream (README, "Encrypted streams"), read and followed by a program whose
+    `-encryption-key K` (before the command) is the client's key, handed to it as the raw bytes, and
+    `-call-encryption-key K` (after it) that call's, handed over as the base64 string: either
+    reads; the call's wins over the client's both ways; a wrong key is PermissionDenied, none
+    FailedPrecondition, a malformed one InvalidArgument, and no output shows a key. `tail` needs none."""
+    written = await live.fill_sealed(stream)
+    malformed = KEY[:-4]
+    cases: list[tuple[str | None, str | None, str | None]] = [  # client key, call key, error
+        (KEY, None, None),
+        (None, KEY, None),
+        (WRONG_KEY, KEY, None),
+        (KEY, WRONG_KEY, "PermissionDenied"),
+        (WRONG_KEY, None, "PermissionDenied"),
+        (None, None, "FailedPrecondition"),
+        (None, malformed, "InvalidArgument"),
+    ]
+    for command in (["read", "-seq-num", "0"], ["follow", "-seq-num", "0", "-n", "3"]):
+        for client_key, call_key, error in cases:
+            cmd = cmd_for(live.address) + (["-encryption-key", client_key] if client_key else [])
+            args = [command[0], "-basin", SEALED_BASIN, "-stream", stream, *command[1:]]
+            args += ["-call-encryption-key", call_key] if call_key else []
+            code, lines, err = await run(cmd, *args)
+            what = (command[0], client_key == KEY, call_key == KEY, lines, err)
+            if error is None:
+                assert code == 0, what
+                assert [r["body"] for r in lines] == written, what
+            else:
+                assert code == 2 and lines[-1]["error"] == error, what
+            shown = json.dumps(lines) + err
+            assert not any(k in shown for k in (KEY, WRONG_KEY, malformed)), what
+    code, lines, err = await run(cmd_for(live.address), "tail", "-basin", SEALED_BASIN, "-stream", stream)
+    assert code == 0 and int(lines[0]["tail"]["seq_num"]) == len(written), (lines, err)
 
 
 SCENARIOS = [

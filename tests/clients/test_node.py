@@ -74,6 +74,12 @@ async def test_node_example_over_a_unix_socket(cmd_for: Callable[[str], list[str
     await cli_scenarios.unix_socket(cmd_for, live, stream)
 
 
+async def test_node_example_reads_an_encrypted_stream(
+    cmd_for: Callable[[str], list[str]], live: Live, stream: str
+) -> None:
+    await cli_scenarios.encrypted_stream(cmd_for, live, stream)
+
+
 async def test_node_example_with_an_app_token(
     cmd_for: Callable[[str], list[str]], token_live: Live, stream: str
 ) -> None:
@@ -87,6 +93,10 @@ async def test_node_catch_up_and_follow_across_sidecar_restarts(driver: restarts
 
 async def test_node_missing_stream_fails_at_once(driver: restarts.DriverCmd) -> None:
     await restarts.missing_stream_fails_at_once(driver)
+
+
+async def test_node_session_keeps_its_key_across_sidecar_restarts(driver: restarts.DriverCmd) -> None:
+    await restarts.encrypted_session_across_restarts(driver)
 
 
 def _run(argv: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:

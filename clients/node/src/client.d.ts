@@ -24,6 +24,8 @@ export interface ReadOptions {
   clamp?: boolean;
   /** Seconds. */
   wait?: number;
+  /** This call's key for an encrypted stream, instead of the client's (see `ClientOptions`). */
+  encryptionKey?: EncryptionKey;
 }
 export interface SessionOptions extends ReadOptions {
   /** Yield heartbeats (no records, `tail` set) instead of skipping them. */
@@ -52,6 +54,12 @@ export interface RetryOptions {
   onRetry?: (error: SidecarError, attempt: number, delayMs: number) => void;
 }
 
+/**
+ * An encrypted stream's key: the 32 raw bytes (a Buffer or any Uint8Array; the client
+ * base64-encodes them), or their standard padded base64 as S2 takes it in `s2-encryption-key`.
+ */
+export type EncryptionKey = Uint8Array | string;
+
 export interface ClientOptions {
   /** Empty (the default) uses the sidecar's default basin. */
   basin?: string;
@@ -60,6 +68,11 @@ export interface ClientOptions {
   /** Deadline of `read` (plus its `wait`) and `checkTail`, retries included. Default 30000. */
   timeoutMs?: number;
   retry?: RetryOptions;
+  /**
+   * The key of encrypted streams, sent as `s2-encryption-key` with every `read` and `readSession`
+   * (and each resume of a session); a call's own `encryptionKey` wins. Never logged nor shown.
+   */
+  encryptionKey?: EncryptionKey;
 }
 
 export class S2SidecarClient {

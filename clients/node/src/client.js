@@ -185,6 +185,27 @@ function readRequest(basin, stream, opts = {}) {
   return req;
 }
 
+const ENCRYPTION_KEY_HEADER = 's2-encryption-key';
+
+/**
+ * An encrypted stream's key as `s2-encryption-key` carries it (standard padded base64): a
+ * Uint8Array (Buffer) is the 32 raw bytes and is encoded here, a string is that base64 already.
+ * Length and alphabet are the sidecar's to check (INVALID_ARGUMENT, naming no key); only what
+ * gRPC cannot carry is refused here, as grpc-js would put the value in its error. No error
+ * shows the value.
+ */
+function encodeKey(key) {
+  if (key instanceof Uint8Array) return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('base64');
+  if (typeof key !== 'string') {
+    const type = key === null ? 'null' : (key.constructor && key.constructor.name) || typeof key;
+    throw new TypeError(`encryptionKey must be a Uint8Array (Buffer) or a base64 string, not ${type}`);
+  }
+  if (!/^[ -~]*$/.test(key)) {
+    throw new TypeError('encryptionKey as a string must be base64 text (printable ASCII); pass the raw key as a Buffer');
+  }
+  return key;
+}
+
 function batchOf(msg) {
   return { records: msg.records, tail: msg.tail || null };
 }
@@ -200,6 +221,8 @@ const CHANNEL_OPTIONS = {
 const NOT_AN_ANSWER = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.CANCELLED]);
 
 class S2SidecarClient {
+  #encryptionKey;
+
   /**
    * @param {string} [target] "host:port" or "unix:/path/to.sock"; default: env S2_SIDECAR_ADDRESS,
    *   else 127.0.0.1:50051
@@ -209,13 +232,18 @@ class S2SidecarClient {
    *   `authorization: Bearer <token>`
    * @param {number} [options.timeoutMs] deadline for read / checkTail (plus any `wait`), retries included
    * @param {object} [options.retry] `{ maxAttempts, baseDelayMs, maxDelayMs, onRetry }`, see client.d.ts
+   * @param {Uint8Array|string} [options.encryptionKey] the key of encrypted streams, sent as
+   *   `s2-encryption-key` with every read and readSession (and each resume): the 32 raw bytes, or
+   *   their base64. A call's own `encryptionKey` wins.
    */
-  constructor(target, { basin = '', token, timeoutMs = 30000, retry = {} } = {}) {
+  constructor(target, { basin = '', token, timeoutMs = 30000, retry = {}, encryptionKey } = {}) {
     this.basin = basin;
     this.timeoutMs = timeoutMs;
     const given = Object.entries(retry).filter(([, value]) => value !== undefined);
     this.retry = { ...DEFAULT_RETRY, ...Object.fromEntries(given) };
     if (!(this.retry.maxAttempts >= 1)) throw new RangeError('retry.maxAttempts must be at least 1');
+    // A private field: console.log and util.inspect show a client's properties, never this.
+    this.#encryptionKey = encryptionKey === undefined ? undefined : encodeKey(encryptionKey);
     this.metadata = new grpc.Metadata();
     if (token) this.metadata.set('authorization', `Bearer ${token}`);
     // Until the sidecar first answers, calls wait for the channel to connect (gRPC's
@@ -242,9 +270,21 @@ class S2SidecarClient {
     });
   }
 
-  /** The call metadata: with waitForReady until the sidecar has answered once. */
-  _metadata() {
-    return this._answered ? this.metadata : this._waitingMetadata;
+  /**
+   * The call metadata: with waitForReady until the sidecar has answered once, and `key` (encoded,
+   * see `_keyOf`) as `s2-encryption-key` when given.
+   */
+  _metadata(key) {
+    const md = this._answered ? this.metadata : this._waitingMetadata;
+    if (key === undefined) return md;
+    const keyed = md.clone(); // keeps waitForReady
+    keyed.set(ENCRYPTION_KEY_HEADER, key);
+    return keyed;
+  }
+
+  /** The key for a read or session: the call's own `encryptionKey`, else the client's. */
+  _keyOf(encryptionKey) {
+    return encryptionKey === undefined ? this.#encryptionKey : encodeKey(encryptionKey);
   }
 
   /** Notes that `err` (a SidecarError) came from the sidecar, not from a failure to reach it. */
@@ -267,9 +307,9 @@ class S2SidecarClient {
     return delayMs;
   }
 
-  _call(method, req, deadline) {
+  _call(method, req, deadline, key) {
     return new Promise((resolve, reject) => {
-      this.stub[method](req, this._metadata(), { deadline }, (err, resp) => {
+      this.stub[method](req, this._metadata(key), { deadline }, (err, resp) => {
         if (!err) {
           this._answered = true;
           resolve(resp);
@@ -283,11 +323,11 @@ class S2SidecarClient {
   }
 
   /** A unary call, retried while its deadline (timeout plus `extraMs`) leaves room for another try. */
-  async _unary(method, req, extraMs = 0) {
+  async _unary(method, req, extraMs = 0, key = undefined) {
     const deadline = Date.now() + this.timeoutMs + extraMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this._call(method, req, new Date(deadline));
+        return await this._call(method, req, new Date(deadline), key);
       } catch (err) {
         const delayMs = this._retryDelay(err, attempt, this.retry.maxAttempts);
         if (delayMs === undefined || Date.now() + delayMs >= deadline) throw err;
@@ -296,11 +336,16 @@ class S2SidecarClient {
     }
   }
 
-  /** One batch: `{ records: [{ seq_num, timestamp, headers, body }], tail }`. Default start: seq_num 0. */
+  /**
+   * One batch: `{ records: [{ seq_num, timestamp, headers, body }], tail }`. Default start: seq_num 0.
+   * `opts.encryptionKey` (Uint8Array or base64 string) replaces the client's for this call.
+   */
   async read(stream, opts = {}) {
-    const hasStart = ['seqNum', 'timestamp', 'tailOffset'].some((k) => opts[k] !== undefined);
-    const req = readRequest(this.basin, stream, hasStart ? opts : { seqNum: 0, ...opts });
-    return batchOf(await this._unary('Read', req, (opts.wait || 0) * 1000));
+    const { encryptionKey, ...read } = opts;
+    const key = this._keyOf(encryptionKey);
+    const hasStart = ['seqNum', 'timestamp', 'tailOffset'].some((k) => read[k] !== undefined);
+    const req = readRequest(this.basin, stream, hasStart ? read : { seqNum: 0, ...read });
+    return batchOf(await this._unary('Read', req, (read.wait || 0) * 1000, key));
   }
 
   /** `{ seq_num, timestamp }`: the next seq_num and the last record's timestamp. */
@@ -317,13 +362,15 @@ class S2SidecarClient {
    * A broken session is reopened from the next record, each record delivered once, in order,
    * until `retry.maxAttempts` attempts in a row fail without progress; the last error is then
    * thrown with `nextSeqNum` set. `opts.resume: false` throws the first failure instead.
+   * `opts.encryptionKey` replaces the client's for this session, every resume included.
    */
   async *readSession(stream, opts = {}) {
-    const { heartbeats = false, resume = true, ...read } = opts;
+    const { heartbeats = false, resume = true, encryptionKey, ...read } = opts;
+    const key = this._keyOf(encryptionKey);
     const cursor = new SessionCursor(readRequest(this.basin, stream, read));
     const maxAttempts = resume ? this.retry.maxAttempts : 1;
     for (let attempt = 1; ; attempt++) {
-      const call = this.stub.ReadSession(cursor.request(), this._metadata());
+      const call = this.stub.ReadSession(cursor.request(), this._metadata(key));
       try {
         for await (const msg of call) {
           this._answered = true;

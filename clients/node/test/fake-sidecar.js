@@ -57,18 +57,24 @@ function record(seqNum, body, headers = []) {
  * Starts a fake sidecar. `script` maps a method name to its steps, one per call, in order:
  * ReadSession steps are `(call) => void` (write, then `call.end()` or `call.emit('error', ...)`);
  * Read and CheckTail steps are `(request) => response` or `{ error }`.
- * Resolves to `{ address, requests, close }`; `requests[method]` lists the requests received.
+ * Resolves to `{ address, requests, keys, close }`; `requests[method]` lists the requests received,
+ * `keys[method]` each one's `s2-encryption-key` metadata (undefined when it had none).
  * `port` 0 (the default) picks a free one.
  */
 async function startFake(script, { port: wanted = 0 } = {}) {
   const requests = { Read: [], ReadSession: [], CheckTail: [] };
+  const keys = { Read: [], ReadSession: [], CheckTail: [] };
+  const received = (method, call) => {
+    requests[method].push(call.request);
+    keys[method].push(call.metadata.get('s2-encryption-key')[0]);
+  };
   const next = (method) => {
     const step = (script[method] || [])[requests[method].length - 1];
     if (!step) throw new Error(`unscripted ${method} call #${requests[method].length}`);
     return step;
   };
   const unary = (method) => (call, callback) => {
-    requests[method].push(call.request);
+    received(method, call);
     const out = next(method)(call.request);
     if (out.error) callback(out.error);
     else callback(null, out);
@@ -78,13 +84,13 @@ async function startFake(script, { port: wanted = 0 } = {}) {
     Read: unary('Read'),
     CheckTail: unary('CheckTail'),
     ReadSession: (call) => {
-      requests.ReadSession.push(call.request);
+      received('ReadSession', call);
       next('ReadSession')(call);
     },
   });
   const port = await new Promise((resolve, reject) =>
     server.bindAsync(`127.0.0.1:${wanted}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
-  return { address: `127.0.0.1:${port}`, requests, close: () => server.forceShutdown() };
+  return { address: `127.0.0.1:${port}`, requests, keys, close: () => server.forceShutdown() };
 }
 
 module.exports = { startFake, failure, record, status: grpc.status };

@@ -19,6 +19,7 @@ import {
 } from '@s2-sidecar/client';
 import type {
   ClientOptions,
+  EncryptionKey,
   ReadBatch,
   ReadOptions,
   RetryOptions,
@@ -78,6 +79,12 @@ export async function app(): Promise<void> {
   }
   const iterator: AsyncGenerator<ReadBatch, void, undefined> = client.readSession('orders');
   await iterator.return();
+
+  const rawKey: EncryptionKey = Buffer.alloc(32); // the raw bytes, or their base64 as a string
+  const sealed = new S2SidecarClient(undefined, { basin: 'sealed', encryptionKey: rawKey });
+  await sealed.read('orders', { encryptionKey: 'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=' });
+  await sealed.read('orders', { encryptionKey: new Uint8Array(32) });
+  for await (const b of sealed.readSession('orders', { seqNum: 0, encryptionKey: rawKey })) console.log(b);
 
   try {
     await client.read('orders', { seqNum: 0 });
@@ -145,6 +152,12 @@ export async function mistakes(client: S2SidecarClient): Promise<void> {
   const body: string = (await client.read('orders')).records[0].body;
   // @ts-expect-error a batch's tail may be null
   const tailSeq: string = (await client.read('orders')).tail.seq_num;
+  // @ts-expect-error a key is bytes or a base64 string
+  new S2SidecarClient(undefined, { encryptionKey: 42 });
+  // @ts-expect-error a key is bytes or a base64 string
+  await client.read('orders', { encryptionKey: [1, 2, 3] });
+  // @ts-expect-error checkTail takes no key (S2 answers tails without one)
+  await client.checkTail('orders', { encryptionKey: 'k' });
   // @ts-expect-error not exported
   const { DEFAULT_RETRY } = await import('@s2-sidecar/client');
   console.log(ready, seq, body, tailSeq, DEFAULT_RETRY);
