@@ -97,6 +97,12 @@ async def test_go_example_over_a_unix_socket(cmd_for: Callable[[str], list[str]]
     await cli_scenarios.unix_socket(cmd_for, live, stream)
 
 
+async def test_go_example_reads_an_encrypted_stream(
+    cmd_for: Callable[[str], list[str]], live: Live, stream: str
+) -> None:
+    await cli_scenarios.encrypted_stream(cmd_for, live, stream)
+
+
 async def test_go_example_with_an_app_token(cmd_for: Callable[[str], list[str]], token_live: Live, stream: str) -> None:
     await cli_scenarios.app_token(cmd_for, token_live, stream)
 
@@ -110,3 +116,8 @@ async def test_go_catch_up_and_follow_across_sidecar_restarts(bin_dir: Path) -> 
 @pytest.mark.timeout(120)
 async def test_go_missing_stream_fails_at_once(bin_dir: Path) -> None:
     await restarts.missing_stream_fails_at_once(driver(bin_dir))
+
+
+@pytest.mark.timeout(120)
+async def test_go_session_keeps_its_key_across_sidecar_restarts(bin_dir: Path) -> None:
+    await restarts.encrypted_session_across_restarts(driver(bin_dir))

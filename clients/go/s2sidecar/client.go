@@ -56,6 +56,7 @@ type options struct {
 	retry    RetryPolicy
 	log      *slog.Logger
 	dialOpts []grpc.DialOption
+	key      *secretKey // WithEncryptionKey; nil: none
 }
 
 // An Option configures a Client.
@@ -100,6 +101,9 @@ func New(target string, opts ...Option) (*Client, error) {
 		target = DefaultTarget()
 	}
 	o := buildOptions(opts)
+	if o.key != nil && o.key.err != nil {
+		return nil, o.key.err
+	}
 	bo := backoff.DefaultConfig
 	bo.BaseDelay, bo.MaxDelay = o.retry.MinBackoff, o.retry.MaxBackoff
 	dial := append([]grpc.DialOption{
@@ -178,7 +182,12 @@ func (c *Client) outgoing(ctx context.Context) context.Context {
 
 // Read reads one batch: at most 1000 records and 1 MiB. At the tail, req.Wait > 0 long-polls.
 // Failures that a restart explains are retried while the timeout (plus the wait) allows.
+// An encrypted stream's key is ctx's (ContextWithEncryptionKey), else the client's.
 func (c *Client) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadResponse, error) {
+	ctx, err := c.withKey(ctx)
+	if err != nil {
+		return nil, err
+	}
 	timeout := c.opts.timeout
 	if timeout > 0 {
 		timeout += time.Duration(req.GetWait()) * time.Second

@@ -47,10 +47,15 @@ type Session struct {
 
 // ReadSession streams batches of req's stream from req's start until its stop (count, bytes,
 // until, wait), or for ever with none. Nothing is sent until the first Next. ctx bounds the
-// whole session; Close ends it early.
+// whole session; Close ends it early. An encrypted stream's key is ctx's
+// (ContextWithEncryptionKey), else the client's, and every resume sends it.
 func (c *Client) ReadSession(ctx context.Context, req *pb.ReadSessionRequest, opts ...SessionOption) *Session {
+	ctx, keyErr := c.withKey(ctx)
 	ctx, cancel := context.WithCancel(c.outgoing(ctx))
 	s := &Session{client: c, ctx: ctx, cancel: cancel, resume: true}
+	if keyErr != nil {
+		s.finish(keyErr) // the first Next returns false, and Err says why
+	}
 	for _, opt := range opts {
 		opt(s)
 	}

@@ -40,17 +40,20 @@ type fakeService struct {
 	mu       sync.Mutex
 	scripts  []script // one per call, in order; the last one repeats
 	requests []proto.Message
+	keys     [][]string // each call's s2-encryption-key metadata
 }
 
-func (f *fakeService) next(req proto.Message) script {
+func (f *fakeService) next(ctx context.Context, req proto.Message) script {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requests = append(f.requests, proto.Clone(req))
+	md, _ := metadata.FromIncomingContext(ctx)
+	f.keys = append(f.keys, md.Get(EncryptionKeyHeader))
 	return f.scripts[min(len(f.requests), len(f.scripts))-1]
 }
 
 func (f *fakeService) ReadSession(req *pb.ReadSessionRequest, stream grpc.ServerStreamingServer[pb.ReadSessionResponse]) error {
-	s := f.next(req)
+	s := f.next(stream.Context(), req)
 	for _, b := range s.batches {
 		if err := stream.Send(b); err != nil {
 			return err
@@ -64,7 +67,7 @@ func (f *fakeService) ReadSession(req *pb.ReadSessionRequest, stream grpc.Server
 }
 
 func (f *fakeService) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadResponse, error) {
-	s := f.next(req)
+	s := f.next(ctx, req)
 	_ = grpc.SetTrailer(ctx, s.trailer)
 	if s.err != nil {
 		return nil, s.err
@@ -73,7 +76,7 @@ func (f *fakeService) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRe
 }
 
 func (f *fakeService) CheckTail(ctx context.Context, req *pb.CheckTailRequest) (*pb.CheckTailResponse, error) {
-	s := f.next(req)
+	s := f.next(ctx, req)
 	_ = grpc.SetTrailer(ctx, s.trailer)
 	if s.err != nil {
 		return nil, s.err

@@ -7,11 +7,14 @@
 //	s2sidecar-example -addr unix:/run/s2-sidecar.sock tail -stream orders
 //
 // -token (default: env S2_SIDECAR_APP_TOKEN) sends the sidecar's app token as
-// `authorization: Bearer <token>`; -no-retry turns retries and resuming off. It prints one JSON object per line: a record, a tail, or an error (then exits with status 2).
+// `authorization: Bearer <token>`; -no-retry turns retries and resuming off. An encrypted
+// stream's key (base64): -encryption-key is the client's (handed to it as the raw bytes),
+// -call-encryption-key after the command this call's (handed over as the string), which wins. It prints one JSON object per line: a record, a tail, or an error (then exits with status 2).
 package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -25,6 +28,7 @@ import (
 func main() {
 	addr := flag.String("addr", s2sidecar.DefaultTarget(), "sidecar address: host:port or unix:/path (default: env S2_SIDECAR_ADDRESS, else 127.0.0.1:50051)")
 	token := flag.String("token", os.Getenv("S2_SIDECAR_APP_TOKEN"), "the sidecar's app token, if it requires one")
+	clientKey := flag.String("encryption-key", "", "the client's key for encrypted streams (base64)")
 	noRetry := flag.Bool("no-retry", false, "never retry a failed call nor resume a session (a first call still waits for the sidecar to start)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: s2sidecar-example [-addr ADDR] read|follow|tail -stream NAME [options]")
@@ -45,9 +49,17 @@ func main() {
 	count := fs.Int64("count", -1, "stop after this many records")
 	until := fs.Int64("until", -1, "stop before the first record with timestamp >= this (ms)")
 	n := fs.Int("n", 0, "follow: exit after this many records (0: follow for ever)")
+	callKey := fs.String("call-encryption-key", "", "this call's key for an encrypted stream (base64), instead of the client's")
 	_ = fs.Parse(flag.Args()[1:])
 
 	opts := []s2sidecar.Option{s2sidecar.WithToken(*token)}
+	if *clientKey != "" {
+		raw, err := base64.StdEncoding.DecodeString(*clientKey)
+		if err != nil {
+			fail(errors.New("-encryption-key is not base64")) // not the value: it may be a key
+		}
+		opts = append(opts, s2sidecar.WithEncryptionKey(raw))
+	}
 	if *noRetry {
 		opts = append(opts, s2sidecar.WithRetryPolicy(s2sidecar.RetryPolicy{MaxAttempts: 1}))
 	}
@@ -57,6 +69,9 @@ func main() {
 	}
 	defer client.Close()
 	ctx := context.Background()
+	if *callKey != "" {
+		ctx = s2sidecar.ContextWithEncryptionKey(ctx, *callKey)
+	}
 
 	switch cmd {
 	case "read":

@@ -1,13 +1,13 @@
 // Command s2sidecar-restart-reader is the Go client's driver for the restart test
 // (tests/clients/restarts.py; "The restart test's driver" in clients/RESUME.md):
 //
-//	s2sidecar-restart-reader --addr ADDR --stream STREAM --start-seq-num N [--count N]
+//	s2sidecar-restart-reader --addr ADDR --stream STREAM --start-seq-num N [--count N] [--encryption-key KEY]
 //
 // It opens one auto-resuming ReadSession from seq_num N in the sidecar's default basin (with
 // count if given, else following live for ever) and prints `<seq_num> <body>` per record,
 // flushed after each batch. It exits 0 when the session ends; on an error the client does not
 // retry it writes `error <STATUS_NAME>: <message>` to stderr and exits 1. Resumes are logged to
-// stderr.
+// stderr. --encryption-key (base64) is the client's key for an encrypted stream.
 package main
 
 import (
@@ -32,10 +32,15 @@ func main() {
 	stream := flag.String("stream", "", "stream name")
 	start := flag.Uint64("start-seq-num", 0, "first seq_num to read")
 	count := flag.Int64("count", -1, "records to read (default: follow for ever)")
+	key := flag.String("encryption-key", "", "the key of an encrypted stream (base64 of 32 bytes)")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	client, err := s2sidecar.New(*addr, s2sidecar.WithLogger(log))
+	opts := []s2sidecar.Option{s2sidecar.WithLogger(log)}
+	if *key != "" {
+		opts = append(opts, s2sidecar.WithEncryptionKey(*key))
+	}
+	client, err := s2sidecar.New(*addr, opts...)
 	if err != nil {
 		fail(err)
 	}
