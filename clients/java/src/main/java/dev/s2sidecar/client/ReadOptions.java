@@ -9,21 +9,35 @@ import java.util.OptionalLong;
  * What to read: a start (none: the tail), a limit, an exclusive {@code until} timestamp
  * (milliseconds), {@code clamp} (a start past the tail starts at the tail instead of failing) and
  * {@code wait} (seconds, at most 60: how long a {@code read} long-polls at the tail, or how long a
- * session waits without a new record before it ends).
+ * session waits without a new record before it ends), and an encrypted stream's key for this call,
+ * instead of the client's ({@link EncryptionKey}; a session sends it on every resume).
  *
  * <pre>{@code
  * ReadOptions.from(ReadStart.seqNum(0)).limit(ReadLimit.count(100))
  * ReadOptions.from(ReadStart.tailOffset(10))            // follow live from 10 before the tail
+ * ReadOptions.from(ReadStart.seqNum(0)).encryptionKey(keyBytes)  // or the base64 String
  * }</pre>
  */
 public record ReadOptions(
-    Optional<ReadStart> start, ReadLimit limit, OptionalLong until, boolean clamp, OptionalInt waitSeconds) {
+    Optional<ReadStart> start,
+    ReadLimit limit,
+    OptionalLong until,
+    boolean clamp,
+    OptionalInt waitSeconds,
+    Optional<EncryptionKey> encryptionKey) {
   public static final ReadOptions DEFAULT =
       new ReadOptions(Optional.empty(), ReadLimit.NONE, OptionalLong.empty(), false, OptionalInt.empty());
 
   public ReadOptions {
     Objects.requireNonNull(start, "start");
     Objects.requireNonNull(limit, "limit");
+    Objects.requireNonNull(encryptionKey, "encryptionKey");
+  }
+
+  /** Options without a key of their own (the client's key, if any, is sent). */
+  public ReadOptions(
+      Optional<ReadStart> start, ReadLimit limit, OptionalLong until, boolean clamp, OptionalInt waitSeconds) {
+    this(start, limit, until, clamp, waitSeconds, Optional.empty());
   }
 
   public static ReadOptions from(ReadStart start) {
@@ -31,22 +45,36 @@ public record ReadOptions(
   }
 
   public ReadOptions start(ReadStart start) {
-    return new ReadOptions(Optional.of(start), limit, until, clamp, waitSeconds);
+    return new ReadOptions(Optional.of(start), limit, until, clamp, waitSeconds, encryptionKey);
   }
 
   public ReadOptions limit(ReadLimit limit) {
-    return new ReadOptions(start, limit, until, clamp, waitSeconds);
+    return new ReadOptions(start, limit, until, clamp, waitSeconds, encryptionKey);
   }
 
   public ReadOptions until(long timestampMillis) {
-    return new ReadOptions(start, limit, OptionalLong.of(timestampMillis), clamp, waitSeconds);
+    return new ReadOptions(start, limit, OptionalLong.of(timestampMillis), clamp, waitSeconds, encryptionKey);
   }
 
   public ReadOptions clamp(boolean clamp) {
-    return new ReadOptions(start, limit, until, clamp, waitSeconds);
+    return new ReadOptions(start, limit, until, clamp, waitSeconds, encryptionKey);
   }
 
   public ReadOptions waitSeconds(int seconds) {
-    return new ReadOptions(start, limit, until, clamp, OptionalInt.of(seconds));
+    return new ReadOptions(start, limit, until, clamp, OptionalInt.of(seconds), encryptionKey);
+  }
+
+  /** This call's key for an encrypted stream, as its 32 raw bytes; it wins over the client's. */
+  public ReadOptions encryptionKey(byte[] key) {
+    return encryptionKey(EncryptionKey.of(key));
+  }
+
+  /** This call's key for an encrypted stream, as standard padded base64; it wins over the client's. */
+  public ReadOptions encryptionKey(String base64) {
+    return encryptionKey(EncryptionKey.ofBase64(base64));
+  }
+
+  public ReadOptions encryptionKey(EncryptionKey key) {
+    return new ReadOptions(start, limit, until, clamp, waitSeconds, Optional.of(key));
   }
 }

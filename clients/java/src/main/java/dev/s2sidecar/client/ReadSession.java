@@ -24,14 +24,16 @@ import java.util.OptionalLong;
 public final class ReadSession implements Iterator<ReadBatch>, AutoCloseable {
   private final S2SidecarClient client;
   private final SessionState state;
+  private final Optional<EncryptionKey> key; // sent by every attempt
   private volatile Context.CancellableContext call; // the current attempt; close() may cancel it from another thread
   private Iterator<ReadSessionResponse> responses;
   private ReadBatch next;
   private boolean done;
   private volatile boolean closed;
 
-  ReadSession(S2SidecarClient client, ReadSessionRequest request) {
+  ReadSession(S2SidecarClient client, ReadSessionRequest request, Optional<EncryptionKey> key) {
     this.client = client;
+    this.key = key;
     this.state = new SessionState(request, client.retryPolicy(), Math::random);
   }
 
@@ -115,7 +117,7 @@ public final class ReadSession implements Iterator<ReadBatch>, AutoCloseable {
     call = attempt;
     Context previous = attempt.attach();
     try {
-      responses = client.stub().readSession(request.get());
+      responses = client.stub(key).readSession(request.get());
     } finally {
       attempt.detach(previous);
     }

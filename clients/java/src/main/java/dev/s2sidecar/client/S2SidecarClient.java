@@ -60,6 +60,7 @@ public final class S2SidecarClient implements AutoCloseable {
   private final Duration timeout;
   private final RetryPolicy retryPolicy;
   private final RetryListener retryListener;
+  private final Optional<EncryptionKey> encryptionKey;
   private final String target;
   // The sidecar has answered a call: from then on calls fail fast while it is away (and the retry
   // policy rides that out) instead of waiting for the connection.
@@ -87,6 +88,7 @@ public final class S2SidecarClient implements AutoCloseable {
     this.timeout = b.timeout;
     this.retryPolicy = b.resume ? b.retryPolicy : RetryPolicy.NONE;
     this.retryListener = b.retryListener;
+    this.encryptionKey = b.encryptionKey;
   }
 
   public static Builder builder() {
@@ -101,7 +103,8 @@ public final class S2SidecarClient implements AutoCloseable {
   public ReadBatch read(String stream, ReadOptions options) {
     var request = Convert.readRequest(basin, stream, options);
     Duration wait = Duration.ofSeconds(options.waitSeconds().orElse(0));
-    dev.s2sidecar.v1.ReadResponse response = unary("Read", wait, s -> s.read(request));
+    Optional<EncryptionKey> key = keyFor(options);
+    dev.s2sidecar.v1.ReadResponse response = unary("Read", wait, key, s -> s.read(request));
     return Convert.batch(response);
   }
 
@@ -110,7 +113,12 @@ public final class S2SidecarClient implements AutoCloseable {
    * stop (count, bytes, until) it follows the stream live for ever; close the session to end it.
    */
   public ReadSession readSession(String stream, ReadOptions options) {
-    return new ReadSession(this, Convert.readSessionRequest(basin, stream, options));
+    return new ReadSession(this, Convert.readSessionRequest(basin, stream, options), keyFor(options));
+  }
+
+  /** The key a read sends: its options' own, else the client's. */
+  private Optional<EncryptionKey> keyFor(ReadOptions options) {
+    return options.encryptionKey().or(() -> encryptionKey);
   }
 
   /**
@@ -135,7 +143,8 @@ public final class S2SidecarClient implements AutoCloseable {
   }
 
   private StreamPosition checkTail(CheckTailRequest request) {
-    return Convert.position(unary("CheckTail", Duration.ZERO, s -> s.checkTail(request)).getTail());
+    // No key: S2 answers tails without one.
+    return Convert.position(unary("CheckTail", Duration.ZERO, Optional.empty(), s -> s.checkTail(request)).getTail());
   }
 
   /**
@@ -204,9 +213,13 @@ public final class S2SidecarClient implements AutoCloseable {
     }
   }
 
-  /** The stub for the next call: waiting for the connection until the sidecar first answers. */
-  StreamServiceBlockingStub stub() {
-    return answered.get() ? stub : stub.withWaitForReady();
+  /**
+   * The stub for the next call: waiting for the connection until the sidecar first answers, and
+   * sending {@code key} as {@code s2-encryption-key} when present.
+   */
+  StreamServiceBlockingStub stub(Optional<EncryptionKey> key) {
+    StreamServiceBlockingStub s = answered.get() ? stub : stub.withWaitForReady();
+    return key.isEmpty() ? s : s.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(key.get().metadata()));
   }
 
   /**
@@ -226,12 +239,13 @@ public final class S2SidecarClient implements AutoCloseable {
     return retryPolicy;
   }
 
-  private <T> T unary(String method, Duration extra, Function<StreamServiceBlockingStub, T> call) {
+  private <T> T unary(
+      String method, Duration extra, Optional<EncryptionKey> key, Function<StreamServiceBlockingStub, T> call) {
     Deadline deadline = Deadline.after(timeout.plus(extra).toNanos(), TimeUnit.NANOSECONDS);
     Attempts attempts = new Attempts(retryPolicy, Math::random);
     while (true) {
       try {
-        T response = call.apply(stub().withDeadline(deadline));
+        T response = call.apply(stub(key).withDeadline(deadline));
         noteAnswer(null);
         return response;
       } catch (StatusRuntimeException e) {
@@ -276,6 +290,7 @@ public final class S2SidecarClient implements AutoCloseable {
     private RetryPolicy retryPolicy = RetryPolicy.DEFAULT;
     private RetryListener retryListener;
     private ManagedChannel channel;
+    private Optional<EncryptionKey> encryptionKey = Optional.empty();
 
     private Builder() {}
 
@@ -321,6 +336,25 @@ public final class S2SidecarClient implements AutoCloseable {
     /** Told before each retry, e.g. to log it. */
     public Builder retryListener(RetryListener listener) {
       this.retryListener = listener;
+      return this;
+    }
+
+    /**
+     * The key of encrypted streams, as its 32 raw bytes: sent as {@code s2-encryption-key} with
+     * every {@code read} and {@code readSession} (and each resume); a call's own key ({@link
+     * ReadOptions#encryptionKey(byte[])}) wins. {@code checkTail} sends none.
+     */
+    public Builder encryptionKey(byte[] key) {
+      return encryptionKey(EncryptionKey.of(key));
+    }
+
+    /** The key of encrypted streams as standard padded base64; see {@link #encryptionKey(byte[])}. */
+    public Builder encryptionKey(String base64) {
+      return encryptionKey(EncryptionKey.ofBase64(base64));
+    }
+
+    public Builder encryptionKey(EncryptionKey key) {
+      this.encryptionKey = Optional.of(key);
       return this;
     }
 

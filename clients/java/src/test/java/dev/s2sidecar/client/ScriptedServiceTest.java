@@ -49,6 +49,7 @@ class ScriptedServiceTest {
   private final ConcurrentLinkedQueue<BiConsumer<Object, StreamObserver<Object>>> script = new ConcurrentLinkedQueue<>();
   private final List<Object> requests = new ArrayList<>();
   private final List<String> authorizations = new ArrayList<>();
+  private final List<String> keys = new ArrayList<>(); // each call's s2-encryption-key (null: none)
   private Server server;
   private ManagedChannel channel;
 
@@ -90,6 +91,7 @@ class ScriptedServiceTest {
       public <Q, R> ServerCall.Listener<Q> interceptCall(ServerCall<Q, R> call, Metadata headers, ServerCallHandler<Q, R> next) {
         synchronized (authorizations) {
           authorizations.add(headers.get(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER)));
+          keys.add(headers.get(EncryptionKey.HEADER));
         }
         return next.startCall(call, headers);
       }
@@ -288,5 +290,36 @@ class ScriptedServiceTest {
       reader.join();
     }
     assertEquals(1, requests.size());
+  }
+
+  @Test
+  void theClientsKeyGoesWithEveryReadAndResumeAndACallsWins() {
+    byte[] raw = new byte[32];
+    java.util.Arrays.fill(raw, (byte) 7);
+    String key = java.util.Base64.getEncoder().encodeToString(raw);
+    String other = java.util.Base64.getEncoder().encodeToString(new byte[32]);
+    var down = Errors.status(Status.Code.UNAVAILABLE, "down");
+    step(down);
+    step(ReadResponse.getDefaultInstance()); // a read, retried
+    step(ReadResponse.getDefaultInstance()); // a read with its own key
+    step(records(0, 1), down);
+    step(records(1, 2)); // a session, resumed
+    step(records(0, 1), down);
+    step(records(1, 2)); // a session with its own key, resumed
+    step(CheckTailResponse.newBuilder().setTail(dev.s2sidecar.v1.StreamPosition.getDefaultInstance()).build());
+    var options = ReadOptions.from(ReadStart.seqNum(0)).limit(ReadLimit.count(2));
+    try (var client = S2SidecarClient.builder().channel(channel).retryPolicy(FAST).encryptionKey(raw).build()) {
+      client.read("s", ReadOptions.DEFAULT);
+      client.read("s", ReadOptions.DEFAULT.encryptionKey(other));
+      try (var session = client.readSession("s", options)) {
+        assertEquals(List.of(0L, 1L), drain(session));
+      }
+      try (var session = client.readSession("s", options.encryptionKey(other))) {
+        assertEquals(List.of(0L, 1L), drain(session));
+      }
+      client.checkTail("s");
+    }
+    assertEquals(java.util.Arrays.asList(key, key, other, key, key, other, other, null), keys);
+    assertFalse(options.encryptionKey(other).toString().contains(other));
   }
 }

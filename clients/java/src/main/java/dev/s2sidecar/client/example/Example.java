@@ -10,6 +10,7 @@ import dev.s2sidecar.client.SequencedRecord;
 import dev.s2sidecar.client.SidecarException;
 import dev.s2sidecar.client.StreamPosition;
 import java.io.PrintStream;
+import java.util.Base64;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -29,7 +30,9 @@ import java.util.stream.Collectors;
  * </pre>
  *
  * <p>-basin picks a basin (default: the sidecar's); -token (or env S2_SIDECAR_APP_TOKEN) sends the
- * sidecar's app token; -no-retry turns retries and resuming off. Prints one JSON object per line: a record, a tail, or an error (then exits
+ * sidecar's app token; -no-retry turns retries and resuming off. An encrypted stream's key
+ * (base64): -encryption-key is the client's (handed to it as the raw bytes), -call-encryption-key
+ * this call's (handed over as the String), which wins. Prints one JSON object per line: a record, a tail, or an error (then exits
  * with status 2).
  */
 public final class Example {
@@ -50,8 +53,8 @@ public final class Example {
       }
     }
     if (command == null || !List.of("read", "follow", "tail").contains(command) || !opts.containsKey("stream")) {
-      System.err.println("usage: Example [-addr ADDR] [-basin B] [-token T] [-no-retry] read|follow|tail -stream NAME "
-          + "[-seq-num N | -timestamp T | -tail-offset K] [-count C] [-until U] [-n N]");
+      System.err.println("usage: Example [-addr ADDR] [-basin B] [-token T] [-no-retry] [-encryption-key K] read|follow|tail "
+          + "-stream NAME [-seq-num N | -timestamp T | -tail-offset K] [-count C] [-until U] [-n N] [-call-encryption-key K]");
       System.exit(64);
     }
     S2SidecarClient.Builder builder = S2SidecarClient.builder()
@@ -59,6 +62,9 @@ public final class Example {
         .token(opts.getOrDefault("token", System.getenv("S2_SIDECAR_APP_TOKEN")));
     if (opts.containsKey("addr")) {
       builder.target(opts.get("addr"));
+    }
+    if (opts.containsKey("encryption-key")) {
+      builder.encryptionKey(Base64.getDecoder().decode(opts.get("encryption-key")));
     }
     if (opts.containsKey("no-retry")) {
       builder.resume(false); // no retries nor resuming; a first call still waits for the sidecar to start
@@ -121,6 +127,9 @@ public final class Example {
     }
     if (opts.containsKey("until")) {
       o = o.until(Long.parseLong(opts.get("until")));
+    }
+    if (opts.containsKey("call-encryption-key")) {
+      o = o.encryptionKey(opts.get("call-encryption-key"));
     }
     return o;
   }

@@ -21,7 +21,7 @@ import java.util.Map;
  * record on stdout.
  *
  * <pre>
- * RestartDriver --addr ADDR --stream STREAM --start-seq-num N [--count N]
+ * RestartDriver --addr ADDR --stream STREAM --start-seq-num N [--count N] [--encryption-key KEY]
  * </pre>
  *
  * <p>Prints {@code <seq_num> <body>} per record, flushed after each batch; exits 0 when the session
@@ -36,7 +36,7 @@ public final class RestartDriver {
       opts.put(args[i].replaceFirst("^--", ""), args[i + 1]);
     }
     if (!opts.containsKey("addr") || !opts.containsKey("stream") || !opts.containsKey("start-seq-num")) {
-      System.err.println("usage: RestartDriver --addr ADDR --stream STREAM --start-seq-num N [--count N]");
+      System.err.println("usage: RestartDriver --addr ADDR --stream STREAM --start-seq-num N [--count N] [--encryption-key KEY]");
       System.exit(64);
     }
     ReadOptions options = ReadOptions.from(ReadStart.seqNum(Long.parseLong(opts.get("start-seq-num"))));
@@ -46,8 +46,11 @@ public final class RestartDriver {
     // Buffered, flushed per batch: a println per record to System.out would flush each line.
     PrintStream out = new PrintStream(
         new BufferedOutputStream(new FileOutputStream(FileDescriptor.out), 1 << 16), false, StandardCharsets.US_ASCII);
-    S2SidecarClient client = S2SidecarClient.builder()
-        .target(opts.get("addr"))
+    S2SidecarClient.Builder builder = S2SidecarClient.builder().target(opts.get("addr"));
+    if (opts.containsKey("encryption-key")) {
+      builder.encryptionKey(opts.get("encryption-key")); // the client's key: every resume sends it
+    }
+    S2SidecarClient client = builder
         .retryListener((method, attempt, delay, cause) -> System.err.printf(
             "resume: %s attempt %d in %d ms after %s: %s%n",
             method, attempt, delay.toMillis(), cause.code(), cause.getMessage()))
