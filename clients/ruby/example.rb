@@ -11,9 +11,12 @@
 #
 # -basin names the basin (default: the sidecar's); -token (or env S2_SIDECAR_APP_TOKEN) sends the
 # sidecar's app token; -no-retry turns retries and resuming off (a first call still waits for the
-# sidecar to start). Prints one JSON object per line: a record, a tail, or an error (then exits with
+# sidecar to start). An encrypted stream's key (base64): -encryption-key is the client's (handed to
+# it as the raw bytes, a binary String), -call-encryption-key this call's (handed over as the text),
+# which wins. Prints one JSON object per line: a record, a tail, or an error (then exits with
 # status 2).
 
+require "base64"
 require "json"
 require_relative "lib/s2sidecar"
 
@@ -73,9 +76,12 @@ $stdout.sync = true # a follower's records show up as they arrive
 
 stream = opts["stream"]
 read = READ_FLAGS.filter_map { |flag, key| [key, Integer(opts[flag])] if opts[flag] }.to_h
+read[:encryption_key] = opts["call-encryption-key"] if opts["call-encryption-key"]
 token = opts["token"] || ENV["S2_SIDECAR_APP_TOKEN"]
+client_key = opts["encryption-key"] && Base64.strict_decode64(opts["encryption-key"]) # binary: the raw bytes
 client = S2Sidecar::Client.new(opts["addr"] || ENV["S2_SIDECAR_ADDRESS"] || S2Sidecar::Client::DEFAULT_TARGET,
                                basin: opts["basin"], token: token.to_s.empty? ? nil : token,
+                               encryption_key: client_key,
                                retry_policy: opts["no-retry"] ? S2Sidecar::RetryPolicy::NONE
                                                               : S2Sidecar::RetryPolicy.new)
 begin

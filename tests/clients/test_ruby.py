@@ -73,6 +73,12 @@ async def test_ruby_example_with_an_app_token(
     await cli_scenarios.app_token(cmd_for, token_live, stream)
 
 
+async def test_ruby_example_reads_an_encrypted_stream(
+    cmd_for: Callable[[str], list[str]], live: Live, stream: str
+) -> None:
+    await cli_scenarios.encrypted_stream(cmd_for, live, stream)
+
+
 @pytest.mark.timeout(600)
 async def test_ruby_catch_up_and_follow_across_sidecar_restarts(driver: restarts.DriverCmd) -> None:
     # 20,000 records (not 100,000 as for the Python, Node and Go clients): CI's time, and Ruby's
@@ -84,6 +90,10 @@ async def test_ruby_catch_up_and_follow_across_sidecar_restarts(driver: restarts
 
 async def test_ruby_missing_stream_fails_at_once(driver: restarts.DriverCmd) -> None:
     await restarts.missing_stream_fails_at_once(driver)
+
+
+async def test_ruby_session_keeps_its_key_across_sidecar_restarts(driver: restarts.DriverCmd) -> None:
+    await restarts.encrypted_session_across_restarts(driver)
 
 
 async def test_ruby_first_call_waits_for_a_sidecar_that_starts_later(cmd_for: Callable[[str], list[str]]) -> None:

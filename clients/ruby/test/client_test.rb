@@ -11,13 +11,14 @@ module S2Sidecar
     # Answers each call with the next scripted step: a message to return, an exception to raise,
     # or (for ReadSession) an array of messages then optionally an exception. Records every request.
     class ScriptedService < V1::StreamService::Service
-      attr_reader :requests, :tokens
+      attr_reader :requests, :tokens, :keys
 
       def initialize(script)
         super()
         @script = script
         @requests = []
         @tokens = []
+        @keys = []
       end
 
       def read(req, call) = answer(req, call)
@@ -35,6 +36,7 @@ module S2Sidecar
       def answer(req, call)
         @requests << req
         @tokens << call.metadata["authorization"]
+        @keys << call.metadata[EncryptionKey::HEADER]
         step = @script.shift or raise GRPC::Internal, "script ran out"
         raise step if step.is_a?(Exception)
 
@@ -44,14 +46,15 @@ module S2Sidecar
 
     FAST = RetryPolicy.new(max_attempts: 5, min_backoff: 0.01, max_backoff: 0.02)
 
-    def serve(*script)
+    def serve(*script, **client_options)
       @service = ScriptedService.new(script)
       @server = GRPC::RpcServer.new(pool_size: 2)
       port = @server.add_http2_port("127.0.0.1:0", :this_port_is_insecure)
       @server.handle(@service)
       @thread = Thread.new { @server.run_till_terminated }
       @server.wait_till_running
-      @client = Client.new("127.0.0.1:#{port}", basin: "test-basin", token: "t0k", timeout: 10, retry_policy: FAST)
+      @client = Client.new("127.0.0.1:#{port}", basin: "test-basin", token: "t0k", timeout: 10, retry_policy: FAST,
+                                                **client_options)
     end
 
     def teardown
@@ -123,6 +126,40 @@ module S2Sidecar
       serve
       assert_raises(ArgumentError) { @client.read("orders", seq_num: 1, timestamp: 2) }
       assert_empty @service.requests
+    end
+
+    RAW_KEY = ("\x07" * 32).b
+    KEY = Base64.strict_encode64(RAW_KEY)
+    OTHER = Base64.strict_encode64(("\x08" * 32).b)
+
+    def test_the_clients_key_goes_with_every_read_and_resume_and_a_calls_wins
+      down = -> { GRPC::Unavailable.new("down") }
+      serve(down.call, V1::ReadResponse.new, V1::ReadResponse.new, # a read retried, a read with its own key
+            [batch(0), down.call], [batch(1)], # a session, resumed
+            [batch(0), down.call], [batch(1)], # a session with its own key, resumed
+            tail(2),
+            encryption_key: RAW_KEY)
+      @client.read("orders")
+      @client.read("orders", encryption_key: OTHER)
+      assert_equal [0, 1], @client.read_session("orders", seq_num: 0, count: 2).flat_map { |b| b.records.map(&:seq_num) }
+      assert_equal [0, 1], @client.read_session("orders", seq_num: 0, count: 2, encryption_key: OTHER)
+                                  .flat_map { |b| b.records.map(&:seq_num) }
+      @client.check_tail("orders")
+      assert_equal [KEY, KEY, OTHER, KEY, KEY, OTHER, OTHER, nil], @service.keys
+      assert_equal ["Bearer t0k"] * 8, @service.tokens # the key comes with the client's other metadata
+      refute_includes @client.inspect, KEY
+    end
+
+    def test_a_key_grpc_cannot_carry_or_of_another_type_is_refused_without_showing_it
+      secret = "#{KEY[0, 40]}é"
+      err = assert_raises(ArgumentError) { Client.new("127.0.0.1:1", encryption_key: secret) }
+      refute_includes err.message, KEY[0, 40]
+      assert_raises(TypeError) { Client.new("127.0.0.1:1", encryption_key: 42) }
+      serve
+      assert_raises(ArgumentError) { @client.read("orders", encryption_key: secret) }
+      assert_raises(ArgumentError) { @client.read_session("orders", encryption_key: secret) }
+      assert_empty @service.requests
+      assert_equal "#<S2Sidecar::EncryptionKey [redacted]>", EncryptionKey.from(KEY).inspect
     end
   end
 end

@@ -3,6 +3,7 @@
 require "json"
 require "logger"
 require "timeout"
+require_relative "encryption_key"
 require_relative "errors"
 require_relative "retry"
 require_relative "proto/s2sidecar/v1/stream_services_pb"
@@ -44,9 +45,13 @@ module S2Sidecar
     # "authorization: Bearer <token>". timeout: seconds for read and check_tail, on top of any
     # `wait`; sessions have none. retry_policy: how calls ride out a sidecar restart
     # (RetryPolicy::NONE turns that off). logger: where resumes and retries are logged (info).
+    # encryption_key: the key of encrypted streams (an EncryptionKey, or a String: binary for the 32
+    # raw bytes, else their base64), sent with every read and read_session (and each resume); a
+    # call's own encryption_key: wins. check_tail sends none. Never logged nor shown by #inspect.
     def initialize(target = ENV["S2_SIDECAR_ADDRESS"] || DEFAULT_TARGET, basin: nil, token: nil, timeout: 30,
-                   retry_policy: RetryPolicy.new, logger: nil)
+                   retry_policy: RetryPolicy.new, logger: nil, encryption_key: nil)
       @basin = basin.to_s
+      @encryption_key = encryption_key && EncryptionKey.from(encryption_key)
       @timeout = timeout
       @retry_policy = retry_policy
       @logger = logger || Logger.new(IO::NULL)
@@ -105,13 +110,15 @@ module S2Sidecar
     # One batch (at most 1000 records / 1 MiB metered) as a V1::ReadResponse. Start with one of
     # seq_num: (default 0), timestamp: (ms) or tail_offset:; stop with count:, bytes: or until:
     # (an exclusive timestamp); clamp: starts at the tail instead of failing past it; wait:
-    # (seconds, at most 60) long-polls at the tail.
-    def read(stream, **opts)
+    # (seconds, at most 60) long-polls at the tail. encryption_key: this call's key, instead of the
+    # client's.
+    def read(stream, encryption_key: nil, **opts)
+      metadata = reads_metadata(encryption_key)
       opts = opts.compact
       opts = { seq_num: 0, **opts } if (opts.keys & START_FIELDS).empty?
       req = request(V1::ReadRequest, stream, **opts)
       retrying(@timeout && (@timeout + (opts[:wait] || 0))) do |deadline|
-        stub.read(req, metadata: @metadata, deadline: deadline)
+        stub.read(req, metadata: metadata, deadline: deadline)
       end
     end
 
@@ -134,17 +141,25 @@ module S2Sidecar
     #
     # If the sidecar restarts, the session resumes after the last record it delivered;
     # resume: false raises the first failure instead. A failure it does not retry raises an Error
-    # whose next_seq_num is where to resume.
-    def read_session(stream, heartbeats: false, resume: true, **opts, &block)
+    # whose next_seq_num is where to resume. encryption_key: this session's key, instead of the
+    # client's; every resume sends it.
+    def read_session(stream, heartbeats: false, resume: true, encryption_key: nil, **opts, &block)
+      metadata = reads_metadata(encryption_key)
       state = Retry::SessionState.new(request(V1::ReadSessionRequest, stream, **opts),
                                       resume ? @retry_policy : RetryPolicy::NONE)
       session = Session.new(state, heartbeats: heartbeats, logger: @logger, on_answer: method(:answered)) do |req|
-        stub.read_session(req, metadata: @metadata, return_op: true)
+        stub.read_session(req, metadata: metadata, return_op: true)
       end
       block ? session.each(&block) : session
     end
 
     private
+
+    # The metadata of a read or session: the call's key, else the client's (CheckTail sends none).
+    def reads_metadata(encryption_key)
+      key = encryption_key ? EncryptionKey.from(encryption_key) : @encryption_key
+      key ? key.metadata(@metadata) : @metadata
+    end
 
     # Notes that the sidecar answered: a response (err nil), or a status it sent.
     def answered(err = nil)
