@@ -222,6 +222,8 @@ const NOT_AN_ANSWER = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXC
 
 class S2SidecarClient {
   #encryptionKey;
+  #metadata;
+  #waitingMetadata;
 
   /**
    * @param {string} [target] "host:port" or "unix:/path/to.sock"; default: env S2_SIDECAR_ADDRESS,
@@ -244,13 +246,14 @@ class S2SidecarClient {
     if (!(this.retry.maxAttempts >= 1)) throw new RangeError('retry.maxAttempts must be at least 1');
     // A private field: console.log and util.inspect show a client's properties, never this.
     this.#encryptionKey = encryptionKey === undefined ? undefined : encodeKey(encryptionKey);
-    this.metadata = new grpc.Metadata();
-    if (token) this.metadata.set('authorization', `Bearer ${token}`);
+    // Private too: they carry the app token (console.log of a client must not print it).
+    this.#metadata = new grpc.Metadata();
+    if (token) this.#metadata.set('authorization', `Bearer ${token}`);
     // Until the sidecar first answers, calls wait for the channel to connect (gRPC's
     // waitForReady) instead of failing fast with UNAVAILABLE: an app that starts before its
     // sidecar waits for it (within the call's deadline; a session waits as long as it takes).
-    this._waitingMetadata = this.metadata.clone();
-    this._waitingMetadata.setOptions({ waitForReady: true });
+    this.#waitingMetadata = this.#metadata.clone();
+    this.#waitingMetadata.setOptions({ waitForReady: true });
     this._answered = false;
     this.target = target || process.env.S2_SIDECAR_ADDRESS || '127.0.0.1:50051';
     this.stub = new StreamService(this.target, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
@@ -275,7 +278,7 @@ class S2SidecarClient {
    * see `_keyOf`) as `s2-encryption-key` when given.
    */
   _metadata(key) {
-    const md = this._answered ? this.metadata : this._waitingMetadata;
+    const md = this._answered ? this.#metadata : this.#waitingMetadata;
     if (key === undefined) return md;
     const keyed = md.clone(); // keeps waitForReady
     keyed.set(ENCRYPTION_KEY_HEADER, key);

@@ -74,3 +74,13 @@ test('a key gRPC cannot carry, or of another type, is a TypeError that does not 
     client.close();
   }
 });
+
+test('the app token is never shown by inspecting a client', () => {
+  const client = new S2SidecarClient('127.0.0.1:1', { token: 'app-token-secret-123' });
+  try {
+    assert.ok(!util.inspect(client, { depth: 10, showHidden: true }).includes('app-token-secret-123'));
+    assert.ok(!JSON.stringify(client, (k, v) => (k === 'stub' ? undefined : v)).includes('app-token-secret-123'));
+  } finally {
+    client.close();
+  }
+});
