@@ -2,7 +2,8 @@
 send batches, map errors. No S2 logic lives here.
 
 Batches are sent as the bytes S2 sent: our response messages share S2's `ReadBatch` field
-numbers, so `Read` and `ReadSession` register an identity serializer.
+numbers, so `Read` and `ReadSession` register an identity serializer. A session message that
+leaves the app caught up gets `caught_up` appended: serialized fields merge by concatenation.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sidecar.api.requests import Undecodable, decoded, decoder, encryption_key, 
 from sidecar.encryption import KeyFiles
 from sidecar.errors import SidecarError
 from sidecar.metrics import HistogramChild, Metrics
-from sidecar.reads import ResumePlan, StreamReader
+from sidecar.reads import ResumePlan, StreamReader, deliveries, read_answer
 from sidecar.types import ReadQuery, SeqNum, StreamPosition
 from sidecar.wire.protobuf import ReadBatch
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = "s2sidecar.v1.StreamService"
 _DRAINING = "the sidecar is shutting down"
+_CAUGHT_UP = api_pb.ReadSessionResponse(caught_up=True).SerializeToString()  # the field alone
 
 
 def _identity(data: bytes) -> bytes:
@@ -124,6 +126,9 @@ class StreamService:
             )
         except Exception as e:
             await self._abort(context, rec, e, query=query)
+        batch, ended_at = read_answer(batch, ignore_command_records=request.ignore_command_records)
+        if ended_at is not None:  # records were left out: the app cannot see where the read ended
+            context.set_trailing_metadata(((errors.NEXT_SEQ_NUM_KEY, str(ended_at)),))
         rec.sent(batch.count, len(batch.data))
         return batch.data
 
@@ -179,7 +184,10 @@ class StreamService:
             plan = ResumePlan(query)
             if self._draining.is_set():
                 await self._drained(context, rec, plan)
-            batches = self.reader.session(ref.basin, ref.stream, query, plan=plan, call=rec, encryption=encryption)
+            batches = deliveries(
+                self.reader.session(ref.basin, ref.stream, query, plan=plan, call=rec, encryption=encryption),
+                ignore_command_records=request.ignore_command_records,
+            )
             key, tails, lag = (ref.basin, ref.stream), self.reader.tails, self.instr.metrics.session_lag.labels()
             task = asyncio.current_task()
             assert task is not None
@@ -190,17 +198,18 @@ class StreamService:
                     # once the send is done, so it too ends with its resume point.
                     self._waiting.add(task)
                     try:
-                        batch = await anext(batches)
+                        delivery = await anext(batches)
                     except StopAsyncIteration:
                         break
                     finally:
                         self._waiting.discard(task)
+                    batch = delivery.batch
                     if batch.count:
                         rec.sent(batch.count, len(batch.data))
                     elif batch.tail is not None:
                         rec.event("heartbeat", {"s2.tail.seq_num": batch.tail.seq_num})
                     _observe_lag(lag, batch, tails.peek(key), plan.next_seq_num)
-                    await _send(context, batch.data)
+                    await _send(context, batch.data + _CAUGHT_UP if delivery.caught_up else batch.data)
                     if self._draining.is_set():
                         raise asyncio.CancelledError  # handled below like a drain while waiting
             except _CallGone:

@@ -17,7 +17,15 @@ from google.protobuf.message import DecodeError
 from sidecar._proto.s2.v1 import records_pb2 as pb
 from sidecar.errors import ProtocolError
 from sidecar.types import AppendRecord, Record, StreamPosition, metered_size
-from sidecar.wire.records import RECORDS_TAG, TAIL_TAG, encode_varint, metered_sizes, without_tails
+from sidecar.wire.records import (
+    RECORDS_TAG,
+    TAIL_TAG,
+    command_records,
+    encode_varint,
+    index_records,
+    metered_sizes,
+    without_tails,
+)
 
 __all__ = [
     "ReadBatch",
@@ -35,6 +43,7 @@ __all__ = [
     "records_from_fields",
     "slice_batch",
     "split_batch",
+    "without_command_records",
 ]
 
 _RECORDS_TAG = bytes([RECORDS_TAG])
@@ -53,6 +62,14 @@ class ReadBatch:
     tail: StreamPosition | None
     # The upstream asked for a reconnect after this batch (s2s flag; see `sidecar.wire.s2s`).
     reconnect_advised: bool = False
+
+    @property
+    def reaches_tail(self) -> bool:
+        """Whether every record before `tail` was read by the time this batch ends: a heartbeat,
+        or records ending right before the tail. S2's SDKs call a session caught up on such a
+        batch (s2-streamstore/s2 sdk/src/session/read.rs `ReadUpdate::from_batch`)."""
+        tail = self.tail
+        return tail is not None and (self.last_seq_num is None or self.last_seq_num + 1 == tail.seq_num)
 
     def records(self) -> list[Record]:
         """Decode every record (off the hot path: tests, JSON fallbacks)."""
@@ -155,6 +172,29 @@ def slice_batch(batch: ReadBatch, from_seq_num: int) -> ReadBatch:
     msg = pb.ReadBatch.FromString(batch.data)
     del msg.records[: from_seq_num - batch.first_seq_num]
     return decode_read_batch(msg.SerializeToString())
+
+
+def without_command_records(batch: ReadBatch) -> ReadBatch:
+    """`batch` without its command records (S2's SDKs' `ignore_command_records`), the tail and the
+    reconnect advice kept. The batch itself when it holds none; else the kept record fields,
+    sliced out as they are. What is left may skip seq_nums, and be empty: it is an app's answer,
+    not something the read logic merges or resumes from."""
+    if not batch.count:
+        return batch
+    fields = batch.record_fields()
+    offsets, stamps = index_records(fields, batch.count)
+    dropped = set(command_records(fields, offsets))
+    if not dropped:
+        return batch
+    keep = [i for i in range(batch.count) if i not in dropped]
+    data = encode_batch([fields[offsets[i] : offsets[i + 1]] for i in keep], batch.tail)
+    if not keep:
+        return ReadBatch(data, 0, None, None, None, batch.tail, batch.reconnect_advised)
+    first = batch.first_seq_num
+    assert first is not None  # a batch with records
+    return ReadBatch(
+        data, len(keep), first + keep[0], first + keep[-1], stamps[keep[-1]], batch.tail, batch.reconnect_advised
+    )
 
 
 def batch_from_records(records: Sequence[Record], tail: StreamPosition | None) -> ReadBatch:

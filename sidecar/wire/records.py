@@ -3,7 +3,8 @@
 The history cache keeps S2's `ReadBatch.records` fields byte for byte and serves slices of them
 (concatenated record fields are a valid `ReadBatch`). This module is where those bytes are read:
 the framing (varints), where each record's field starts and its timestamp, each record's metered
-size, and the trim command records a batch may hold. Pure functions over bytes.
+size, which records are command records, and the trim commands a batch may hold. Pure functions
+over bytes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ __all__ = [
     "RECORDS_TAG",
     "TAIL_TAG",
     "TRIM_HEADER",
+    "command_records",
     "decode_varint",
     "encode_varint",
     "index_records",
@@ -29,6 +31,8 @@ RECORDS_TAG = 0x0A  # field 1, length-delimited: ReadBatch.records
 TAIL_TAG = 0x12  # field 2, length-delimited: ReadBatch.tail
 _SEQ_NUM_TAG = 0x08  # SequencedRecord field 1, varint
 _TIMESTAMP_TAG = 0x10  # SequencedRecord field 2, varint
+_HEADERS_TAG = 0x1A  # SequencedRecord field 3, length-delimited: Header
+_HEADER_NAME_TAG = 0x0A  # Header field 1, length-delimited
 
 # A trim command is a record with one header of empty name and value "trim", and as body the
 # seq_num to trim up to, 8 bytes big-endian. Serialized inside a SequencedRecord, that header is
@@ -81,6 +85,30 @@ def index_records(data: bytes, count: int) -> tuple[array[int], array[int]]:
         pos = end
     offsets.append(pos)
     return offsets, stamps
+
+
+def command_records(data: bytes, offsets: array[int]) -> list[int]:
+    """Which records (by index) of record fields `data`, framed by `offsets` (`index_records`), are
+    command records: exactly one header, with an empty name (S2's SDKs' `is_command_record`: fence
+    and trim). Reads each record's leading fields only: seq_num, timestamp, then its headers, in
+    field-number order as S2 and upb write them; an empty name is left out, or written empty."""
+    found = []
+    for i in range(len(offsets) - 1):
+        _, pos = decode_varint(data, offsets[i] + 1)
+        end = offsets[i + 1]
+        if pos < end and data[pos] == _SEQ_NUM_TAG:
+            _, pos = decode_varint(data, pos + 1)
+        if pos < end and data[pos] == _TIMESTAMP_TAG:
+            _, pos = decode_varint(data, pos + 1)
+        if pos >= end or data[pos] != _HEADERS_TAG:
+            continue  # no headers
+        length, header = decode_varint(data, pos + 1)
+        after = header + length
+        if after < end and data[after] == _HEADERS_TAG:
+            continue  # more than one header
+        if length == 0 or data[header] != _HEADER_NAME_TAG or data[header + 1] == 0:
+            found.append(i)
+    return found
 
 
 def without_tails(data: bytes) -> bytes:

@@ -7,11 +7,18 @@ import pytest
 
 from sidecar._proto.s2.v1 import records_pb2 as pb
 from sidecar.types import Record, StreamPosition, metered_size
-from sidecar.wire.protobuf import batch_from_records, decode_read_batch, merge_batches
+from sidecar.wire.protobuf import (
+    batch_from_records,
+    decode_read_batch,
+    encode_batch,
+    merge_batches,
+    without_command_records,
+)
 from sidecar.wire.records import (
     RECORDS_TAG,
     TAIL_TAG,
     TRIM_HEADER,
+    command_records,
     decode_varint,
     encode_varint,
     index_records,
@@ -97,3 +104,93 @@ def test_trim_point_reads_trim_commands_as_s2_applies_them() -> None:
         Record(4, 0, ((b"", b"fence"),), bytes(8)),  # another command
     ]
     assert trim_point(batch_from_records(not_commands, None).data) == 0
+
+
+# Headers of every shape a command test must tell apart: S2's SDKs' rule is exactly one header,
+# with an empty name (s2-streamstore/s2 sdk/src/types.rs `is_command_record`,
+# s2-streamstore/s2-sdk-python `SequencedRecord.is_command_record`).
+HEADER_SHAPES: list[tuple[tuple[bytes, bytes], ...]] = [
+    (),
+    ((b"", b"fence"),),
+    ((b"", b"trim"),),
+    ((b"", b""),),  # an empty header: serialized as a zero-length field
+    ((b"", b"x" * 200),),  # a value whose length takes two varint bytes
+    ((b"n", b""),),
+    ((b"n", b"v"),),
+    ((b"", b"fence"), (b"", b"trim")),  # two headers: not a command
+    ((b"", b"fence"), (b"n", b"v")),
+    ((b"n", b"v"), (b"", b"fence")),
+]
+
+
+def test_command_records_are_those_s2s_sdks_call_commands() -> None:
+    records = [
+        Record(i, ts, headers, body)
+        for i, (ts, headers, body) in enumerate(
+            (ts, headers, body)
+            for ts in (0, 5, 2**40)
+            for headers in HEADER_SHAPES
+            for body in (b"", b"\x1a\x02\x12\x00", bytes(300))
+        )
+    ]
+    data = batch_from_records(records, None).data
+    offsets, _ = index_records(data, len(records))
+    expected = [
+        i
+        for i, r in enumerate(pb.ReadBatch.FromString(data).records)
+        if len(r.headers) == 1 and r.headers[0].name == b""
+    ]
+    assert expected  # the shapes hold commands, and records that are not
+    assert command_records(data, offsets) == expected
+
+
+def test_an_empty_name_written_out_still_makes_a_command() -> None:
+    # proto3 leaves an empty name out; a writer that puts it in (field 1, length 0) means the same.
+    header = b"\x0a\x00\x12\x05fence"
+    record = b"\x08\x07\x10\x01\x1a" + encode_varint(len(header)) + header
+    data = bytes([RECORDS_TAG]) + encode_varint(len(record)) + record
+    assert pb.ReadBatch.FromString(data).records[0].headers[0].name == b""
+    assert command_records(data, index_records(data, 1)[0]) == [0]
+
+
+def test_without_command_records_keeps_the_others_byte_for_byte_with_the_tail() -> None:
+    records = [
+        Record(10, 1, ((b"a", b"1"),), b"d0"),
+        Record(11, 2, ((b"", b"fence"),), b"tok"),
+        Record(12, 3, (), b"d2"),
+        trim(13, 0),
+    ]
+    tail = StreamPosition(14, 4)
+    batch = batch_from_records(records, tail)
+    shown = without_command_records(batch)
+    assert shown.records() == [records[0], records[2]]
+    assert (shown.count, shown.first_seq_num, shown.last_seq_num, shown.last_timestamp) == (2, 10, 12, 3)
+    assert shown.tail == tail
+    fields = [batch_from_records([r], None).data for r in (records[0], records[2])]
+    assert shown.data == encode_batch(fields, tail)
+    assert batch.reaches_tail and not shown.reaches_tail  # judge catching up before filtering
+
+
+def test_without_command_records_of_only_commands_is_empty_with_the_tail() -> None:
+    batch = batch_from_records([trim(3, 1), Record(4, 1, ((b"", b"fence"),), b"")], StreamPosition(5, 1))
+    shown = without_command_records(batch)
+    assert (shown.count, shown.first_seq_num, shown.tail) == (0, None, StreamPosition(5, 1))
+    assert pb.ReadBatch.FromString(shown.data).records == []
+    plain = batch_from_records([Record(4, 1, (), b"x")], None)
+    assert without_command_records(plain) is plain  # nothing to leave out: the same bytes
+
+
+@pytest.mark.parametrize(
+    ("last", "tail", "reaches"),
+    [
+        (None, StreamPosition(5, 0), True),
+        (4, StreamPosition(5, 0), True),
+        (3, StreamPosition(5, 0), False),
+        (4, None, False),
+    ],
+)
+def test_a_batch_reaches_its_tail_as_s2s_sdks_judge_it(
+    last: int | None, tail: StreamPosition | None, reaches: bool
+) -> None:
+    records = [] if last is None else [Record(last, 0, (), b"")]
+    assert batch_from_records(records, tail).reaches_tail is reaches

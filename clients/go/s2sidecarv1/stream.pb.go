@@ -57,9 +57,21 @@ type ReadRequest struct {
 	Clamp bool `protobuf:"varint,9,opt,name=clamp,proto3" json:"clamp,omitempty"`
 	// Seconds to wait for records at the tail (long poll), at most 60.
 	// Unset or 0 returns at once.
-	Wait          *uint32 `protobuf:"varint,10,opt,name=wait,proto3,oneof" json:"wait,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Wait *uint32 `protobuf:"varint,10,opt,name=wait,proto3,oneof" json:"wait,omitempty"`
+	// Leave command records (fence and trim: one header with an empty name,
+	// including the trim a stream deletion writes) out of the answer, as S2's
+	// SDKs' `ignore_command_records` does (Rust, Python, TypeScript). Filtered
+	// after the read, as they do: the read is the same one request, so `count`
+	// and `bytes` count the command records left out too (S2's SDKs since
+	// s2-streamstore/s2 PR 387 (Rust), s2-streamstore/s2-sdk-python PR 34,
+	// s2-streamstore/s2-sdk-typescript issue 231), and a batch of only command
+	// records is answered empty (with its `tail`, if any), as S2's SDKs answer
+	// it. When records were left out, trailing metadata `s2-next-seq-num` says
+	// where the read ended (the seq_num after the last record S2 returned):
+	// continue there.
+	IgnoreCommandRecords bool `protobuf:"varint,11,opt,name=ignore_command_records,json=ignoreCommandRecords,proto3" json:"ignore_command_records,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *ReadRequest) Reset() {
@@ -175,6 +187,13 @@ func (x *ReadRequest) GetWait() uint32 {
 	return 0
 }
 
+func (x *ReadRequest) GetIgnoreCommandRecords() bool {
+	if x != nil {
+		return x.IgnoreCommandRecords
+	}
+	return false
+}
+
 type isReadRequest_Start interface {
 	isReadRequest_Start()
 }
@@ -227,9 +246,21 @@ type ReadSessionRequest struct {
 	Clamp bool `protobuf:"varint,9,opt,name=clamp,proto3" json:"clamp,omitempty"`
 	// Seconds without a new record after which the session ends. Unset: wait
 	// for ever when there is no stop, else end at the tail (S2's default).
-	Wait          *uint32 `protobuf:"varint,10,opt,name=wait,proto3,oneof" json:"wait,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Wait *uint32 `protobuf:"varint,10,opt,name=wait,proto3,oneof" json:"wait,omitempty"`
+	// Leave command records (fence and trim: one header with an empty name,
+	// including the trim a stream deletion writes) out of the session, as S2's
+	// SDKs' `ignore_command_records` does. As in S2's SDKs (s2-streamstore/s2
+	// PR 387 (Rust), s2-streamstore/s2-sdk-python PR 34,
+	// s2-streamstore/s2-sdk-typescript issue 231), the records left out count
+	// toward `count` and `bytes`: the session ends when the records S2
+	// returned, sent or left out, reach the limit, so it may send fewer than
+	// `count`. A message left with no records is not sent, unless it reached
+	// the tail: then it goes out as a heartbeat (`tail`, `caught_up`). A resume
+	// (after an upstream failure, or from `s2-next-seq-num`) continues after
+	// the records left out, never repeating them.
+	IgnoreCommandRecords bool `protobuf:"varint,11,opt,name=ignore_command_records,json=ignoreCommandRecords,proto3" json:"ignore_command_records,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *ReadSessionRequest) Reset() {
@@ -343,6 +374,13 @@ func (x *ReadSessionRequest) GetWait() uint32 {
 		return *x.Wait
 	}
 	return 0
+}
+
+func (x *ReadSessionRequest) GetIgnoreCommandRecords() bool {
+	if x != nil {
+		return x.IgnoreCommandRecords
+	}
+	return false
 }
 
 type isReadSessionRequest_Start interface {
@@ -624,7 +662,19 @@ type ReadSessionResponse struct {
 	Records []*SequencedRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
 	// The stream's tail: always on heartbeats; on records, as S2 sent it (only
 	// on batches from its live path).
-	Tail          *StreamPosition `protobuf:"bytes,2,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
+	Tail *StreamPosition `protobuf:"bytes,2,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
+	// True when, with this message, every record before `tail` has been sent
+	// (or left out by `ignore_command_records`, or trimmed): on every
+	// heartbeat, and on records that end right before the tail. False on
+	// catch-up messages (no `tail`) and on records that end short of it. The
+	// session is caught up while the last message it sent says so: what S2's
+	// SDKs' `is_caught_up()` / `caught_up()` report (s2-streamstore/s2
+	// sdk/src/session/read.rs, s2-streamstore/s2-sdk-python ReadSession,
+	// s2-streamstore/s2-sdk-typescript CaughtUpTracker), for apps that must
+	// know when the backlog is done (a new call starts not caught up). Field
+	// 15, far from S2's ReadBatch fields, which the sidecar forwards as S2 sent
+	// them.
+	CaughtUp      bool `protobuf:"varint,15,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -671,6 +721,13 @@ func (x *ReadSessionResponse) GetTail() *StreamPosition {
 		return x.Tail
 	}
 	return nil
+}
+
+func (x *ReadSessionResponse) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
 }
 
 // Asks for a stream's tail.
@@ -802,7 +859,7 @@ var File_s2sidecar_v1_stream_proto protoreflect.FileDescriptor
 
 const file_s2sidecar_v1_stream_proto_rawDesc = "" +
 	"\n" +
-	"\x19s2sidecar/v1/stream.proto\x12\fs2sidecar.v1\"\xc9\x02\n" +
+	"\x19s2sidecar/v1/stream.proto\x12\fs2sidecar.v1\"\xff\x02\n" +
 	"\vReadRequest\x12\x14\n" +
 	"\x05basin\x18\x01 \x01(\tR\x05basin\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x19\n" +
@@ -815,12 +872,13 @@ const file_s2sidecar_v1_stream_proto_rawDesc = "" +
 	"\x05until\x18\b \x01(\x04H\x03R\x05until\x88\x01\x01\x12\x14\n" +
 	"\x05clamp\x18\t \x01(\bR\x05clamp\x12\x17\n" +
 	"\x04wait\x18\n" +
-	" \x01(\rH\x04R\x04wait\x88\x01\x01B\a\n" +
+	" \x01(\rH\x04R\x04wait\x88\x01\x01\x124\n" +
+	"\x16ignore_command_records\x18\v \x01(\bR\x14ignoreCommandRecordsB\a\n" +
 	"\x05startB\b\n" +
 	"\x06_countB\b\n" +
 	"\x06_bytesB\b\n" +
 	"\x06_untilB\a\n" +
-	"\x05_wait\"\xd0\x02\n" +
+	"\x05_wait\"\x86\x03\n" +
 	"\x12ReadSessionRequest\x12\x14\n" +
 	"\x05basin\x18\x01 \x01(\tR\x05basin\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x19\n" +
@@ -833,7 +891,8 @@ const file_s2sidecar_v1_stream_proto_rawDesc = "" +
 	"\x05until\x18\b \x01(\x04H\x03R\x05until\x88\x01\x01\x12\x14\n" +
 	"\x05clamp\x18\t \x01(\bR\x05clamp\x12\x17\n" +
 	"\x04wait\x18\n" +
-	" \x01(\rH\x04R\x04wait\x88\x01\x01B\a\n" +
+	" \x01(\rH\x04R\x04wait\x88\x01\x01\x124\n" +
+	"\x16ignore_command_records\x18\v \x01(\bR\x14ignoreCommandRecordsB\a\n" +
 	"\x05startB\b\n" +
 	"\x06_countB\b\n" +
 	"\x06_bytesB\b\n" +
@@ -853,10 +912,11 @@ const file_s2sidecar_v1_stream_proto_rawDesc = "" +
 	"\fReadResponse\x127\n" +
 	"\arecords\x18\x01 \x03(\v2\x1d.s2sidecar.v1.SequencedRecordR\arecords\x125\n" +
 	"\x04tail\x18\x02 \x01(\v2\x1c.s2sidecar.v1.StreamPositionH\x00R\x04tail\x88\x01\x01B\a\n" +
-	"\x05_tail\"\x8e\x01\n" +
+	"\x05_tail\"\xab\x01\n" +
 	"\x13ReadSessionResponse\x127\n" +
 	"\arecords\x18\x01 \x03(\v2\x1d.s2sidecar.v1.SequencedRecordR\arecords\x125\n" +
-	"\x04tail\x18\x02 \x01(\v2\x1c.s2sidecar.v1.StreamPositionH\x00R\x04tail\x88\x01\x01B\a\n" +
+	"\x04tail\x18\x02 \x01(\v2\x1c.s2sidecar.v1.StreamPositionH\x00R\x04tail\x88\x01\x01\x12\x1b\n" +
+	"\tcaught_up\x18\x0f \x01(\bR\bcaughtUpB\a\n" +
 	"\x05_tail\"\x84\x01\n" +
 	"\x10CheckTailRequest\x12\x14\n" +
 	"\x05basin\x18\x01 \x01(\tR\x05basin\x12\x16\n" +

@@ -46,6 +46,17 @@ const (
 // UNAVAILABLE (S2 unreachable, or the sidecar is shutting down; sessions put
 // the next seq_num to read in trailing metadata `s2-next-seq-num`),
 // UNAUTHENTICATED / PERMISSION_DENIED (S2 refused the sidecar's token).
+//
+// Request metadata:
+//   - `authorization: Bearer <token>`: required on every call when the sidecar
+//     is started with S2_SIDECAR_APP_TOKEN (else UNAUTHENTICATED).
+//   - `s2-encryption-key`: the key of an encrypted stream (a basin with a
+//     `stream_cipher`), as S2 takes it: standard padded base64 of the 32-byte
+//     key. Per call on `Read` and `ReadSession` (a session keeps it for every
+//     resume); `CheckTail` needs none. It wins over the sidecar's own key files
+//     (--encryption-keys-dir). Missing for an encrypted stream:
+//     FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
+//     Never logged. README, "Encrypted streams".
 type StreamServiceClient interface {
 	// Reads one batch: at most 1000 records and 1 MiB of metered bytes.
 	// Returns as soon as any record is available. At the tail, `wait` > 0
@@ -57,7 +68,8 @@ type StreamServiceClient interface {
 	// the tail unless `wait` says how long to wait for more. Survives upstream
 	// failures by resuming after the last record sent: every record arrives
 	// exactly once, in order. While following live, heartbeats (a message with
-	// no records and `tail` set) say the session is caught up and healthy.
+	// no records and `tail` set) say the session is caught up and healthy;
+	// `caught_up` says it on every message.
 	ReadSession(ctx context.Context, in *ReadSessionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadSessionResponse], error)
 	// Returns the stream's tail: the seq_num the next record will get, and the
 	// timestamp of the last record.
@@ -124,6 +136,17 @@ func (c *streamServiceClient) CheckTail(ctx context.Context, in *CheckTailReques
 // UNAVAILABLE (S2 unreachable, or the sidecar is shutting down; sessions put
 // the next seq_num to read in trailing metadata `s2-next-seq-num`),
 // UNAUTHENTICATED / PERMISSION_DENIED (S2 refused the sidecar's token).
+//
+// Request metadata:
+//   - `authorization: Bearer <token>`: required on every call when the sidecar
+//     is started with S2_SIDECAR_APP_TOKEN (else UNAUTHENTICATED).
+//   - `s2-encryption-key`: the key of an encrypted stream (a basin with a
+//     `stream_cipher`), as S2 takes it: standard padded base64 of the 32-byte
+//     key. Per call on `Read` and `ReadSession` (a session keeps it for every
+//     resume); `CheckTail` needs none. It wins over the sidecar's own key files
+//     (--encryption-keys-dir). Missing for an encrypted stream:
+//     FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
+//     Never logged. README, "Encrypted streams".
 type StreamServiceServer interface {
 	// Reads one batch: at most 1000 records and 1 MiB of metered bytes.
 	// Returns as soon as any record is available. At the tail, `wait` > 0
@@ -135,7 +158,8 @@ type StreamServiceServer interface {
 	// the tail unless `wait` says how long to wait for more. Survives upstream
 	// failures by resuming after the last record sent: every record arrives
 	// exactly once, in order. While following live, heartbeats (a message with
-	// no records and `tail` set) say the session is caught up and healthy.
+	// no records and `tail` set) say the session is caught up and healthy;
+	// `caught_up` says it on every message.
 	ReadSession(*ReadSessionRequest, grpc.ServerStreamingServer[ReadSessionResponse]) error
 	// Returns the stream's tail: the seq_num the next record will get, and the
 	// timestamp of the last record.

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19s2sidecar/v1/stream.proto\x12\x0cs2sidecar.v1\"\xf9\x01\n\x0bReadRequest\x12\r\n\x05\x62\x61sin\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\t\x12\x11\n\x07seq_num\x18\x03 \x01(\x04H\x00\x12\x13\n\ttimestamp\x18\x04 \x01(\x04H\x00\x12\x15\n\x0btail_offset\x18\x05 \x01(\x04H\x00\x12\x12\n\x05\x63ount\x18\x06 \x01(\x04H\x01\x88\x01\x01\x12\x12\n\x05\x62ytes\x18\x07 \x01(\x04H\x02\x88\x01\x01\x12\x12\n\x05until\x18\x08 \x01(\x04H\x03\x88\x01\x01\x12\r\n\x05\x63lamp\x18\t \x01(\x08\x12\x11\n\x04wait\x18\n \x01(\rH\x04\x88\x01\x01\x42\x07\n\x05startB\x08\n\x06_countB\x08\n\x06_bytesB\x08\n\x06_untilB\x07\n\x05_wait\"\x80\x02\n\x12ReadSessionRequest\x12\r\n\x05\x62\x61sin\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\t\x12\x11\n\x07seq_num\x18\x03 \x01(\x04H\x00\x12\x13\n\ttimestamp\x18\x04 \x01(\x04H\x00\x12\x15\n\x0btail_offset\x18\x05 \x01(\x04H\x00\x12\x12\n\x05\x63ount\x18\x06 \x01(\x04H\x01\x88\x01\x01\x12\x12\n\x05\x62ytes\x18\x07 \x01(\x04H\x02\x88\x01\x01\x12\x12\n\x05until\x18\x08 \x01(\x04H\x03\x88\x01\x01\x12\r\n\x05\x63lamp\x18\t \x01(\x08\x12\x11\n\x04wait\x18\n \x01(\rH\x04\x88\x01\x01\x42\x07\n\x05startB\x08\n\x06_countB\x08\n\x06_bytesB\x08\n\x06_untilB\x07\n\x05_wait\"4\n\x0eStreamPosition\x12\x0f\n\x07seq_num\x18\x01 \x01(\x04\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"j\n\x0fSequencedRecord\x12\x0f\n\x07seq_num\x18\x01 \x01(\x04\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\x12%\n\x07headers\x18\x03 \x03(\x0b\x32\x14.s2sidecar.v1.Header\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\"x\n\x0cReadResponse\x12.\n\x07records\x18\x01 \x03(\x0b\x32\x1d.s2sidecar.v1.SequencedRecord\x12/\n\x04tail\x18\x02 \x01(\x0b\x32\x1c.s2sidecar.v1.StreamPositionH\x00\x88\x01\x01\x42\x07\n\x05_tail\"\x7f\n\x13ReadSessionResponse\x12.\n\x07records\x18\x01 \x03(\x0b\x32\x1d.s2sidecar.v1.SequencedRecord\x12/\n\x04tail\x18\x02 \x01(\x0b\x32\x1c.s2sidecar.v1.StreamPositionH\x00\x88\x01\x01\x42\x07\n\x05_tail\"e\n\x10\x43heckTailRequest\x12\r\n\x05\x62\x61sin\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\t\x12\x1d\n\x10max_staleness_ms\x18\x03 \x01(\rH\x00\x88\x01\x01\x42\x13\n\x11_max_staleness_ms\"O\n\x11\x43heckTailResponse\x12*\n\x04tail\x18\x01 \x01(\x0b\x32\x1c.s2sidecar.v1.StreamPosition\x12\x0e\n\x06\x61ge_ms\x18\x02 \x01(\x04\x32\xf2\x01\n\rStreamService\x12=\n\x04Read\x12\x19.s2sidecar.v1.ReadRequest\x1a\x1a.s2sidecar.v1.ReadResponse\x12T\n\x0bReadSession\x12 .s2sidecar.v1.ReadSessionRequest\x1a!.s2sidecar.v1.ReadSessionResponse0\x01\x12L\n\tCheckTail\x12\x1e.s2sidecar.v1.CheckTailRequest\x1a\x1f.s2sidecar.v1.CheckTailResponseB\x9a\x01\n\x10\x64\x65v.s2sidecar.v1B\x0bStreamProtoP\x01ZCgithub.com/s2-sidecar/s2-sidecar/clients/go/s2sidecarv1;s2sidecarv1\xa2\x02\x03S2S\xaa\x02\x0cS2Sidecar.V1\xca\x02\x0cS2Sidecar\\V1\xea\x02\rS2Sidecar::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19s2sidecar/v1/stream.proto\x12\x0cs2sidecar.v1\"\x99\x02\n\x0bReadRequest\x12\r\n\x05\x62\x61sin\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\t\x12\x11\n\x07seq_num\x18\x03 \x01(\x04H\x00\x12\x13\n\ttimestamp\x18\x04 \x01(\x04H\x00\x12\x15\n\x0btail_offset\x18\x05 \x01(\x04H\x00\x12\x12\n\x05\x63ount\x18\x06 \x01(\x04H\x01\x88\x01\x01\x12\x12\n\x05\x62ytes\x18\x07 \x01(\x04H\x02\x88\x01\x01\x12\x12\n\x05until\x18\x08 \x01(\x04H\x03\x88\x01\x01\x12\r\n\x05\x63lamp\x18\t \x01(\x08\x12\x11\n\x04wait\x18\n \x01(\rH\x04\x88\x01\x01\x12\x1e\n\x16ignore_command_records\x18\x0b \x01(\x08\x42\x07\n\x05startB\x08\n\x06_countB\x08\n\x06_bytesB\x08\n\x06_untilB\x07\n\x05_wait\"\xa0\x02\n\x12ReadSessionRequest\x12\r\n\x05\x62\x61sin\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\t\x12\x11\n\x07seq_num\x18\x03 \x01(\x04H\x00\x12\x13\n\ttimestamp\x18\x04 \x01(\x04H\x00\x12\x15\n\x0btail_offset\x18\x05 \x01(\x04H\x00\x12\x12\n\x05\x63ount\x18\x06 \x01(\x04H\x01\x88\x01\x01\x12\x12\n\x05\x62ytes\x18\x07 \x01(\x04H\x02\x88\x01\x01\x12\x12\n\x05until\x18\x08 \x01(\x04H\x03\x88\x01\x01\x12\r\n\x05\x63lamp\x18\t \x01(\x08\x12\x11\n\x04wait\x18\n \x01(\rH\x04\x88\x01\x01\x12\x1e\n\x16ignore_command_records\x18\x0b \x01(\x08\x42\x07\n\x05startB\x08\n\x06_countB\x08\n\x06_bytesB\x08\n\x06_untilB\x07\n\x05_wait\"4\n\x0eStreamPosition\x12\x0f\n\x07seq_num\x18\x01 \x01(\x04\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"j\n\x0fSequencedRecord\x12\x0f\n\x07seq_num\x18\x01 \x01(\x04\x12\x11\n\ttimestamp\x18\x02 \x01(\x04\x12%\n\x07headers\x18\x03 \x03(\x0b\x32\x14.s2sidecar.v1.Header\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\"x\n\x0cReadResponse\x12.\n\x07records\x18\x01 \x03(\x0b\x32\x1d.s2sidecar.v1.SequencedRecord\x12/\n\x04tail\x18\x02 \x01(\x0b\x32\x1c.s2sidecar.v1.StreamPositionH\x00\x88\x01\x01\x42\x07\n\x05_tail\"\x92\x01\n\x13ReadSessionResponse\x12.\n\x07records\x18\x01 \x03(\x0b\x32\x1d.s2sidecar.v1.SequencedRecord\x12/\n\x04tail\x18\x02 \x01(\x0b\x32\x1c.s2sidecar.v1.StreamPositionH\x00\x88\x01\x01\x12\x11\n\tcaught_up\x18\x0f \x01(\x08\x42\x07\n\x05_tail\"e\n\x10\x43heckTailRequest\x12\r\n\x05\x62\x61sin\x18\x01 \x01(\t\x12\x0e\n\x06stream\x18\x02 \x01(\t\x12\x1d\n\x10max_staleness_ms\x18\x03 \x01(\rH\x00\x88\x01\x01\x42\x13\n\x11_max_staleness_ms\"O\n\x11\x43heckTailResponse\x12*\n\x04tail\x18\x01 \x01(\x0b\x32\x1c.s2sidecar.v1.StreamPosition\x12\x0e\n\x06\x61ge_ms\x18\x02 \x01(\x04\x32\xf2\x01\n\rStreamService\x12=\n\x04Read\x12\x19.s2sidecar.v1.ReadRequest\x1a\x1a.s2sidecar.v1.ReadResponse\x12T\n\x0bReadSession\x12 .s2sidecar.v1.ReadSessionRequest\x1a!.s2sidecar.v1.ReadSessionResponse0\x01\x12L\n\tCheckTail\x12\x1e.s2sidecar.v1.CheckTailRequest\x1a\x1f.s2sidecar.v1.CheckTailResponseB\x9a\x01\n\x10\x64\x65v.s2sidecar.v1B\x0bStreamProtoP\x01ZCgithub.com/s2-sidecar/s2-sidecar/clients/go/s2sidecarv1;s2sidecarv1\xa2\x02\x03S2S\xaa\x02\x0cS2Sidecar.V1\xca\x02\x0cS2Sidecar\\V1\xea\x02\rS2Sidecar::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,23 +34,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\020dev.s2sidecar.v1B\013StreamProtoP\001ZCgithub.com/s2-sidecar/s2-sidecar/clients/go/s2sidecarv1;s2sidecarv1\242\002\003S2S\252\002\014S2Sidecar.V1\312\002\014S2Sidecar\\V1\352\002\rS2Sidecar::V1'
   _globals['_READREQUEST']._serialized_start=44
-  _globals['_READREQUEST']._serialized_end=293
-  _globals['_READSESSIONREQUEST']._serialized_start=296
-  _globals['_READSESSIONREQUEST']._serialized_end=552
-  _globals['_STREAMPOSITION']._serialized_start=554
-  _globals['_STREAMPOSITION']._serialized_end=606
-  _globals['_HEADER']._serialized_start=608
-  _globals['_HEADER']._serialized_end=645
-  _globals['_SEQUENCEDRECORD']._serialized_start=647
-  _globals['_SEQUENCEDRECORD']._serialized_end=753
-  _globals['_READRESPONSE']._serialized_start=755
-  _globals['_READRESPONSE']._serialized_end=875
-  _globals['_READSESSIONRESPONSE']._serialized_start=877
-  _globals['_READSESSIONRESPONSE']._serialized_end=1004
-  _globals['_CHECKTAILREQUEST']._serialized_start=1006
-  _globals['_CHECKTAILREQUEST']._serialized_end=1107
-  _globals['_CHECKTAILRESPONSE']._serialized_start=1109
-  _globals['_CHECKTAILRESPONSE']._serialized_end=1188
-  _globals['_STREAMSERVICE']._serialized_start=1191
-  _globals['_STREAMSERVICE']._serialized_end=1433
+  _globals['_READREQUEST']._serialized_end=325
+  _globals['_READSESSIONREQUEST']._serialized_start=328
+  _globals['_READSESSIONREQUEST']._serialized_end=616
+  _globals['_STREAMPOSITION']._serialized_start=618
+  _globals['_STREAMPOSITION']._serialized_end=670
+  _globals['_HEADER']._serialized_start=672
+  _globals['_HEADER']._serialized_end=709
+  _globals['_SEQUENCEDRECORD']._serialized_start=711
+  _globals['_SEQUENCEDRECORD']._serialized_end=817
+  _globals['_READRESPONSE']._serialized_start=819
+  _globals['_READRESPONSE']._serialized_end=939
+  _globals['_READSESSIONRESPONSE']._serialized_start=942
+  _globals['_READSESSIONRESPONSE']._serialized_end=1088
+  _globals['_CHECKTAILREQUEST']._serialized_start=1090
+  _globals['_CHECKTAILREQUEST']._serialized_end=1191
+  _globals['_CHECKTAILRESPONSE']._serialized_start=1193
+  _globals['_CHECKTAILRESPONSE']._serialized_end=1272
+  _globals['_STREAMSERVICE']._serialized_start=1275
+  _globals['_STREAMSERVICE']._serialized_end=1517
 # @@protoc_insertion_point(module_scope)

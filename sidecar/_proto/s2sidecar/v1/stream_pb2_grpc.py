@@ -36,6 +36,17 @@ class StreamServiceStub:
     UNAVAILABLE (S2 unreachable, or the sidecar is shutting down; sessions put
     the next seq_num to read in trailing metadata `s2-next-seq-num`),
     UNAUTHENTICATED / PERMISSION_DENIED (S2 refused the sidecar's token).
+
+    Request metadata:
+    - `authorization: Bearer <token>`: required on every call when the sidecar
+    is started with S2_SIDECAR_APP_TOKEN (else UNAUTHENTICATED).
+    - `s2-encryption-key`: the key of an encrypted stream (a basin with a
+    `stream_cipher`), as S2 takes it: standard padded base64 of the 32-byte
+    key. Per call on `Read` and `ReadSession` (a session keeps it for every
+    resume); `CheckTail` needs none. It wins over the sidecar's own key files
+    (--encryption-keys-dir). Missing for an encrypted stream:
+    FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
+    Never logged. README, "Encrypted streams".
     """
 
     def __init__(self, channel):
@@ -71,6 +82,17 @@ class StreamServiceServicer:
     UNAVAILABLE (S2 unreachable, or the sidecar is shutting down; sessions put
     the next seq_num to read in trailing metadata `s2-next-seq-num`),
     UNAUTHENTICATED / PERMISSION_DENIED (S2 refused the sidecar's token).
+
+    Request metadata:
+    - `authorization: Bearer <token>`: required on every call when the sidecar
+    is started with S2_SIDECAR_APP_TOKEN (else UNAUTHENTICATED).
+    - `s2-encryption-key`: the key of an encrypted stream (a basin with a
+    `stream_cipher`), as S2 takes it: standard padded base64 of the 32-byte
+    key. Per call on `Read` and `ReadSession` (a session keeps it for every
+    resume); `CheckTail` needs none. It wins over the sidecar's own key files
+    (--encryption-keys-dir). Missing for an encrypted stream:
+    FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
+    Never logged. README, "Encrypted streams".
     """
 
     def Read(self, request, context):
@@ -89,7 +111,8 @@ class StreamServiceServicer:
         the tail unless `wait` says how long to wait for more. Survives upstream
         failures by resuming after the last record sent: every record arrives
         exactly once, in order. While following live, heartbeats (a message with
-        no records and `tail` set) say the session is caught up and healthy.
+        no records and `tail` set) say the session is caught up and healthy;
+        `caught_up` says it on every message.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -139,6 +162,17 @@ class StreamService:
     UNAVAILABLE (S2 unreachable, or the sidecar is shutting down; sessions put
     the next seq_num to read in trailing metadata `s2-next-seq-num`),
     UNAUTHENTICATED / PERMISSION_DENIED (S2 refused the sidecar's token).
+
+    Request metadata:
+    - `authorization: Bearer <token>`: required on every call when the sidecar
+    is started with S2_SIDECAR_APP_TOKEN (else UNAUTHENTICATED).
+    - `s2-encryption-key`: the key of an encrypted stream (a basin with a
+    `stream_cipher`), as S2 takes it: standard padded base64 of the 32-byte
+    key. Per call on `Read` and `ReadSession` (a session keeps it for every
+    resume); `CheckTail` needs none. It wins over the sidecar's own key files
+    (--encryption-keys-dir). Missing for an encrypted stream:
+    FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
+    Never logged. README, "Encrypted streams".
     """
 
     @staticmethod

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ReadRequest(_message.Message):
-    __slots__ = ("basin", "stream", "seq_num", "timestamp", "tail_offset", "count", "bytes", "until", "clamp", "wait")
+    __slots__ = ("basin", "stream", "seq_num", "timestamp", "tail_offset", "count", "bytes", "until", "clamp", "wait", "ignore_command_records")
     BASIN_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     SEQ_NUM_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class ReadRequest(_message.Message):
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     CLAMP_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_COMMAND_RECORDS_FIELD_NUMBER: _ClassVar[int]
     basin: str
     stream: str
     seq_num: int
@@ -29,10 +30,11 @@ class ReadRequest(_message.Message):
     until: int
     clamp: bool
     wait: int
-    def __init__(self, basin: _Optional[str] = ..., stream: _Optional[str] = ..., seq_num: _Optional[int] = ..., timestamp: _Optional[int] = ..., tail_offset: _Optional[int] = ..., count: _Optional[int] = ..., bytes: _Optional[int] = ..., until: _Optional[int] = ..., clamp: _Optional[bool] = ..., wait: _Optional[int] = ...) -> None: ...
+    ignore_command_records: bool
+    def __init__(self, basin: _Optional[str] = ..., stream: _Optional[str] = ..., seq_num: _Optional[int] = ..., timestamp: _Optional[int] = ..., tail_offset: _Optional[int] = ..., count: _Optional[int] = ..., bytes: _Optional[int] = ..., until: _Optional[int] = ..., clamp: _Optional[bool] = ..., wait: _Optional[int] = ..., ignore_command_records: _Optional[bool] = ...) -> None: ...
 
 class ReadSessionRequest(_message.Message):
-    __slots__ = ("basin", "stream", "seq_num", "timestamp", "tail_offset", "count", "bytes", "until", "clamp", "wait")
+    __slots__ = ("basin", "stream", "seq_num", "timestamp", "tail_offset", "count", "bytes", "until", "clamp", "wait", "ignore_command_records")
     BASIN_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     SEQ_NUM_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +45,7 @@ class ReadSessionRequest(_message.Message):
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     CLAMP_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_COMMAND_RECORDS_FIELD_NUMBER: _ClassVar[int]
     basin: str
     stream: str
     seq_num: int
@@ -53,7 +56,8 @@ class ReadSessionRequest(_message.Message):
     until: int
     clamp: bool
     wait: int
-    def __init__(self, basin: _Optional[str] = ..., stream: _Optional[str] = ..., seq_num: _Optional[int] = ..., timestamp: _Optional[int] = ..., tail_offset: _Optional[int] = ..., count: _Optional[int] = ..., bytes: _Optional[int] = ..., until: _Optional[int] = ..., clamp: _Optional[bool] = ..., wait: _Optional[int] = ...) -> None: ...
+    ignore_command_records: bool
+    def __init__(self, basin: _Optional[str] = ..., stream: _Optional[str] = ..., seq_num: _Optional[int] = ..., timestamp: _Optional[int] = ..., tail_offset: _Optional[int] = ..., count: _Optional[int] = ..., bytes: _Optional[int] = ..., until: _Optional[int] = ..., clamp: _Optional[bool] = ..., wait: _Optional[int] = ..., ignore_command_records: _Optional[bool] = ...) -> None: ...
 
 class StreamPosition(_message.Message):
     __slots__ = ("seq_num", "timestamp")
@@ -92,12 +96,14 @@ class ReadResponse(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[SequencedRecord, _Mapping]]] = ..., tail: _Optional[_Union[StreamPosition, _Mapping]] = ...) -> None: ...
 
 class ReadSessionResponse(_message.Message):
-    __slots__ = ("records", "tail")
+    __slots__ = ("records", "tail", "caught_up")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     TAIL_FIELD_NUMBER: _ClassVar[int]
+    CAUGHT_UP_FIELD_NUMBER: _ClassVar[int]
     records: _containers.RepeatedCompositeFieldContainer[SequencedRecord]
     tail: StreamPosition
-    def __init__(self, records: _Optional[_Iterable[_Union[SequencedRecord, _Mapping]]] = ..., tail: _Optional[_Union[StreamPosition, _Mapping]] = ...) -> None: ...
+    caught_up: bool
+    def __init__(self, records: _Optional[_Iterable[_Union[SequencedRecord, _Mapping]]] = ..., tail: _Optional[_Union[StreamPosition, _Mapping]] = ..., caught_up: _Optional[bool] = ...) -> None: ...
 
 class CheckTailRequest(_message.Message):
     __slots__ = ("basin", "stream", "max_staleness_ms")

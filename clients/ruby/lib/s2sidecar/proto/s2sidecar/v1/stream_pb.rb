@@ -14,6 +14,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       proto3_optional :until, :uint64, 8
       optional :clamp, :bool, 9
       proto3_optional :wait, :uint32, 10
+      optional :ignore_command_records, :bool, 11
       oneof :start do
         optional :seq_num, :uint64, 3
         optional :timestamp, :uint64, 4
@@ -28,6 +29,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       proto3_optional :until, :uint64, 8
       optional :clamp, :bool, 9
       proto3_optional :wait, :uint32, 10
+      optional :ignore_command_records, :bool, 11
       oneof :start do
         optional :seq_num, :uint64, 3
         optional :timestamp, :uint64, 4
@@ -55,6 +57,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
     add_message "s2sidecar.v1.ReadSessionResponse" do
       repeated :records, :message, 1, "s2sidecar.v1.SequencedRecord"
       proto3_optional :tail, :message, 2, "s2sidecar.v1.StreamPosition"
+      optional :caught_up, :bool, 15
     end
     add_message "s2sidecar.v1.CheckTailRequest" do
       optional :basin, :string, 1

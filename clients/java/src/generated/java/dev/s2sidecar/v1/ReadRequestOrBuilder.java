@@ -200,5 +200,25 @@ public interface ReadRequestOrBuilder extends
    */
   int getWait();
 
+  /**
+   * <pre>
+   * Leave command records (fence and trim: one header with an empty name,
+   * including the trim a stream deletion writes) out of the answer, as S2's
+   * SDKs' `ignore_command_records` does (Rust, Python, TypeScript). Filtered
+   * after the read, as they do: the read is the same one request, so `count`
+   * and `bytes` count the command records left out too (S2's SDKs since
+   * s2-streamstore/s2 PR 387 (Rust), s2-streamstore/s2-sdk-python PR 34,
+   * s2-streamstore/s2-sdk-typescript issue 231), and a batch of only command
+   * records is answered empty (with its `tail`, if any), as S2's SDKs answer
+   * it. When records were left out, trailing metadata `s2-next-seq-num` says
+   * where the read ended (the seq_num after the last record S2 returned):
+   * continue there.
+   * </pre>
+   *
+   * <code>bool ignore_command_records = 11;</code>
+   * @return The ignoreCommandRecords.
+   */
+  boolean getIgnoreCommandRecords();
+
   dev.s2sidecar.v1.ReadRequest.StartCase getStartCase();
 }

@@ -406,6 +406,31 @@ private static final long serialVersionUID = 0L;
     return wait_;
   }
 
+  public static final int IGNORE_COMMAND_RECORDS_FIELD_NUMBER = 11;
+  private boolean ignoreCommandRecords_ = false;
+  /**
+   * <pre>
+   * Leave command records (fence and trim: one header with an empty name,
+   * including the trim a stream deletion writes) out of the session, as S2's
+   * SDKs' `ignore_command_records` does. As in S2's SDKs (s2-streamstore/s2
+   * PR 387 (Rust), s2-streamstore/s2-sdk-python PR 34,
+   * s2-streamstore/s2-sdk-typescript issue 231), the records left out count
+   * toward `count` and `bytes`: the session ends when the records S2
+   * returned, sent or left out, reach the limit, so it may send fewer than
+   * `count`. A message left with no records is not sent, unless it reached
+   * the tail: then it goes out as a heartbeat (`tail`, `caught_up`). A resume
+   * (after an upstream failure, or from `s2-next-seq-num`) continues after
+   * the records left out, never repeating them.
+   * </pre>
+   *
+   * <code>bool ignore_command_records = 11;</code>
+   * @return The ignoreCommandRecords.
+   */
+  @java.lang.Override
+  public boolean getIgnoreCommandRecords() {
+    return ignoreCommandRecords_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -453,6 +478,9 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000008) != 0)) {
       output.writeUInt32(10, wait_);
     }
+    if (ignoreCommandRecords_ != false) {
+      output.writeBool(11, ignoreCommandRecords_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -497,6 +525,10 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000008) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeUInt32Size(10, wait_);
+    }
+    if (ignoreCommandRecords_ != false) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeBoolSize(11, ignoreCommandRecords_);
     }
     return size;
   }
@@ -548,6 +580,8 @@ private static final long serialVersionUID = 0L;
       if (getWait()
           != other.getWait()) return false;
     }
+    if (getIgnoreCommandRecords()
+        != other.getIgnoreCommandRecords()) return false;
     if (!getStartCase().equals(other.getStartCase())) return false;
     switch (startCase_) {
       case 3:
@@ -602,6 +636,9 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + WAIT_FIELD_NUMBER;
       hash = (53 * hash) + getWait();
     }
+    hash = (37 * hash) + IGNORE_COMMAND_RECORDS_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
+        getIgnoreCommandRecords());
     switch (startCase_) {
       case 3:
         hash = (37 * hash) + SEQ_NUM_FIELD_NUMBER;
@@ -764,6 +801,7 @@ private static final long serialVersionUID = 0L;
       until_ = 0L;
       clamp_ = false;
       wait_ = 0;
+      ignoreCommandRecords_ = false;
       startCase_ = 0;
       start_ = null;
       return this;
@@ -826,6 +864,9 @@ private static final long serialVersionUID = 0L;
         result.wait_ = wait_;
         to_bitField0_ |= 0x00000008;
       }
+      if (((from_bitField0_ & 0x00000400) != 0)) {
+        result.ignoreCommandRecords_ = ignoreCommandRecords_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -870,6 +911,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasWait()) {
         setWait(other.getWait());
+      }
+      if (other.getIgnoreCommandRecords() != false) {
+        setIgnoreCommandRecords(other.getIgnoreCommandRecords());
       }
       switch (other.getStartCase()) {
         case SEQ_NUM: {
@@ -962,6 +1006,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000200;
               break;
             } // case 80
+            case 88: {
+              ignoreCommandRecords_ = input.readBool();
+              bitField0_ |= 0x00000400;
+              break;
+            } // case 88
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1620,6 +1669,80 @@ private static final long serialVersionUID = 0L;
     public Builder clearWait() {
       bitField0_ = (bitField0_ & ~0x00000200);
       wait_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private boolean ignoreCommandRecords_ ;
+    /**
+     * <pre>
+     * Leave command records (fence and trim: one header with an empty name,
+     * including the trim a stream deletion writes) out of the session, as S2's
+     * SDKs' `ignore_command_records` does. As in S2's SDKs (s2-streamstore/s2
+     * PR 387 (Rust), s2-streamstore/s2-sdk-python PR 34,
+     * s2-streamstore/s2-sdk-typescript issue 231), the records left out count
+     * toward `count` and `bytes`: the session ends when the records S2
+     * returned, sent or left out, reach the limit, so it may send fewer than
+     * `count`. A message left with no records is not sent, unless it reached
+     * the tail: then it goes out as a heartbeat (`tail`, `caught_up`). A resume
+     * (after an upstream failure, or from `s2-next-seq-num`) continues after
+     * the records left out, never repeating them.
+     * </pre>
+     *
+     * <code>bool ignore_command_records = 11;</code>
+     * @return The ignoreCommandRecords.
+     */
+    @java.lang.Override
+    public boolean getIgnoreCommandRecords() {
+      return ignoreCommandRecords_;
+    }
+    /**
+     * <pre>
+     * Leave command records (fence and trim: one header with an empty name,
+     * including the trim a stream deletion writes) out of the session, as S2's
+     * SDKs' `ignore_command_records` does. As in S2's SDKs (s2-streamstore/s2
+     * PR 387 (Rust), s2-streamstore/s2-sdk-python PR 34,
+     * s2-streamstore/s2-sdk-typescript issue 231), the records left out count
+     * toward `count` and `bytes`: the session ends when the records S2
+     * returned, sent or left out, reach the limit, so it may send fewer than
+     * `count`. A message left with no records is not sent, unless it reached
+     * the tail: then it goes out as a heartbeat (`tail`, `caught_up`). A resume
+     * (after an upstream failure, or from `s2-next-seq-num`) continues after
+     * the records left out, never repeating them.
+     * </pre>
+     *
+     * <code>bool ignore_command_records = 11;</code>
+     * @param value The ignoreCommandRecords to set.
+     * @return This builder for chaining.
+     */
+    public Builder setIgnoreCommandRecords(boolean value) {
+
+      ignoreCommandRecords_ = value;
+      bitField0_ |= 0x00000400;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Leave command records (fence and trim: one header with an empty name,
+     * including the trim a stream deletion writes) out of the session, as S2's
+     * SDKs' `ignore_command_records` does. As in S2's SDKs (s2-streamstore/s2
+     * PR 387 (Rust), s2-streamstore/s2-sdk-python PR 34,
+     * s2-streamstore/s2-sdk-typescript issue 231), the records left out count
+     * toward `count` and `bytes`: the session ends when the records S2
+     * returned, sent or left out, reach the limit, so it may send fewer than
+     * `count`. A message left with no records is not sent, unless it reached
+     * the tail: then it goes out as a heartbeat (`tail`, `caught_up`). A resume
+     * (after an upstream failure, or from `s2-next-seq-num`) continues after
+     * the records left out, never repeating them.
+     * </pre>
+     *
+     * <code>bool ignore_command_records = 11;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearIgnoreCommandRecords() {
+      bitField0_ = (bitField0_ & ~0x00000400);
+      ignoreCommandRecords_ = false;
       onChanged();
       return this;
     }

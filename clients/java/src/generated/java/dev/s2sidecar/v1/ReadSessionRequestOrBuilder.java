@@ -195,5 +195,25 @@ public interface ReadSessionRequestOrBuilder extends
    */
   int getWait();
 
+  /**
+   * <pre>
+   * Leave command records (fence and trim: one header with an empty name,
+   * including the trim a stream deletion writes) out of the session, as S2's
+   * SDKs' `ignore_command_records` does. As in S2's SDKs (s2-streamstore/s2
+   * PR 387 (Rust), s2-streamstore/s2-sdk-python PR 34,
+   * s2-streamstore/s2-sdk-typescript issue 231), the records left out count
+   * toward `count` and `bytes`: the session ends when the records S2
+   * returned, sent or left out, reach the limit, so it may send fewer than
+   * `count`. A message left with no records is not sent, unless it reached
+   * the tail: then it goes out as a heartbeat (`tail`, `caught_up`). A resume
+   * (after an upstream failure, or from `s2-next-seq-num`) continues after
+   * the records left out, never repeating them.
+   * </pre>
+   *
+   * <code>bool ignore_command_records = 11;</code>
+   * @return The ignoreCommandRecords.
+   */
+  boolean getIgnoreCommandRecords();
+
   dev.s2sidecar.v1.ReadSessionRequest.StartCase getStartCase();
 }

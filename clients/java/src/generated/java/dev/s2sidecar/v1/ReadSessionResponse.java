@@ -162,6 +162,31 @@ private static final long serialVersionUID = 0L;
     return tail_ == null ? dev.s2sidecar.v1.StreamPosition.getDefaultInstance() : tail_;
   }
 
+  public static final int CAUGHT_UP_FIELD_NUMBER = 15;
+  private boolean caughtUp_ = false;
+  /**
+   * <pre>
+   * True when, with this message, every record before `tail` has been sent
+   * (or left out by `ignore_command_records`, or trimmed): on every
+   * heartbeat, and on records that end right before the tail. False on
+   * catch-up messages (no `tail`) and on records that end short of it. The
+   * session is caught up while the last message it sent says so: what S2's
+   * SDKs' `is_caught_up()` / `caught_up()` report (s2-streamstore/s2
+   * sdk/src/session/read.rs, s2-streamstore/s2-sdk-python ReadSession,
+   * s2-streamstore/s2-sdk-typescript CaughtUpTracker), for apps that must
+   * know when the backlog is done (a new call starts not caught up). Field
+   * 15, far from S2's ReadBatch fields, which the sidecar forwards as S2 sent
+   * them.
+   * </pre>
+   *
+   * <code>bool caught_up = 15;</code>
+   * @return The caughtUp.
+   */
+  @java.lang.Override
+  public boolean getCaughtUp() {
+    return caughtUp_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -182,6 +207,9 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000001) != 0)) {
       output.writeMessage(2, getTail());
     }
+    if (caughtUp_ != false) {
+      output.writeBool(15, caughtUp_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -198,6 +226,10 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000001) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(2, getTail());
+    }
+    if (caughtUp_ != false) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeBoolSize(15, caughtUp_);
     }
     return size;
   }
@@ -230,6 +262,8 @@ private static final long serialVersionUID = 0L;
       if (!getTail()
           .equals(other.getTail())) return false;
     }
+    if (getCaughtUp()
+        != other.getCaughtUp()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -249,6 +283,9 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + TAIL_FIELD_NUMBER;
       hash = (53 * hash) + getTail().hashCode();
     }
+    hash = (37 * hash) + CAUGHT_UP_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
+        getCaughtUp());
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -409,6 +446,7 @@ private static final long serialVersionUID = 0L;
         tailBuilder_.dispose();
         tailBuilder_ = null;
       }
+      caughtUp_ = false;
       return this;
     }
 
@@ -462,6 +500,9 @@ private static final long serialVersionUID = 0L;
             : tailBuilder_.build();
         to_bitField0_ |= 0x00000001;
       }
+      if (((from_bitField0_ & 0x00000004) != 0)) {
+        result.caughtUp_ = caughtUp_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -505,6 +546,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasTail()) {
         mergeTail(other.getTail());
+      }
+      if (other.getCaughtUp() != false) {
+        setCaughtUp(other.getCaughtUp());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -550,6 +594,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000002;
               break;
             } // case 18
+            case 120: {
+              caughtUp_ = input.readBool();
+              bitField0_ |= 0x00000004;
+              break;
+            } // case 120
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1035,6 +1084,80 @@ private static final long serialVersionUID = 0L;
         tail_ = null;
       }
       return tailBuilder_;
+    }
+
+    private boolean caughtUp_ ;
+    /**
+     * <pre>
+     * True when, with this message, every record before `tail` has been sent
+     * (or left out by `ignore_command_records`, or trimmed): on every
+     * heartbeat, and on records that end right before the tail. False on
+     * catch-up messages (no `tail`) and on records that end short of it. The
+     * session is caught up while the last message it sent says so: what S2's
+     * SDKs' `is_caught_up()` / `caught_up()` report (s2-streamstore/s2
+     * sdk/src/session/read.rs, s2-streamstore/s2-sdk-python ReadSession,
+     * s2-streamstore/s2-sdk-typescript CaughtUpTracker), for apps that must
+     * know when the backlog is done (a new call starts not caught up). Field
+     * 15, far from S2's ReadBatch fields, which the sidecar forwards as S2 sent
+     * them.
+     * </pre>
+     *
+     * <code>bool caught_up = 15;</code>
+     * @return The caughtUp.
+     */
+    @java.lang.Override
+    public boolean getCaughtUp() {
+      return caughtUp_;
+    }
+    /**
+     * <pre>
+     * True when, with this message, every record before `tail` has been sent
+     * (or left out by `ignore_command_records`, or trimmed): on every
+     * heartbeat, and on records that end right before the tail. False on
+     * catch-up messages (no `tail`) and on records that end short of it. The
+     * session is caught up while the last message it sent says so: what S2's
+     * SDKs' `is_caught_up()` / `caught_up()` report (s2-streamstore/s2
+     * sdk/src/session/read.rs, s2-streamstore/s2-sdk-python ReadSession,
+     * s2-streamstore/s2-sdk-typescript CaughtUpTracker), for apps that must
+     * know when the backlog is done (a new call starts not caught up). Field
+     * 15, far from S2's ReadBatch fields, which the sidecar forwards as S2 sent
+     * them.
+     * </pre>
+     *
+     * <code>bool caught_up = 15;</code>
+     * @param value The caughtUp to set.
+     * @return This builder for chaining.
+     */
+    public Builder setCaughtUp(boolean value) {
+
+      caughtUp_ = value;
+      bitField0_ |= 0x00000004;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * True when, with this message, every record before `tail` has been sent
+     * (or left out by `ignore_command_records`, or trimmed): on every
+     * heartbeat, and on records that end right before the tail. False on
+     * catch-up messages (no `tail`) and on records that end short of it. The
+     * session is caught up while the last message it sent says so: what S2's
+     * SDKs' `is_caught_up()` / `caught_up()` report (s2-streamstore/s2
+     * sdk/src/session/read.rs, s2-streamstore/s2-sdk-python ReadSession,
+     * s2-streamstore/s2-sdk-typescript CaughtUpTracker), for apps that must
+     * know when the backlog is done (a new call starts not caught up). Field
+     * 15, far from S2's ReadBatch fields, which the sidecar forwards as S2 sent
+     * them.
+     * </pre>
+     *
+     * <code>bool caught_up = 15;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearCaughtUp() {
+      bitField0_ = (bitField0_ & ~0x00000004);
+      caughtUp_ = false;
+      onChanged();
+      return this;
     }
 
     // @@protoc_insertion_point(builder_scope:s2sidecar.v1.ReadSessionResponse)

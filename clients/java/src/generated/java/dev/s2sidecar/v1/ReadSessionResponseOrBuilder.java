@@ -83,4 +83,24 @@ public interface ReadSessionResponseOrBuilder extends
    * <code>optional .s2sidecar.v1.StreamPosition tail = 2;</code>
    */
   dev.s2sidecar.v1.StreamPositionOrBuilder getTailOrBuilder();
+
+  /**
+   * <pre>
+   * True when, with this message, every record before `tail` has been sent
+   * (or left out by `ignore_command_records`, or trimmed): on every
+   * heartbeat, and on records that end right before the tail. False on
+   * catch-up messages (no `tail`) and on records that end short of it. The
+   * session is caught up while the last message it sent says so: what S2's
+   * SDKs' `is_caught_up()` / `caught_up()` report (s2-streamstore/s2
+   * sdk/src/session/read.rs, s2-streamstore/s2-sdk-python ReadSession,
+   * s2-streamstore/s2-sdk-typescript CaughtUpTracker), for apps that must
+   * know when the backlog is done (a new call starts not caught up). Field
+   * 15, far from S2's ReadBatch fields, which the sidecar forwards as S2 sent
+   * them.
+   * </pre>
+   *
+   * <code>bool caught_up = 15;</code>
+   * @return The caughtUp.
+   */
+  boolean getCaughtUp();
 }

@@ -81,45 +81,48 @@ public final class StreamProto extends com.google.protobuf.GeneratedFile {
   static {
     java.lang.String[] descriptorData = {
       "\n\031s2sidecar/v1/stream.proto\022\014s2sidecar.v" +
-      "1\"\371\001\n\013ReadRequest\022\r\n\005basin\030\001 \001(\t\022\016\n\006stre" +
+      "1\"\231\002\n\013ReadRequest\022\r\n\005basin\030\001 \001(\t\022\016\n\006stre" +
       "am\030\002 \001(\t\022\021\n\007seq_num\030\003 \001(\004H\000\022\023\n\ttimestamp" +
       "\030\004 \001(\004H\000\022\025\n\013tail_offset\030\005 \001(\004H\000\022\022\n\005count" +
       "\030\006 \001(\004H\001\210\001\001\022\022\n\005bytes\030\007 \001(\004H\002\210\001\001\022\022\n\005until" +
       "\030\010 \001(\004H\003\210\001\001\022\r\n\005clamp\030\t \001(\010\022\021\n\004wait\030\n \001(\r" +
-      "H\004\210\001\001B\007\n\005startB\010\n\006_countB\010\n\006_bytesB\010\n\006_u" +
-      "ntilB\007\n\005_wait\"\200\002\n\022ReadSessionRequest\022\r\n\005" +
-      "basin\030\001 \001(\t\022\016\n\006stream\030\002 \001(\t\022\021\n\007seq_num\030\003" +
-      " \001(\004H\000\022\023\n\ttimestamp\030\004 \001(\004H\000\022\025\n\013tail_offs" +
-      "et\030\005 \001(\004H\000\022\022\n\005count\030\006 \001(\004H\001\210\001\001\022\022\n\005bytes\030" +
-      "\007 \001(\004H\002\210\001\001\022\022\n\005until\030\010 \001(\004H\003\210\001\001\022\r\n\005clamp\030" +
-      "\t \001(\010\022\021\n\004wait\030\n \001(\rH\004\210\001\001B\007\n\005startB\010\n\006_co" +
-      "untB\010\n\006_bytesB\010\n\006_untilB\007\n\005_wait\"4\n\016Stre" +
-      "amPosition\022\017\n\007seq_num\030\001 \001(\004\022\021\n\ttimestamp" +
-      "\030\002 \001(\004\"%\n\006Header\022\014\n\004name\030\001 \001(\014\022\r\n\005value\030" +
-      "\002 \001(\014\"j\n\017SequencedRecord\022\017\n\007seq_num\030\001 \001(" +
-      "\004\022\021\n\ttimestamp\030\002 \001(\004\022%\n\007headers\030\003 \003(\0132\024." +
-      "s2sidecar.v1.Header\022\014\n\004body\030\004 \001(\014\"x\n\014Rea" +
-      "dResponse\022.\n\007records\030\001 \003(\0132\035.s2sidecar.v" +
-      "1.SequencedRecord\022/\n\004tail\030\002 \001(\0132\034.s2side" +
-      "car.v1.StreamPositionH\000\210\001\001B\007\n\005_tail\"\177\n\023R" +
-      "eadSessionResponse\022.\n\007records\030\001 \003(\0132\035.s2" +
-      "sidecar.v1.SequencedRecord\022/\n\004tail\030\002 \001(\013" +
-      "2\034.s2sidecar.v1.StreamPositionH\000\210\001\001B\007\n\005_" +
-      "tail\"e\n\020CheckTailRequest\022\r\n\005basin\030\001 \001(\t\022" +
-      "\016\n\006stream\030\002 \001(\t\022\035\n\020max_staleness_ms\030\003 \001(" +
-      "\rH\000\210\001\001B\023\n\021_max_staleness_ms\"O\n\021CheckTail" +
-      "Response\022*\n\004tail\030\001 \001(\0132\034.s2sidecar.v1.St" +
-      "reamPosition\022\016\n\006age_ms\030\002 \001(\0042\362\001\n\rStreamS" +
-      "ervice\022=\n\004Read\022\031.s2sidecar.v1.ReadReques" +
-      "t\032\032.s2sidecar.v1.ReadResponse\022T\n\013ReadSes" +
-      "sion\022 .s2sidecar.v1.ReadSessionRequest\032!" +
-      ".s2sidecar.v1.ReadSessionResponse0\001\022L\n\tC" +
-      "heckTail\022\036.s2sidecar.v1.CheckTailRequest" +
-      "\032\037.s2sidecar.v1.CheckTailResponseB\232\001\n\020de" +
-      "v.s2sidecar.v1B\013StreamProtoP\001ZCgithub.co" +
-      "m/s2-sidecar/s2-sidecar/clients/go/s2sid" +
-      "ecarv1;s2sidecarv1\242\002\003S2S\252\002\014S2Sidecar.V1\312" +
-      "\002\014S2Sidecar\\V1\352\002\rS2Sidecar::V1b\006proto3"
+      "H\004\210\001\001\022\036\n\026ignore_command_records\030\013 \001(\010B\007\n" +
+      "\005startB\010\n\006_countB\010\n\006_bytesB\010\n\006_untilB\007\n\005" +
+      "_wait\"\240\002\n\022ReadSessionRequest\022\r\n\005basin\030\001 " +
+      "\001(\t\022\016\n\006stream\030\002 \001(\t\022\021\n\007seq_num\030\003 \001(\004H\000\022\023" +
+      "\n\ttimestamp\030\004 \001(\004H\000\022\025\n\013tail_offset\030\005 \001(\004" +
+      "H\000\022\022\n\005count\030\006 \001(\004H\001\210\001\001\022\022\n\005bytes\030\007 \001(\004H\002\210" +
+      "\001\001\022\022\n\005until\030\010 \001(\004H\003\210\001\001\022\r\n\005clamp\030\t \001(\010\022\021\n" +
+      "\004wait\030\n \001(\rH\004\210\001\001\022\036\n\026ignore_command_recor" +
+      "ds\030\013 \001(\010B\007\n\005startB\010\n\006_countB\010\n\006_bytesB\010\n" +
+      "\006_untilB\007\n\005_wait\"4\n\016StreamPosition\022\017\n\007se" +
+      "q_num\030\001 \001(\004\022\021\n\ttimestamp\030\002 \001(\004\"%\n\006Header" +
+      "\022\014\n\004name\030\001 \001(\014\022\r\n\005value\030\002 \001(\014\"j\n\017Sequenc" +
+      "edRecord\022\017\n\007seq_num\030\001 \001(\004\022\021\n\ttimestamp\030\002" +
+      " \001(\004\022%\n\007headers\030\003 \003(\0132\024.s2sidecar.v1.Hea" +
+      "der\022\014\n\004body\030\004 \001(\014\"x\n\014ReadResponse\022.\n\007rec" +
+      "ords\030\001 \003(\0132\035.s2sidecar.v1.SequencedRecor" +
+      "d\022/\n\004tail\030\002 \001(\0132\034.s2sidecar.v1.StreamPos" +
+      "itionH\000\210\001\001B\007\n\005_tail\"\222\001\n\023ReadSessionRespo" +
+      "nse\022.\n\007records\030\001 \003(\0132\035.s2sidecar.v1.Sequ" +
+      "encedRecord\022/\n\004tail\030\002 \001(\0132\034.s2sidecar.v1" +
+      ".StreamPositionH\000\210\001\001\022\021\n\tcaught_up\030\017 \001(\010B" +
+      "\007\n\005_tail\"e\n\020CheckTailRequest\022\r\n\005basin\030\001 " +
+      "\001(\t\022\016\n\006stream\030\002 \001(\t\022\035\n\020max_staleness_ms\030" +
+      "\003 \001(\rH\000\210\001\001B\023\n\021_max_staleness_ms\"O\n\021Check" +
+      "TailResponse\022*\n\004tail\030\001 \001(\0132\034.s2sidecar.v" +
+      "1.StreamPosition\022\016\n\006age_ms\030\002 \001(\0042\362\001\n\rStr" +
+      "eamService\022=\n\004Read\022\031.s2sidecar.v1.ReadRe" +
+      "quest\032\032.s2sidecar.v1.ReadResponse\022T\n\013Rea" +
+      "dSession\022 .s2sidecar.v1.ReadSessionReque" +
+      "st\032!.s2sidecar.v1.ReadSessionResponse0\001\022" +
+      "L\n\tCheckTail\022\036.s2sidecar.v1.CheckTailReq" +
+      "uest\032\037.s2sidecar.v1.CheckTailResponseB\232\001" +
+      "\n\020dev.s2sidecar.v1B\013StreamProtoP\001ZCgithu" +
+      "b.com/s2-sidecar/s2-sidecar/clients/go/s" +
+      "2sidecarv1;s2sidecarv1\242\002\003S2S\252\002\014S2Sidecar" +
+      ".V1\312\002\014S2Sidecar\\V1\352\002\rS2Sidecar::V1b\006prot" +
+      "o3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -130,13 +133,13 @@ public final class StreamProto extends com.google.protobuf.GeneratedFile {
     internal_static_s2sidecar_v1_ReadRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_s2sidecar_v1_ReadRequest_descriptor,
-        new java.lang.String[] { "Basin", "Stream", "SeqNum", "Timestamp", "TailOffset", "Count", "Bytes", "Until", "Clamp", "Wait", "Start", });
+        new java.lang.String[] { "Basin", "Stream", "SeqNum", "Timestamp", "TailOffset", "Count", "Bytes", "Until", "Clamp", "Wait", "IgnoreCommandRecords", "Start", });
     internal_static_s2sidecar_v1_ReadSessionRequest_descriptor =
       getDescriptor().getMessageType(1);
     internal_static_s2sidecar_v1_ReadSessionRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_s2sidecar_v1_ReadSessionRequest_descriptor,
-        new java.lang.String[] { "Basin", "Stream", "SeqNum", "Timestamp", "TailOffset", "Count", "Bytes", "Until", "Clamp", "Wait", "Start", });
+        new java.lang.String[] { "Basin", "Stream", "SeqNum", "Timestamp", "TailOffset", "Count", "Bytes", "Until", "Clamp", "Wait", "IgnoreCommandRecords", "Start", });
     internal_static_s2sidecar_v1_StreamPosition_descriptor =
       getDescriptor().getMessageType(2);
     internal_static_s2sidecar_v1_StreamPosition_fieldAccessorTable = new
@@ -166,7 +169,7 @@ public final class StreamProto extends com.google.protobuf.GeneratedFile {
     internal_static_s2sidecar_v1_ReadSessionResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_s2sidecar_v1_ReadSessionResponse_descriptor,
-        new java.lang.String[] { "Records", "Tail", });
+        new java.lang.String[] { "Records", "Tail", "CaughtUp", });
     internal_static_s2sidecar_v1_CheckTailRequest_descriptor =
       getDescriptor().getMessageType(7);
     internal_static_s2sidecar_v1_CheckTailRequest_fieldAccessorTable = new

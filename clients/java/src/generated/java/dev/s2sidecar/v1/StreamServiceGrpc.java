@@ -12,6 +12,16 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  * UNAVAILABLE (S2 unreachable, or the sidecar is shutting down; sessions put
  * the next seq_num to read in trailing metadata `s2-next-seq-num`),
  * UNAUTHENTICATED / PERMISSION_DENIED (S2 refused the sidecar's token).
+ * Request metadata:
+ * - `authorization: Bearer &lt;token&gt;`: required on every call when the sidecar
+ *   is started with S2_SIDECAR_APP_TOKEN (else UNAUTHENTICATED).
+ * - `s2-encryption-key`: the key of an encrypted stream (a basin with a
+ *   `stream_cipher`), as S2 takes it: standard padded base64 of the 32-byte
+ *   key. Per call on `Read` and `ReadSession` (a session keeps it for every
+ *   resume); `CheckTail` needs none. It wins over the sidecar's own key files
+ *   (--encryption-keys-dir). Missing for an encrypted stream:
+ *   FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
+ *   Never logged. README, "Encrypted streams".
  * </pre>
  */
 @io.grpc.stub.annotations.GrpcGenerated
@@ -184,6 +194,16 @@ public final class StreamServiceGrpc {
    * UNAVAILABLE (S2 unreachable, or the sidecar is shutting down; sessions put
    * the next seq_num to read in trailing metadata `s2-next-seq-num`),
    * UNAUTHENTICATED / PERMISSION_DENIED (S2 refused the sidecar's token).
+   * Request metadata:
+   * - `authorization: Bearer &lt;token&gt;`: required on every call when the sidecar
+   *   is started with S2_SIDECAR_APP_TOKEN (else UNAUTHENTICATED).
+   * - `s2-encryption-key`: the key of an encrypted stream (a basin with a
+   *   `stream_cipher`), as S2 takes it: standard padded base64 of the 32-byte
+   *   key. Per call on `Read` and `ReadSession` (a session keeps it for every
+   *   resume); `CheckTail` needs none. It wins over the sidecar's own key files
+   *   (--encryption-keys-dir). Missing for an encrypted stream:
+   *   FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
+   *   Never logged. README, "Encrypted streams".
    * </pre>
    */
   public interface AsyncService {
@@ -208,7 +228,8 @@ public final class StreamServiceGrpc {
      * the tail unless `wait` says how long to wait for more. Survives upstream
      * failures by resuming after the last record sent: every record arrives
      * exactly once, in order. While following live, heartbeats (a message with
-     * no records and `tail` set) say the session is caught up and healthy.
+     * no records and `tail` set) say the session is caught up and healthy;
+     * `caught_up` says it on every message.
      * </pre>
      */
     default void readSession(dev.s2sidecar.v1.ReadSessionRequest request,
@@ -239,6 +260,16 @@ public final class StreamServiceGrpc {
    * UNAVAILABLE (S2 unreachable, or the sidecar is shutting down; sessions put
    * the next seq_num to read in trailing metadata `s2-next-seq-num`),
    * UNAUTHENTICATED / PERMISSION_DENIED (S2 refused the sidecar's token).
+   * Request metadata:
+   * - `authorization: Bearer &lt;token&gt;`: required on every call when the sidecar
+   *   is started with S2_SIDECAR_APP_TOKEN (else UNAUTHENTICATED).
+   * - `s2-encryption-key`: the key of an encrypted stream (a basin with a
+   *   `stream_cipher`), as S2 takes it: standard padded base64 of the 32-byte
+   *   key. Per call on `Read` and `ReadSession` (a session keeps it for every
+   *   resume); `CheckTail` needs none. It wins over the sidecar's own key files
+   *   (--encryption-keys-dir). Missing for an encrypted stream:
+   *   FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
+   *   Never logged. README, "Encrypted streams".
    * </pre>
    */
   public static abstract class StreamServiceImplBase
@@ -260,6 +291,16 @@ public final class StreamServiceGrpc {
    * UNAVAILABLE (S2 unreachable, or the sidecar is shutting down; sessions put
    * the next seq_num to read in trailing metadata `s2-next-seq-num`),
    * UNAUTHENTICATED / PERMISSION_DENIED (S2 refused the sidecar's token).
+   * Request metadata:
+   * - `authorization: Bearer &lt;token&gt;`: required on every call when the sidecar
+   *   is started with S2_SIDECAR_APP_TOKEN (else UNAUTHENTICATED).
+   * - `s2-encryption-key`: the key of an encrypted stream (a basin with a
+   *   `stream_cipher`), as S2 takes it: standard padded base64 of the 32-byte
+   *   key. Per call on `Read` and `ReadSession` (a session keeps it for every
+   *   resume); `CheckTail` needs none. It wins over the sidecar's own key files
+   *   (--encryption-keys-dir). Missing for an encrypted stream:
+   *   FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
+   *   Never logged. README, "Encrypted streams".
    * </pre>
    */
   public static final class StreamServiceStub
@@ -296,7 +337,8 @@ public final class StreamServiceGrpc {
      * the tail unless `wait` says how long to wait for more. Survives upstream
      * failures by resuming after the last record sent: every record arrives
      * exactly once, in order. While following live, heartbeats (a message with
-     * no records and `tail` set) say the session is caught up and healthy.
+     * no records and `tail` set) say the session is caught up and healthy;
+     * `caught_up` says it on every message.
      * </pre>
      */
     public void readSession(dev.s2sidecar.v1.ReadSessionRequest request,
@@ -329,6 +371,16 @@ public final class StreamServiceGrpc {
    * UNAVAILABLE (S2 unreachable, or the sidecar is shutting down; sessions put
    * the next seq_num to read in trailing metadata `s2-next-seq-num`),
    * UNAUTHENTICATED / PERMISSION_DENIED (S2 refused the sidecar's token).
+   * Request metadata:
+   * - `authorization: Bearer &lt;token&gt;`: required on every call when the sidecar
+   *   is started with S2_SIDECAR_APP_TOKEN (else UNAUTHENTICATED).
+   * - `s2-encryption-key`: the key of an encrypted stream (a basin with a
+   *   `stream_cipher`), as S2 takes it: standard padded base64 of the 32-byte
+   *   key. Per call on `Read` and `ReadSession` (a session keeps it for every
+   *   resume); `CheckTail` needs none. It wins over the sidecar's own key files
+   *   (--encryption-keys-dir). Missing for an encrypted stream:
+   *   FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
+   *   Never logged. README, "Encrypted streams".
    * </pre>
    */
   public static final class StreamServiceBlockingV2Stub
@@ -364,7 +416,8 @@ public final class StreamServiceGrpc {
      * the tail unless `wait` says how long to wait for more. Survives upstream
      * failures by resuming after the last record sent: every record arrives
      * exactly once, in order. While following live, heartbeats (a message with
-     * no records and `tail` set) say the session is caught up and healthy.
+     * no records and `tail` set) say the session is caught up and healthy;
+     * `caught_up` says it on every message.
      * </pre>
      */
     @io.grpc.ExperimentalApi("https://github.com/grpc/grpc-java/issues/10918")
@@ -397,6 +450,16 @@ public final class StreamServiceGrpc {
    * UNAVAILABLE (S2 unreachable, or the sidecar is shutting down; sessions put
    * the next seq_num to read in trailing metadata `s2-next-seq-num`),
    * UNAUTHENTICATED / PERMISSION_DENIED (S2 refused the sidecar's token).
+   * Request metadata:
+   * - `authorization: Bearer &lt;token&gt;`: required on every call when the sidecar
+   *   is started with S2_SIDECAR_APP_TOKEN (else UNAUTHENTICATED).
+   * - `s2-encryption-key`: the key of an encrypted stream (a basin with a
+   *   `stream_cipher`), as S2 takes it: standard padded base64 of the 32-byte
+   *   key. Per call on `Read` and `ReadSession` (a session keeps it for every
+   *   resume); `CheckTail` needs none. It wins over the sidecar's own key files
+   *   (--encryption-keys-dir). Missing for an encrypted stream:
+   *   FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
+   *   Never logged. README, "Encrypted streams".
    * </pre>
    */
   public static final class StreamServiceBlockingStub
@@ -432,7 +495,8 @@ public final class StreamServiceGrpc {
      * the tail unless `wait` says how long to wait for more. Survives upstream
      * failures by resuming after the last record sent: every record arrives
      * exactly once, in order. While following live, heartbeats (a message with
-     * no records and `tail` set) say the session is caught up and healthy.
+     * no records and `tail` set) say the session is caught up and healthy;
+     * `caught_up` says it on every message.
      * </pre>
      */
     public java.util.Iterator<dev.s2sidecar.v1.ReadSessionResponse> readSession(
@@ -464,6 +528,16 @@ public final class StreamServiceGrpc {
    * UNAVAILABLE (S2 unreachable, or the sidecar is shutting down; sessions put
    * the next seq_num to read in trailing metadata `s2-next-seq-num`),
    * UNAUTHENTICATED / PERMISSION_DENIED (S2 refused the sidecar's token).
+   * Request metadata:
+   * - `authorization: Bearer &lt;token&gt;`: required on every call when the sidecar
+   *   is started with S2_SIDECAR_APP_TOKEN (else UNAUTHENTICATED).
+   * - `s2-encryption-key`: the key of an encrypted stream (a basin with a
+   *   `stream_cipher`), as S2 takes it: standard padded base64 of the 32-byte
+   *   key. Per call on `Read` and `ReadSession` (a session keeps it for every
+   *   resume); `CheckTail` needs none. It wins over the sidecar's own key files
+   *   (--encryption-keys-dir). Missing for an encrypted stream:
+   *   FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
+   *   Never logged. README, "Encrypted streams".
    * </pre>
    */
   public static final class StreamServiceFutureStub
