@@ -195,3 +195,22 @@ async def test_app_token(token_live: Live, stream: str) -> None:
             async for b in c.read_session(stream, start=SeqNum(0), limit=ReadLimit(count=2))
             for r in b.records
         ] == [0, 1]
+
+
+async def test_ignore_command_records_and_caught_up(live: Live, client: S2SidecarClient, stream: str) -> None:
+    """A fence between data records is left out of a read and of a session, and the session says
+    it is caught up once it reached the tail."""
+    await live.append(stream, [{"body": "a"}, {"body": "fence", "headers": [["", "fence"]]}, {"body": "b"}])
+    batch = await client.read(stream, ignore_command_records=True)
+    assert [(r.seq_num, r.body) for r in batch.records] == [(0, b"a"), (2, b"b")]
+    assert [r.is_command for r in (await client.read(stream)).records] == [False, True, False]
+    session = client.read_session(stream, start=SeqNum(0), heartbeats=True, ignore_command_records=True)
+    async with session:
+        assert not session.is_caught_up()
+        seen: list[int] = []
+        async for batch in session:
+            seen.extend(r.seq_num for r in batch.records)
+            if batch.caught_up:  # the records end right before the tail, or the heartbeat after them
+                break
+        assert seen == [0, 2]
+        assert session.is_caught_up()

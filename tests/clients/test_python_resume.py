@@ -194,6 +194,7 @@ class Records:
     """`n` records from where the call stands (its `seq_num` start, else 0)."""
 
     n: int
+    caught_up: bool = False
 
 
 @dataclass(frozen=True)
@@ -284,11 +285,12 @@ class FakeSidecar:
         pos = req.seq_num if req.WhichOneof("start") == "seq_num" else 0
         for step in self._play("ReadSession", req):
             match step:
-                case Records(n):
-                    await context.write(pb.ReadSessionResponse(records=[fake_record(pos + i) for i in range(n)]))
+                case Records(n, caught_up):
+                    records = [fake_record(pos + i) for i in range(n)]
+                    await context.write(pb.ReadSessionResponse(records=records, caught_up=caught_up))
                     pos += n
                 case Heartbeat(tail):
-                    await context.write(pb.ReadSessionResponse(tail=pb.StreamPosition(seq_num=tail)))
+                    await context.write(pb.ReadSessionResponse(tail=pb.StreamPosition(seq_num=tail), caught_up=True))
                 case Fail():
                     await self._fail(context, step)
                 case GoAway():
@@ -479,6 +481,68 @@ async def test_a_session_resumes_across_a_server_that_goes_away(fake: FakeSideca
     batches = await session(start=SeqNum(0), limit=ReadLimit(count=5), retry=patient)
     assert seqs(batches) == [0, 1, 2, 3, 4]
     assert sent(fake) == [("seq_num", 0, 5, None, None), ("seq_num", 3, 2, None, None)]
+
+
+@pytest.fixture(params=["async", "sync"])
+def watched(request: pytest.FixtureRequest, fake: FakeSidecar) -> Callable[..., Awaitable[tuple[list[bool], bool]]]:
+    """Runs one `read_session("s", **kwargs)` to its end with the async or the sync client: its
+    `is_caught_up()` as each batch arrives, and at the end."""
+
+    async def run_async(**kwargs: Any) -> tuple[list[bool], bool]:
+        async with S2SidecarClient(fake.address, retry=FAST) as client, client.read_session("s", **kwargs) as s:
+            return [s.is_caught_up() async for _ in s], s.is_caught_up()
+
+    async def run_sync(**kwargs: Any) -> tuple[list[bool], bool]:
+        def run() -> tuple[list[bool], bool]:
+            with S2SidecarSyncClient(fake.address, retry=FAST) as client, client.read_session("s", **kwargs) as s:
+                return [s.is_caught_up() for _ in s], s.is_caught_up()
+
+        return await asyncio.to_thread(run)
+
+    return run_async if request.param == "async" else run_sync
+
+
+async def test_caught_up_is_what_the_last_message_said_and_false_after_a_resume(
+    fake: FakeSidecar, watched: Callable[..., Awaitable[tuple[list[bool], bool]]]
+) -> None:
+    fake.script(
+        "ReadSession",
+        [Records(2), Records(1, caught_up=True), Fail(UNAVAILABLE)],
+        [Records(1), Heartbeat(4)],  # the heartbeat is hidden, yet the session is caught up at the end
+    )
+    assert await watched(start=SeqNum(0)) == ([False, True, False], True)
+
+
+async def test_caught_up_is_on_each_batch(fake: FakeSidecar, session: Session) -> None:
+    fake.script("ReadSession", [Records(1), Records(1, caught_up=True), Heartbeat(2)])
+    batches = await session(start=SeqNum(0), heartbeats=True)
+    assert [(b.caught_up, b.is_heartbeat) for b in batches] == [(False, False), (True, False), (True, True)]
+
+
+async def test_ignore_command_records_is_sent_with_every_resume(fake: FakeSidecar, session: Session) -> None:
+    fake.script("ReadSession", [Records(2), Fail(UNAVAILABLE)], [Records(1)])
+    assert seqs(await session(start=SeqNum(0), ignore_command_records=True)) == [0, 1, 2]
+    assert [(r.seq_num, r.ignore_command_records) for r in fake.requests["ReadSession"]] == [(0, True), (2, True)]
+
+
+@pytest.mark.parametrize("limit", [ReadLimit(count=3), ReadLimit(bytes=100), ReadLimit(count=3, bytes=100)])
+async def test_ignore_command_records_with_a_limit_is_refused_up_front(
+    fake: FakeSidecar, session: Session, limit: ReadLimit
+) -> None:
+    with pytest.raises(ValueError, match="leave the limit to the app"):
+        await session(start=SeqNum(0), limit=limit, ignore_command_records=True)
+    assert fake.requests["ReadSession"] == []
+
+
+async def test_read_sends_ignore_command_records_with_every_retry(fake: FakeSidecar) -> None:
+    fake.script("Read", [Fail(UNAVAILABLE)], [Records(2)])
+    async with S2SidecarClient(fake.address, retry=FAST) as client:
+        await client.read("s", start=SeqNum(5), limit=ReadLimit(count=2), ignore_command_records=True)
+    expected = pb.ReadRequest(stream="s", seq_num=5, count=2, ignore_command_records=True)
+    assert fake.requests["Read"] == [expected] * 2
+    fake.requests["Read"].clear()
+    await asyncio.to_thread(lambda: S2SidecarSyncClient(fake.address).read("s", ignore_command_records=True))
+    assert fake.requests["Read"][0].ignore_command_records
 
 
 @pytest.fixture(params=["async", "sync"])

@@ -33,7 +33,7 @@ from s2sidecar_client.errors import (
     Unauthenticated,
     Unavailable,
 )
-from s2sidecar_client.sync import S2SidecarSyncClient
+from s2sidecar_client.sync import S2SidecarSyncClient, SyncReadSession
 from s2sidecar_client.types import (
     ReadBatch,
     ReadLimit,
@@ -73,6 +73,7 @@ __all__ = [
     "Start",
     "StreamNotFound",
     "StreamPosition",
+    "SyncReadSession",
     "TailOffset",
     "Timestamp",
     "Unauthenticated",

@@ -59,9 +59,12 @@ class ClientBase:
         until: int | Timestamp | None,
         clamp: bool,
         wait: int | None,
+        ignore_command_records: bool,
     ) -> tuple[pb.ReadRequest, float | None]:
         """A `Read`'s request, and its time budget: the client's timeout on top of any `wait`."""
-        req = _convert.read_request(pb.ReadRequest, self.basin, stream, start, limit, until, clamp, wait)
+        req = _convert.read_request(
+            pb.ReadRequest, self.basin, stream, start, limit, until, clamp, wait, ignore_command_records
+        )
         return req, None if self.timeout is None else self.timeout + (wait or 0)
 
     def _session_state(
@@ -73,8 +76,19 @@ class ClientBase:
         clamp: bool,
         wait: int | None,
         resume: bool,
+        ignore_command_records: bool,
     ) -> SessionState:
-        req = _convert.read_request(pb.ReadSessionRequest, self.basin, stream, start, limit, until, clamp, wait)
+        if ignore_command_records and limit is not None and (limit.count or limit.bytes):
+            # The sidecar counts the command records it leaves out toward the limit (as S2's SDKs
+            # do), but the client never sees them, so a resume could not reduce the limit right.
+            raise ValueError(
+                "read_session: ignore_command_records with a count or bytes limit cannot resume exactly "
+                "(the records left out count toward the limit but are never delivered): "
+                "leave the limit to the app (stop iterating), or drop ignore_command_records"
+            )
+        req = _convert.read_request(
+            pb.ReadSessionRequest, self.basin, stream, start, limit, until, clamp, wait, ignore_command_records
+        )
         return SessionState(req, self.retry if resume else NO_RETRY)
 
     def _tail_request(self, stream: str, max_staleness_ms: int | None) -> pb.CheckTailRequest:

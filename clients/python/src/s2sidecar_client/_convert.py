@@ -32,8 +32,9 @@ def read_request(
     until: int | Timestamp | None,
     clamp: bool,
     wait: int | None,
+    ignore_command_records: bool = False,
 ) -> Req:
-    req = cls(basin=basin or "", stream=stream, clamp=clamp)
+    req = cls(basin=basin or "", stream=stream, clamp=clamp, ignore_command_records=ignore_command_records)
     match start:
         case SeqNum(value):
             req.seq_num = value
@@ -95,6 +96,7 @@ def batch(msg: pb.ReadResponse | pb.ReadSessionResponse) -> ReadBatch:
             for r in msg.records
         ),
         tail=position(msg.tail) if msg.HasField("tail") else None,
+        caught_up=isinstance(msg, pb.ReadSessionResponse) and msg.caught_up,
     )
 
 

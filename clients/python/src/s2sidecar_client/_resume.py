@@ -122,6 +122,7 @@ class SessionState:
         self.next_seq_num: int | None = None  # None until a record or heartbeat says where we are
         self.delivered_count = 0
         self.delivered_bytes = 0
+        self.caught_up = False  # as the last message said; a new call (a resume) starts behind
 
     def on_batch(self, batch: ReadBatch) -> None:
         if batch.records:
@@ -139,6 +140,7 @@ class SessionState:
     def on_message(self, msg: pb.ReadSessionResponse, heartbeats: bool) -> ReadBatch | None:
         """The batch to deliver for a session's message, or None: a heartbeat, unless `heartbeats`."""
         result = _convert.batch(msg)
+        self.caught_up = result.caught_up  # hidden heartbeats too
         self.on_batch(result)
         return result if result.records or heartbeats else None
 
@@ -146,6 +148,7 @@ class SessionState:
         """The typed error for a failed attempt, and the seconds to wait before `request()`
         (None: raise the error)."""
         err = from_rpc_error(e)
+        self.caught_up = False
         delay = self.on_error(err)
         if delay is not None:
             log.info("session resumes at %s in %.2fs: %s", self.next_seq_num, delay, err.message)

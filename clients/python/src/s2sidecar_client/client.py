@@ -99,11 +99,14 @@ class S2SidecarClient(ClientBase):
         wait: int | None = None,
         *,
         encryption_key: EncryptionKey | None = None,
+        ignore_command_records: bool = False,
     ) -> ReadBatch:
         """One batch (at most 1000 records / 1 MiB metered). `start=None` means the tail; `until`
         is an exclusive timestamp in ms; `wait` (seconds, at most 60) long-polls at the tail;
-        `encryption_key` (bytes or base64 str) replaces the client's for this call."""
-        req, timeout = self._read_request(stream, start, limit, until, clamp, wait)
+        `encryption_key` (bytes or base64 str) replaces the client's for this call.
+        `ignore_command_records` leaves command records (fence, trim) out; they still count
+        toward `limit`, as in S2's SDKs, so the batch may hold fewer records than asked."""
+        req, timeout = self._read_request(stream, start, limit, until, clamp, wait, ignore_command_records)
         metadata = self._reads_metadata(encryption_key)
         resp = await self._retrying(
             lambda t: self._read(req, timeout=t, metadata=metadata, wait_for_ready=not self._answered), timeout
@@ -122,6 +125,7 @@ class S2SidecarClient(ClientBase):
         heartbeats: bool = False,
         resume: bool = True,
         encryption_key: EncryptionKey | None = None,
+        ignore_command_records: bool = False,
     ) -> ReadSession:
         """Batches from `start` (default: the tail), in order, each record exactly once.
 
@@ -134,8 +138,12 @@ class S2SidecarClient(ClientBase):
         `RetryPolicy`); `resume=False` raises the first failure instead. A failure it does not
         retry raises a `SidecarError` whose `next_seq_num` is where to resume.
         `encryption_key` (bytes or base64 str) replaces the client's for this session, resumes included.
+        `ignore_command_records` leaves command records (fence, trim) out; with it, a `count` or
+        `bytes` limit raises ValueError (the records left out count toward it but are never
+        delivered, so a resume could not reduce it exactly): stop iterating instead.
+        `ReadSession.is_caught_up()` says whether the backlog is done.
         """
-        state = self._session_state(stream, start, limit, until, clamp, wait, resume)
+        state = self._session_state(stream, start, limit, until, clamp, wait, resume, ignore_command_records)
         metadata = self._reads_metadata(encryption_key)  # every resume sends the same key
         return ReadSession(
             lambda r: self._session(r, metadata=metadata, wait_for_ready=not self._answered),
@@ -197,6 +205,11 @@ class ReadSession:
     def next_seq_num(self) -> int | None:
         """Where the session stands: after the last record delivered, or at the last heartbeat's tail."""
         return self._state.next_seq_num
+
+    def is_caught_up(self) -> bool:
+        """Whether the last message (a hidden heartbeat included) said every record before the tail
+        was delivered, as S2's SDKs' `is_caught_up()`; false again after a resume until one says so."""
+        return self._state.caught_up
 
     def __aiter__(self) -> Self:
         return self

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -13,7 +13,7 @@ from s2sidecar_client import _base, _convert
 from s2sidecar_client._base import ClientBase
 from s2sidecar_client._convert import EncryptionKey
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
-from s2sidecar_client._resume import CallRetries, RetryPolicy
+from s2sidecar_client._resume import CallRetries, RetryPolicy, SessionState
 from s2sidecar_client.types import ReadBatch, ReadLimit, SeqNum, Start, StreamPosition, Timestamp
 
 T = TypeVar("T")
@@ -77,8 +77,9 @@ class S2SidecarSyncClient(ClientBase):
         wait: int | None = None,
         *,
         encryption_key: EncryptionKey | None = None,
+        ignore_command_records: bool = False,
     ) -> ReadBatch:
-        req, timeout = self._read_request(stream, start, limit, until, clamp, wait)
+        req, timeout = self._read_request(stream, start, limit, until, clamp, wait, ignore_command_records)
         metadata = self._reads_metadata(encryption_key)
         resp = self._retrying(
             lambda t: self._read(req, timeout=t, metadata=metadata, wait_for_ready=not self._answered), timeout
@@ -97,10 +98,16 @@ class S2SidecarSyncClient(ClientBase):
         heartbeats: bool = False,
         resume: bool = True,
         encryption_key: EncryptionKey | None = None,
-    ) -> Iterator[ReadBatch]:
-        """A generator of batches that resumes across sidecar restarts; closing it (or breaking
-        out of a `for`) cancels the call."""
-        state = self._session_state(stream, start, limit, until, clamp, wait, resume)
+        ignore_command_records: bool = False,
+    ) -> SyncReadSession:
+        """An iterator of batches that resumes across sidecar restarts (as `S2SidecarClient`'s);
+        `close()` (or leaving a `with`) cancels the call."""
+        state = self._session_state(stream, start, limit, until, clamp, wait, resume, ignore_command_records)
+        return SyncReadSession(self._session_batches(state, heartbeats, encryption_key), state)
+
+    def _session_batches(
+        self, state: SessionState, heartbeats: bool, encryption_key: EncryptionKey | None
+    ) -> Generator[ReadBatch, None, None]:
         metadata = self._reads_metadata(encryption_key)  # every resume sends the same key
         while (req := state.request()) is not None:  # None: a count or bytes limit is used up
             call = self._session(req, metadata=metadata, wait_for_ready=not self._answered)
@@ -140,3 +147,40 @@ class S2SidecarSyncClient(ClientBase):
             if delay is None:
                 raise err
             time.sleep(delay)
+
+
+class SyncReadSession:
+    """An open session of the sync client: an iterator of `ReadBatch` (a generator underneath;
+    `close()` or leaving a `with` cancels the call)."""
+
+    def __init__(self, batches: Generator[ReadBatch, None, None], state: SessionState) -> None:
+        self._batches = batches
+        self._state = state
+
+    @property
+    def next_seq_num(self) -> int | None:
+        """Where the session stands: after the last record delivered, or at the last heartbeat's tail."""
+        return self._state.next_seq_num
+
+    def is_caught_up(self) -> bool:
+        """Whether the last message (a hidden heartbeat included) said every record before the tail
+        was delivered, as S2's SDKs' `is_caught_up()`; false again after a resume until one says so."""
+        return self._state.caught_up
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> ReadBatch:
+        return next(self._batches)
+
+    def close(self) -> None:
+        """End the session (cancels the call)."""
+        self._batches.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

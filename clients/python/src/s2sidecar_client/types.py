@@ -67,10 +67,13 @@ class SequencedRecord:
 @dataclass(frozen=True, slots=True)
 class ReadBatch:
     """One batch. `records` may be empty (a `wait` ran out, or a session heartbeat);
-    `tail` is the stream's tail when the sidecar knows it."""
+    `tail` is the stream's tail when the sidecar knows it. `caught_up` (sessions only): with this
+    batch every record before the tail has been delivered (or left out by
+    `ignore_command_records`): true on every heartbeat, as S2's SDKs' `is_caught_up()`."""
 
     records: tuple[SequencedRecord, ...] = field(default=())
     tail: StreamPosition | None = None
+    caught_up: bool = False
 
     @property
     def is_heartbeat(self) -> bool:
