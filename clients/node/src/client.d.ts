@@ -11,6 +11,19 @@ export interface StreamPosition { seq_num: U64; timestamp: U64 }
 export interface Header { name: Buffer; value: Buffer }
 export interface SequencedRecord { seq_num: U64; timestamp: U64; headers: Header[]; body: Buffer }
 export interface ReadBatch { records: SequencedRecord[]; tail: StreamPosition | null }
+/**
+ * A session's batch. `caught_up`: with it every record before the tail was delivered (or left
+ * out by `ignoreCommandRecords`); true on every heartbeat.
+ */
+export interface SessionBatch extends ReadBatch { caught_up: boolean }
+/** A `readSession`: an async generator of batches (`return()` or `break` cancels it). */
+export interface ReadSession extends AsyncGenerator<SessionBatch, void, undefined> {
+  /**
+   * Whether the last message (a hidden heartbeat included) said the session is caught up to the
+   * tail, as S2's SDKs' `is_caught_up()`; false at the start and after a resume until one says so.
+   */
+  caughtUp(): boolean;
+}
 
 export interface ReadOptions {
   /** At most one start; none means seq_num 0 for `read` and the tail for `readSession`. */
@@ -26,6 +39,11 @@ export interface ReadOptions {
   wait?: number;
   /** This call's key for an encrypted stream, instead of the client's (see `ClientOptions`). */
   encryptionKey?: EncryptionKey;
+  /**
+   * Leave command records (fence, trim: one header with an empty name) out. They still count
+   * toward `count` and `bytes`, as in S2's SDKs; `readSession` refuses it with either (TypeError).
+   */
+  ignoreCommandRecords?: boolean;
 }
 export interface SessionOptions extends ReadOptions {
   /** Yield heartbeats (no records, `tail` set) instead of skipping them. */
@@ -89,7 +107,7 @@ export class S2SidecarClient {
    */
   waitForReady(timeoutMs?: number): Promise<void>;
   read(stream: string, opts?: ReadOptions): Promise<ReadBatch>;
-  readSession(stream: string, opts?: SessionOptions): AsyncGenerator<ReadBatch, void, undefined>;
+  readSession(stream: string, opts?: SessionOptions): ReadSession;
   checkTail(stream: string): Promise<StreamPosition>;
   close(): void;
 }

@@ -182,6 +182,7 @@ function readRequest(basin, stream, opts = {}) {
   for (const k of ['count', 'bytes', 'until']) if (opts[k] !== undefined) req[k] = String(opts[k]);
   if (opts.clamp) req.clamp = true;
   if (opts.wait !== undefined) req.wait = opts.wait;
+  if (opts.ignoreCommandRecords) req.ignore_command_records = true;
   return req;
 }
 
@@ -208,6 +209,10 @@ function encodeKey(key) {
 
 function batchOf(msg) {
   return { records: msg.records, tail: msg.tail || null };
+}
+
+function sessionBatchOf(msg) {
+  return { ...batchOf(msg), caught_up: Boolean(msg.caught_up) };
 }
 
 // grpc-js waits up to 2 minutes between reconnects by default; a sidecar restart takes seconds.
@@ -342,6 +347,8 @@ class S2SidecarClient {
   /**
    * One batch: `{ records: [{ seq_num, timestamp, headers, body }], tail }`. Default start: seq_num 0.
    * `opts.encryptionKey` (Uint8Array or base64 string) replaces the client's for this call.
+   * `opts.ignoreCommandRecords` leaves command records (fence, trim) out; they still count toward
+   * `count` and `bytes`, as in S2's SDKs.
    */
   async read(stream, opts = {}) {
     const { encryptionKey, ...read } = opts;
@@ -366,8 +373,26 @@ class S2SidecarClient {
    * until `retry.maxAttempts` attempts in a row fail without progress; the last error is then
    * thrown with `nextSeqNum` set. `opts.resume: false` throws the first failure instead.
    * `opts.encryptionKey` replaces the client's for this session, every resume included.
+   * `opts.ignoreCommandRecords` leaves command records (fence, trim) out; with a `count` or
+   * `bytes` it throws a TypeError at once (the records left out count toward the limit but are
+   * never delivered, so a resume could not reduce it exactly).
+   * The session's `caughtUp()` is what the last message said (S2's SDKs' `is_caught_up()`),
+   * hidden heartbeats included; false after a resume until a message says otherwise.
    */
-  async *readSession(stream, opts = {}) {
+  readSession(stream, opts = {}) {
+    if (opts.ignoreCommandRecords && (Number(opts.count || 0) > 0 || Number(opts.bytes || 0) > 0)) {
+      throw new TypeError(
+        'readSession: ignoreCommandRecords with a count or bytes limit cannot resume exactly (the records ' +
+          'left out count toward the limit but are never delivered): leave the limit to the app ' +
+          '(break out of the loop), or drop ignoreCommandRecords');
+    }
+    const state = { caughtUp: false };
+    const session = this.#session(stream, opts, state);
+    session.caughtUp = () => state.caughtUp;
+    return session;
+  }
+
+  async *#session(stream, opts, state) {
     const { heartbeats = false, resume = true, encryptionKey, ...read } = opts;
     const key = this._keyOf(encryptionKey);
     const cursor = new SessionCursor(readRequest(this.basin, stream, read));
@@ -379,10 +404,12 @@ class S2SidecarClient {
           this._answered = true;
           // Track the position before handing the batch over: once yielded, it was delivered.
           if (cursor.advance(msg)) attempt = 1;
-          if (msg.records.length || heartbeats) yield batchOf(msg);
+          state.caughtUp = Boolean(msg.caught_up); // hidden heartbeats too
+          if (msg.records.length || heartbeats) yield sessionBatchOf(msg);
         }
         return; // the server ended the session: a stop was reached
       } catch (e) {
+        state.caughtUp = false; // a resume starts behind, until a message says otherwise
         const err = toSidecarError(e);
         if (!(err instanceof SidecarError)) throw err; // not the call's failure
         this._noteAnswer(err);

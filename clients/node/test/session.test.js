@@ -187,3 +187,49 @@ test('read throws a final error at once, and the last UNAVAILABLE once its deadl
     assert.equal(fake.requests.Read.length, 3);
   });
 });
+
+const sendCaughtUp = (...records) => (call) => call.write({ records, caught_up: true });
+const heartbeat = (seqNum) => (call) => call.write({ records: [], tail: { seq_num: String(seqNum), timestamp: '0' }, caught_up: true });
+
+test('caughtUp() is what the last message said, hidden heartbeats included, and false after a resume', async () => {
+  await withFake({
+    ReadSession: [
+      steps(send(record(0, 'a')), sendCaughtUp(record(1, 'b')), fail(unavailable())),
+      steps(send(record(2, 'c')), heartbeat(3), end),
+    ],
+  }, { retry: TINY }, async (client) => {
+    const session = client.readSession('s', { seqNum: 0 });
+    assert.equal(session.caughtUp(), false);
+    const seen = [];
+    for await (const batch of session) seen.push([batch.records[0].seq_num, batch.caught_up, session.caughtUp()]);
+    assert.deepEqual(seen, [['0', false, false], ['1', true, true], ['2', false, false]]);
+    assert.equal(session.caughtUp(), true); // the hidden heartbeat said so
+  });
+});
+
+test('ignoreCommandRecords is sent with every resume and every read retry', async () => {
+  await withFake({
+    ReadSession: [steps(send(record(0, 'a')), fail(unavailable())), steps(send(record(2, 'c')), end)],
+    Read: [() => ({ error: unavailable() }), () => ({ records: [record(0, 'a')] })],
+  }, { retry: TINY }, async (client, fake) => {
+    const { batches, error } = await drain(client.readSession('s', { seqNum: 0, ignoreCommandRecords: true }));
+    assert.equal(error, undefined);
+    assert.deepEqual(seqs(batches), ['0', '2']);
+    assert.deepEqual(fake.requests.ReadSession, [
+      { basin: '', stream: 's', seq_num: '0', ignore_command_records: true },
+      { basin: '', stream: 's', seq_num: '1', ignore_command_records: true },
+    ]);
+    await client.read('s', { count: 2, ignoreCommandRecords: true });
+    assert.deepEqual(fake.requests.Read, Array(2).fill({ basin: '', stream: 's', seq_num: '0', count: '2', ignore_command_records: true }));
+  });
+});
+
+test('ignoreCommandRecords with a count or bytes limit is refused before any call', async () => {
+  await withFake({}, { retry: TINY }, async (client, fake) => {
+    for (const limit of [{ count: 3 }, { bytes: 100n }, { count: '1', bytes: 5 }]) {
+      assert.throws(() => client.readSession('s', { seqNum: 0, ignoreCommandRecords: true, ...limit }),
+        (e) => e instanceof TypeError && /leave the limit to the app/.test(e.message));
+    }
+    assert.equal(fake.requests.ReadSession.length, 0);
+  });
+});

@@ -22,8 +22,10 @@ import type {
   EncryptionKey,
   ReadBatch,
   ReadOptions,
+  ReadSession,
   RetryOptions,
   SequencedRecord,
+  SessionBatch,
   SessionOptions,
   StreamPosition,
   U64,
@@ -73,12 +75,18 @@ export async function app(): Promise<void> {
 
   const session: SessionOptions = { tailOffset: 10, heartbeats: true, resume: false };
   for await (const b of client.readSession('orders', session)) {
-    assertType<Equal<typeof b, ReadBatch>>();
+    assertType<Equal<typeof b, SessionBatch>>();
+    const caughtUp: boolean = b.caught_up;
+    console.log(caughtUp);
     if (b.records.length === 0) console.log('heartbeat at', b.tail?.seq_num);
     break;
   }
   const iterator: AsyncGenerator<ReadBatch, void, undefined> = client.readSession('orders');
   await iterator.return();
+  const follower: ReadSession = client.readSession('orders', { seqNum: 0, ignoreCommandRecords: true });
+  const isCaughtUp: boolean = follower.caughtUp();
+  console.log(isCaughtUp);
+  await client.read('orders', { ignoreCommandRecords: true });
 
   const rawKey: EncryptionKey = Buffer.alloc(32); // the raw bytes, or their base64 as a string
   const sealed = new S2SidecarClient(undefined, { basin: 'sealed', encryptionKey: rawKey });

@@ -84,8 +84,8 @@ test('a session waits for a sidecar that starts later', async () => {
     const session = client.readSession('s', { seqNum: 0, heartbeats: true });
     const first = session.next();
     await sleep(700);
-    fake = await startFake({ ReadSession: [(call) => { call.write({ records: [], tail: TAIL }); call.end(); }] }, { port });
-    assert.deepEqual((await first).value, { records: [], tail: TAIL });
+    fake = await startFake({ ReadSession: [(call) => { call.write({ records: [], tail: TAIL, caught_up: true }); call.end(); }] }, { port });
+    assert.deepEqual((await first).value, { records: [], tail: TAIL, caught_up: true });
     await session.return();
   } finally {
     client.close();
