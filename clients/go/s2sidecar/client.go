@@ -183,6 +183,8 @@ func (c *Client) outgoing(ctx context.Context) context.Context {
 // Read reads one batch: at most 1000 records and 1 MiB. At the tail, req.Wait > 0 long-polls.
 // Failures that a restart explains are retried while the timeout (plus the wait) allows.
 // An encrypted stream's key is ctx's (ContextWithEncryptionKey), else the client's.
+// req.IgnoreCommandRecords leaves command records (fence, trim) out; they still count toward
+// req's count and bytes, as in S2's SDKs. A retry sends the same request.
 func (c *Client) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadResponse, error) {
 	ctx, err := c.withKey(ctx)
 	if err != nil {

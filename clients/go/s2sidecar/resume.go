@@ -130,6 +130,7 @@ type sessionState struct {
 	positioned     bool // nextSeqNum is known: a record or a heartbeat said where the session is
 	deliveredCount uint64
 	deliveredBytes uint64
+	caughtUp       bool // what the last message said; a resume starts behind
 }
 
 func newSessionState(req *pb.ReadSessionRequest, policy RetryPolicy, jitter func() float64) *sessionState {
@@ -143,6 +144,7 @@ func newSessionState(req *pb.ReadSessionRequest, policy RetryPolicy, jitter func
 }
 
 func (s *sessionState) onBatch(b *pb.ReadSessionResponse) {
+	s.caughtUp = b.GetCaughtUp()
 	switch records := b.GetRecords(); {
 	case len(records) > 0:
 		s.nextSeqNum = records[len(records)-1].GetSeqNum() + 1
@@ -164,6 +166,7 @@ func (s *sessionState) onBatch(b *pb.ReadSessionResponse) {
 // onError tells e where to resume (the client's own position wins over the server's
 // s2-next-seq-num) and returns how long to wait before request(); ok false: return e.
 func (s *sessionState) onError(e *Error) (time.Duration, bool) {
+	s.caughtUp = false
 	if _, fromSeqNum := s.original.GetStart().(*pb.ReadSessionRequest_SeqNum); s.positioned || fromSeqNum {
 		e.NextSeqNum = proto.Uint64(s.nextSeqNum)
 	}

@@ -128,7 +128,7 @@ func batch(seqs ...uint64) *pb.ReadSessionResponse {
 }
 
 func heartbeat(tail uint64) *pb.ReadSessionResponse {
-	return &pb.ReadSessionResponse{Tail: &pb.StreamPosition{SeqNum: tail, Timestamp: 99}}
+	return &pb.ReadSessionResponse{Tail: &pb.StreamPosition{SeqNum: tail, Timestamp: 99}, CaughtUp: true}
 }
 
 func TestSessionRequestContinuesWithWhatIsLeft(t *testing.T) {

@@ -12,6 +12,12 @@ import (
 	pb "github.com/s2-sidecar/s2-sidecar/clients/go/s2sidecarv1"
 )
 
+// ErrIgnoreCommandRecordsWithLimit is the Err of a session asked for with
+// ignore_command_records and a count or bytes limit, before any call: the sidecar counts the
+// command records it leaves out toward the limit (as S2's SDKs do) but never sends them, so a
+// resume could not reduce the limit exactly.
+var ErrIgnoreCommandRecordsWithLimit = errors.New("s2sidecar: a session with ignore_command_records and a count or bytes limit cannot resume exactly (the records left out count toward the limit but are never delivered): leave the limit to the app (stop calling Next), or drop ignore_command_records")
+
 // A SessionOption configures one ReadSession.
 type SessionOption func(*Session)
 
@@ -28,6 +34,7 @@ func WithoutResume() SessionOption { return func(s *Session) { s.resume = false 
 //	if err := s.Err(); err != nil { ... } // an *Error; NextSeqNum says where to resume
 //
 // A batch without records and with Tail set is a heartbeat: the session is caught up to Tail.
+// CaughtUp says whether the last message (a heartbeat included) said the session is caught up.
 // When the sidecar restarts the session resumes after the last record it delivered (or at the
 // last heartbeat's tail), asking for what is left of req's count and bytes; see RetryPolicy.
 // A Session is not safe for concurrent use.
@@ -49,12 +56,18 @@ type Session struct {
 // until, wait), or for ever with none. Nothing is sent until the first Next. ctx bounds the
 // whole session; Close ends it early. An encrypted stream's key is ctx's
 // (ContextWithEncryptionKey), else the client's, and every resume sends it.
+// req.IgnoreCommandRecords leaves command records out, every resume included (the ones after the
+// last delivered record are read and left out again, none repeated); with a count or bytes
+// limit the session ends at once with ErrIgnoreCommandRecordsWithLimit.
 func (c *Client) ReadSession(ctx context.Context, req *pb.ReadSessionRequest, opts ...SessionOption) *Session {
 	ctx, keyErr := c.withKey(ctx)
 	ctx, cancel := context.WithCancel(c.outgoing(ctx))
 	s := &Session{client: c, ctx: ctx, cancel: cancel, resume: true}
 	if keyErr != nil {
 		s.finish(keyErr) // the first Next returns false, and Err says why
+	}
+	if req.GetIgnoreCommandRecords() && (req.GetCount() > 0 || req.GetBytes() > 0) {
+		s.finish(ErrIgnoreCommandRecordsWithLimit)
 	}
 	for _, opt := range opts {
 		opt(s)
@@ -146,6 +159,11 @@ func (s *Session) closeStream() {
 	}
 	s.stream, s.stopStream = nil, nil
 }
+
+// CaughtUp reports whether the last message the session received said every record before the
+// tail was delivered (or left out by ignore_command_records), as S2's SDKs' is_caught_up(): true
+// on every heartbeat. False at the start, and after a resume until a message says otherwise.
+func (s *Session) CaughtUp() bool { return s.state.caughtUp }
 
 // Batch is the batch the last successful Next received.
 func (s *Session) Batch() *pb.ReadSessionResponse { return s.batch }
