@@ -12,7 +12,11 @@ final class Convert {
   private Convert() {}
 
   static ReadRequest readRequest(String basin, String stream, ReadOptions o) {
-    ReadRequest.Builder b = ReadRequest.newBuilder().setBasin(basin).setStream(stream).setClamp(o.clamp());
+    ReadRequest.Builder b = ReadRequest.newBuilder()
+            .setBasin(basin)
+            .setStream(stream)
+            .setClamp(o.clamp())
+            .setIgnoreCommandRecords(o.ignoreCommandRecords());
     o.start().ifPresent(s -> setStart(s, b::setSeqNum, b::setTimestamp, b::setTailOffset));
     o.limit().count().ifPresent(b::setCount);
     o.limit().bytes().ifPresent(b::setBytes);
@@ -23,7 +27,11 @@ final class Convert {
 
   static ReadSessionRequest readSessionRequest(String basin, String stream, ReadOptions o) {
     ReadSessionRequest.Builder b =
-        ReadSessionRequest.newBuilder().setBasin(basin).setStream(stream).setClamp(o.clamp());
+        ReadSessionRequest.newBuilder()
+            .setBasin(basin)
+            .setStream(stream)
+            .setClamp(o.clamp())
+            .setIgnoreCommandRecords(o.ignoreCommandRecords());
     o.start().ifPresent(s -> setStart(s, b::setSeqNum, b::setTimestamp, b::setTailOffset));
     o.limit().count().ifPresent(b::setCount);
     o.limit().bytes().ifPresent(b::setBytes);
@@ -64,6 +72,7 @@ final class Convert {
   }
 
   static ReadBatch batch(dev.s2sidecar.v1.ReadSessionResponse m) {
-    return batch(m.getRecordsList(), m.hasTail() ? Optional.of(position(m.getTail())) : Optional.empty());
+    ReadBatch b = batch(m.getRecordsList(), m.hasTail() ? Optional.of(position(m.getTail())) : Optional.empty());
+    return new ReadBatch(b.records(), b.tail(), m.getCaughtUp());
   }
 }

@@ -9,8 +9,12 @@ import java.util.OptionalLong;
  * What to read: a start (none: the tail), a limit, an exclusive {@code until} timestamp
  * (milliseconds), {@code clamp} (a start past the tail starts at the tail instead of failing) and
  * {@code wait} (seconds, at most 60: how long a {@code read} long-polls at the tail, or how long a
- * session waits without a new record before it ends), and an encrypted stream's key for this call,
- * instead of the client's ({@link EncryptionKey}; a session sends it on every resume).
+ * session waits without a new record before it ends), an encrypted stream's key for this call,
+ * instead of the client's ({@link EncryptionKey}; a session sends it on every resume), and
+ * {@code ignoreCommandRecords}: leave command records (fence, trim: one header with an empty name)
+ * out. As in S2's SDKs they still count toward the limit; a {@code readSession} with it and a
+ * count or bytes limit is refused ({@link IllegalArgumentException}), since its resume could not
+ * reduce the limit exactly.
  *
  * <pre>{@code
  * ReadOptions.from(ReadStart.seqNum(0)).limit(ReadLimit.count(100))
@@ -24,7 +28,8 @@ public record ReadOptions(
     OptionalLong until,
     boolean clamp,
     OptionalInt waitSeconds,
-    Optional<EncryptionKey> encryptionKey) {
+    Optional<EncryptionKey> encryptionKey,
+    boolean ignoreCommandRecords) {
   public static final ReadOptions DEFAULT =
       new ReadOptions(Optional.empty(), ReadLimit.NONE, OptionalLong.empty(), false, OptionalInt.empty());
 
@@ -40,28 +45,39 @@ public record ReadOptions(
     this(start, limit, until, clamp, waitSeconds, Optional.empty());
   }
 
+  /** Options that keep command records (the six components before {@code ignoreCommandRecords}). */
+  public ReadOptions(
+      Optional<ReadStart> start,
+      ReadLimit limit,
+      OptionalLong until,
+      boolean clamp,
+      OptionalInt waitSeconds,
+      Optional<EncryptionKey> encryptionKey) {
+    this(start, limit, until, clamp, waitSeconds, encryptionKey, false);
+  }
+
   public static ReadOptions from(ReadStart start) {
     return DEFAULT.start(start);
   }
 
   public ReadOptions start(ReadStart start) {
-    return new ReadOptions(Optional.of(start), limit, until, clamp, waitSeconds, encryptionKey);
+    return new ReadOptions(Optional.of(start), limit, until, clamp, waitSeconds, encryptionKey, ignoreCommandRecords);
   }
 
   public ReadOptions limit(ReadLimit limit) {
-    return new ReadOptions(start, limit, until, clamp, waitSeconds, encryptionKey);
+    return new ReadOptions(start, limit, until, clamp, waitSeconds, encryptionKey, ignoreCommandRecords);
   }
 
   public ReadOptions until(long timestampMillis) {
-    return new ReadOptions(start, limit, OptionalLong.of(timestampMillis), clamp, waitSeconds, encryptionKey);
+    return new ReadOptions(start, limit, OptionalLong.of(timestampMillis), clamp, waitSeconds, encryptionKey, ignoreCommandRecords);
   }
 
   public ReadOptions clamp(boolean clamp) {
-    return new ReadOptions(start, limit, until, clamp, waitSeconds, encryptionKey);
+    return new ReadOptions(start, limit, until, clamp, waitSeconds, encryptionKey, ignoreCommandRecords);
   }
 
   public ReadOptions waitSeconds(int seconds) {
-    return new ReadOptions(start, limit, until, clamp, OptionalInt.of(seconds), encryptionKey);
+    return new ReadOptions(start, limit, until, clamp, OptionalInt.of(seconds), encryptionKey, ignoreCommandRecords);
   }
 
   /** This call's key for an encrypted stream, as its 32 raw bytes; it wins over the client's. */
@@ -75,6 +91,11 @@ public record ReadOptions(
   }
 
   public ReadOptions encryptionKey(EncryptionKey key) {
-    return new ReadOptions(start, limit, until, clamp, waitSeconds, Optional.of(key));
+    return new ReadOptions(start, limit, until, clamp, waitSeconds, Optional.of(key), ignoreCommandRecords);
+  }
+
+  /** Leave command records (fence, trim) out of the answer; see the class comment. */
+  public ReadOptions ignoreCommandRecords(boolean ignore) {
+    return new ReadOptions(start, limit, until, clamp, waitSeconds, encryptionKey, ignore);
   }
 }

@@ -95,6 +95,16 @@ public final class ReadSession implements Iterator<ReadBatch>, AutoCloseable {
     return state.nextSeqNum();
   }
 
+  /**
+   * Whether the last message the session received (a heartbeat included) said every record before
+   * the tail was delivered, as S2's SDKs' {@code is_caught_up()}: false at the start, and after a
+   * resume until a message says so. {@link #hasNext()} receives ahead, so after it this is the
+   * state of the batch {@link #next()} returns.
+   */
+  public boolean caughtUp() {
+    return state.caughtUp();
+  }
+
   /** Ends the session (cancels the call). Idempotent. */
   @Override
   public void close() {

@@ -111,8 +111,20 @@ public final class S2SidecarClient implements AutoCloseable {
   /**
    * Streams batches from {@code options.start()} (none: the tail, i.e. new records only). With no
    * stop (count, bytes, until) it follows the stream live for ever; close the session to end it.
+   *
+   * @throws IllegalArgumentException with {@code ignoreCommandRecords} and a count or bytes limit:
+   *     the records left out count toward the limit but are never delivered, so a resume could not
+   *     reduce it exactly
    */
   public ReadSession readSession(String stream, ReadOptions options) {
+    ReadLimit limit = options.limit();
+    if (options.ignoreCommandRecords()
+        && (limit.count().orElse(0) > 0 || limit.bytes().orElse(0) > 0)) {
+      throw new IllegalArgumentException(
+          "readSession: ignoreCommandRecords with a count or bytes limit cannot resume exactly (the"
+              + " records left out count toward the limit but are never delivered): leave the limit"
+              + " to the app (close the session), or drop ignoreCommandRecords");
+    }
     return new ReadSession(this, Convert.readSessionRequest(basin, stream, options), keyFor(options));
   }
 

@@ -17,6 +17,7 @@ final class SessionState {
   private OptionalLong nextSeqNum = OptionalLong.empty(); // empty until a record or heartbeat says
   private long deliveredCount;
   private long deliveredBytes;
+  private boolean caughtUp; // what the last message said; a resume starts behind
 
   SessionState(ReadSessionRequest original, RetryPolicy policy, DoubleSupplier random) {
     this.original = original;
@@ -27,11 +28,16 @@ final class SessionState {
     return nextSeqNum;
   }
 
+  boolean caughtUp() {
+    return caughtUp;
+  }
+
   int failures() {
     return attempts.failures();
   }
 
   void onBatch(ReadBatch batch) {
+    caughtUp = batch.caughtUp();
     if (!batch.records().isEmpty()) {
       nextSeqNum = OptionalLong.of(batch.records().get(batch.records().size() - 1).seqNum() + 1);
       deliveredCount += batch.records().size();
@@ -53,6 +59,7 @@ final class SessionState {
    * is told where to resume: the client's own position wins over the sidecar's s2-next-seq-num.
    */
   Optional<Duration> onError(SidecarException e) {
+    caughtUp = false;
     nextSeqNum.ifPresent(e::resumeAt);
     return attempts.retryDelay(e, Optional.empty());
   }

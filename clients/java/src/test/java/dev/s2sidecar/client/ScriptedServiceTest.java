@@ -176,6 +176,61 @@ class ScriptedServiceTest {
     assertEquals(List.of("Bearer t0k", "Bearer t0k", "Bearer t0k"), authorizations);
   }
 
+  private static ReadSessionResponse caughtUp(ReadSessionResponse message) {
+    return message.toBuilder().setCaughtUp(true).build();
+  }
+
+  @Test
+  void caughtUpIsWhatTheLastMessageSaidAndFalseAfterAResume() {
+    step(records(0, 1), caughtUp(records(1, 2)), Errors.status(Status.Code.UNAVAILABLE, "down"));
+    step(records(2, 3), caughtUp(heartbeat(3)));
+    List<Boolean> seen = new ArrayList<>();
+    try (var client = client(true); var session = client.readSession("s", ReadOptions.from(ReadStart.seqNum(0)))) {
+      assertFalse(session.caughtUp());
+      while (session.hasNext()) {
+        var batch = session.next();
+        assertEquals(batch.caughtUp(), session.caughtUp());
+        seen.add(session.caughtUp());
+      }
+    }
+    // 0, 1 (caught up), the resume: 2 (behind again), the heartbeat at 3
+    assertEquals(List.of(false, true, false, true), seen);
+  }
+
+  @Test
+  void ignoreCommandRecordsIsSentWithEveryResumeAndReadRetry() {
+    step(records(0, 1), Errors.status(Status.Code.UNAVAILABLE, "down"));
+    step(records(2, 3));
+    step(Errors.status(Status.Code.UNAVAILABLE, "down"));
+    step(ReadResponse.getDefaultInstance());
+    try (var client = client(true)) {
+      var options = ReadOptions.from(ReadStart.seqNum(0)).ignoreCommandRecords(true);
+      try (var session = client.readSession("s", options)) {
+        assertEquals(List.of(0L, 2L), drain(session));
+      }
+      client.read("s", options.limit(ReadLimit.count(2)));
+    }
+    var sessions = requests.subList(0, 2).stream().map(ReadSessionRequest.class::cast).toList();
+    assertEquals(List.of(0L, 1L), sessions.stream().map(ReadSessionRequest::getSeqNum).toList());
+    assertTrue(sessions.stream().allMatch(ReadSessionRequest::getIgnoreCommandRecords));
+    var reads = requests.subList(2, 4).stream().map(ReadRequest.class::cast).toList();
+    assertEquals(reads.get(0), reads.get(1));
+    assertTrue(reads.get(0).getIgnoreCommandRecords());
+    assertEquals(2, reads.get(0).getCount());
+  }
+
+  @Test
+  void ignoreCommandRecordsWithACountOrBytesLimitIsRefusedBeforeAnyCall() {
+    try (var client = client(true)) {
+      for (var limit : List.of(ReadLimit.count(3), ReadLimit.bytes(100))) {
+        var options = ReadOptions.from(ReadStart.seqNum(0)).limit(limit).ignoreCommandRecords(true);
+        var e = assertThrows(IllegalArgumentException.class, () -> client.readSession("s", options));
+        assertTrue(e.getMessage().contains("leave the limit to the app"), e.getMessage());
+      }
+    }
+    assertEquals(0, requests.size());
+  }
+
   @Test
   void aFollowerResumesAtTheTailItsHeartbeatShowed() {
     step(heartbeat(7), Errors.status(Status.Code.INTERNAL, "RST_STREAM closed stream"));
