@@ -122,6 +122,40 @@ module S2Sidecar
       assert_equal 1, @service.requests.size
     end
 
+    def caught_up(msg) = msg.tap { |m| m.caught_up = true }
+
+    def test_caught_up_is_what_the_last_message_said_and_false_after_a_resume
+      serve([batch(0), caught_up(batch(1)), GRPC::Unavailable.new("down")],
+            [batch(2), caught_up(batch(tail: V1::StreamPosition.new(seq_num: 3)))])
+      session = @client.read_session("orders", seq_num: 0)
+      refute session.caught_up?
+      seen = session.map { |b| [b.records.first.seq_num, b.caught_up, session.caught_up?] }
+      # 0, 1 (caught up), then the resume: 2 (behind again); the hidden heartbeat at 3 says caught up
+      assert_equal [[0, false, false], [1, true, true], [2, false, false]], seen
+      assert session.caught_up?
+    end
+
+    def test_ignore_command_records_is_sent_with_every_resume_and_read_retry
+      serve([batch(0), GRPC::Unavailable.new("down")], [batch(2)],
+            GRPC::Unavailable.new("down"), V1::ReadResponse.new)
+      seqs = @client.read_session("orders", seq_num: 0, ignore_command_records: true)
+                    .flat_map { |b| b.records.map(&:seq_num) }
+      assert_equal [0, 2], seqs
+      @client.read("orders", count: 2, ignore_command_records: true)
+      sessions, reads = @service.requests.partition { |r| r.is_a?(V1::ReadSessionRequest) }
+      assert_equal [[0, true], [1, true]], sessions.map { |r| [r.seq_num, r.ignore_command_records] }
+      assert_equal [[2, true]] * 2, reads.map { |r| [r.count, r.ignore_command_records] }
+    end
+
+    def test_ignore_command_records_with_a_count_or_bytes_is_refused_before_any_call
+      serve
+      [{ count: 3 }, { bytes: 100 }].each do |limit|
+        err = assert_raises(ArgumentError) { @client.read_session("orders", ignore_command_records: true, **limit) }
+        assert_match(/leave the limit to the app/, err.message)
+      end
+      assert_empty @service.requests
+    end
+
     def test_more_than_one_start_is_refused_before_any_call
       serve
       assert_raises(ArgumentError) { @client.read("orders", seq_num: 1, timestamp: 2) }

@@ -111,7 +111,8 @@ module S2Sidecar
     # seq_num: (default 0), timestamp: (ms) or tail_offset:; stop with count:, bytes: or until:
     # (an exclusive timestamp); clamp: starts at the tail instead of failing past it; wait:
     # (seconds, at most 60) long-polls at the tail. encryption_key: this call's key, instead of the
-    # client's.
+    # client's. ignore_command_records: true leaves command records (fence, trim) out; they still
+    # count toward count: and bytes:, as in S2's SDKs.
     def read(stream, encryption_key: nil, **opts)
       metadata = reads_metadata(encryption_key)
       opts = opts.compact
@@ -143,7 +144,17 @@ module S2Sidecar
     # resume: false raises the first failure instead. A failure it does not retry raises an Error
     # whose next_seq_num is where to resume. encryption_key: this session's key, instead of the
     # client's; every resume sends it.
+    #
+    # ignore_command_records: true leaves command records (fence, trim) out, every resume included;
+    # with count: or bytes: it raises ArgumentError (the records left out count toward the limit
+    # but are never delivered, so a resume could not reduce it exactly). Session#caught_up? (and
+    # each batch's caught_up) says whether the backlog is done.
     def read_session(stream, heartbeats: false, resume: true, encryption_key: nil, **opts, &block)
+      if opts[:ignore_command_records] && (opts[:count].to_i.positive? || opts[:bytes].to_i.positive?)
+        raise ArgumentError, "read_session: ignore_command_records with a count or bytes limit cannot resume " \
+                             "exactly (the records left out count toward the limit but are never delivered): " \
+                             "leave the limit to the app (break out), or drop ignore_command_records"
+      end
       metadata = reads_metadata(encryption_key)
       state = Retry::SessionState.new(request(V1::ReadSessionRequest, stream, **opts),
                                       resume ? @retry_policy : RetryPolicy::NONE)
@@ -216,6 +227,11 @@ module S2Sidecar
 
     # Where the session stands: after the last record delivered, or at the last heartbeat's tail.
     def next_seq_num = @state.next_seq_num
+
+    # Whether the last message (a hidden heartbeat included) said every record before the tail was
+    # delivered, as S2's SDKs' is_caught_up(): false at the start, and after a resume until a
+    # message says so.
+    def caught_up? = @state.caught_up
 
     def each
       return enum_for(:each) unless block_given?

@@ -85,7 +85,7 @@ module S2Sidecar
     # One resuming ReadSession: its position, what it has delivered, and the request that
     # continues it. Feed it every message (heartbeats included) and every failure.
     class SessionState
-      attr_reader :next_seq_num
+      attr_reader :next_seq_num, :caught_up
 
       def initialize(request, policy)
         @original = request
@@ -93,9 +93,11 @@ module S2Sidecar
         @next_seq_num = nil # until a record or heartbeat says where the session is
         @delivered_count = 0
         @delivered_bytes = 0
+        @caught_up = false # what the last message said; a resume starts behind
       end
 
       def on_message(msg)
+        @caught_up = msg.caught_up
         if msg.records.any?
           @next_seq_num = msg.records.last.seq_num + 1
           @delivered_count += msg.records.size
@@ -113,6 +115,7 @@ module S2Sidecar
       # Seconds to wait before #request, or nil to raise `err`. Either way `err` is told where to
       # resume: the session's own position wins over the sidecar's s2-next-seq-num.
       def on_error(err)
+        @caught_up = false
         err.next_seq_num = @next_seq_num if @next_seq_num
         @attempts.retry_delay(err)
       end
