@@ -7,6 +7,8 @@ without it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import subprocess
 from collections.abc import Awaitable, Callable, Sequence
@@ -98,3 +100,31 @@ async def test_ruby_session_keeps_its_key_across_sidecar_restarts(driver: restar
 
 async def test_ruby_first_call_waits_for_a_sidecar_that_starts_later(cmd_for: Callable[[str], list[str]]) -> None:
     await cli_scenarios.first_call_waits_for_a_late_sidecar(cmd_for)
+
+
+COMMANDS_APP = """
+require "json"
+require "s2sidecar"
+client = S2Sidecar::Client.new(ARGV[0], basin: "local-basin")
+read = client.read(ARGV[1], seq_num: 0, ignore_command_records: true).records.map(&:seq_num)
+session = client.read_session(ARGV[1], seq_num: 0, heartbeats: true, ignore_command_records: true)
+before = session.caught_up?
+seen = []
+session.each do |b|
+  seen.concat(b.records.map(&:seq_num))
+  break if b.caught_up
+end
+puts JSON.generate(read: read, seen: seen, before: before, after: session.caught_up?)
+client.close
+"""
+
+
+async def test_ruby_leaves_command_records_out_and_says_when_caught_up(ruby: str, live: Live, stream: str) -> None:
+    """Through a real sidecar: a fence between two records is left out of a read and a session,
+    which is not caught up at the start and is once it reached the tail."""
+    await live.append(stream, [{"body": "a"}, {"body": "fence", "headers": [["", "fence"]]}, {"body": "b"}])
+    argv = [ruby, "-I", str(RUBY_DIR / "lib"), "-e", COMMANDS_APP, live.address, stream]
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert json.loads(out) == {"read": [0, 2], "seen": [0, 2], "before": False, "after": True}
