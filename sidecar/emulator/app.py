@@ -280,9 +280,13 @@ async def _read_body(request: Exchange) -> bytes:
     return await request.body()
 
 
+_LIST_PARAMS = frozenset({"prefix", "start_after", "limit"})
+
+
 def _list_params(request: Exchange) -> tuple[str, str, int]:
     """`prefix`, `start_after` and `limit` of a list request, by S2's rules."""
     query = request.query
+    wire_query.refuse_repeated(query.items(), _LIST_PARAMS)
     prefix, start_after, raw_limit = query.get("prefix", ""), query.get("start_after", ""), query.get("limit")
     limit = MAX_LIST_LIMIT
     if raw_limit is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from sidecar.errors import S2Error
 from sidecar.types import U32_MAX, U64_MAX, ReadLimit, ReadQuery, ReadStart, SeqNum, TailOffset, Timestamp
@@ -31,6 +31,21 @@ def to_params(query: ReadQuery) -> dict[str, str]:
     return params
 
 
+READ_PARAMS = frozenset({"seq_num", "timestamp", "tail_offset", "count", "bytes", "until", "clamp", "wait"})
+
+
+def refuse_repeated(pairs: Iterable[tuple[str, str]], names: frozenset[str]) -> None:
+    """S2 deserializes a query string into a struct, which takes each field once: a second `name=`
+    among `names` is `400 bad_query` (serde's "duplicate field"); parameters it does not know may
+    repeat. `pairs` in order, repeats included (a multidict's `items()`)."""
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in names:
+            if name in seen:
+                raise S2Error(400, "bad_query", f"Failed to deserialize query string: duplicate field `{name}`")
+            seen.add(name)
+
+
 def _uint(params: Mapping[str, str], name: str, maximum: int) -> int | None:
     raw = params.get(name)
     if raw is None:
@@ -41,7 +56,9 @@ def _uint(params: Mapping[str, str], name: str, maximum: int) -> int | None:
 
 
 def from_params(params: Mapping[str, str]) -> ReadQuery:
-    """Parse S2 read parameters; raises `S2Error` with S2's status and code for bad ones."""
+    """Parse S2 read parameters; raises `S2Error` with S2's status and code for bad ones. From a
+    multidict (`request.query`), a read parameter given twice is refused as S2 refuses it."""
+    refuse_repeated(params.items(), READ_PARAMS)
     starts: list[ReadStart] = []
     if (v := _uint(params, "seq_num", U64_MAX)) is not None:
         starts.append(SeqNum(v))

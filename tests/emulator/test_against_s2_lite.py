@@ -119,6 +119,8 @@ STREAM_STEPS: list[tuple[str, str, Any]] = [
     ("GET", "/records?seq_num=9&clamp=true&wait=1", None),
     ("GET", "/records?seq_num=1&timestamp=1", None),  # two starts: 422
     ("GET", "/records?timestamp=30&until=30", None),
+    ("GET", "/records?seq_num=0&seq_num=1", None),  # a repeated field: 400 bad_query
+    ("GET", "/records?seq_num=1&x=1&x=2", None),  # a parameter S2 does not know may repeat
     ("POST", "/records", {"records": [_trim(2, width=4)]}),  # a trim body must be 8 bytes: 422
     ("POST", "/records", {"records": [_trim(2)]}),
     # Starts at the first remaining record. S2 trims eventually (records may stay visible briefly,

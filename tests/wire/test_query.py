@@ -1,6 +1,9 @@
 """Read query parameters both ways, and S2's errors for bad ones."""
 
+from urllib.parse import parse_qsl
+
 import pytest
+from multidict import MultiDict
 
 from sidecar.errors import S2Error
 from sidecar.types import ReadLimit, ReadQuery, SeqNum, TailOffset, Timestamp
@@ -38,3 +41,20 @@ def test_bad_params(params: dict[str, str], status: int, code: str) -> None:
 
 def test_timestamp_before_until_is_fine() -> None:
     assert from_params({"timestamp": "4", "until": "5"}).start == Timestamp(4)
+
+
+@pytest.mark.parametrize(
+    "query", ["seq_num=0&seq_num=1", "seq_num=0&seq_num=0", "count=1&seq_num=0&count=2", "clamp=true&clamp=true"]
+)
+def test_a_repeated_read_parameter_is_refused(query: str) -> None:
+    """S2 deserializes the query into a struct (serde_urlencoded), which takes each field once: s2-lite
+    0.43.4 answers `400 bad_query` "Failed to deserialize query string: duplicate field `seq_num`"."""
+    with pytest.raises(S2Error) as info:
+        from_params(MultiDict(parse_qsl(query)))
+    assert (info.value.status, info.value.code) == (400, "bad_query")
+    assert "duplicate field" in info.value.message
+
+
+def test_unknown_parameters_may_repeat() -> None:
+    # S2 ignores query parameters its struct has no field for, however often they come.
+    assert from_params(MultiDict(parse_qsl("foo=1&foo=2&seq_num=3"))).start == SeqNum(3)
