@@ -25,6 +25,8 @@ from sidecar.types import (
     MAX_BATCH_BYTES,
     MAX_BATCH_RECORDS,
     MAX_UNARY_WAIT_SECONDS,
+    U64_MAX,
+    AppendRecord,
     ReadQuery,
     SeqNum,
     StreamPosition,
@@ -404,6 +406,58 @@ def _check_token(token: str | None, *, json_body: bool = False) -> None:
         raise S2Error(status, code, f"`fencing_token` exceeds {MAX_FENCING_TOKEN_BYTES} bytes")
 
 
+def _append_input_from_protobuf(data: bytes) -> tuple[list[AppendRecord], int | None, str | None]:
+    """A protobuf `AppendInput`, refused as S2 (prost) refuses it: `400 bad_proto`."""
+    if _overflows_u64(data, nested=True):
+        # prost refuses a varint past 2^64-1 ("invalid varint"); upb would wrap it to a small number.
+        raise S2Error(400, "bad_proto", "failed to decode Protobuf message: invalid varint")
+    try:
+        return decode_append_input(data)
+    except ProtocolError as e:
+        raise S2Error(400, "bad_proto", str(e)) from None
+
+
+def _overflows_u64(message: bytes, *, nested: bool) -> bool:
+    """Whether a varint of `AppendInput` (`nested`: its `records` too, field 1) exceeds 2^64-1: ten
+    bytes, the last above 1. A message that does not parse is left to the decoder."""
+    i, end = 0, len(message)
+    while i < end:
+        key, i = _varint(message, i)
+        if key is None:
+            return False
+        field, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            start = i
+            value, i = _varint(message, i)
+            if value is None:
+                return False
+            if i - start == 10 and message[i - 1] > 1:
+                return True
+        elif wire_type == 2:
+            length, i = _varint(message, i)
+            if length is None or i + length > end:
+                return False
+            if nested and field == 1 and _overflows_u64(message[i : i + length], nested=False):
+                return True
+            i += length
+        elif wire_type in (1, 5):
+            i += 8 if wire_type == 1 else 4
+        else:
+            return False
+    return False
+
+
+def _varint(data: bytes, i: int) -> tuple[int | None, int]:
+    """The varint at `i` (at most ten bytes) and the index after it; None when there is none."""
+    value = shift = 0
+    for j in range(i, min(i + 10, len(data))):
+        value |= (data[j] & 0x7F) << shift
+        shift += 7
+        if data[j] < 0x80:
+            return value, j + 1
+    return None, i
+
+
 async def _append_session(
     request: Exchange, state: EmulatorState, basin: str, target: Target, action: Action | None
 ) -> Reply | None:
@@ -425,10 +479,7 @@ async def _append_session(
             for frame in decoder.feed(chunk):
                 if frame.terminal:
                     raise S2Error(400, "bad_frame", "a client does not send terminal s2s frames")
-                try:
-                    records, match, token = decode_append_input(frame.body)
-                except ProtocolError as e:
-                    raise S2Error(400, "bad_proto", str(e)) from None
+                records, match, token = _append_input_from_protobuf(frame.body)
                 _check_token(token)
                 ack = state.store.append(basin, target.stream, records, match, token, key)
                 payload = encode_append_ack(ack.start, ack.end, ack.tail)
@@ -455,13 +506,14 @@ async def _append(
     created_config = stream_config_header(request.headers)
     fmt = Format.from_header(request.headers.get("s2-format"))
     if media_type(request.headers) in PROTOBUF_TYPES:
-        try:
-            records, match, token = decode_append_input(await _read_body(request))
-        except ProtocolError as e:
-            raise S2Error(400, "bad_proto", str(e)) from None
+        records, match, token = _append_input_from_protobuf(await _read_body(request))
         _check_token(token)
     else:
         records, match, token = append_input_from_json(await _json_body(request), fmt)
+        # S2's u64 fields take no larger number: serde_json reads one as a float, "invalid type:
+        # floating point `1.8446744073709552e+19`, expected u64" (s2-lite 0.43.4).
+        if any(r.timestamp is not None and r.timestamp > U64_MAX for r in records) or (match or 0) > U64_MAX:
+            raise S2Error(400, "bad_json", "invalid append body: a number larger than a u64")
         _check_token(token, json_body=True)
     ack = state.store.append(basin, target.stream, records, match, token, key, created_config)
     if PROTOBUF_TYPES.intersection(_media_types(request.headers.get("Accept", ""))):

@@ -48,8 +48,16 @@ from .clock import CreationClock, format_rfc3339, parse_rfc3339
 DB_FILE = "emulator.sqlite3"
 MAX_FENCING_TOKEN_BYTES = 36
 TRIM_BODY_BYTES = 8  # a trim command's body is its seq_num as a big-endian u64
-# SQLite integers are signed 64-bit; an uncapped client timestamp above this cannot be stored.
-_MAX_STORED_TIMESTAMP = 2**63 - 1
+
+
+def _to_sqlite(timestamp: int) -> int:
+    """A u64 timestamp as SQLite's signed 64-bit integer (two's complement): S2 keeps uncapped
+    client timestamps up to 2^64-1. Never compared in SQL, only stored and loaded back."""
+    return timestamp - 2**64 if timestamp >= 2**63 else timestamp
+
+
+def _from_sqlite(stored: int) -> int:
+    return stored + 2**64 if stored < 0 else stored
 
 
 class ErrorBody(S2Error):
@@ -318,7 +326,7 @@ class _Database:
         ):
             s = streams[sid]
             s.fields.append(bytes(blob))
-            s.timestamps.append(ts)
+            s.timestamps.append(_from_sqlite(ts))
             s.arrivals.append(loaded_at if arrival is None else arrival)
             s.cum_bytes.append(s.cum_bytes[-1] + metered)
         return basins
@@ -417,7 +425,7 @@ class _Database:
             self._conn.executemany(
                 "INSERT INTO records (stream_id, seq_num, timestamp, metered, field, arrival)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                [(stream.db_id, *row, arrival) for row in rows],
+                [(stream.db_id, seq, _to_sqlite(ts), size, field, arrival) for seq, ts, size, field in rows],
             )
             if fencing_token != stream.fencing_token or trim_point != stream.trim_point:
                 self._conn.execute(
@@ -772,7 +780,7 @@ class Store:
             if not uncapped:
                 ts = min(ts, arrival)
             # Timestamps never go backwards within a stream: reads by timestamp bisect on them.
-            ts = min(max(ts, prev), _MAX_STORED_TIMESTAMP)
+            ts = max(ts, prev)
             prev = ts
             seq = first_seq + i
             command = _command(r)

@@ -129,6 +129,9 @@ STREAM_STEPS: list[tuple[str, str, Any]] = [
     ("GET", "/records/tail", None),
     ("POST", "/records", {"records": [_record("x", 50)], "fencing_token": "f" * 37}),  # over 36 bytes
     ("POST", "/records", {"records": [_record("x", 50)], "match_seq_num": 3}),  # 412 with the tail
+    ("POST", "/records", {"records": [_record("x", 2**64)]}),  # past a u64: 400 bad_json
+    ("POST", "/records", {"records": [_record("x", 50)], "match_seq_num": 2**64}),
+    ("GET", f"/records?timestamp={2**64}", None),  # 400 bad_query
     # An exhausted limit is 200 empty wherever the read starts, clamp or not.
     ("GET", "/records?seq_num=6&count=0", None),
     ("GET", "/records?seq_num=99&count=0", None),
@@ -158,6 +161,40 @@ async def test_the_emulator_answers_as_s2_lite_does(s2_lite_url: str, emulator: 
                 await asyncio.sleep(0.1)
                 expected = await _call(reference, method, stream, suffix, body)
             assert got == expected, f"{method} {suffix} {body!r:.80}"
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes([*out, n])
+
+
+async def test_u64_timestamps_answer_as_s2_lite_does(s2_lite_url: str, emulator: Emulator) -> None:
+    """An uncapped stream keeps client timestamps up to 2^64-1, in JSON and protobuf; a protobuf
+    varint past 2^64-1 is 400 bad_proto; reads start by such timestamps."""
+    basin = f"u64-{uuid.uuid4().hex[:10]}"
+    stream = "u64-stream"
+
+    async def steps(s2: S2) -> list[Any]:
+        out: list[Any] = [await _call(s2, "PUT", stream, "", {"timestamping": {"uncapped": True}})]
+        out.append(
+            await _call(s2, "POST", stream, "/records", {"records": [_record("a", 2**63 - 1), _record("b", 2**63)]})
+        )
+        for ts in (2**64 - 1, 2**64, 2**70):
+            record = b"\x08" + _varint(ts) + b"\x1a\x01x"
+            headers = s2.headers({"content-type": "application/protobuf"})
+            data = b"\x0a" + _varint(len(record)) + record
+            async with s2.http.post(s2.path(stream, "/records"), data=data, headers=headers) as r:
+                out.append((r.status, _normalise(await r.json())))
+        for query in ("seq_num=0", f"timestamp={2**63}", f"timestamp={2**64 - 1}", f"timestamp={2**64}"):
+            out.append(await _call(s2, "GET", stream, f"/records?{query}"))
+        return out
+
+    async with aiohttp.ClientSession() as http:
+        expected = await steps(await _new_basin(http, s2_lite_url, basin))
+        assert await steps(await _new_basin(http, emulator.url, basin)) == expected
 
 
 async def test_unknown_basin_answers_as_s2_lite_does(s2_lite_url: str, emulator: Emulator) -> None:

@@ -44,6 +44,58 @@ async def test_uncapped_config_keeps_future_timestamps(s2: S2, stream: str) -> N
     assert ack["start"]["timestamp"] == future
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes([*out, n])
+
+
+def _protobuf_record(timestamp: int) -> bytes:
+    """`AppendInput` with one record {timestamp, body "x"}, its varint written as given (even past 2^64)."""
+    record = b"\x08" + _varint(timestamp) + b"\x1a\x01x"
+    return b"\x0a" + _varint(len(record)) + record
+
+
+async def test_uncapped_timestamps_are_u64(s2: S2, stream: str) -> None:
+    """S2 keeps client timestamps up to 2^64-1 on an uncapped stream (a u64 throughout:
+    common/src/record.rs), and reads start by them; s2-lite 0.43.4 answers so for JSON and protobuf."""
+    async with s2.http.put(s2.path(stream), json={"timestamping": {"uncapped": True}}, headers=s2.headers()) as r:
+        assert r.status == 201
+    ack = await s2.append(stream, [{"timestamp": 2**63 - 1, "body": "a"}, {"timestamp": 2**63, "body": "b"}])
+    assert ack["end"] == {"seq_num": 2, "timestamp": 2**63}
+    proto = s2.headers({"Content-Type": "application/protobuf"})
+    async with s2.http.post(s2.path(stream, "/records"), data=_protobuf_record(2**64 - 1), headers=proto) as r:
+        assert r.status == 200
+        assert (await r.json())["tail"] == {"seq_num": 3, "timestamp": 2**64 - 1}
+    _, body = await s2.read(stream, "seq_num=0")
+    assert [r["timestamp"] for r in body["records"]] == [2**63 - 1, 2**63, 2**64 - 1]
+    _, body = await s2.read(stream, f"timestamp={2**63}")
+    assert [r["seq_num"] for r in body["records"]] == [1, 2]
+    _, body = await s2.read(stream, f"timestamp={2**64 - 1}")
+    assert [r["seq_num"] for r in body["records"]] == [2]
+
+
+async def test_numbers_past_u64_are_refused(s2: S2, stream: str) -> None:
+    """serde_json reads a JSON number past 2^64-1 as a float, which no u64 field takes (400
+    bad_json); prost refuses a varint past it ("invalid varint", 400 bad_proto). s2-lite 0.43.4:
+    "invalid type: floating point `1.8446744073709552e+19`, expected u64"."""
+    for body in (
+        {"records": [{"timestamp": 2**64, "body": "a"}]},
+        {"records": [{"body": "a"}], "match_seq_num": 2**64},
+    ):
+        async with s2.http.post(s2.path(stream, "/records"), json=body, headers=s2.headers()) as r:
+            assert (r.status, (await r.json())["code"]) == (400, "bad_json")
+    proto = s2.headers({"Content-Type": "application/protobuf"})
+    for timestamp in (2**64, 2**70):
+        async with s2.http.post(s2.path(stream, "/records"), data=_protobuf_record(timestamp), headers=proto) as r:
+            assert (r.status, (await r.json())["code"]) == (400, "bad_proto")
+    async with s2.http.get(s2.path(stream, f"/records?timestamp={2**64}"), headers=s2.headers()) as r:
+        assert (r.status, (await r.json())["code"]) == (400, "bad_query")
+    assert await s2.read(stream, "seq_num=0") == (416, {"tail": {"seq_num": 0, "timestamp": 0}})
+
+
 async def test_base64_binary_round_trip_and_raw_is_lossy(s2: S2, stream: str) -> None:
     # b"\x00\xffhi" = AP9oaQ==, b"k\x80" = a4A=, b"\x01" = AQ==
     headers = s2.headers({"s2-format": "base64"})

@@ -94,3 +94,24 @@ async def test_data_dir_from_before_basins_were_stored(tmp_path: Path) -> None:
             assert await r.json() == {"records": [{"seq_num": 0, "timestamp": 7, "body": "r0"}]}
         async with http.post(f"{emu.url}/v1/streams/new/records", json={"records": FIVE}, headers=HEADERS) as r:
             assert r.status == 200  # the basin took create_stream_on_append from the config
+
+
+async def test_u64_timestamps_survive_a_restart(tmp_path: Path) -> None:
+    """SQLite integers are signed 64-bit: timestamps from 2^63 to 2^64-1 (S2 keeps them, on an uncapped
+    stream) are stored as their two's complement and come back whole, in order."""
+    config = EmulatorConfig(port=0, data_dir=tmp_path, basins={BASIN: AUTO_CREATE})
+    stamps = [5, 2**63 - 1, 2**63, 2**64 - 1]
+    async with aiohttp.ClientSession() as http:
+        async with Emulator(config) as emu:
+            url = f"{emu.url}/v1/streams/u"
+            async with http.put(url, json={"timestamping": {"uncapped": True}}, headers=HEADERS) as r:
+                assert r.status == 201
+            records = [{"timestamp": t, "body": "x"} for t in stamps]
+            async with http.post(f"{url}/records", json={"records": records}, headers=HEADERS) as r:
+                assert r.status == 200
+        async with Emulator(config) as emu:
+            url = f"{emu.url}/v1/streams/u"
+            async with http.get(f"{url}/records?seq_num=0", headers=HEADERS) as r:
+                assert [rec["timestamp"] for rec in (await r.json())["records"]] == stamps
+            async with http.get(f"{url}/records?timestamp={2**63}", headers=HEADERS) as r:
+                assert [rec["seq_num"] for rec in (await r.json())["records"]] == [2, 3]
