@@ -39,7 +39,7 @@ from sidecar.wire.protobuf import decode_append_input, encode_append_ack, encode
 
 from . import encryption, hooks, s2_configs
 from .encryption import RecordCipher
-from .exchange import Exchange, media_type
+from .exchange import BodyTooLarge, Exchange, media_type
 from .faults import Action, Corrupt, Cut, Fail, Stall
 from .output import PROTOBUF, CutConnection, Output, Reply, compress_reply, cut_of, error_payload, send_reply
 from .sessions import (
@@ -278,8 +278,12 @@ async def _config_body(request: Exchange, *, optional: bool) -> dict[str, Any] |
     return body
 
 
-async def _read_body(request: Exchange) -> bytes:
-    return await request.body()
+async def _read_body(request: Exchange, code: str = "bad_json") -> bytes:
+    """The whole body; over S2's limit, `400` with `code`, the body's kind (`bad_json`, `bad_proto`)."""
+    try:
+        return await request.body()
+    except BodyTooLarge as e:
+        raise S2Error(400, code, e.message) from None
 
 
 _LIST_PARAMS = frozenset({"prefix", "start_after", "limit"})
@@ -506,7 +510,7 @@ async def _append(
     created_config = stream_config_header(request.headers)
     fmt = Format.from_header(request.headers.get("s2-format"))
     if media_type(request.headers) in PROTOBUF_TYPES:
-        records, match, token = _append_input_from_protobuf(await _read_body(request))
+        records, match, token = _append_input_from_protobuf(await _read_body(request, "bad_proto"))
         _check_token(token)
     else:
         records, match, token = append_input_from_json(await _json_body(request), fmt)

@@ -103,7 +103,7 @@ class H2Exchange(Exchange):
         while chunk := await self.chunk():
             size += len(chunk)
             if size > limit:
-                raise too_large(limit)
+                raise too_large()
             parts.append(chunk)
         return b"".join(parts)
 

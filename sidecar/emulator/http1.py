@@ -26,9 +26,9 @@ class AiohttpExchange(Exchange):
         try:
             data = await self._request.read()  # bounded by the app's client_max_size
         except web.HTTPRequestEntityTooLarge:
-            raise too_large(limit) from None
+            raise too_large() from None
         if len(data) > limit:
-            raise too_large(limit)
+            raise too_large()
         return data
 
     async def chunk(self) -> bytes:
@@ -76,7 +76,7 @@ def build_http1_app(handle: Handler) -> web.Application:
             return web.Response(status=499)
         return exchange.response
 
-    # The app's own limit is a little above ours, so that `body()` answers S2's 422 itself.
+    # The app's own limit is a little above ours, so that `body()` answers S2's 400 itself.
     app = web.Application(client_max_size=MAX_REQUEST_BYTES + 1)
     # `[\s\S]`, not `.`: aiohttp matches the decoded path, and a stream name may hold a newline.
     app.router.add_route("*", r"/{path:[\s\S]*}", route)

@@ -197,6 +197,25 @@ async def test_u64_timestamps_answer_as_s2_lite_does(s2_lite_url: str, emulator:
         assert await steps(await _new_basin(http, emulator.url, basin)) == expected
 
 
+async def test_request_body_limit_as_s2_lite(s2_lite_url: str, emulator: Emulator) -> None:
+    """Bodies up to 2 MiB are taken, larger ones refused with the body kind's code."""
+    basin = f"big-{uuid.uuid4().hex[:10]}"
+    limit, frame = 2 * 1024 * 1024, b'{"records":[{"body":""}]}'
+
+    async def steps(s2: S2) -> list[Any]:
+        out = []
+        for size, content_type in ((limit, "json"), (limit + 1, "json"), (limit + 1, "protobuf")):
+            data = frame[:-4] + b"a" * (size - len(frame)) + frame[-4:] if content_type == "json" else b"\0" * size
+            headers = s2.headers({"content-type": f"application/{content_type}"})
+            async with s2.http.post(s2.path("s", "/records"), data=data, headers=headers) as r:
+                out.append((r.status, _normalise(await r.json())))
+        return out
+
+    async with aiohttp.ClientSession() as http:
+        expected = await steps(await _new_basin(http, s2_lite_url, basin))
+        assert await steps(await _new_basin(http, emulator.url, basin)) == expected
+
+
 async def test_unknown_basin_answers_as_s2_lite_does(s2_lite_url: str, emulator: Emulator) -> None:
     async with aiohttp.ClientSession() as http:
         for url in (s2_lite_url, emulator.url):
