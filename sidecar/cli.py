@@ -82,6 +82,9 @@ def build_parser(command: str = "serve") -> argparse.ArgumentParser:
                          help="how long a deleted basin or stream stays listed with deleted_at, answering "
                          "409 *_deletion_pending, as S2 deletes in the background (default: 0.02; 0: gone "
                          "before the 202)")  # fmt: skip
+        emu.add_argument("--shutdown-grace", dest="shutdown_grace", default="10", metavar="SECONDS",
+                         help="on SIGTERM or SIGINT, stop taking connections and let open reads go on this long, "
+                         "then hang up, as s2-lite does (default: 10)")  # fmt: skip
         config_mod.add_arguments(emu, only=("log_level", "log_format"))
         return emu
     if command == "injector":
@@ -210,6 +213,7 @@ def _run_emulator(args: argparse.Namespace) -> None:
     if (args.tls_cert is None) != (args.tls_key is None):
         _fail("emulator --tls-cert and --tls-key go together: give both, or neither")
     deletion_delay = _seconds(args, "deletion_delay", "emulator")
+    shutdown_grace = _seconds(args, "shutdown_grace", "emulator")
     emu_cfg = EmulatorConfig(
         host=addr.host,
         port=addr.port,
@@ -222,7 +226,7 @@ def _run_emulator(args: argparse.Namespace) -> None:
     )
     try:
         ensure_available(addr, "emulator --listen")
-        _run(serve(emu_cfg))
+        _run(serve(emu_cfg, shutdown_grace))
     except ListenError as e:
         _fail(str(e))
     except OSError as e:  # the port was taken between the check and the bind

@@ -121,6 +121,9 @@ def test_emulator_settings_are_checked_too(capsys: pytest.CaptureFixture[str]) -
     assert "invalid emulator --deletion-delay '-1': must be >= 0" in run_cli(
         ["emulator", "--deletion-delay", "-1"], capsys=capsys
     )
+    assert "invalid emulator --shutdown-grace '-1': must be >= 0" in run_cli(
+        ["emulator", "--shutdown-grace", "-1"], capsys=capsys
+    )
     assert "must be debug, info" in run_cli(["emulator", "--log-level", "loud"], capsys=capsys)
 
 

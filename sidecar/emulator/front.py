@@ -25,20 +25,50 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
+class Connections:
+    """Every connection's transport, whatever protocol it went to, so that a drain can end those
+    still open when its grace runs out. Closed ones are dropped as the set grows, not tracked one by
+    one: once handed over, the listener no longer sees a connection close."""
+
+    def __init__(self) -> None:
+        self._open: set[asyncio.Transport] = set()
+        self._pruned_at = 64
+
+    def add(self, transport: asyncio.Transport) -> None:
+        self._open.add(transport)
+        if len(self._open) >= self._pruned_at:
+            self._open = {t for t in self._open if not t.is_closing()}
+            self._pruned_at = max(64, 2 * len(self._open))
+
+    def abort(self) -> int:
+        """Hang up on every connection still open (an abrupt TCP close); returns how many."""
+        open_ = [t for t in self._open if not t.is_closing()]
+        for t in open_:
+            t.abort()
+        self._open.clear()
+        return len(open_)
+
+
 class Sniffer(asyncio.Protocol):
     """Picks a connection's protocol, then hands the transport (and what it read) over to it."""
 
     def __init__(
-        self, http1: Callable[[], asyncio.Protocol], http2: Callable[[], asyncio.Protocol]
+        self,
+        http1: Callable[[], asyncio.Protocol],
+        http2: Callable[[], asyncio.Protocol],
+        connections: Connections | None = None,
     ) -> None:
         self._http1 = http1
         self._http2 = http2
+        self._connections = connections
         self._transport: asyncio.Transport | None = None
         self._buffer = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         self._transport = transport = cast(asyncio.Transport, transport)
+        if self._connections is not None:
+            self._connections.add(transport)
         ssl_object = transport.get_extra_info("ssl_object")
         alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         if alpn == "h2":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 from types import TracebackType
 
 from aiohttp import web
@@ -14,7 +15,7 @@ from sidecar.errors import S2Error
 
 from .app import handle
 from .exchange import Exchange
-from .front import Sniffer, tls_context
+from .front import Connections, Sniffer, tls_context
 from .h2server import H2ServerProtocol
 from .http1 import build_http1_app
 from .settings import EmulatorConfig
@@ -25,6 +26,9 @@ log = logging.getLogger("sidecar.emulator")
 
 # After sessions were told to end, how long stop() lets handlers finish before cancelling them.
 SHUTDOWN_GRACE_SECONDS = 1.0
+# On SIGTERM or SIGINT, how long open reads may go on, as s2-lite's `shutdown_signal`
+# (lite/src/server.rs: axum_server's graceful_shutdown with 10 s).
+SIGNAL_GRACE_SECONDS = 10.0
 
 
 class Emulator:
@@ -36,6 +40,7 @@ class Emulator:
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
         self._port: int | None = None
+        self._connections = Connections()
 
     async def start(self) -> None:
         if self._runner is not None:
@@ -68,7 +73,9 @@ class Emulator:
             context = tls_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
             server = await asyncio.get_running_loop().create_server(
                 lambda: Sniffer(
-                    http1, lambda: H2ServerProtocol(serve_one, state.http2, config.h2_max_concurrent_streams)
+                    http1,
+                    lambda: H2ServerProtocol(serve_one, state.http2, config.h2_max_concurrent_streams),
+                    self._connections,
                 ),
                 config.host,
                 config.port,
@@ -95,6 +102,24 @@ class Emulator:
             await runner.cleanup()
         finally:
             state.store.close()
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking connections and let open reads go on for up to `grace` seconds; then hang up
+        on every connection still open, as s2-lite does at shutdown (axum_server's graceful
+        shutdown: sessions run on, and are cut with no final message when the grace runs out).
+        `stop()` follows."""
+        state, server = self._state, self._server
+        if state is None or server is None:
+            return
+        server.close()  # new connections are refused
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while state.live.count and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # a poll for at most the grace period, at shutdown only
+        if state.live.count:
+            log.info("S2 emulator: %d reads still open after %.3g s: hanging up", state.live.count, grace)
+            self._connections.abort()
+            await asyncio.sleep(0)  # let the transports run connection_lost (cancels their handlers)
 
     @staticmethod
     async def _close_http2(state: EmulatorState) -> None:
@@ -132,9 +157,24 @@ class Emulator:
         await self.stop()
 
 
-async def serve(config: EmulatorConfig) -> None:
-    """Run an emulator until cancelled."""
+async def serve(config: EmulatorConfig, grace: float = SIGNAL_GRACE_SECONDS) -> None:
+    """Run an emulator until SIGTERM or SIGINT, then drain for up to `grace` seconds (or until cancelled)."""
+    loop = asyncio.get_running_loop()
     async with Emulator(config) as emulator:
         where = f"data in {config.data_dir}" if config.data_dir is not None else "data in memory"
         log.info("S2 emulator listening on %s (%s)", emulator.url, where)
-        await asyncio.Event().wait()
+        signalled: asyncio.Future[signal.Signals] = loop.create_future()
+
+        def on_signal(sig: signal.Signals) -> None:
+            if not signalled.done():
+                signalled.set_result(sig)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            received = await signalled
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        log.info("S2 emulator: received %s, open reads may go on for %.3g s", received.name, grace)
+        await emulator.drain(grace)

@@ -93,6 +93,11 @@ class LiveReads:
                 if self._stats.open_sessions[key] <= 0:
                     del self._stats.open_sessions[key]
 
+    @property
+    def count(self) -> int:
+        """Open reads: sessions and long polls."""
+        return len(self._open)
+
     def close(
         self, error: S2Error, basin: str | None = None, stream: str | None = None, sessions_only: bool = True
     ) -> int:
