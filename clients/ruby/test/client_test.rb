@@ -105,6 +105,14 @@ module S2Sidecar
       assert_equal [[:tail_offset, 4, 4], [:seq_num, 5, 2], [:seq_num, 5, 2]], starts
     end
 
+    def test_a_session_cut_with_cancelled_resumes_the_caller_never_cancelled_it
+      # gRPC for Ruby reports some connections a restarting sidecar dropped as CANCELLED.
+      serve([batch(3, 4), GRPC::Cancelled.new("Cancelled")], [batch(5)])
+      seqs = @client.read_session("orders", seq_num: 3, count: 3).flat_map { |b| b.records.map(&:seq_num) }
+      assert_equal [3, 4, 5], seqs
+      assert_equal 5, @service.requests.last.seq_num
+    end
+
     def test_a_follower_resumes_from_a_heartbeats_tail_and_skips_heartbeats
       serve([batch(tail: V1::StreamPosition.new(seq_num: 9)), GRPC::Unavailable.new("draining")], [batch(9)])
       assert_equal [[9]], @client.read_session("orders").map { |b| b.records.map(&:seq_num) }

@@ -255,6 +255,11 @@ module S2Sidecar
           raise if in_block # the caller's own gRPC failure, not this session's
 
           err = Error.from_grpc(e)
+          if err.is_a?(Cancelled)
+            # Not the caller's (it cancels only by leaving its block, above): gRPC for Ruby
+            # reports some connections the sidecar dropped while restarting as CANCELLED.
+            err = Unavailable.new(GRPC::Core::StatusCodes::UNAVAILABLE, "the call was cut (#{err.message})")
+          end
           @on_answer.call(err)
           delay = @state.on_error(err)
           raise err unless delay
