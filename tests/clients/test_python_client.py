@@ -201,9 +201,9 @@ async def test_ignore_command_records_and_caught_up(live: Live, client: S2Sideca
     """A fence between data records is left out of a read and of a session, and the session says
     it is caught up once it reached the tail."""
     await live.append(stream, [{"body": "a"}, {"body": "fence", "headers": [["", "fence"]]}, {"body": "b"}])
-    batch = await client.read(stream, ignore_command_records=True)
+    batch = await client.read(stream, start=SeqNum(0), ignore_command_records=True)
     assert [(r.seq_num, r.body) for r in batch.records] == [(0, b"a"), (2, b"b")]
-    assert [r.is_command for r in (await client.read(stream)).records] == [False, True, False]
+    assert [r.is_command for r in (await client.read(stream, start=SeqNum(0))).records] == [False, True, False]
     session = client.read_session(stream, start=SeqNum(0), heartbeats=True, ignore_command_records=True)
     async with session:
         assert not session.is_caught_up()

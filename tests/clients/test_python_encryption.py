@@ -42,7 +42,7 @@ async def session(client: S2SidecarClient, stream: str, n: int, encryption_key: 
 async def test_the_clients_key_reads_and_follows(live: Live, stream: str, key: bytes | str) -> None:
     written = await live.fill_sealed(stream)
     async with S2SidecarClient(live.address, SEALED_BASIN, encryption_key=key) as client:
-        assert bodies([await client.read(stream)]) == written
+        assert bodies([await client.read(stream, start=SeqNum(0))]) == written
         assert await asyncio.wait_for(session(client, stream, 3), 30) == written
         assert (await client.check_tail(stream)).seq_num == 3  # sends no key: S2 needs none for tails
 
@@ -50,12 +50,12 @@ async def test_the_clients_key_reads_and_follows(live: Live, stream: str, key: b
 async def test_a_calls_key_wins_over_the_clients(live: Live, stream: str) -> None:
     written = await live.fill_sealed(stream)
     async with S2SidecarClient(live.address, SEALED_BASIN, encryption_key=WRONG_KEY) as client:
-        assert bodies([await client.read(stream, encryption_key=KEY_BYTES)]) == written
+        assert bodies([await client.read(stream, start=SeqNum(0), encryption_key=KEY_BYTES)]) == written
         assert await asyncio.wait_for(session(client, stream, 3, encryption_key=KEY), 30) == written
         with pytest.raises(PermissionDenied):  # the client's own key is still the wrong one
-            await client.read(stream)
+            await client.read(stream, start=SeqNum(0))
     async with S2SidecarClient(live.address, SEALED_BASIN) as client:
-        assert bodies([await client.read(stream, encryption_key=KEY)]) == written
+        assert bodies([await client.read(stream, start=SeqNum(0), encryption_key=KEY)]) == written
 
 
 async def test_wrong_missing_and_malformed_keys_get_their_statuses(live: Live, stream: str) -> None:
@@ -70,7 +70,7 @@ async def test_wrong_missing_and_malformed_keys_get_their_statuses(live: Live, s
             for call in ("read", "session"):
                 with pytest.raises(cls) as err:
                     if call == "read":
-                        await client.read(stream, encryption_key=key)
+                        await client.read(stream, start=SeqNum(0), encryption_key=key)
                     else:
                         await asyncio.wait_for(session(client, stream, 1, encryption_key=key), 30)
                 assert err.value.code == code, (key, call, err.value)
@@ -85,10 +85,10 @@ async def test_the_sync_client_reads_with_its_key_and_a_calls(live: Live, stream
 
     def run() -> tuple[list[str], list[str], grpc.StatusCode]:
         with S2SidecarSyncClient(live.address, SEALED_BASIN, encryption_key=KEY_BYTES) as client:
-            read = bodies([client.read(stream)])
+            read = bodies([client.read(stream, start=SeqNum(0))])
             followed = bodies(list(client.read_session(stream, start=SeqNum(0), wait=1, encryption_key=KEY)))
             try:
-                client.read(stream, encryption_key=WRONG_KEY)
+                client.read(stream, start=SeqNum(0), encryption_key=WRONG_KEY)
             except SidecarError as e:
                 return read, followed, e.code
         raise AssertionError("a wrong key read records")

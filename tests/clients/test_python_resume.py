@@ -14,6 +14,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from s2sidecar_client import (
+    RangeNotSatisfiable,
     ReadBatch,
     ReadLimit,
     RetryPolicy,
@@ -615,3 +616,42 @@ async def test_default_target_is_s2_sidecar_address(fake: FakeSidecar, monkeypat
     async with S2SidecarClient() as client:
         assert (await client.check_tail("s")).seq_num == 3
     assert await asyncio.to_thread(lambda: S2SidecarSyncClient().check_tail("s")) == StreamPosition(3, 7)
+
+
+async def test_defaults_send_what_the_proto_defaults_to(fake: FakeSidecar) -> None:
+    """With no options every call sends the stream alone: no start (the proto's tail), no limit,
+    no wait, no clamp, no max staleness; the table in clients/README.md lists these defaults."""
+    fake.script("Read", [Records(0)])
+    fake.script("ReadSession", [Records(0)])
+    fake.script("CheckTail", [Heartbeat(0)])
+    async with S2SidecarClient(fake.address) as client:
+        assert client.timeout == 30.0 and client.retry == RetryPolicy(max_attempts=60)
+        await client.read("s")
+        [b async for b in client.read_session("s")]
+        await client.check_tail("s")
+
+    def run() -> None:
+        with S2SidecarSyncClient(fake.address) as client:
+            client.read("s")
+            list(client.read_session("s"))
+            client.check_tail("s")
+
+    await asyncio.to_thread(run)
+    assert fake.requests["Read"] == [pb.ReadRequest(stream="s")] * 2
+    assert fake.requests["ReadSession"] == [pb.ReadSessionRequest(stream="s")] * 2
+    assert fake.requests["CheckTail"] == [pb.CheckTailRequest(stream="s")] * 2
+    assert not fake.requests["CheckTail"][0].HasField("max_staleness_ms")
+
+
+async def test_a_read_at_the_tail_without_wait_says_to_pass_a_start(fake: FakeSidecar) -> None:
+    fake.script("Read", [Fail(grpc.StatusCode.OUT_OF_RANGE, "start is the tail; set wait")])
+    async with S2SidecarClient(fake.address, retry=FAST) as client:
+        with pytest.raises(RangeNotSatisfiable) as err:
+            await client.read("s")
+        assert "pass a start" in "".join(err.value.__notes__)
+        with pytest.raises(RangeNotSatisfiable) as err:
+            await client.read("s", start=SeqNum(3))  # a start of its own: no note
+        assert not getattr(err.value, "__notes__", [])
+    with pytest.raises(RangeNotSatisfiable) as err:
+        await asyncio.to_thread(lambda: S2SidecarSyncClient(fake.address).read("s"))
+    assert "start=SeqNum(0)" in "".join(err.value.__notes__)

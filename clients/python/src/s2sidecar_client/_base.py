@@ -8,6 +8,7 @@ from s2sidecar_client import _convert
 from s2sidecar_client._convert import EncryptionKey
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
 from s2sidecar_client._resume import NO_RETRY, RetryPolicy, SessionState
+from s2sidecar_client.errors import RangeNotSatisfiable
 from s2sidecar_client.types import ReadLimit, Start, Timestamp
 
 Metadata = tuple[tuple[str, str], ...]
@@ -66,6 +67,16 @@ class ClientBase:
             pb.ReadRequest, self.basin, stream, start, limit, until, clamp, wait, ignore_command_records
         )
         return req, None if self.timeout is None else self.timeout + (wait or 0)
+
+    @staticmethod
+    def _note_tail_read(err: BaseException, req: pb.ReadRequest) -> None:
+        """A read with no start reads at the tail (the proto's default), where nothing is yet: say
+        on the error how to read what is there, for an app that expected the first record."""
+        if isinstance(err, RangeNotSatisfiable) and req.WhichOneof("start") is None and not req.HasField("wait"):
+            err.add_note(
+                "read() with no start reads at the tail, as the proto says: pass a start "
+                "(start=SeqNum(0) reads from the first record) or set wait to wait for the next record"
+            )
 
     def _session_state(
         self,

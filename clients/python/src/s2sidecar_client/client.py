@@ -15,7 +15,7 @@ from s2sidecar_client._convert import EncryptionKey
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
 from s2sidecar_client._resume import CallRetries, RetryPolicy, SessionState
 from s2sidecar_client.errors import SidecarError
-from s2sidecar_client.types import ReadBatch, ReadLimit, SeqNum, Start, StreamPosition, Timestamp
+from s2sidecar_client.types import ReadBatch, ReadLimit, Start, StreamPosition, Timestamp
 
 T = TypeVar("T")
 SessionCall = grpc.aio.UnaryStreamCall[pb.ReadSessionRequest, pb.ReadSessionResponse]
@@ -25,7 +25,7 @@ class S2SidecarClient(ClientBase):
     """Reads S2 streams through an s2-sidecar.
 
         async with S2SidecarClient() as client:  # $S2_SIDECAR_ADDRESS, else 127.0.0.1:50051
-            batch = await client.read("orders", start=SeqNum(0), limit=ReadLimit(count=100))
+            batch = await client.read("orders", start=SeqNum(0), limit=ReadLimit(count=100))  # no start: the tail
             async for batch in client.read_session("orders", start=TailOffset(10)):
                 ...
 
@@ -92,7 +92,7 @@ class S2SidecarClient(ClientBase):
     async def read(
         self,
         stream: str,
-        start: Start | None = SeqNum(0),
+        start: Start | None = None,
         limit: ReadLimit | None = None,
         until: int | Timestamp | None = None,
         clamp: bool = False,
@@ -101,16 +101,21 @@ class S2SidecarClient(ClientBase):
         encryption_key: EncryptionKey | None = None,
         ignore_command_records: bool = False,
     ) -> ReadBatch:
-        """One batch (at most 1000 records / 1 MiB metered). `start=None` means the tail; `until`
+        """One batch (at most 1000 records / 1 MiB metered). `start=None` (the default) means the
+        tail, as the proto says, where nothing is yet: pass a start, or `wait`; `until`
         is an exclusive timestamp in ms; `wait` (seconds, at most 60) long-polls at the tail;
         `encryption_key` (bytes or base64 str) replaces the client's for this call.
         `ignore_command_records` leaves command records (fence, trim) out; they still count
         toward `limit`, as in S2's SDKs, so the batch may hold fewer records than asked."""
         req, timeout = self._read_request(stream, start, limit, until, clamp, wait, ignore_command_records)
         metadata = self._reads_metadata(encryption_key)
-        resp = await self._retrying(
-            lambda t: self._read(req, timeout=t, metadata=metadata, wait_for_ready=not self._answered), timeout
-        )
+        try:
+            resp = await self._retrying(
+                lambda t: self._read(req, timeout=t, metadata=metadata, wait_for_ready=not self._answered), timeout
+            )
+        except SidecarError as e:
+            self._note_tail_read(e, req)
+            raise
         return _convert.batch(resp)
 
     def read_session(

@@ -14,7 +14,8 @@ from s2sidecar_client._base import ClientBase
 from s2sidecar_client._convert import EncryptionKey
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
 from s2sidecar_client._resume import CallRetries, RetryPolicy, SessionState
-from s2sidecar_client.types import ReadBatch, ReadLimit, SeqNum, Start, StreamPosition, Timestamp
+from s2sidecar_client.errors import SidecarError
+from s2sidecar_client.types import ReadBatch, ReadLimit, Start, StreamPosition, Timestamp
 
 T = TypeVar("T")
 
@@ -70,7 +71,7 @@ class S2SidecarSyncClient(ClientBase):
     def read(
         self,
         stream: str,
-        start: Start | None = SeqNum(0),
+        start: Start | None = None,
         limit: ReadLimit | None = None,
         until: int | Timestamp | None = None,
         clamp: bool = False,
@@ -81,9 +82,13 @@ class S2SidecarSyncClient(ClientBase):
     ) -> ReadBatch:
         req, timeout = self._read_request(stream, start, limit, until, clamp, wait, ignore_command_records)
         metadata = self._reads_metadata(encryption_key)
-        resp = self._retrying(
-            lambda t: self._read(req, timeout=t, metadata=metadata, wait_for_ready=not self._answered), timeout
-        )
+        try:
+            resp = self._retrying(
+                lambda t: self._read(req, timeout=t, metadata=metadata, wait_for_ready=not self._answered), timeout
+            )
+        except SidecarError as e:
+            self._note_tail_read(e, req)
+            raise
         return _convert.batch(resp)
 
     def read_session(
