@@ -26,7 +26,10 @@ export interface ReadSession extends AsyncGenerator<SessionBatch, void, undefine
 }
 
 export interface ReadOptions {
-  /** At most one start; none means seq_num 0 for `read` and the tail for `readSession`. */
+  /**
+   * At most one start; none means the tail (`tailOffset: 0`), as the proto says, for `read` and
+   * `readSession` alike. A `read` at the tail without `wait` is RangeNotSatisfiable.
+   */
   seqNum?: U64Input;
   timestamp?: U64Input;
   tailOffset?: U64Input;
@@ -44,6 +47,27 @@ export interface ReadOptions {
    * toward `count` and `bytes`, as in S2's SDKs; `readSession` refuses it with either (TypeError).
    */
   ignoreCommandRecords?: boolean;
+  /**
+   * Cancels the call (a session: the call and its resumes); it then rejects / throws an
+   * `AbortError`.
+   */
+  signal?: AbortSignal;
+}
+/** Options of one `read`. */
+export interface UnaryReadOptions extends ReadOptions {
+  /** This call's deadline (plus its `wait`), retries included, instead of the client's `timeoutMs`. */
+  timeoutMs?: number;
+}
+export interface CheckTailOptions {
+  /**
+   * How old (ms) a tail the sidecar may answer from its cache; 0 asks S2 unless a live session
+   * vouches for the tail. Unset: the sidecar's default (`--tail-max-staleness`, 1 s).
+   */
+  maxStalenessMs?: number;
+  /** This call's deadline, retries included, instead of the client's `timeoutMs`. */
+  timeoutMs?: number;
+  /** Cancels the call; it then rejects with an `AbortError`. */
+  signal?: AbortSignal;
 }
 export interface SessionOptions extends ReadOptions {
   /** Yield heartbeats (no records, `tail` set) instead of skipping them. */
@@ -106,9 +130,9 @@ export class S2SidecarClient {
    * sidecar first answers, every call waits for the connection (within its deadline) anyway.
    */
   waitForReady(timeoutMs?: number): Promise<void>;
-  read(stream: string, opts?: ReadOptions): Promise<ReadBatch>;
+  read(stream: string, opts?: UnaryReadOptions): Promise<ReadBatch>;
   readSession(stream: string, opts?: SessionOptions): ReadSession;
-  checkTail(stream: string): Promise<StreamPosition>;
+  checkTail(stream: string, opts?: CheckTailOptions): Promise<StreamPosition>;
   close(): void;
 }
 
@@ -154,6 +178,14 @@ export class Unauthenticated extends SidecarError {}
 export class PermissionDenied extends SidecarError {}
 export class ResourceExhausted extends SidecarError {}
 export class DeadlineExceeded extends SidecarError {}
+/** A call ended by its `signal`, as Node's APIs reject: not a SidecarError. */
+export class AbortError extends Error {
+  constructor(signal?: AbortSignal);
+  readonly name: 'AbortError';
+  readonly code: 'ABORT_ERR';
+  /** The signal's reason. */
+  readonly cause: unknown;
+}
 /**
  * The typed error for a grpc-js ServiceError (anything with a `code`); anything else (and a
  * SidecarError) is returned as it is.

@@ -9,7 +9,7 @@
 //   const { S2SidecarClient } = require('@s2-sidecar/client');
 //   const client = new S2SidecarClient(); // S2_SIDECAR_ADDRESS, else 127.0.0.1:50051
 //   await client.waitForReady(10000);     // optional: calls wait for the first connection anyway
-//   const batch = await client.read('orders', { seqNum: 0, count: 100 });
+//   const batch = await client.read('orders', { seqNum: 0, count: 100 }); // no start: the tail
 //   for await (const batch of client.readSession('orders', { tailOffset: 10 })) { ... }
 //
 // Numbers: uint64 fields arrive as strings (JS numbers lose precision above 2^53); bodies and
@@ -21,6 +21,8 @@ const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const protobuf = require('protobufjs');
 const { DEFAULT_RETRY, isRetryable, retryDelayMs, SessionCursor } = require('./resume');
+
+const STARTS = ['seqNum', 'timestamp', 'tailOffset'];
 
 // The contract, loaded at run time (nothing generated) from the package's own copy of
 // proto/s2sidecar/ (clients/node/proto/, kept identical by `python tools/genproto.py`), so an
@@ -120,6 +122,18 @@ class RangeNotSatisfiable extends SidecarError {
   }
 }
 class Unavailable extends SidecarError {}
+
+/**
+ * A call ended by its `signal`, as Node's own APIs reject (`name` 'AbortError', `code`
+ * 'ABORT_ERR', the signal's reason as `cause`). Not a SidecarError: the sidecar did not fail.
+ */
+class AbortError extends Error {
+  constructor(signal) {
+    super('The operation was aborted', { cause: signal && signal.reason });
+    this.name = 'AbortError';
+    this.code = 'ABORT_ERR';
+  }
+}
 class Unauthenticated extends SidecarError {}
 class PermissionDenied extends SidecarError {}
 class ResourceExhausted extends SidecarError {}
@@ -174,7 +188,7 @@ function toSidecarError(err) {
 // { seqNum | timestamp | tailOffset, count, bytes, until, clamp, wait }.
 function readRequest(basin, stream, opts = {}) {
   const req = { basin: basin || '', stream };
-  const starts = ['seqNum', 'timestamp', 'tailOffset'].filter((k) => opts[k] !== undefined);
+  const starts = STARTS.filter((k) => opts[k] !== undefined);
   if (starts.length > 1) throw new TypeError(`give at most one start, not ${starts.join(' and ')}`);
   if (opts.seqNum !== undefined) req.seq_num = String(opts.seqNum);
   if (opts.timestamp !== undefined) req.timestamp = String(opts.timestamp);
@@ -205,6 +219,16 @@ function encodeKey(key) {
     throw new TypeError('encryptionKey as a string must be base64 text (printable ASCII); pass the raw key as a Buffer');
   }
   return key;
+}
+
+/** `promise`, rejecting with our AbortError (not Node's own) when `signal` ends it. */
+async function abortable(promise, signal) {
+  try {
+    return await promise;
+  } catch (err) {
+    if (signal && signal.aborted) throw new AbortError(signal);
+    throw err;
+  }
 }
 
 function batchOf(msg) {
@@ -315,9 +339,19 @@ class S2SidecarClient {
     return delayMs;
   }
 
-  _call(method, req, deadline, key) {
+  _call(method, req, deadline, key, signal) {
     return new Promise((resolve, reject) => {
-      this.stub[method](req, this._metadata(key), { deadline }, (err, resp) => {
+      if (signal && signal.aborted) {
+        reject(new AbortError(signal));
+        return;
+      }
+      const onAbort = () => call.cancel(); // the callback below then rejects with an AbortError
+      const call = this.stub[method](req, this._metadata(key), { deadline }, (err, resp) => {
+        if (signal) signal.removeEventListener('abort', onAbort);
+        if (signal && signal.aborted) {
+          reject(new AbortError(signal));
+          return;
+        }
         if (!err) {
           this._answered = true;
           resolve(resp);
@@ -327,45 +361,67 @@ class S2SidecarClient {
         this._noteAnswer(error);
         reject(error);
       });
+      if (signal) signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 
-  /** A unary call, retried while its deadline (timeout plus `extraMs`) leaves room for another try. */
-  async _unary(method, req, extraMs = 0, key = undefined) {
-    const deadline = Date.now() + this.timeoutMs + extraMs;
+  /**
+   * A unary call, retried while its deadline (`call.timeoutMs`, else the client's, plus `extraMs`)
+   * leaves room for another try; `call.signal` ends it (and its waits) with an AbortError.
+   */
+  async _unary(method, req, { extraMs = 0, key, timeoutMs = this.timeoutMs, signal } = {}) {
+    const deadline = Date.now() + timeoutMs + extraMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this._call(method, req, new Date(deadline), key);
+        return await this._call(method, req, new Date(deadline), key, signal);
       } catch (err) {
+        if (err instanceof AbortError) throw err;
         const delayMs = this._retryDelay(err, attempt, this.retry.maxAttempts);
         if (delayMs === undefined || Date.now() + delayMs >= deadline) throw err;
-        await sleep(delayMs);
+        await abortable(sleep(delayMs, undefined, { signal }), signal);
       }
     }
   }
 
   /**
-   * One batch: `{ records: [{ seq_num, timestamp, headers, body }], tail }`. Default start: seq_num 0.
+   * One batch: `{ records: [{ seq_num, timestamp, headers, body }], tail }`. No start means the
+   * tail, as the proto says (a read there without `wait` is RangeNotSatisfiable: pass a start,
+   * e.g. `seqNum: 0`, or `wait`).
    * `opts.encryptionKey` (Uint8Array or base64 string) replaces the client's for this call.
    * `opts.ignoreCommandRecords` leaves command records (fence, trim) out; they still count toward
-   * `count` and `bytes`, as in S2's SDKs.
+   * `count` and `bytes`, as in S2's SDKs. `opts.timeoutMs` replaces the client's deadline for this
+   * call; `opts.signal` (an AbortSignal) cancels it, rejecting with an AbortError.
    */
   async read(stream, opts = {}) {
-    const { encryptionKey, ...read } = opts;
+    const { encryptionKey, timeoutMs, signal, ...read } = opts;
     const key = this._keyOf(encryptionKey);
-    const hasStart = ['seqNum', 'timestamp', 'tailOffset'].some((k) => read[k] !== undefined);
-    const req = readRequest(this.basin, stream, hasStart ? read : { seqNum: 0, ...read });
-    return batchOf(await this._unary('Read', req, (read.wait || 0) * 1000, key));
+    const req = readRequest(this.basin, stream, read);
+    try {
+      return batchOf(await this._unary('Read', req, { extraMs: (read.wait || 0) * 1000, key, timeoutMs, signal }));
+    } catch (err) {
+      if (err instanceof RangeNotSatisfiable && !STARTS.some((k) => read[k] !== undefined) && read.wait === undefined) {
+        err.message += ' (read with no start reads at the tail, as the proto says: pass a start, e.g. { seqNum: 0 } ' +
+          'to read from the first record, or set wait)';
+      }
+      throw err;
+    }
   }
 
-  /** `{ seq_num, timestamp }`: the next seq_num and the last record's timestamp. */
-  async checkTail(stream) {
-    const resp = await this._unary('CheckTail', { basin: this.basin, stream });
+  /**
+   * `{ seq_num, timestamp }`: the next seq_num and the last record's timestamp.
+   * `opts.maxStalenessMs`: how old (ms) a tail the sidecar may answer from its cache (0 asks S2
+   * unless a live session vouches for it); unset: the sidecar's default (1 s). `opts.timeoutMs`
+   * and `opts.signal` as for `read`.
+   */
+  async checkTail(stream, { maxStalenessMs, timeoutMs, signal } = {}) {
+    const req = { basin: this.basin, stream };
+    if (maxStalenessMs !== undefined) req.max_staleness_ms = maxStalenessMs;
+    const resp = await this._unary('CheckTail', req, { timeoutMs, signal });
     return resp.tail;
   }
 
   /**
-   * An async iterator of batches from a start (default: the tail). Without a stop (count, bytes,
+   * An async iterator of batches from a start (none: the tail, following new records only). Without a stop (count, bytes,
    * until) it follows for ever; `break` out of the loop to end it (the call is cancelled).
    * Heartbeats (no records, `tail` set) are skipped unless `opts.heartbeats`.
    *
@@ -376,6 +432,8 @@ class S2SidecarClient {
    * `opts.ignoreCommandRecords` leaves command records (fence, trim) out; with a `count` or
    * `bytes` it throws a TypeError at once (the records left out count toward the limit but are
    * never delivered, so a resume could not reduce it exactly).
+   * `opts.signal` (an AbortSignal) ends the session: the call is cancelled and the loop throws an
+   * AbortError. Sessions have no deadline (`AbortSignal.timeout(ms)` gives them one).
    * The session's `caughtUp()` is what the last message said (S2's SDKs' `is_caught_up()`),
    * hidden heartbeats included; false after a resume until a message says otherwise.
    */
@@ -393,12 +451,15 @@ class S2SidecarClient {
   }
 
   async *#session(stream, opts, state) {
-    const { heartbeats = false, resume = true, encryptionKey, ...read } = opts;
+    const { heartbeats = false, resume = true, encryptionKey, signal, ...read } = opts;
     const key = this._keyOf(encryptionKey);
     const cursor = new SessionCursor(readRequest(this.basin, stream, read));
     const maxAttempts = resume ? this.retry.maxAttempts : 1;
     for (let attempt = 1; ; attempt++) {
+      if (signal && signal.aborted) throw new AbortError(signal);
       const call = this.stub.ReadSession(cursor.request(), this._metadata(key));
+      const onAbort = () => call.cancel(); // the loop below then throws an AbortError
+      if (signal) signal.addEventListener('abort', onAbort, { once: true });
       try {
         for await (const msg of call) {
           this._answered = true;
@@ -410,6 +471,7 @@ class S2SidecarClient {
         return; // the server ended the session: a stop was reached
       } catch (e) {
         state.caughtUp = false; // a resume starts behind, until a message says otherwise
+        if (signal && signal.aborted) throw new AbortError(signal);
         const err = toSidecarError(e);
         if (!(err instanceof SidecarError)) throw err; // not the call's failure
         this._noteAnswer(err);
@@ -417,8 +479,9 @@ class S2SidecarClient {
         if (cursor.nextSeqNum !== undefined) err.nextSeqNum = cursor.nextSeqNum;
         const delayMs = this._retryDelay(err, attempt, maxAttempts);
         if (delayMs === undefined) throw err;
-        await sleep(delayMs);
+        await abortable(sleep(delayMs, undefined, { signal }), signal);
       } finally {
+        if (signal) signal.removeEventListener('abort', onAbort);
         call.cancel();
       }
     }
@@ -434,6 +497,7 @@ module.exports = {
   BasinNotFound,
   RangeNotSatisfiable,
   Unavailable,
+  AbortError,
   Unauthenticated,
   PermissionDenied,
   ResourceExhausted,

@@ -56,7 +56,7 @@ function record(seqNum, body, headers = []) {
 /**
  * Starts a fake sidecar. `script` maps a method name to its steps, one per call, in order:
  * ReadSession steps are `(call) => void` (write, then `call.end()` or `call.emit('error', ...)`);
- * Read and CheckTail steps are `(request) => response` or `{ error }`.
+ * Read and CheckTail steps are `(request) => response` or `{ error }`, or undefined (no answer).
  * Resolves to `{ address, requests, keys, close }`; `requests[method]` lists the requests received,
  * `keys[method]` each one's `s2-encryption-key` metadata (undefined when it had none).
  * `port` 0 (the default) picks a free one.
@@ -76,6 +76,7 @@ async function startFake(script, { port: wanted = 0 } = {}) {
   const unary = (method) => (call, callback) => {
     received(method, call);
     const out = next(method)(call.request);
+    if (out === undefined) return; // a step that never answers (the client cancels or times out)
     if (out.error) callback(out.error);
     else callback(null, out);
   };

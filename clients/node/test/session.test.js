@@ -5,7 +5,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { startFake, failure, record, status } = require('./fake-sidecar');
-const { S2SidecarClient, Unavailable, StreamNotFound, SidecarError } = require('../src/client');
+const { S2SidecarClient, Unavailable, StreamNotFound, SidecarError, RangeNotSatisfiable, AbortError } = require('../src/client');
 
 const TINY = { baseDelayMs: 1, maxDelayMs: 2 }; // backoff that keeps the tests fast
 
@@ -219,7 +219,7 @@ test('ignoreCommandRecords is sent with every resume and every read retry', asyn
       { basin: '', stream: 's', seq_num: '0', ignore_command_records: true },
       { basin: '', stream: 's', seq_num: '1', ignore_command_records: true },
     ]);
-    await client.read('s', { count: 2, ignoreCommandRecords: true });
+    await client.read('s', { seqNum: 0, count: 2, ignoreCommandRecords: true });
     assert.deepEqual(fake.requests.Read, Array(2).fill({ basin: '', stream: 's', seq_num: '0', count: '2', ignore_command_records: true }));
   });
 });
@@ -231,5 +231,69 @@ test('ignoreCommandRecords with a count or bytes limit is refused before any cal
         (e) => e instanceof TypeError && /leave the limit to the app/.test(e.message));
     }
     assert.equal(fake.requests.ReadSession.length, 0);
+  });
+});
+
+test('with no options every call sends the stream alone: no start (the tail), no limit, wait, clamp or staleness', async () => {
+  const tail = { seq_num: '3', timestamp: '0' };
+  await withFake({
+    Read: [() => ({ records: [] })],
+    ReadSession: [end],
+    CheckTail: [() => ({ tail })],
+  }, {}, async (client, fake) => {
+    assert.equal(client.timeoutMs, 30000);
+    assert.equal(client.retry.maxAttempts, 60);
+    await client.read('s');
+    await drain(client.readSession('s'));
+    await client.checkTail('s');
+    assert.deepEqual(fake.requests, {
+      Read: [{ basin: '', stream: 's' }],
+      ReadSession: [{ basin: '', stream: 's' }],
+      CheckTail: [{ basin: '', stream: 's' }],
+    });
+  });
+});
+
+test('checkTail sends maxStalenessMs; a read at the tail without wait says to pass a start', async () => {
+  const tail = { seq_num: '3', timestamp: '0' };
+  const atTail = () => ({ error: failure(status.OUT_OF_RANGE, 'start is the tail; set wait') });
+  await withFake({ CheckTail: [() => ({ tail }), () => ({ tail })], Read: [atTail, atTail] }, {}, async (client, fake) => {
+    await client.checkTail('s', { maxStalenessMs: 0 });
+    await client.checkTail('s', { maxStalenessMs: 250 });
+    assert.deepEqual(fake.requests.CheckTail.map((r) => r.max_staleness_ms), [0, 250]);
+    await assert.rejects(client.read('s'), (e) => e instanceof RangeNotSatisfiable && /pass a start/.test(e.message));
+    await assert.rejects(client.read('s', { seqNum: 3 }), (e) => e instanceof RangeNotSatisfiable && !/pass a start/.test(e.message));
+  });
+});
+
+test('a signal cancels a read, a checkTail and a session with an AbortError; timeoutMs is per call', async () => {
+  const never = () => undefined; // the fake never answers
+  let sessionCall;
+  await withFake({
+    Read: [never, never],
+    CheckTail: [never],
+    ReadSession: [(call) => { sessionCall = call; call.write({ records: [record(0, 'a')] }); }],
+  }, { retry: TINY }, async (client) => {
+    const isAbort = (e) => e instanceof AbortError && e.name === 'AbortError' && e.code === 'ABORT_ERR';
+    const controller = new AbortController();
+    const read = client.read('s', { seqNum: 0, signal: controller.signal });
+    setTimeout(() => controller.abort(new Error('shutting down')), 50);
+    await assert.rejects(read, (e) => isAbort(e) && e.cause.message === 'shutting down');
+    await assert.rejects(client.checkTail('s', { signal: AbortSignal.abort() }), isAbort);
+    const started = Date.now();
+    await assert.rejects(client.read('s', { seqNum: 0, timeoutMs: 100 }), (e) => e.code === 'DEADLINE_EXCEEDED');
+    assert.ok(Date.now() - started < 5000);
+
+    const follow = new AbortController();
+    const seen = [];
+    await assert.rejects(async () => {
+      for await (const batch of client.readSession('s', { signal: follow.signal })) {
+        seen.push(...batch.records.map((r) => r.seq_num));
+        follow.abort();
+      }
+    }, isAbort);
+    assert.deepEqual(seen, ['0']);
+    for (let i = 0; i < 100 && !sessionCall.cancelled; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(sessionCall.cancelled, 'the sidecar saw the session cancelled');
   });
 });

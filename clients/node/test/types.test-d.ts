@@ -15,9 +15,11 @@ import {
   PermissionDenied,
   ResourceExhausted,
   DeadlineExceeded,
+  AbortError,
   toSidecarError,
 } from '@s2-sidecar/client';
 import type {
+  CheckTailOptions,
   ClientOptions,
   EncryptionKey,
   ReadBatch,
@@ -29,6 +31,7 @@ import type {
   SessionOptions,
   StreamPosition,
   U64,
+  UnaryReadOptions,
 } from '@s2-sidecar/client';
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -71,6 +74,21 @@ export async function app(): Promise<void> {
   if (tail) console.log(tail.seq_num, tail.timestamp);
 
   const position: StreamPosition = await client.checkTail('orders');
+  const tailOptions: CheckTailOptions = { maxStalenessMs: 0, timeoutMs: 1000, signal: AbortSignal.timeout(1000) };
+  await client.checkTail('orders', tailOptions);
+  const unaryRead: UnaryReadOptions = { seqNum: 0, timeoutMs: 5000, signal: new AbortController().signal };
+  await client.read('orders', unaryRead);
+  client.readSession('orders', { signal: AbortSignal.timeout(60000) });
+  // @ts-expect-error sessions have no deadline: a signal (AbortSignal.timeout) ends them
+  client.readSession('orders', { timeoutMs: 5000 });
+  try {
+    await client.read('orders', { signal: AbortSignal.abort() });
+  } catch (e) {
+    if (e instanceof AbortError) {
+      const code: 'ABORT_ERR' = e.code;
+      console.warn(code, e.cause);
+    }
+  }
   assertType<Equal<typeof position.seq_num, string>>();
 
   const session: SessionOptions = { tailOffset: 10, heartbeats: true, resume: false };
