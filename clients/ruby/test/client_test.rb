@@ -86,7 +86,31 @@ module S2Sidecar
       err = assert_raises(StreamNotFound) { @client.read("orders") }
       assert_equal ["stream_not_found", "no such stream"], [err.reason, err.message]
       assert_equal 1, @service.requests.size
-      assert_equal [:seq_num, 0], [@service.requests[0].start, @service.requests[0].seq_num] # read's default start
+    end
+
+    def test_with_no_options_every_call_sends_the_stream_alone
+      serve(V1::ReadResponse.new, [], tail(3))
+      default = Client.new("127.0.0.1:1")
+      assert_equal [30, 60], [default.timeout, default.retry_policy.max_attempts]
+      default.close
+      @client.read("orders")
+      @client.read_session("orders").to_a
+      @client.check_tail("orders")
+      assert_equal [V1::ReadRequest.new(basin: "test-basin", stream: "orders"),
+                    V1::ReadSessionRequest.new(basin: "test-basin", stream: "orders"),
+                    V1::CheckTailRequest.new(basin: "test-basin", stream: "orders")], @service.requests
+      assert_nil @service.requests[0].start # no start: the proto's tail
+      refute @service.requests[2].has_max_staleness_ms?
+    end
+
+    def test_a_read_at_the_tail_without_wait_says_to_pass_a_start
+      at_tail = -> { GRPC::OutOfRange.new("start is the tail; set wait", { "s2-tail-seq-num" => "4" }) }
+      serve(at_tail.call, at_tail.call)
+      err = assert_raises(RangeNotSatisfiable) { @client.read("orders") }
+      assert_match(/pass a start, e.g. seq_num: 0/, err.message)
+      assert_equal 4, err.tail.seq_num
+      err = assert_raises(RangeNotSatisfiable) { @client.read("orders", seq_num: 4) }
+      refute_match(/pass a start/, err.message)
     end
 
     def test_unary_calls_raise_the_last_error_when_the_budget_is_spent
@@ -149,7 +173,7 @@ module S2Sidecar
       seqs = @client.read_session("orders", seq_num: 0, ignore_command_records: true)
                     .flat_map { |b| b.records.map(&:seq_num) }
       assert_equal [0, 2], seqs
-      @client.read("orders", count: 2, ignore_command_records: true)
+      @client.read("orders", seq_num: 0, count: 2, ignore_command_records: true)
       sessions, reads = @service.requests.partition { |r| r.is_a?(V1::ReadSessionRequest) }
       assert_equal [[0, true], [1, true]], sessions.map { |r| [r.seq_num, r.ignore_command_records] }
       assert_equal [[2, true]] * 2, reads.map { |r| [r.count, r.ignore_command_records] }

@@ -17,7 +17,7 @@ module S2Sidecar
   # value) and body, byte strings as binary (ASCII-8BIT) Strings.
   #
   #   client = S2Sidecar::Client.new(basin: "my-basin")
-  #   client.read("orders", seq_num: 0, count: 100).records.each { |r| puts r.body }
+  #   client.read("orders", seq_num: 0, count: 100).records.each { |r| puts r.body } # no start: the tail
   #   client.read_session("orders", tail_offset: 10) { |batch| ... }
   #   client.check_tail("orders").seq_num
   #
@@ -108,7 +108,8 @@ module S2Sidecar
     end
 
     # One batch (at most 1000 records / 1 MiB metered) as a V1::ReadResponse. Start with one of
-    # seq_num: (default 0), timestamp: (ms) or tail_offset:; stop with count:, bytes: or until:
+    # seq_num:, timestamp: (ms) or tail_offset:; none means the tail, as the proto says (a read
+    # there without wait: is RangeNotSatisfiable); stop with count:, bytes: or until:
     # (an exclusive timestamp); clamp: starts at the tail instead of failing past it; wait:
     # (seconds, at most 60) long-polls at the tail. encryption_key: this call's key, instead of the
     # client's. ignore_command_records: true leaves command records (fence, trim) out; they still
@@ -116,11 +117,16 @@ module S2Sidecar
     def read(stream, encryption_key: nil, **opts)
       metadata = reads_metadata(encryption_key)
       opts = opts.compact
-      opts = { seq_num: 0, **opts } if (opts.keys & START_FIELDS).empty?
       req = request(V1::ReadRequest, stream, **opts)
       retrying(@timeout && (@timeout + (opts[:wait] || 0))) do |deadline|
         stub.read(req, metadata: metadata, deadline: deadline)
       end
+    rescue RangeNotSatisfiable => e
+      raise e unless req && req.start.nil? && opts[:wait].nil?
+
+      # The same error (class, tail, trailers), its message saying how to read what is there.
+      raise e.exception("#{e.message} (read with no start reads at the tail, as the proto says: pass a " \
+                        "start, e.g. seq_num: 0 to read from the first record, or set wait:)")
     end
 
     # The stream's tail as a V1::StreamPosition: the seq_num the next record will get and the last
