@@ -8,6 +8,7 @@ package s2sidecar
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -180,7 +181,9 @@ func (c *Client) outgoing(ctx context.Context) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.opts.token)
 }
 
-// Read reads one batch: at most 1000 records and 1 MiB. At the tail, req.Wait > 0 long-polls.
+// Read reads one batch: at most 1000 records and 1 MiB. With no start it reads at the tail, as
+// the proto says, where it fails with OUT_OF_RANGE unless req.Wait > 0 long-polls for a record.
+// NewReadRequest builds req without the generated pointers and oneof wrappers.
 // Failures that a restart explains are retried while the timeout (plus the wait) allows.
 // An encrypted stream's key is ctx's (ContextWithEncryptionKey), else the client's.
 // req.IgnoreCommandRecords leaves command records (fence, trim) out; they still count toward
@@ -194,12 +197,18 @@ func (c *Client) Read(ctx context.Context, req *pb.ReadRequest) (*pb.ReadRespons
 	if timeout > 0 {
 		timeout += time.Duration(req.GetWait()) * time.Second
 	}
-	return retrying(ctx, c, timeout, func(ctx context.Context, opts ...grpc.CallOption) (*pb.ReadResponse, error) {
+	resp, err := retrying(ctx, c, timeout, func(ctx context.Context, opts ...grpc.CallOption) (*pb.ReadResponse, error) {
 		return c.stub.Read(ctx, req, opts...)
 	})
+	var e *Error
+	if errors.As(err, &e) && e.Code == codes.OutOfRange && req.GetStart() == nil && req.Wait == nil {
+		e.Message += " (a read with no start reads at the tail, as the proto says: pass a start, " +
+			"e.g. s2sidecar.SeqNum(0) to read from the first record, or set Wait)"
+	}
+	return resp, err
 }
 
-// CheckTail returns the stream's tail, retried like Read.
+// CheckTail returns the stream's tail, retried like Read (NewCheckTailRequest builds req).
 func (c *Client) CheckTail(ctx context.Context, req *pb.CheckTailRequest) (*pb.CheckTailResponse, error) {
 	return retrying(ctx, c, c.opts.timeout, func(ctx context.Context, opts ...grpc.CallOption) (*pb.CheckTailResponse, error) {
 		return c.stub.CheckTail(ctx, req, opts...)

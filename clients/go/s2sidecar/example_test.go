@@ -7,6 +7,8 @@ import (
 	"log"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/s2-sidecar/s2-sidecar/clients/go/s2sidecar"
 	pb "github.com/s2-sidecar/s2-sidecar/clients/go/s2sidecarv1"
 )
@@ -20,10 +22,7 @@ func Example() {
 	}
 	defer client.Close()
 
-	session := client.ReadSession(ctx, &pb.ReadSessionRequest{
-		Stream: "orders",
-		Start:  &pb.ReadSessionRequest_SeqNum{SeqNum: 0},
-	})
+	session := client.ReadSession(ctx, s2sidecar.NewReadSessionRequest("orders", s2sidecar.SeqNum(0)))
 	defer session.Close()
 	for session.Next() {
 		for _, r := range session.Batch().Records {
@@ -38,7 +37,7 @@ func Example() {
 	}
 }
 
-// Reads the tail, then one batch from 10 records before it.
+// Reads the tail (asking S2, not the sidecar's cache), then the last 10 records.
 func ExampleClient_Read() {
 	ctx := context.Background()
 	client, err := s2sidecar.New("")
@@ -47,7 +46,7 @@ func ExampleClient_Read() {
 	}
 	defer client.Close()
 
-	tail, err := client.CheckTail(ctx, &pb.CheckTailRequest{Stream: "orders"})
+	tail, err := client.CheckTail(ctx, s2sidecar.NewCheckTailRequest("orders", s2sidecar.MaxStaleness(0)))
 	if s2sidecar.IsNotFound(err) {
 		log.Fatal("no such stream")
 	} else if err != nil {
@@ -55,7 +54,7 @@ func ExampleClient_Read() {
 	}
 	fmt.Println("next seq_num:", tail.Tail.GetSeqNum())
 
-	batch, err := client.Read(ctx, &pb.ReadRequest{Stream: "orders", Start: &pb.ReadRequest_TailOffset{TailOffset: 10}})
+	batch, err := client.Read(ctx, s2sidecar.NewReadRequest("orders", s2sidecar.TailOffset(10), s2sidecar.Count(10)))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -77,4 +76,12 @@ func ExampleClient_WaitForReady() {
 	if err := client.WaitForReady(ctx); err != nil {
 		log.Fatal(err) // s2-sidecar at 127.0.0.1:50051 is not ready (connection TRANSIENT_FAILURE): context deadline exceeded
 	}
+}
+
+// The same request, raw: the generated types, as the sidecar's proto spells them.
+func ExampleNewReadRequest() {
+	req := s2sidecar.NewReadRequest("orders", s2sidecar.SeqNum(0), s2sidecar.Count(100), s2sidecar.Wait(5))
+	raw := &pb.ReadRequest{Stream: "orders", Start: &pb.ReadRequest_SeqNum{SeqNum: 0}, Count: proto.Uint64(100), Wait: proto.Uint32(5)}
+	fmt.Println(proto.Equal(req, raw))
+	// Output: true
 }

@@ -75,15 +75,7 @@ func main() {
 
 	switch cmd {
 	case "read":
-		req := &pb.ReadRequest{Basin: *basin, Stream: *stream, Count: optional(*count), Until: optional(*until)}
-		switch {
-		case *seqNum >= 0:
-			req.Start = &pb.ReadRequest_SeqNum{SeqNum: uint64(*seqNum)}
-		case *timestamp >= 0:
-			req.Start = &pb.ReadRequest_Timestamp{Timestamp: uint64(*timestamp)}
-		case *tailOffset >= 0:
-			req.Start = &pb.ReadRequest_TailOffset{TailOffset: uint64(*tailOffset)}
-		}
+		req := s2sidecar.NewReadRequest(*stream, readOptions(*basin, *seqNum, *timestamp, *tailOffset, *count, *until)...)
 		resp, err := client.Read(ctx, req) // retried while the sidecar restarts, within 30 s
 		if err != nil {
 			fail(err)
@@ -92,15 +84,7 @@ func main() {
 			printRecord(r)
 		}
 	case "follow":
-		req := &pb.ReadSessionRequest{Basin: *basin, Stream: *stream, Count: optional(*count), Until: optional(*until)}
-		switch {
-		case *seqNum >= 0:
-			req.Start = &pb.ReadSessionRequest_SeqNum{SeqNum: uint64(*seqNum)}
-		case *timestamp >= 0:
-			req.Start = &pb.ReadSessionRequest_Timestamp{Timestamp: uint64(*timestamp)}
-		case *tailOffset >= 0:
-			req.Start = &pb.ReadSessionRequest_TailOffset{TailOffset: uint64(*tailOffset)}
-		}
+		req := s2sidecar.NewReadSessionRequest(*stream, readOptions(*basin, *seqNum, *timestamp, *tailOffset, *count, *until)...)
 		session := client.ReadSession(ctx, req) // resumes across sidecar restarts
 		defer session.Close()
 		seen := 0
@@ -118,7 +102,7 @@ func main() {
 			fail(err)
 		}
 	case "tail":
-		resp, err := client.CheckTail(ctx, &pb.CheckTailRequest{Basin: *basin, Stream: *stream})
+		resp, err := client.CheckTail(ctx, s2sidecar.NewCheckTailRequest(*stream, s2sidecar.Basin(*basin)))
 		if err != nil {
 			fail(err)
 		}
@@ -131,12 +115,25 @@ func main() {
 	}
 }
 
-func optional(v int64) *uint64 {
-	if v < 0 {
-		return nil
+// readOptions are the flags as request options; a negative flag was not given. No start is the
+// tail, as the proto says.
+func readOptions(basin string, seqNum, timestamp, tailOffset, count, until int64) []s2sidecar.ReadOption {
+	opts := []s2sidecar.ReadOption{s2sidecar.Basin(basin)}
+	switch {
+	case seqNum >= 0:
+		opts = append(opts, s2sidecar.SeqNum(uint64(seqNum)))
+	case timestamp >= 0:
+		opts = append(opts, s2sidecar.Timestamp(uint64(timestamp)))
+	case tailOffset >= 0:
+		opts = append(opts, s2sidecar.TailOffset(uint64(tailOffset)))
 	}
-	u := uint64(v)
-	return &u
+	if count >= 0 {
+		opts = append(opts, s2sidecar.Count(uint64(count)))
+	}
+	if until >= 0 {
+		opts = append(opts, s2sidecar.Until(uint64(until)))
+	}
+	return opts
 }
 
 func printRecord(r *pb.SequencedRecord) {
