@@ -95,16 +95,36 @@ public final class S2SidecarClient implements AutoCloseable {
     return new Builder();
   }
 
+  /** {@link #read(String, ReadOptions)} with {@link ReadOptions#DEFAULT}: one batch at the tail. */
+  public ReadBatch read(String stream) {
+    return read(stream, ReadOptions.DEFAULT);
+  }
+
+  /** {@link #readSession(String, ReadOptions)} with {@link ReadOptions#DEFAULT}: follows new records. */
+  public ReadSession readSession(String stream) {
+    return readSession(stream, ReadOptions.DEFAULT);
+  }
+
   /**
    * One batch: at most 1000 records and 1 MiB of metered bytes, from {@code options.start()} (none:
-   * the tail). With {@code waitSeconds} it long-polls at the tail. Retried within the deadline
+   * the tail, as the proto says). With {@code waitSeconds} it long-polls at the tail; without it a
+   * read at the tail throws {@link SidecarException.RangeNotSatisfiable}. Retried within the deadline
    * (the timeout plus the wait) when the sidecar is restarting.
    */
   public ReadBatch read(String stream, ReadOptions options) {
     var request = Convert.readRequest(basin, stream, options);
     Duration wait = Duration.ofSeconds(options.waitSeconds().orElse(0));
     Optional<EncryptionKey> key = keyFor(options);
-    dev.s2sidecar.v1.ReadResponse response = unary("Read", wait, key, s -> s.read(request));
+    dev.s2sidecar.v1.ReadResponse response;
+    try {
+      response = unary("Read", wait, key, s -> s.read(request));
+    } catch (SidecarException.RangeNotSatisfiable e) {
+      if (options.start().isEmpty() && options.waitSeconds().isEmpty()) {
+        throw e.withMessage(e.getMessage() + " (a read with no start reads at the tail, as the proto says: pass a"
+            + " start, e.g. ReadOptions.from(ReadStart.seqNum(0)) to read from the first record, or set waitSeconds)");
+      }
+      throw e;
+    }
     return Convert.batch(response);
   }
 

@@ -159,6 +159,13 @@ public class SidecarException extends RuntimeException {
       super(code, message, details, cause);
     }
 
+    /** The same error (code, details, trailers) with another message. */
+    RangeNotSatisfiable withMessage(String message) {
+      RangeNotSatisfiable copy = new RangeNotSatisfiable(code(), message, ((SidecarException) this).details, getCause());
+      copy.setStackTrace(getStackTrace());
+      return copy;
+    }
+
     /** The stream's tail: start at or before {@code tail().seqNum()}, or pass {@code clamp}. */
     public StreamPosition tail() {
       return new StreamPosition(number(TAIL_SEQ_NUM, "tail_seq_num"), number(TAIL_TIMESTAMP, "tail_timestamp"));

@@ -377,4 +377,41 @@ class ScriptedServiceTest {
     assertEquals(java.util.Arrays.asList(key, key, other, key, key, other, other, null), keys);
     assertFalse(options.encryptionKey(other).toString().contains(other));
   }
+
+  @Test
+  void withNoOptionsEveryCallSendsTheStreamAlone() {
+    step(ReadResponse.getDefaultInstance());
+    step();
+    step(CheckTailResponse.newBuilder().setTail(dev.s2sidecar.v1.StreamPosition.newBuilder().setSeqNum(3)).build());
+    try (var client = S2SidecarClient.builder().channel(channel).build()) {
+      client.read("s");
+      try (var session = client.readSession("s")) {
+        assertEquals(List.of(), drain(session));
+      }
+      client.checkTail("s");
+    }
+    assertEquals(
+        List.of(
+            ReadRequest.newBuilder().setStream("s").build(),
+            ReadSessionRequest.newBuilder().setStream("s").build(),
+            CheckTailRequest.newBuilder().setStream("s").build()),
+        requests);
+    assertTrue(ReadOptions.DEFAULT.start().isEmpty()); // the tail, as the proto says
+    assertEquals(new RetryPolicy(60, Duration.ofMillis(100), Duration.ofSeconds(1)), RetryPolicy.DEFAULT);
+  }
+
+  @Test
+  void aReadAtTheTailWithoutWaitSaysToPassAStart() {
+    var atTail = Errors.status(Status.Code.OUT_OF_RANGE, "start is the tail; set wait", Map.of("s2-tail-seq-num", "4"));
+    step(atTail);
+    step(atTail);
+    try (var client = client(true)) {
+      var e = assertThrows(SidecarException.RangeNotSatisfiable.class, () -> client.read("s"));
+      assertTrue(e.getMessage().contains("pass a start"), e.getMessage());
+      assertEquals(4, e.tail().seqNum());
+      var fromStart = assertThrows(
+          SidecarException.RangeNotSatisfiable.class, () -> client.read("s", ReadOptions.from(ReadStart.seqNum(4))));
+      assertFalse(fromStart.getMessage().contains("pass a start"), fromStart.getMessage());
+    }
+  }
 }
