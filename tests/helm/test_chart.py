@@ -406,7 +406,7 @@ def test_hosted_s2(helm: Helm) -> None:
     env = env_values(sidecar)
     assert env["S2_BASIN_ENDPOINT"] == "https://orders.b.s2.dev/v1"
     assert "S2_ACCOUNT_ENDPOINT" not in env  # the sidecar ignores it; the chart no longer sets it
-    assert env["S2_SIDECAR_DEFAULT_BASIN"] == "orders"
+    assert env["S2_SIDECAR_DEFAULT_BASIN"] == "orders-prod"
     assert env["S2_SIDECAR_SESSION_CONNECTIONS"] == "500"
     assert env["S2_SIDECAR_UNARY_CONNECTIONS"] == "50"
     assert env["S2_SIDECAR_GRACE_PERIOD"] == "15"
@@ -540,7 +540,7 @@ def parent_chart(tmp_path: Path) -> Path:
         "apiVersion: v2\nname: my-app\nversion: 1.0.0\ndependencies:\n  - name: s2-sidecar\n    version: 0.1.0\n"
     )
     (parent / "values.yaml").write_text(
-        "s2-sidecar:\n  s2:\n    basinEndpoint: https://orders.b.s2.dev/v1\n    defaultBasin: orders\n"
+        "s2-sidecar:\n  s2:\n    basinEndpoint: https://orders.b.s2.dev/v1\n    defaultBasin: orders-prod\n"
         "    tokenSecret:\n      name: my-s2-token\n"
     )
     (parent / "templates" / "deployment.yaml").write_text(PARENT_TEMPLATE)
@@ -555,7 +555,7 @@ def test_named_templates_from_a_parent_chart(helm: Helm, parent_chart: Path, nat
     assert is_native is native
     env = env_values(sidecar)
     assert env["S2_BASIN_ENDPOINT"] == "https://orders.b.s2.dev/v1"
-    assert env["S2_SIDECAR_DEFAULT_BASIN"] == "orders"
+    assert env["S2_SIDECAR_DEFAULT_BASIN"] == "orders-prod"
     assert env_map(sidecar)["S2_ACCESS_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "my-s2-token", "key": "token"}
     assert env["S2_SIDECAR_LISTEN"].startswith("unix:")
     assert env_values(app)["S2_SIDECAR_ADDRESS"] == "unix:///var/run/s2-sidecar/sidecar.sock"
