@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
 
 from sidecar.wire.names import basin_name_problem
-from tests.helm.helpers import CHART, Helm
+from tests.helm.helpers import CHART, Helm, is_injector
 
 
 def _basin_pattern() -> re.Pattern[str]:
@@ -46,3 +47,40 @@ def test_the_schema_basin_pattern_is_the_sidecars_rule(name: str) -> None:
     # The sidecar exits at start on a name basin_name_problem refuses; the schema must refuse the same.
     accepted = bool(_basin_pattern().search(name))
     assert accepted == (name == "" or basin_name_problem(name) is None), name
+
+
+def _resources(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """container name -> resources, for every container of every workload rendered."""
+    out: dict[str, dict[str, Any]] = {}
+    for d in docs:
+        if d.get("kind") == "Deployment":
+            spec = d["spec"]["template"]["spec"]
+            for c in spec.get("initContainers", []) + spec["containers"]:
+                out[c["name"]] = c["resources"]
+        if d.get("kind") == "ConfigMap" and is_injector(d):
+            out["injected"] = json.loads(d["data"]["template.json"])["variants"]["tcp"]["container"]["resources"]
+    return out
+
+
+def test_resource_keys_merge_one_by_one_and_null_drops_a_default(helm: Helm) -> None:
+    # Only a memory limit: Helm merges it into the defaults, so the default CPU limit stays (as the
+    # values and README say)...
+    only_memory = _resources(helm.template(sets=("example.enabled=true", "sidecar.resources.limits.memory=1Gi")))
+    for name in ("s2-sidecar", "injected"):
+        assert only_memory[name]["limits"] == {"cpu": "1", "memory": "1Gi"}, name
+    # ...and null is how a default is dropped, in the example pod and the injected sidecar alike.
+    no_cpu = _resources(
+        helm.template(
+            sets=(
+                "example.enabled=true",
+                "sidecar.resources.limits.memory=1Gi",
+                "sidecar.resources.limits.cpu=null",
+                "injector.resources.limits.cpu=null",
+            )
+        )
+    )
+    for name in ("s2-sidecar", "injected"):
+        assert no_cpu[name] == {"limits": {"memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "128Mi"}}, name
+    assert no_cpu["injector"]["limits"] == {"memory": "256Mi"}
+    proc = helm.run("lint", "--strict", CHART, "--set", "sidecar.resources.limits.cpu=null")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
