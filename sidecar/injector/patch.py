@@ -203,6 +203,13 @@ def _app_ops(spec: Mapping[str, Any], variant: Variant) -> tuple[list[JSON], lis
     return ops, warnings
 
 
+def _pull_secret_ops(spec: Mapping[str, Any], template: SidecarTemplate) -> list[JSON]:
+    """The chart's pull secrets the pod does not list yet (a pod names each Secret once)."""
+    have = set(_names(spec.get("imagePullSecrets")))
+    missing = [{"name": n} for n in dict.fromkeys(template.image_pull_secrets) if n not in have]
+    return _list_ops(pointer("spec", "imagePullSecrets"), spec.get("imagePullSecrets"), missing)
+
+
 def _status_op(pod: Mapping[str, Any]) -> JSON:
     """Mark the pod injected, creating metadata.annotations when the pod has none."""
     metadata = pod.get("metadata")
@@ -220,7 +227,7 @@ def plan(pod: Mapping[str, Any], template: SidecarTemplate) -> Outcome:
     spec = pod.get("spec")
     if not isinstance(spec, dict) or not isinstance(spec.get("containers"), list) or not spec["containers"]:
         return refused("malformed_pod", "the pod has no spec.containers")
-    for key in ("initContainers", "volumes"):
+    for key in ("initContainers", "volumes", "imagePullSecrets"):
         if spec.get(key) is not None and not isinstance(spec[key], list):
             return refused("malformed_pod", f"spec.{key} is not a list")
     containers = spec["containers"] + _items(spec.get("initContainers"))
@@ -251,6 +258,7 @@ def plan(pod: Mapping[str, Any], template: SidecarTemplate) -> Outcome:
     # index 0 last, so no earlier op has been shifted by it.
     ops, warnings = _app_ops(spec, variant)
     ops += _list_ops(pointer("spec", "volumes"), spec.get("volumes"), variant.volumes)
+    ops += _pull_secret_ops(spec, template)
     if template.native:
         # First among init containers: those after it can already use it (it starts, and passes
         # its startupProbe, before the next init container runs).

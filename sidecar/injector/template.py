@@ -43,6 +43,8 @@ class SidecarTemplate:
     token_optional: bool
     tcp: Variant
     unix: Variant
+    # Merged into the pod's spec.imagePullSecrets (the chart's `imagePullSecrets`).
+    image_pull_secrets: tuple[str, ...] = ()
 
     def variant(self, unix: bool) -> Variant:
         return (self.unix if unix else self.tcp).copy()
@@ -87,6 +89,9 @@ def load_template(text: str) -> SidecarTemplate:
     token = raw.get("tokenSecret")
     if not isinstance(token, dict) or not isinstance(token.get("key"), str):
         raise TemplateError("tokenSecret.key must be a string")
+    pull_secrets = _list_of_objects(raw.get("imagePullSecrets"), "imagePullSecrets")
+    if not all(isinstance(s.get("name"), str) and s["name"] for s in pull_secrets):
+        raise TemplateError("imagePullSecrets must be objects with a name")
     variants = raw.get("variants")
     if not isinstance(variants, dict):
         raise TemplateError("variants must be an object")
@@ -98,4 +103,5 @@ def load_template(text: str) -> SidecarTemplate:
         token_optional=bool(token.get("optional", False)),
         tcp=_variant(variants.get("tcp"), "variants.tcp", name),
         unix=_variant(variants.get("unix"), "variants.unix", name),
+        image_pull_secrets=tuple(s["name"] for s in pull_secrets),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,13 @@ def _basin_pattern() -> re.Pattern[str]:
 
 @pytest.mark.parametrize("command", ["lint", "template"])
 def test_a_basin_name_s2_refuses_fails_the_chart_naming_the_value(helm: Helm, command: str) -> None:
-    args = [command, *(["--strict"] if command == "lint" else ["rel"]), CHART, "--set", "s2.defaultBasin=My_Basin"]
+    args: list[str | Path] = [
+        command,
+        *(["--strict"] if command == "lint" else ["rel"]),
+        CHART,
+        "--set",
+        "s2.defaultBasin=My_Basin",
+    ]
     proc = helm.run(*args)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out

@@ -120,6 +120,19 @@ unix:{{ .sidecar.unixSocket.path }}
 {{- $ref -}}
 {{- end -}}
 
+{{/* Pull secret lists joined, each name once, in order (a YAML list; [] when none).
+Argument: list of lists of {name}. */}}
+{{- define "s2-sidecar.mergedPullSecrets" -}}
+{{- $seen := dict -}}
+{{- $out := list -}}
+{{- range $secrets := . }}
+{{- range $secrets }}
+{{- if not (hasKey $seen .name) }}{{ $_ := set $seen .name true }}{{ $out = append $out . }}{{ end -}}
+{{- end }}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
 {{/* One HTTP probe on the admin port (numeric: named ports of init containers are not usable by
 every probe type). Argument: dict "probe" (values of the probe) "port" (admin port). */}}
 {{- define "s2-sidecar.probe" -}}
