@@ -2,6 +2,7 @@
 
 - `template`: the sidecar spec the chart rendered from its named templates (one source of truth).
 - `annotations`: opt-in and per-pod overrides.
+- `ports`: the sidecar's TCP ports against the ports the pod's containers declare.
 - `patch`: pure logic, pod JSON in, RFC 6902 JSON Patch operations and warnings out.
 - `review`: AdmissionReview v1 parsing and responses (pure).
 - `server`: the thin aiohttp HTTPS server around them, with metrics and TLS reload.

@@ -25,6 +25,9 @@ DEFAULT_BASIN: Final = PREFIX + "default-basin"
 TOKEN_SECRET: Final = PREFIX + "token-secret"
 TOKEN_SECRET_KEY: Final = PREFIX + "token-secret-key"
 SOCKET: Final = PREFIX + "socket"
+# Per-pod sidecar ports, for a pod whose app already uses the chart's (sidecar.grpcPort/adminPort).
+GRPC_PORT: Final = PREFIX + "grpc-port"
+ADMIN_PORT: Final = PREFIX + "admin-port"
 # annotation -> (resources section, resource name)
 RESOURCES: Final = {
     PREFIX + "cpu-request": ("requests", "cpu"),
@@ -33,7 +36,18 @@ RESOURCES: Final = {
     PREFIX + "memory-limit": ("limits", "memory"),
 }
 KNOWN: Final = frozenset(
-    {INJECT, STATUS, BASIN_ENDPOINT, DEFAULT_BASIN, TOKEN_SECRET, TOKEN_SECRET_KEY, SOCKET, *RESOURCES}
+    {
+        INJECT,
+        STATUS,
+        BASIN_ENDPOINT,
+        DEFAULT_BASIN,
+        TOKEN_SECRET,
+        TOKEN_SECRET_KEY,
+        SOCKET,
+        GRPC_PORT,
+        ADMIN_PORT,
+        *RESOURCES,
+    }
 )
 
 # The chart's values.schema.json patterns, so an annotation accepts what the values accept.
@@ -42,6 +56,7 @@ _QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|Pi|Ei|M|G|T|P|E|e[0-9
 # A Secret name is a DNS subdomain; a key is [-._a-zA-Z0-9]+ (Kubernetes validation).
 _SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,8 @@ class Overrides:
     token_secret: str | None = None
     token_secret_key: str | None = None
     unix_socket: bool | None = None
+    grpc_port: int | None = None
+    admin_port: int | None = None
     resources: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
@@ -108,6 +125,17 @@ def parse_overrides(annotations: Mapping[str, str]) -> tuple[Overrides, list[str
     socket = get(SOCKET)
     if socket is not None and socket not in ("unix", "tcp"):
         errors.append(f"{SOCKET} must be unix or tcp, got {socket!r}")
+    ports: dict[str, int] = {}
+    for key in (GRPC_PORT, ADMIN_PORT):
+        port = get(key)
+        if port is None:
+            continue
+        if not _PORT.fullmatch(port) or not 1 <= int(port) <= 65535:
+            errors.append(f"{key} must be a port number 1-65535, got {port!r}")
+        else:
+            ports[key] = int(port)
+    if GRPC_PORT in ports and ports.get(GRPC_PORT) == ports.get(ADMIN_PORT):
+        errors.append(f"{GRPC_PORT} and {ADMIN_PORT} must differ, both are {ports[GRPC_PORT]}")
     resources: dict[str, dict[str, str]] = {}
     for key, (section, resource) in RESOURCES.items():
         quantity = get(key)
@@ -122,6 +150,8 @@ def parse_overrides(annotations: Mapping[str, str]) -> tuple[Overrides, list[str
         token_secret=secret,
         token_secret_key=secret_key,
         unix_socket=None if socket is None else socket == "unix",
+        grpc_port=ports.get(GRPC_PORT),
+        admin_port=ports.get(ADMIN_PORT),
         resources=resources,
     )
     return overrides, errors, notices

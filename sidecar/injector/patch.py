@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sidecar.injector import annotations as ann
+from sidecar.injector import ports
 from sidecar.injector.bounds import MAX_CONTAINERS
 from sidecar.injector.template import JSON, SidecarTemplate, Variant
 
@@ -95,6 +96,7 @@ def build(template: SidecarTemplate, overrides: ann.Overrides) -> Variant | str:
         return f"{endpoint} is hosted S2 but no token Secret is set (annotation {ann.TOKEN_SECRET})"
     for section, quantities in overrides.resources.items():
         variant.container.setdefault("resources", {}).setdefault(section, {}).update(quantities)
+    ports.move(variant, overrides.grpc_port, overrides.admin_port)
     return variant
 
 
@@ -133,6 +135,21 @@ def _clashes(spec: Mapping[str, Any], variant: Variant) -> tuple[str, str] | Non
         for m in _items(c.get("volumeMounts")):
             if isinstance(m, dict) and m.get("mountPath") in mount_paths:
                 return "mount_clash", f"container {c.get('name')} already mounts {m.get('mountPath')}"
+    return _port_clash(spec, variant)
+
+
+def _port_clash(spec: Mapping[str, Any], variant: Variant) -> tuple[str, str] | None:
+    """An app container declaring a port the sidecar listens on: one of the two would fail at
+    start, so the pod is better admitted without the sidecar, told which annotation moves it."""
+    declared = ports.declared_tcp_ports(spec)
+    ours = ports.ports_of(variant)
+    for which, port, key in (("gRPC", ours.grpc, ann.GRPC_PORT), ("admin", ours.admin, ann.ADMIN_PORT)):
+        if port is not None and port in declared:
+            return (
+                "port_clash",
+                f"container {declared[port]} uses port {port}, the sidecar's {which} port;"
+                f" set the annotation {key} to a free port",
+            )
     return None
 
 

@@ -9,12 +9,17 @@ import json
 from typing import Any
 
 import jsonpatch
+import pytest
 
+from sidecar.injector import annotations as ann
 from sidecar.injector import review
 from sidecar.injector.patch import plan
-from tests.helm.helpers import Helm, validate_k8s
+from tests.helm.helpers import CHART, Helm, env_map, validate_k8s
 from tests.injector import pods
 from tests.injector.chart import render
+from tests.injector.test_patch import apply, as_pod, sidecar_of, without_sidecar
+
+CI = CHART / "ci"
 
 PULL_SECRETS = ("imagePullSecrets[0].name=regcred", "imagePullSecrets[1].name=mirror")
 
@@ -83,3 +88,88 @@ def test_a_pull_secrets_field_of_the_wrong_type_refuses(helm: Helm) -> None:
     pod["spec"]["imagePullSecrets"] = {"name": "regcred"}
     outcome = plan(pod, render(helm, sets=PULL_SECRETS).template)
     assert outcome.kind == "refused" and "imagePullSecrets" in outcome.warnings[0]
+
+
+# ------------------------------------------------------------------------------------ port clash
+
+
+def _declaring(port: int, protocol: str = "TCP") -> dict[str, Any]:
+    pod = pods.web_app()
+    pod["spec"]["containers"][1]["ports"] = [{"name": "metrics", "containerPort": port, "protocol": protocol}]
+    return pod
+
+
+@pytest.mark.parametrize(("port", "which", "key"), [(9090, "admin", ann.ADMIN_PORT), (50051, "gRPC", ann.GRPC_PORT)])
+def test_an_app_port_the_sidecar_needs_refuses_naming_the_annotation(
+    helm: Helm, port: int, which: str, key: str
+) -> None:
+    pod = _declaring(port)
+    patched, warnings = admit(pod, helm)
+    assert patched == pod  # admitted unchanged: a sidecar or app failing "address in use" is worse
+    assert warnings == [
+        f"s2-sidecar not injected: container log-shipper uses port {port}, the sidecar's {which} port;"
+        f" set the annotation {key} to a free port"
+    ]
+
+
+def test_an_init_container_port_clashes_too_and_udp_does_not(helm: Helm) -> None:
+    pod = pods.web_app()
+    pod["spec"]["initContainers"][0]["ports"] = [{"containerPort": 9090}]
+    assert plan(pod, render(helm).template).reason == "port_clash"
+    patched, warnings = admit(_declaring(9090, "UDP"), helm)
+    assert warnings == [] and patched["metadata"]["annotations"][ann.STATUS] == "injected"
+
+
+def test_unix_socket_mode_takes_no_grpc_port(helm: Helm) -> None:
+    pod = pods.with_annotations(_declaring(50051), {ann.SOCKET: "unix"})
+    _, warnings = admit(pod, helm)
+    assert warnings == []
+
+
+@pytest.mark.parametrize("base", ["example-values.yaml", "legacy-values.yaml"])
+def test_port_annotations_move_the_sidecar_as_the_values_would(helm: Helm, base: str) -> None:
+    """The annotated ports give exactly the sidecar the chart renders with sidecar.grpcPort and
+    sidecar.adminPort: listen addresses, containerPort, probes and the legacy postStart hook."""
+    expected = render(helm, CI / base, sets=("sidecar.grpcPort=50052", "sidecar.adminPort=9191")).example_spec()
+    spec = without_sidecar(render(helm, CI / base).example_spec())
+    spec["containers"][-1]["ports"] = [{"containerPort": 9090}, {"containerPort": 50051}]
+    pod = as_pod(spec, {ann.GRPC_PORT: "50052", ann.ADMIN_PORT: "9191"})
+    outcome = plan(pod, render(helm, CI / base).template)
+    assert outcome.kind == "injected" and outcome.warnings == [], outcome
+    patched = apply(pod, outcome)
+    assert sidecar_of(patched["spec"]) == sidecar_of(expected)
+    assert env_map(patched["spec"]["containers"][-1])["S2_SIDECAR_ADDRESS"] == {
+        "name": "S2_SIDECAR_ADDRESS",
+        "value": "127.0.0.1:50052",
+    }
+    validate_k8s(patched)
+
+
+def test_containers_added_later_get_the_moved_address(helm: Helm) -> None:
+    template = render(helm).template
+    pod = pods.with_annotations(_declaring(50051), {ann.GRPC_PORT: "50061"})
+    injected = apply(pod, plan(pod, template))
+    injected["spec"]["containers"].append({"name": "late", "image": "example/late:1"})
+    again = apply(injected, plan(injected, template))
+    assert env_map(again["spec"]["containers"][-1])["S2_SIDECAR_ADDRESS"]["value"] == "127.0.0.1:50061"
+
+
+@pytest.mark.parametrize(
+    ("annotations", "message"),
+    [
+        ({ann.ADMIN_PORT: "0"}, "s2-sidecar/admin-port must be a port number 1-65535, got '0'"),
+        ({ann.GRPC_PORT: "65536"}, "s2-sidecar/grpc-port must be a port number 1-65535, got '65536'"),
+        ({ann.GRPC_PORT: "http"}, "s2-sidecar/grpc-port must be a port number 1-65535, got 'http'"),
+        ({ann.GRPC_PORT: "9300", ann.ADMIN_PORT: "9300"}, "must differ, both are 9300"),
+    ],
+)
+def test_invalid_port_annotations_refuse(helm: Helm, annotations: dict[str, str], message: str) -> None:
+    outcome = plan(pods.with_annotations(pods.minimal(), annotations), render(helm).template)
+    assert outcome.kind == "refused" and outcome.reason == "invalid_annotation"
+    assert message in outcome.warnings[0]
+
+
+def test_an_annotated_port_the_app_uses_clashes_too(helm: Helm) -> None:
+    pod = pods.with_annotations(_declaring(9300), {ann.ADMIN_PORT: "9300"})
+    outcome = plan(pod, render(helm).template)
+    assert outcome.reason == "port_clash" and "uses port 9300" in outcome.warnings[0]
