@@ -28,6 +28,8 @@ SOCKET: Final = PREFIX + "socket"
 # Per-pod sidecar ports, for a pod whose app already uses the chart's (sidecar.grpcPort/adminPort).
 GRPC_PORT: Final = PREFIX + "grpc-port"
 ADMIN_PORT: Final = PREFIX + "admin-port"
+# The Prometheus scrape annotations (scrape, port, path), added when the chart asks for them.
+SCRAPE: Final = ("prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path")
 # annotation -> (resources section, resource name)
 RESOURCES: Final = {
     PREFIX + "cpu-request": ("requests", "cpu"),

@@ -227,14 +227,24 @@ def _pull_secret_ops(spec: Mapping[str, Any], template: SidecarTemplate) -> list
     return _list_ops(pointer("spec", "imagePullSecrets"), spec.get("imagePullSecrets"), missing)
 
 
-def _status_op(pod: Mapping[str, Any]) -> JSON:
-    """Mark the pod injected, creating metadata.annotations when the pod has none."""
+def _scrape_annotations(pod: Mapping[str, Any], variant: Variant) -> tuple[dict[str, str], list[str]]:
+    """prometheus.io/* for the sidecar's admin port, or nothing (with a warning) when the pod has
+    its own: a pod has room for one such target, and the app's is kept."""
+    own = sorted(k for k in ann.annotations_of(pod) if k in ann.SCRAPE)
+    if own:
+        return {}, [f"s2-sidecar: the pod sets {', '.join(own)} itself; kept (scrape the sidecar with a PodMonitor)"]
+    port = ports.ports_of(variant).admin
+    return dict(zip(ann.SCRAPE, ("true", str(port), "/metrics"), strict=True)), []
+
+
+def _annotation_ops(pod: Mapping[str, Any], added: Mapping[str, str]) -> list[JSON]:
+    """Add these annotations, creating metadata.annotations (or metadata) when the pod has none."""
     metadata = pod.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("annotations"), dict):
-        return {"op": "add", "path": pointer("metadata", "annotations", ann.STATUS), "value": ann.STATUS_INJECTED}
+        return [{"op": "add", "path": pointer("metadata", "annotations", k), "value": v} for k, v in added.items()]
     if isinstance(metadata, dict):
-        return {"op": "add", "path": pointer("metadata", "annotations"), "value": {ann.STATUS: ann.STATUS_INJECTED}}
-    return {"op": "add", "path": pointer("metadata"), "value": {"annotations": {ann.STATUS: ann.STATUS_INJECTED}}}
+        return [{"op": "add", "path": pointer("metadata", "annotations"), "value": dict(added)}]
+    return [{"op": "add", "path": pointer("metadata"), "value": {"annotations": dict(added)}}]
 
 
 def plan(pod: Mapping[str, Any], template: SidecarTemplate) -> Outcome:
@@ -284,5 +294,10 @@ def plan(pod: Mapping[str, Any], template: SidecarTemplate) -> Outcome:
     else:
         # Legacy: first regular container, so its postStart hook holds the app until ready.
         ops.append({"op": "add", "path": pointer("spec", "containers", 0), "value": variant.container})
-    ops.append(_status_op(pod))
+    added = {ann.STATUS: ann.STATUS_INJECTED}
+    if template.scrape_annotations:
+        scrape, scrape_warnings = _scrape_annotations(pod, variant)
+        added |= scrape
+        warnings += scrape_warnings
+    ops += _annotation_ops(pod, added)
     return Outcome("injected", patch=ops, warnings=[f"s2-sidecar: {n}" for n in notices] + warnings)

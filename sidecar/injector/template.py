@@ -45,6 +45,8 @@ class SidecarTemplate:
     unix: Variant
     # Merged into the pod's spec.imagePullSecrets (the chart's `imagePullSecrets`).
     image_pull_secrets: tuple[str, ...] = ()
+    # prometheus.io/* annotations on injected pods (the chart's metrics.podAnnotations).
+    scrape_annotations: bool = False
 
     def variant(self, unix: bool) -> Variant:
         return (self.unix if unix else self.tcp).copy()
@@ -104,4 +106,5 @@ def load_template(text: str) -> SidecarTemplate:
         tcp=_variant(variants.get("tcp"), "variants.tcp", name),
         unix=_variant(variants.get("unix"), "variants.unix", name),
         image_pull_secrets=tuple(s["name"] for s in pull_secrets),
+        scrape_annotations=raw.get("scrapeAnnotations") is True,
     )

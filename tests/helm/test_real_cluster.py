@@ -91,3 +91,25 @@ def test_resource_keys_merge_one_by_one_and_null_drops_a_default(helm: Helm) -> 
     assert no_cpu["injector"]["limits"] == {"memory": "256Mi"}
     proc = helm.run("lint", "--strict", CHART, "--set", "sidecar.resources.limits.cpu=null")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_pod_monitor_is_rendered_only_when_enabled(helm: Helm) -> None:
+    assert not [d for d in helm.template() if d["kind"] == "PodMonitor"]
+    docs = helm.template(sets=("metrics.podMonitor.enabled=true", "metrics.podMonitor.labels.release=prometheus"))
+    (monitor,) = [d for d in docs if d["kind"] == "PodMonitor"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == "apps" and monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["selector"] == {"matchLabels": {"s2-sidecar/inject": "true"}}
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    # the port name the sidecar container declares, in the injected template and the named templates
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint == {"port": "s2-admin", "path": "/metrics", "interval": "30s"}
+    injected = next(d for d in docs if d["kind"] == "ConfigMap" and is_injector(d))
+    container = json.loads(injected["data"]["template.json"])["variants"]["tcp"]["container"]
+    assert container["ports"][0]["name"] == "s2-admin"
+
+
+@pytest.mark.parametrize("setting", ["metrics.podMonitor.interval=30 seconds", "metrics.podAnnotations=yes"])
+def test_metrics_values_are_schema_checked(helm: Helm, setting: str) -> None:
+    proc = helm.run("template", "rel", CHART, "--set", setting)
+    assert proc.returncode != 0 and "schema" in proc.stderr, proc.stderr

@@ -173,3 +173,38 @@ def test_an_annotated_port_the_app_uses_clashes_too(helm: Helm) -> None:
     pod = pods.with_annotations(_declaring(9300), {ann.ADMIN_PORT: "9300"})
     outcome = plan(pod, render(helm).template)
     assert outcome.reason == "port_clash" and "uses port 9300" in outcome.warnings[0]
+
+
+# ------------------------------------------------------------------------------ scrape annotations
+
+SCRAPE = ("metrics.podAnnotations=true",)
+
+
+def test_scrape_annotations_are_opt_in(helm: Helm) -> None:
+    patched, _ = admit(pods.minimal(), helm)
+    assert not any(k.startswith("prometheus.io/") for k in patched["metadata"]["annotations"])
+
+
+def test_scrape_annotations_name_the_sidecars_admin_port(helm: Helm) -> None:
+    patched, warnings = admit(pods.minimal(), helm, SCRAPE)  # a pod without any annotations
+    assert patched["metadata"]["annotations"] == {
+        ann.STATUS: "injected",
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9090",
+        "prometheus.io/path": "/metrics",
+    }
+    assert warnings == []
+    moved, _ = admit(pods.with_annotations(pods.web_app(), {ann.ADMIN_PORT: "9091"}), helm, SCRAPE)
+    assert moved["metadata"]["annotations"]["prometheus.io/port"] == "9091"
+    validate_k8s(moved)
+
+
+def test_a_pods_own_scrape_annotations_are_kept_with_a_warning(helm: Helm) -> None:
+    pod = pods.with_annotations(pods.web_app(), {"prometheus.io/scrape": "true", "prometheus.io/port": "8080"})
+    patched, warnings = admit(pod, helm, SCRAPE)
+    assert patched["metadata"]["annotations"]["prometheus.io/port"] == "8080"
+    assert "prometheus.io/path" not in patched["metadata"]["annotations"]
+    assert warnings == [
+        "s2-sidecar: the pod sets prometheus.io/port, prometheus.io/scrape itself; kept"
+        " (scrape the sidecar with a PodMonitor)"
+    ]

@@ -56,6 +56,7 @@ Argument: dict "root" (root context) "unix" (bool). */}}
     "unixSocketDefault" $v.sidecar.unixSocket.enabled
     "tokenSecret" (dict "key" $v.s2.tokenSecret.key "optional" $v.s2.tokenSecret.optional)
     "imagePullSecrets" ($v.imagePullSecrets | default list)
+    "scrapeAnnotations" $v.metrics.podAnnotations
     "variants" (dict
       "tcp" (include "s2-sidecar.injectorVariant" (dict "root" . "unix" false) | fromJson)
       "unix" (include "s2-sidecar.injectorVariant" (dict "root" . "unix" true) | fromJson)) -}}
