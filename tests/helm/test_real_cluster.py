@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sidecar.wire.names import basin_name_problem
-from tests.helm.helpers import CHART, Helm, is_injector
+from tests.helm.helpers import CHART, Helm, is_injector, validate_k8s
 
 
 def _basin_pattern() -> re.Pattern[str]:
@@ -113,3 +114,35 @@ def test_the_pod_monitor_is_rendered_only_when_enabled(helm: Helm) -> None:
 def test_metrics_values_are_schema_checked(helm: Helm, setting: str) -> None:
     proc = helm.run("template", "rel", CHART, "--set", setting)
     assert proc.returncode != 0 and "schema" in proc.stderr, proc.stderr
+
+
+NETWORK_POLICIES = CHART / "examples" / "networkpolicy.yaml"
+
+
+def _policies() -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in yaml.safe_load_all(NETWORK_POLICIES.read_text()) if d}
+
+
+def test_the_network_policy_example_is_valid_kubernetes() -> None:
+    policies = _policies()
+    assert sorted(policies) == ["s2-sidecar-egress", "s2-sidecar-injector"]
+    for doc in policies.values():
+        validate_k8s(doc)
+
+
+def test_the_network_policy_example_selects_what_the_readme_install_renders(helm: Helm) -> None:
+    """Release s2 in s2-system, as the README installs it: the injector policy selects its pods on
+    their container port, and the egress policy the pods the webhook injects."""
+    proc = helm.run("template", "s2", CHART, "--namespace", "s2-system")
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    injector = _policies()["s2-sidecar-injector"]
+    deployment = next(d for d in docs if d["kind"] == "Deployment" and is_injector(d))
+    assert injector["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert injector["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    (port,) = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert injector["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": port["containerPort"]}]
+    webhook = next(d for d in docs if d["kind"] == "MutatingWebhookConfiguration")
+    selector = _policies()["s2-sidecar-egress"]["spec"]["podSelector"]
+    assert webhook["webhooks"][0]["objectSelector"] == selector

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
+from tests.helm.helpers import CHART
 from tests.injector import pods
 from tests.k8s.release import Release
 from tests.k8s.workloads import APP_NAMESPACE, create_pod, pod_in, sidecar
@@ -34,3 +37,12 @@ def test_port_annotations_give_a_pod_the_api_server_stores(release: Release) -> 
     assert container["startupProbe"]["httpGet"]["port"] == 9091
     (app,) = resp.body["spec"]["containers"]
     assert {"name": "S2_SIDECAR_ADDRESS", "value": "127.0.0.1:50052"} in app["env"]
+
+
+def test_the_network_policy_example_is_stored_by_the_api_server(release: Release) -> None:
+    """The README's example, in the namespaces it names (the release's and the app's)."""
+    for doc in (d for d in yaml.safe_load_all((CHART / "examples" / "networkpolicy.yaml").read_text()) if d):
+        namespace = doc["metadata"]["namespace"]
+        resp = release.cluster.create(f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies", doc)
+        assert resp.status == 201, resp.body
+        assert resp.body["spec"]["podSelector"] == doc["spec"]["podSelector"]
