@@ -7,12 +7,17 @@ Targets (generated code lives here and nowhere else; never edit it by hand):
 
     sidecar/_proto/                              the sidecar's Python stubs (every .proto) and
                                                  descriptor_set.binpb (descriptors with comments)
-    clients/python/src/s2sidecar_client/_proto/  the Python client's stubs (proto/s2sidecar/ only)
+    clients/python/src/s2sidecar_client/_proto/  the Python client's stubs (proto/s2sidecar/ only), made by
+                                                 an older grpcio-tools (requirements/genproto-client.txt)
+                                                 so that they load on protobuf 6 too, beside S2's SDK
     clients/go/s2sidecarv1/                      Go stubs (protoc-gen-go, protoc-gen-go-grpc)
     clients/ruby/lib/s2sidecar/proto/            Ruby stubs (tools/genproto_ruby.py; Debian's ruby-grpc-tools)
     clients/java/src/generated/java/             Java stubs (tools/genproto_java.py; protoc + grpc-java plugin)
     clients/node/proto/                          a copy of proto/s2sidecar/ that the Node.js client
                                                  loads at run time (shipped in its npm package)
+
+The Python client's target builds `.tools/genproto-client-venv` from requirements/genproto-client.txt
+the first time (and whenever that lock changes): it needs pip and the package index then.
 
 The Go target needs `protoc-gen-go` and `protoc-gen-go-grpc`: from the env variables
 PROTOC_GEN_GO / PROTOC_GEN_GO_GRPC, else `.tools/bin/` (where `clients/go/install-toolchain.sh`
@@ -26,6 +31,7 @@ import filecmp
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -54,8 +60,43 @@ def _protoc(args: list[str]) -> None:
         raise SystemExit("protoc failed")
 
 
-def _generate_python(into: Path, protos: list[str], package: str) -> None:
-    _protoc([f"--python_out={into}", f"--pyi_out={into}", f"--grpc_python_out={into}", *protos])
+# The client's stubs are checked against the protobuf runtime at import: gencode X.Y.Z loads on
+# runtimes >= X.Y.Z only. The sidecar's grpcio-tools writes protobuf 7 gencode; S2's SDK pins
+# protobuf < 7. So the client's stubs come from the grpcio-tools this lock pins (gencode 6.31.1,
+# s2-sdk's own protobuf floor), in a venv of its own: one venv cannot hold two grpcio-tools.
+CLIENT_TOOLS_LOCK = ROOT / "requirements" / "genproto-client.txt"
+CLIENT_TOOLS_VENV = ROOT / ".tools" / "genproto-client-venv"
+
+
+def _client_tools_python() -> Path:
+    python = CLIENT_TOOLS_VENV / "bin" / "python"
+    installed = CLIENT_TOOLS_VENV / "installed.txt"
+    if python.exists() and installed.exists() and filecmp.cmp(installed, CLIENT_TOOLS_LOCK, shallow=False):
+        return python
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(CLIENT_TOOLS_VENV)], check=True)
+        subprocess.run(
+            [python, "-m", "pip", "install", "-q", "--require-hashes", "--only-binary", ":all:",
+             "-r", str(CLIENT_TOOLS_LOCK)],
+            check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise MissingTool(f"cannot install {CLIENT_TOOLS_LOCK.relative_to(ROOT)} into {CLIENT_TOOLS_VENV}: {e}") from e
+    shutil.copyfile(CLIENT_TOOLS_LOCK, installed)
+    return python
+
+
+def _client_protoc(args: list[str]) -> None:
+    python = _client_tools_python()
+    code = "import sys; from grpc_tools import protoc; sys.exit(protoc.main(sys.argv))"
+    if subprocess.run([python, "-c", code, f"-I{PROTO_DIR}", *args]).returncode != 0:
+        raise SystemExit("protoc (the client's grpcio-tools) failed")
+
+
+def _generate_python(
+    into: Path, protos: list[str], package: str, protoc: Callable[[list[str]], None] = _protoc
+) -> None:
+    protoc([f"--python_out={into}", f"--pyi_out={into}", f"--grpc_python_out={into}", *protos])
     # protoc writes imports rooted at proto/ ("from s2sidecar.v1 import ..."): root them
     # at this package instead, so the generated code needs nothing on sys.path.
     top_levels = sorted({p.split("/")[0] for p in protos})
@@ -75,7 +116,7 @@ def _generate(into: Path) -> None:
 
 
 def _generate_client(into: Path) -> None:
-    _generate_python(into, protos("s2sidecar"), CLIENT_PACKAGE)
+    _generate_python(into, protos("s2sidecar"), CLIENT_PACKAGE, _client_protoc)
 
 
 def _plugin(name: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import itertools
 import os
+import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +24,8 @@ import pytest
 from sidecar.testing import SidecarProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "clients" / "python" / "src"))
+CLIENT = ROOT / "clients" / "python"
+sys.path.insert(0, str(CLIENT / "src"))
 
 BASIN = "local-basin"
 BASE_TS = 1_700_000_000_000  # in the past: the emulator caps client timestamps at arrival time
@@ -76,6 +78,18 @@ class Live:
 
     async def fill(self, stream: str, n: int = N_RECORDS) -> None:
         await self.append(stream, [{"body": f"record-{i}", "timestamp": BASE_TS + i * 1000} for i in range(n)])
+
+
+@pytest.fixture(scope="session")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Python client built as users get it (`python -m build`): its wheel and sdist."""
+    out = tmp_path_factory.mktemp("dist")
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(out), str(CLIENT)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out
 
 
 @pytest.fixture(scope="session")

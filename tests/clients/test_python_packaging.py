@@ -13,26 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.conftest import ROOT, Live
-
-CLIENT = ROOT / "clients" / "python"
+from tests.clients.conftest import CLIENT, ROOT, Live
 
 
 def test_the_client_is_versioned_with_the_sidecar() -> None:
     sidecar = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     client = tomllib.loads((CLIENT / "pyproject.toml").read_text())["project"]["version"]
     assert client == sidecar
-
-
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    result = subprocess.run(
-        [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(out), str(CLIENT)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return out
 
 
 def test_the_wheel_is_typed_and_has_metadata(dist: Path) -> None:

@@ -31,7 +31,7 @@ class ReadRequest(_message.Message):
     clamp: bool
     wait: int
     ignore_command_records: bool
-    def __init__(self, basin: _Optional[str] = ..., stream: _Optional[str] = ..., seq_num: _Optional[int] = ..., timestamp: _Optional[int] = ..., tail_offset: _Optional[int] = ..., count: _Optional[int] = ..., bytes: _Optional[int] = ..., until: _Optional[int] = ..., clamp: _Optional[bool] = ..., wait: _Optional[int] = ..., ignore_command_records: _Optional[bool] = ...) -> None: ...
+    def __init__(self, basin: _Optional[str] = ..., stream: _Optional[str] = ..., seq_num: _Optional[int] = ..., timestamp: _Optional[int] = ..., tail_offset: _Optional[int] = ..., count: _Optional[int] = ..., bytes: _Optional[int] = ..., until: _Optional[int] = ..., clamp: bool = ..., wait: _Optional[int] = ..., ignore_command_records: bool = ...) -> None: ...
 
 class ReadSessionRequest(_message.Message):
     __slots__ = ("basin", "stream", "seq_num", "timestamp", "tail_offset", "count", "bytes", "until", "clamp", "wait", "ignore_command_records")
@@ -57,7 +57,7 @@ class ReadSessionRequest(_message.Message):
     clamp: bool
     wait: int
     ignore_command_records: bool
-    def __init__(self, basin: _Optional[str] = ..., stream: _Optional[str] = ..., seq_num: _Optional[int] = ..., timestamp: _Optional[int] = ..., tail_offset: _Optional[int] = ..., count: _Optional[int] = ..., bytes: _Optional[int] = ..., until: _Optional[int] = ..., clamp: _Optional[bool] = ..., wait: _Optional[int] = ..., ignore_command_records: _Optional[bool] = ...) -> None: ...
+    def __init__(self, basin: _Optional[str] = ..., stream: _Optional[str] = ..., seq_num: _Optional[int] = ..., timestamp: _Optional[int] = ..., tail_offset: _Optional[int] = ..., count: _Optional[int] = ..., bytes: _Optional[int] = ..., until: _Optional[int] = ..., clamp: bool = ..., wait: _Optional[int] = ..., ignore_command_records: bool = ...) -> None: ...
 
 class StreamPosition(_message.Message):
     __slots__ = ("seq_num", "timestamp")
@@ -103,7 +103,7 @@ class ReadSessionResponse(_message.Message):
     records: _containers.RepeatedCompositeFieldContainer[SequencedRecord]
     tail: StreamPosition
     caught_up: bool
-    def __init__(self, records: _Optional[_Iterable[_Union[SequencedRecord, _Mapping]]] = ..., tail: _Optional[_Union[StreamPosition, _Mapping]] = ..., caught_up: _Optional[bool] = ...) -> None: ...
+    def __init__(self, records: _Optional[_Iterable[_Union[SequencedRecord, _Mapping]]] = ..., tail: _Optional[_Union[StreamPosition, _Mapping]] = ..., caught_up: bool = ...) -> None: ...
 
 class CheckTailRequest(_message.Message):
     __slots__ = ("basin", "stream", "max_staleness_ms")

@@ -6,7 +6,7 @@ import warnings
 
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as s2sidecar_dot_v1_dot_stream__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.75.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -19,14 +19,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in s2sidecar/v1/stream_pb2_grpc.py depends on'
+        + f' but the generated code in s2sidecar/v1/stream_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class StreamServiceStub:
+class StreamServiceStub(object):
     """Reads S2 streams. Every method names a stream by `basin` and `stream`.
 
     Errors use standard gRPC codes with a message that says what to change:
@@ -72,7 +72,7 @@ class StreamServiceStub:
                 _registered_method=True)
 
 
-class StreamServiceServicer:
+class StreamServiceServicer(object):
     """Reads S2 streams. Every method names a stream by `basin` and `stream`.
 
     Errors use standard gRPC codes with a message that says what to change:
@@ -152,7 +152,7 @@ def add_StreamServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class StreamService:
+class StreamService(object):
     """Reads S2 streams. Every method names a stream by `basin` and `stream`.
 
     Errors use standard gRPC codes with a message that says what to change:
