@@ -370,6 +370,12 @@ def _grpcurl() -> str:
     return str(beside) if beside.exists() else "grpcurl"
 
 
+def _emulator_data_line(data_dir: str | None) -> str:
+    if data_dir:
+        return f"emulator data: {Path(data_dir).resolve()} (kept across restarts)"
+    return "emulator data: in memory, gone when the sidecar stops (--emulator-data-dir DIR keeps it)"
+
+
 def banner(sidecar: Sidecar) -> str:
     addr = sidecar.addresses[0]
     target = f"-unix {addr[5:]}" if addr.startswith("unix:") else addr
@@ -380,6 +386,7 @@ def banner(sidecar: Sidecar) -> str:
         lines += [
             f"upstream: embedded S2 emulator at {sidecar.emulator_url} (set S2_BASIN_ENDPOINT to read real S2)",
             f"default basin: {sidecar.default_basin}",
+            _emulator_data_line(sidecar.config.emulator_data_dir),
             "try:",
             f"  curl -s -X POST {sidecar.emulator_url}/v1/streams/demo/records -H 's2-basin: {sidecar.default_basin}'"
             ' -H \'content-type: application/json\' -d \'{"records":[{"body":"hello"}]}\'',
