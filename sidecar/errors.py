@@ -6,11 +6,13 @@ SidecarError
 │   └── RangeNotSatisfiable   416: the start is past the tail (carries the tail)
 ├── TransportError     the connection to the upstream broke (reset, closed, truncated)
 │   ├── ConnectFailed      no connection could be made (refused, DNS, TLS, connect timeout)
+│   │   └── HostNotFound   the endpoint's host name does not exist (DNS: no such name): not retried
 │   └── UpstreamTimeout    connected, but no answer in time
 ├── ProtocolError      the upstream answered something that is not S2's wire format
 ├── DeadlineExceeded   the caller's deadline came before the upstream answered
 ├── PoolExhausted      no upstream connection is free for another session (a setting bounds them)
-└── RetriesStopped     retrying stopped to answer by the caller's deadline (carries the last error)
+├── RetriesStopped     retrying stopped to answer by the caller's deadline (carries the last error)
+└── RetriesExhausted   a unary call's retries ran out (attempts or time budget; carries the last error)
 """
 
 from __future__ import annotations
@@ -80,6 +82,15 @@ class ConnectFailed(TransportError):
     handshake, connect timeout (as opposed to one that broke or went silent)."""
 
 
+class HostNotFound(ConnectFailed):
+    """The endpoint's host name does not exist (DNS answered "no such name", not "try again"):
+    retrying cannot heal it, only fixing the endpoint (or creating the name) can."""
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
 class UpstreamTimeout(TransportError):
     """Connected, but the upstream did not answer in time (or a session went silent)."""
 
@@ -122,3 +133,15 @@ class RetriesStopped(SidecarError):
     @property
     def retryable(self) -> bool:
         return self.cause.retryable
+
+
+class RetriesExhausted(SidecarError):
+    """A unary call's upstream retries ran out (the policy's attempts or its time budget) while
+    the upstream kept failing transiently: the last error, and how many attempts over how long.
+    Not retryable: the retrying is done, and an app retrying it again would multiply it."""
+
+    def __init__(self, cause: SidecarError, attempts: int, elapsed: float) -> None:
+        super().__init__(f"{cause} (tried {attempts} times over {elapsed:.1f}s)")
+        self.cause = cause
+        self.attempts = attempts
+        self.elapsed = elapsed

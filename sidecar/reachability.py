@@ -4,7 +4,7 @@ when it was not.
 
 Real traffic decides first: any HTTP response (whatever its status: S2 answered) sets 1, and a
 request that could not open a connection (refused, unreachable, DNS, TLS handshake, connect
-timeout: `status="connect"`) sets 0. Failures after connecting (a reset mid-body, a read timeout,
+timeout: `status="connect"`, or `"host_not_found"`) sets 0. Failures after connecting (a reset mid-body, a read timeout,
 a malformed answer) say nothing about reachability and leave it as it was. The periodic TCP probe
 (every 2 s) decides when no request has reported for `traffic_wins_for` seconds, so an idle
 sidecar still notices an outage and a recovery, and a TCP connect that works cannot hide requests

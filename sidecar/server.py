@@ -169,7 +169,16 @@ class Sidecar:
 
     def _configured_endpoint(self) -> BasinEndpoint:
         assert self.config.basin_endpoint is not None  # Config.uses_emulator is False
-        return BasinEndpoint.parse(self.config.basin_endpoint)
+        endpoint = BasinEndpoint.parse(self.config.basin_endpoint)
+        if endpoint.template.lower().startswith("https:") and not self.config.access_token:
+            # S2's hosted service answers every call 401 without a token; an http:// endpoint is
+            # the emulator or s2-lite, which take none. Said once here, not on each call's 401.
+            log.warning(
+                "S2_BASIN_ENDPOINT is %s and S2_ACCESS_TOKEN is not set: S2's hosted service refuses "
+                "calls without an access token; set S2_ACCESS_TOKEN (ignore this if the endpoint needs none)",
+                self.config.basin_endpoint,
+            )
+        return endpoint
 
     async def _start_upstream(self, endpoint: BasinEndpoint) -> None:
         """The upstream client, and the gauges of its connection pools."""

@@ -58,6 +58,7 @@ from opentelemetry.util.re import parse_env_headers
 
 from sidecar.errors import (
     ConnectFailed,
+    HostNotFound,
     PoolExhausted,
     ProtocolError,
     S2Error,
@@ -276,7 +277,9 @@ def reason_token(error: BaseException) -> str:
 
     - S2's error code (`http_<status>` for a code longer than 40 characters)
     - `protocol`: the upstream answered something that is not S2's wire format
-    - `connect`: no connection could be made (refused, unreachable, DNS, TLS, connect timeout)
+    - `host_not_found`: DNS says the endpoint's host name does not exist (not retried)
+    - `connect`: no connection could be made (refused, unreachable, temporary DNS failure, TLS,
+      connect timeout)
     - `timeout`: connected, but no answer in time
     - `disconnected`: the connection broke, or an exception no transport names
     - `pool_exhausted`: refused before anything was sent (no connection free for another session)
@@ -291,6 +294,8 @@ def reason_token(error: BaseException) -> str:
         return error.code if len(error.code) <= 40 else f"http_{error.status}"
     if isinstance(error, ProtocolError):
         return "protocol"
+    if isinstance(error, HostNotFound):
+        return "host_not_found"
     if isinstance(error, ConnectFailed):
         return "connect"
     if isinstance(error, UpstreamTimeout):

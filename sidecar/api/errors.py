@@ -15,10 +15,17 @@
 | S2 416                             | OUT_OF_RANGE         | ErrorInfo(metadata tail), `s2-tail-seq-num` |
 | S2 429                             | RESOURCE_EXHAUSTED   | ErrorInfo, RetryInfo               |
 | S2 408/5xx, transport, malformed   | UNAVAILABLE          | ErrorInfo, RetryInfo               |
-| deadline near while retrying       | as the last error    | as the last error; message says so |
+| upstream host name does not exist  | FAILED_PRECONDITION  | ErrorInfo(reason=upstream_host_not_found) |
+| deadline near while retrying       | as the last error    | its own + metadata `attempts` (below) |
+| a unary call's retries ran out     | as the last error    | its own + metadata `attempts` (below) |
 | deadline, upstream silent          | DEADLINE_EXCEEDED    | ErrorInfo                          |
 | no upstream connection for a session | RESOURCE_EXHAUSTED | ErrorInfo, RetryInfo, `s2-next-seq-num` |
 | session out of retries / draining  | UNAVAILABLE          | ErrorInfo, RetryInfo, `s2-next-seq-num` |
+
+ErrorInfo metadata `attempts` (how many times the sidecar tried upstream) says the sidecar already
+retried: clients do not retry such a status again, whatever its code and RetryInfo (an UNAVAILABLE
+without it, e.g. from a sidecar that is restarting, they do), so their retries do not multiply
+the sidecar's. RetryInfo stays: how long an app that retries later on its own should wait.
 """
 
 from __future__ import annotations
@@ -31,10 +38,12 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from sidecar.errors import (
     DeadlineExceeded,
+    HostNotFound,
     InvalidRequest,
     PoolExhausted,
     ProtocolError,
     RangeNotSatisfiable,
+    RetriesExhausted,
     RetriesStopped,
     S2Error,
     SidecarError,
@@ -48,6 +57,7 @@ NEXT_SEQ_NUM_KEY = "s2-next-seq-num"
 TAIL_SEQ_NUM_KEY = "s2-tail-seq-num"
 TAIL_TIMESTAMP_KEY = "s2-tail-timestamp"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+ATTEMPTS_KEY = "attempts"  # ErrorInfo metadata: the sidecar retried upstream this many times in all
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 
@@ -137,9 +147,7 @@ def _starts_at_tail(query: ReadQuery, tail: StreamPosition) -> bool:
     return query.clamp  # a timestamp start 416s only past the last record's; clamp moves it to the tail
 
 
-def from_exception(
-    e: BaseException, *, next_seq_num: int | None = None, query: ReadQuery | None = None
-) -> RpcError:
+def from_exception(e: BaseException, *, next_seq_num: int | None = None, query: ReadQuery | None = None) -> RpcError:
     """Map any error from the read path to a status. Unknown exceptions become INTERNAL. `query`,
     when known, lets the message speak to what the caller asked for."""
     extra: Metadata = ()
@@ -183,6 +191,12 @@ def from_exception(
             retry_after=retry,
             extra=extra,
         )
+    if isinstance(e, HostNotFound):
+        # Not UNAVAILABLE: every gRPC client retries that, and no retry brings a name into DNS;
+        # FAILED_PRECONDITION is "fix the system's state first" (here, S2_BASIN_ENDPOINT).
+        return build(
+            grpc.StatusCode.FAILED_PRECONDITION, str(e), reason="upstream_host_not_found", metadata=meta, extra=extra
+        )
     if isinstance(e, TransportError | ProtocolError):
         kind = "upstream_unreachable" if isinstance(e, TransportError) else "upstream_protocol"
         return build(grpc.StatusCode.UNAVAILABLE, str(e), reason=kind, metadata=meta, retry_after=1.0, extra=extra)
@@ -201,20 +215,30 @@ def from_exception(
     if isinstance(e, RetriesStopped):
         err = from_exception(e.cause, next_seq_num=next_seq_num)  # the code and details of what failed
         note = f" (failed {e.failures} times; stopped retrying to answer before the call's deadline)"
-        return _with_message(err, err.message + note)
+        return _retried(err, err.message + note, e.failures)
+    if isinstance(e, RetriesExhausted):
+        err = from_exception(e.cause, next_seq_num=next_seq_num)
+        return _retried(err, str(e), e.attempts)
     if isinstance(e, SessionInterrupted):
         resume = e.next_seq_num if e.next_seq_num is not None else next_seq_num
         return from_exception(e.cause, next_seq_num=resume)
     return build(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}", reason="internal", extra=extra)
 
 
-def _with_message(err: RpcError, message: str) -> RpcError:
-    """`err` with another message, in the status details too."""
+def _retried(err: RpcError, message: str, attempts: int) -> RpcError:
+    """`err` with another message, in the status details too, marked as already retried: ErrorInfo
+    metadata `attempts`."""
     metadata: list[tuple[str, str | bytes]] = []
     for key, value in err.trailing_metadata:
         if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
             status = status_pb2.Status.FromString(value)
             status.message = message
+            for detail in status.details:
+                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                    info = error_details_pb2.ErrorInfo()
+                    detail.Unpack(info)
+                    info.metadata[ATTEMPTS_KEY] = str(attempts)
+                    detail.Pack(info)
             value = status.SerializeToString()
         metadata.append((key, value))
     return RpcError(err.code, message, tuple(metadata))

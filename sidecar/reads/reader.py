@@ -21,7 +21,7 @@ from typing import TypeVar
 from opentelemetry import trace
 
 from sidecar.encryption import EncryptionKey, scope_of
-from sidecar.errors import DeadlineExceeded, RetriesStopped, S2Error, SidecarError
+from sidecar.errors import DeadlineExceeded, RetriesExhausted, RetriesStopped, S2Error, SidecarError
 from sidecar.reads.coalesce import Progress, SingleFlight, WaitTimedOut
 from sidecar.reads.history import HistoryCache
 from sidecar.reads.hub import Hub, shareable
@@ -108,7 +108,10 @@ class StreamReader:
     async def _retrying(self, what: str, kind: str, call: Callable[[], Awaitable[T]], progress: Progress) -> T:
         """Run `call` until it succeeds or fails for good, reporting each failure in `progress`.
         No deadline here: the shared call runs while someone waits for it (`coalesce.py`), and
-        each caller answers by its own deadline."""
+        each caller answers by its own deadline; the policy's attempts and time budget bound the
+        retrying of a call without one. Logs: the first retry at INFO, the next ones at DEBUG (an
+        unreachable upstream would otherwise write ten lines per call), giving up once at WARNING."""
+        started = time.monotonic()
         while True:
             try:
                 return await call()
@@ -116,10 +119,18 @@ class StreamReader:
                 progress.failures += 1
                 progress.last_error = e
                 attempt = progress.failures
-                if not self.policy.should_retry(e, attempt):
+                if not e.retryable:
                     raise
                 delay = self.policy.delay(e, attempt)
-                log.info("%s failed (%s); retry %d in %.2fs", what, e, attempt, delay)
+                elapsed = time.monotonic() - started
+                if not (self.policy.should_retry(e, attempt) and self.policy.within_budget(elapsed, delay)):
+                    log.warning(
+                        "%s: giving up after %d attempts over %.1fs (at most %d retries within %.0fs): %s",
+                        what, attempt, elapsed, self.policy.max_attempts, self.policy.max_total, e,
+                    )  # fmt: skip
+                    raise RetriesExhausted(e, attempt, elapsed) from e
+                level = logging.INFO if attempt == 1 else logging.DEBUG
+                log.log(level, "%s failed (%s); retry %d in %.2fs", what, e, attempt, delay)
                 self.client.metrics.upstream_retries.labels(kind, reason_token(e)).inc()
                 span = trace.get_current_span()  # the first caller's: it may have left (and ended it)
                 if span.is_recording():

@@ -154,7 +154,7 @@ class UpstreamClient:
             self.metrics.upstream_requests.labels(kind, outcome.status or "ok").inc()
             if outcome.http_status is not None:
                 self.metrics.upstream_reachability.traffic(True)  # S2 answered, whatever it said
-            elif outcome.status == "connect":
+            elif outcome.status in ("connect", "host_not_found"):  # no connection could be made
                 self.metrics.upstream_reachability.traffic(False)
             self.metrics.upstream_duration.labels(kind).observe(
                 (outcome.headers_at or time.perf_counter()) - outcome.started

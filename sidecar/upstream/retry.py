@@ -3,6 +3,8 @@
 Backoff as S2's SDKs do it: base = min(100 ms * 2^attempt, 1 s), delay = base + uniform(0, base),
 at least `retry-after-ms` when the server sent one, and no wait at all for `server_draining`
 (the server asked us to reconnect elsewhere). Callers reset the attempt count after progress.
+A unary call also has a time budget: no retry starts later than `max_total` seconds after its
+first attempt, so a call without a deadline ends within that plus one attempt's own timeout.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from dataclasses import dataclass, field
 from sidecar.errors import S2Error, SidecarError
 
 MAX_RETRY_AFTER = 30.0  # seconds
+# About what 10 fast failures take with S2's backoff (7.5 to 15 s of waits), so it cuts only runs
+# of slow failures (connect timeouts, upstream request timeouts) short.
+UNARY_RETRY_BUDGET = 15.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -20,10 +25,16 @@ class RetryPolicy:
     max_attempts: int = 10
     base_delay: float = 0.1
     max_base_delay: float = 1.0
+    max_total: float = UNARY_RETRY_BUDGET  # seconds from a unary call's first attempt to its last retry
 
     def should_retry(self, error: BaseException, attempt: int) -> bool:
         """`attempt` counts failures so far in this run (1 after the first)."""
         return isinstance(error, SidecarError) and error.retryable and attempt <= self.max_attempts
+
+    def within_budget(self, elapsed: float, delay: float) -> bool:
+        """Whether a unary call whose first attempt was `elapsed` seconds ago may retry after
+        waiting `delay` more."""
+        return elapsed + delay <= self.max_total
 
     def delay(self, error: BaseException, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number `attempt` (1-based)."""

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from sidecar.errors import ConnectFailed, TransportError, UpstreamTimeout
+from sidecar.errors import ConnectFailed, HostNotFound, TransportError, UpstreamTimeout
 
 CHECK_ENDPOINT = "check S2_BASIN_ENDPOINT"
 
@@ -30,8 +30,23 @@ def transport_error(
     broke), saying in words what failed. Connect errors first: a connect timeout is a
     TimeoutError too."""
     connect = isinstance(e, connect_errors)
-    kind = ConnectFailed if connect else UpstreamTimeout if isinstance(e, TimeoutError) else TransportError
+    kind: type[TransportError]
+    if connect:
+        kind = HostNotFound if no_such_host(e) else ConnectFailed
+    else:
+        kind = UpstreamTimeout if isinstance(e, TimeoutError) else TransportError
     return kind(f"{what}: {in_words(e, url, connect_failed=connect)}")
+
+
+# DNS answers that say the name does not exist (or has no address), as opposed to EAI_AGAIN
+# ("temporary failure") and EAI_FAIL (a server failure), which a retry may heal.
+_NO_SUCH_NAME = frozenset(code for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)) if code is not None)
+
+
+def no_such_host(e: BaseException) -> bool:
+    """Whether DNS said the host name does not exist: `e` or what it wraps is a `socket.gaierror`
+    with EAI_NONAME (or EAI_NODATA: the name has no address)."""
+    return any(isinstance(x, socket.gaierror) and x.errno in _NO_SUCH_NAME for x in _chain(e))
 
 
 def _chain(e: BaseException) -> Iterator[BaseException]:
@@ -69,7 +84,8 @@ def in_words(e: BaseException, url: str, *, connect_failed: bool) -> str:
         if isinstance(x, ssl.SSLError):
             return f"TLS with S2 at {where} failed ({x.reason or x}); {CHECK_ENDPOINT}"
         if isinstance(x, socket.gaierror):
-            return f"cannot resolve {host} ({x.strerror}); {CHECK_ENDPOINT}"
+            what = "no such host" if x.errno in _NO_SUCH_NAME else "DNS failed, may be temporary"
+            return f"cannot resolve {host}: {what} ({x.strerror}); {CHECK_ENDPOINT}"
         if isinstance(x, ConnectionRefusedError) or (isinstance(x, OSError) and x.errno == errno.ECONNREFUSED):
             return f"cannot connect to S2 at {where} (connection refused); {CHECK_ENDPOINT}"
     if connect_failed:

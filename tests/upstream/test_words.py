@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import ssl
 
@@ -12,7 +13,7 @@ import grpc
 import pytest
 
 from sidecar._proto.s2sidecar.v1 import stream_pb2 as pb
-from sidecar.errors import ConnectFailed, TransportError, UpstreamTimeout
+from sidecar.errors import ConnectFailed, HostNotFound, TransportError, UpstreamTimeout
 from sidecar.telemetry import reason_token
 from sidecar.testing import SidecarHarness, free_port
 from sidecar.upstream.http1 import Http1Transport
@@ -34,8 +35,11 @@ def _caused(outer: BaseException, inner: BaseException) -> BaseException:
          "cannot connect to S2 at 127.0.0.1:8800 (connection refused); check S2_BASIN_ENDPOINT"),
         (_caused(RuntimeError("h2 connect"), ConnectionRefusedError(111, "Connection refused")), True,
          "cannot connect to S2 at 127.0.0.1:8800 (connection refused); check S2_BASIN_ENDPOINT"),
-        (socket.gaierror(-2, "Name or service not known"), True,
-         "cannot resolve 127.0.0.1 (Name or service not known); check S2_BASIN_ENDPOINT"),
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), True,
+         "cannot resolve 127.0.0.1: no such host (Name or service not known); check S2_BASIN_ENDPOINT"),
+        (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), True,
+         "cannot resolve 127.0.0.1: DNS failed, may be temporary (Temporary failure in name resolution); "
+         "check S2_BASIN_ENDPOINT"),
         (aiohttp.ConnectionTimeoutError(), True,
          "cannot connect to S2 at 127.0.0.1:8800 within the connect timeout (S2_SIDECAR_CONNECT_TIMEOUT)"),
         (OSError(113, "No route to host"), True,
@@ -72,9 +76,11 @@ async def test_a_refused_upstream_reaches_the_app_in_words(caplog: pytest.LogCap
             await h.stub.Read(pb.ReadRequest(stream="s", seq_num=0), timeout=10)
     err = info.value
     assert err.code() == grpc.StatusCode.UNAVAILABLE
-    assert err.details() == (
-        f"read {h.basin}/s: cannot connect to S2 at 127.0.0.1:{port} (connection refused); check S2_BASIN_ENDPOINT"
-    )
+    assert re.fullmatch(
+        re.escape(f"read {h.basin}/s: cannot connect to S2 at 127.0.0.1:{port} (connection refused); ")
+        + r"check S2_BASIN_ENDPOINT \(tried 2 times over \d+\.\ds\)",
+        err.details() or "",
+    ), err.details()
     # The repr stays for debugging, at debug level only.
     for record in caplog.records:
         if record.levelname != "DEBUG":
@@ -86,7 +92,8 @@ async def test_an_unresolvable_host_reaches_the_app_in_words() -> None:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await h.stub.CheckTail(pb.CheckTailRequest(stream="s"), timeout=10)
     details = info.value.details() or ""
-    assert details.startswith(f"check tail of {h.basin}/s: cannot resolve no-such-host.invalid ("), details
+    expected = f"check tail of {h.basin}/s: cannot resolve no-such-host.invalid: no such host ("
+    assert details.startswith(expected), details
     assert details.endswith("; check S2_BASIN_ENDPOINT")
 
 
@@ -99,6 +106,8 @@ def test_a_connect_failure_without_an_os_error_keeps_the_transports_words() -> N
 
 
 H1 = Http1Transport.connect_errors
+# What aiohttp's ClientConnectorError takes to say where it was connecting.
+_KEY = aiohttp.client_reqrep.ConnectionKey("x", 80, False, True, None, None, None)
 H2 = Http2Transport.connect_errors
 
 
@@ -115,6 +124,14 @@ H2 = Http2Transport.connect_errors
         (H2ConnectFailed("answered HTTP/1.1, not HTTP/2"), H2, ConnectFailed, "connect"),
         (AlpnRefused("did not pick h2"), H2, ConnectFailed, "connect"),
         (ConnectionRefusedError(111, "Connection refused"), H2, ConnectFailed, "connect"),
+        (_caused(H2ConnectFailed("connect"), socket.gaierror(socket.EAI_NONAME, "Name or service not known")), H2,
+         HostNotFound, "host_not_found"),
+        (_caused(H2ConnectFailed("connect"), socket.gaierror(socket.EAI_AGAIN, "Temporary failure")), H2,
+         ConnectFailed, "connect"),
+        (aiohttp.ClientConnectorDNSError(_KEY, socket.gaierror(socket.EAI_NONAME, "Name or service not known")), H1,
+         HostNotFound, "host_not_found"),
+        (aiohttp.ClientConnectorDNSError(_KEY, socket.gaierror(socket.EAI_AGAIN, "Temporary failure")), H1,
+         ConnectFailed, "connect"),
         (TimeoutError("upstream request timed out"), H2, UpstreamTimeout, "timeout"),
         (ConnectionLost("upstream closed"), H2, TransportError, "disconnected"),
         (StreamReset("upstream reset HTTP/2 stream 1"), H2, TransportError, "disconnected"),
@@ -127,4 +144,5 @@ def test_a_transports_exception_becomes_the_sidecars(
     err = transport_error("read b/s", error, URL, connect_errors)
     assert type(err) is kind
     assert reason_token(err) == label
+    assert err.retryable is (kind is not HostNotFound)  # DNS saying "no such name" is never retried
     assert str(err) == f"read b/s: {in_words(error, URL, connect_failed=kind is ConnectFailed)}"

@@ -32,6 +32,9 @@ STATUS_DETAILS_KEY = "grpc-status-details-bin"
 NEXT_SEQ_NUM_KEY = "s2-next-seq-num"
 TAIL_SEQ_NUM_KEY = "s2-tail-seq-num"
 TAIL_TIMESTAMP_KEY = "s2-tail-timestamp"
+# ErrorInfo metadata: the sidecar already retried S2 this many times for the call (its retrying is
+# done; retrying the call again would multiply it).
+ATTEMPTS_KEY = "attempts"
 
 # Which failures are retried (clients/RESUME.md). INTERNAL / UNKNOWN are server bugs unless the
 # message shows the connection itself broke.
@@ -83,7 +86,8 @@ class SidecarError(Exception):
     @property
     def retryable(self) -> bool:
         """Whether the client retries this failure (clients/RESUME.md): UNAVAILABLE, a
-        RESOURCE_EXHAUSTED or ABORTED with a RetryInfo delay, or a broken connection."""
+        RESOURCE_EXHAUSTED or ABORTED with a RetryInfo delay, or a broken connection; never one
+        the sidecar already retried S2 for (ErrorInfo metadata `attempts`)."""
         return is_retryable(self)
 
     def __repr__(self) -> str:
@@ -167,6 +171,8 @@ _BY_REASON: dict[str, type[SidecarError]] = {
 
 def is_retryable(err: SidecarError) -> bool:
     """The table in clients/RESUME.md. CANCELLED and DEADLINE_EXCEEDED are the caller's own doing."""
+    if ATTEMPTS_KEY in err.metadata:
+        return False  # the sidecar retried S2 for this call already
     if err.code == grpc.StatusCode.UNAVAILABLE:
         return True
     if err.code in _RETRY_AFTER_HINTED:
