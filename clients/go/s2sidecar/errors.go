@@ -32,6 +32,9 @@ type Error struct {
 	// NextSeqNum is where to resume a session: the session's own position when it has one,
 	// else the trailer s2-next-seq-num (sent with a draining sidecar's UNAVAILABLE).
 	NextSeqNum *uint64
+	// Attempts is how many times the sidecar tried S2 for this call before giving up (ErrorInfo
+	// metadata "attempts"; 0 when absent): the sidecar retried already, so the client does not.
+	Attempts int
 
 	status *status.Status
 }
@@ -44,6 +47,9 @@ func newError(err error, trailer metadata.MD) *Error {
 		switch d := d.(type) {
 		case *errdetails.ErrorInfo:
 			e.Reason, e.Domain = d.GetReason(), d.GetDomain()
+			if n, err := strconv.Atoi(d.GetMetadata()["attempts"]); err == nil {
+				e.Attempts = n
+			}
 		case *errdetails.BadRequest:
 			if v := d.GetFieldViolations(); len(v) > 0 {
 				e.Field = v[0].GetField()

@@ -59,6 +59,9 @@ var transportFailures = []string{"rst_stream", "stream removed", "connection res
 
 // retryable is the table in RESUME.md. CANCELLED and DEADLINE_EXCEEDED are the caller's own doing.
 func retryable(e *Error) bool {
+	if e.Attempts > 0 {
+		return false // the sidecar already retried S2 for this call
+	}
 	switch e.Code {
 	case codes.Unavailable:
 		return true

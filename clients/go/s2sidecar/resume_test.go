@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
@@ -40,6 +41,8 @@ func TestRetryableFollowsTheTable(t *testing.T) {
 		want bool
 	}{
 		{Error{Code: codes.Unavailable, Message: "draining"}, true},
+		{Error{Code: codes.Unavailable, Message: "cannot connect", Attempts: 11}, false},
+		{Error{Code: codes.ResourceExhausted, RetryAfter: &delay, Attempts: 11}, false},
 		{Error{Code: codes.ResourceExhausted, RetryAfter: &delay}, true},
 		{Error{Code: codes.ResourceExhausted}, false},
 		{Error{Code: codes.Aborted, RetryAfter: &delay}, true},
@@ -193,5 +196,16 @@ func TestSessionErrorCarriesTheClientsPosition(t *testing.T) {
 	s.onError(e)
 	if *e.NextSeqNum != 3 {
 		t.Errorf("no position of its own: the server's s2-next-seq-num stays, got %d", *e.NextSeqNum)
+	}
+}
+
+func TestAttemptsComeFromErrorInfoMetadata(t *testing.T) {
+	err := statusErr(t, codes.Unavailable, "cannot connect",
+		&errdetails.ErrorInfo{Reason: "upstream_unreachable", Domain: "s2.dev", Metadata: map[string]string{"attempts": "11"}})
+	if e := newError(err, nil); e.Attempts != 11 || retryable(e) {
+		t.Fatalf("Attempts = %d, retryable = %v; want 11, false", e.Attempts, retryable(e))
+	}
+	if e := newError(statusErr(t, codes.Unavailable, "draining"), nil); e.Attempts != 0 || !retryable(e) {
+		t.Fatalf("Attempts = %d, retryable = %v; want 0, true", e.Attempts, retryable(e))
 	}
 }

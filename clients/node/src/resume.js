@@ -16,10 +16,14 @@ const TRANSPORT_FAILURE = /RST_STREAM|Stream removed|Connection reset/i;
 
 /**
  * Whether retrying can help: UNAVAILABLE; RESOURCE_EXHAUSTED or ABORTED with a RetryInfo delay;
- * INTERNAL or UNKNOWN from a broken transport. Everything else (NOT_FOUND, CANCELLED,
+ * INTERNAL or UNKNOWN from a broken transport; never a status the sidecar already retried S2 for
+ * (ErrorInfo metadata `attempts`). Everything else (NOT_FOUND, CANCELLED,
  * DEADLINE_EXCEEDED, ...) is final. `err` is a SidecarError (`grpcCode`, `retryAfterMs`).
  */
 function isRetryable(err) {
+  if (err && err.metadata && err.metadata.attempts !== undefined) {
+    return false; // the sidecar already retried S2 for this call
+  }
   switch (err && err.grpcCode) {
     case status.UNAVAILABLE:
       return true;

@@ -18,6 +18,9 @@ const U64_MAX = '18446744073709551615';
 
 test('retries UNAVAILABLE, throttling with a RetryInfo, and transport failures; nothing else', () => {
   assert.equal(isRetryable(err(status.UNAVAILABLE)), true);
+  // the sidecar already retried S2 for the call: not again, whatever the code or RetryInfo
+  assert.equal(isRetryable({ ...err(status.UNAVAILABLE), metadata: { attempts: '11' } }), false);
+  assert.equal(isRetryable({ ...err(status.RESOURCE_EXHAUSTED, 'slow down', 250), metadata: { attempts: '11' } }), false);
   assert.equal(isRetryable(err(status.RESOURCE_EXHAUSTED, 'slow down', 250)), true);
   assert.equal(isRetryable(err(status.ABORTED, 'conflict', 0)), true);
   assert.equal(isRetryable(err(status.RESOURCE_EXHAUSTED, 'quota')), false);

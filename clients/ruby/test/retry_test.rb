@@ -32,6 +32,11 @@ module S2Sidecar
       reset = Error.new(Codes::INTERNAL, "Received RST_STREAM with error code 2")
       bug = Error.new(Codes::INTERNAL, "oops")
       assert Retry.retryable?(unavailable)
+      # the sidecar already retried S2 for the call: not again, whatever the code or RetryInfo
+      refute Retry.retryable?(Error.new(Codes::UNAVAILABLE, "cannot connect", metadata: { "attempts" => "11" }))
+      refute Retry.retryable?(
+        ResourceExhausted.new(Codes::RESOURCE_EXHAUSTED, "slow down", retry_after: 0.5, metadata: { "attempts" => "11" })
+      )
       assert Retry.retryable?(hinted)
       refute Retry.retryable?(unhinted)
       assert Retry.retryable?(reset)

@@ -48,6 +48,7 @@ module S2Sidecar
 
     # The table in RESUME.md. CANCELLED and DEADLINE_EXCEEDED are the caller's own doing.
     def self.retryable?(err)
+      return false if err.metadata.key?("attempts") # the sidecar already retried S2 for this call
       return true if err.code == GRPC::Core::StatusCodes::UNAVAILABLE
       return !err.retry_after.nil? if RETRY_AFTER_HINTED.include?(err.code)
 

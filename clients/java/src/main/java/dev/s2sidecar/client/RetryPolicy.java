@@ -43,6 +43,9 @@ public record RetryPolicy(int maxAttempts, Duration minBackoff, Duration maxBack
 
   /** The table in RESUME.md. CANCELLED and DEADLINE_EXCEEDED are the caller's own doing. */
   public static boolean isRetryable(SidecarException e) {
+    if (e.metadata().containsKey("attempts")) {
+      return false; // the sidecar already retried S2 for this call
+    }
     Status.Code code = e.code();
     return switch (code) {
       case UNAVAILABLE -> true;

@@ -36,6 +36,11 @@ final class Errors {
     return Any.pack(ErrorInfo.newBuilder().setReason(reason).setDomain("s2.dev").build());
   }
 
+  static Any retried(int attempts) {
+    return Any.pack(ErrorInfo.newBuilder().setReason("upstream_unreachable").setDomain("s2.dev")
+        .putMetadata("attempts", String.valueOf(attempts)).build());
+  }
+
   static Any retryInfo(long millis) {
     var delay = com.google.protobuf.Duration.newBuilder()
         .setSeconds(millis / 1000)

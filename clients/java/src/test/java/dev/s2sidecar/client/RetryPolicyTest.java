@@ -29,6 +29,10 @@ class RetryPolicyTest {
   @Test
   void retriesWhatRESUMEmdSaysAndNothingElse() {
     assertTrue(RetryPolicy.isRetryable(Errors.error(Status.Code.UNAVAILABLE, "draining")));
+    // the sidecar already retried S2 for the call: not again, whatever the code or RetryInfo
+    assertFalse(RetryPolicy.isRetryable(Errors.error(Status.Code.UNAVAILABLE, "cannot connect", Errors.retried(11))));
+    assertFalse(RetryPolicy.isRetryable(
+        Errors.error(Status.Code.RESOURCE_EXHAUSTED, "slow down", Errors.retried(11), Errors.retryInfo(50))));
     assertTrue(RetryPolicy.isRetryable(Errors.error(Status.Code.RESOURCE_EXHAUSTED, "slow down", Errors.retryInfo(50))));
     assertFalse(RetryPolicy.isRetryable(Errors.error(Status.Code.RESOURCE_EXHAUSTED, "quota")));
     assertTrue(RetryPolicy.isRetryable(Errors.error(Status.Code.ABORTED, "conflict", Errors.retryInfo(50))));
