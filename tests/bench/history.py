@@ -83,11 +83,11 @@ async def run_history(p: HistoryParams) -> HistoryResult:
     try:
         on, on_addr = await start_sidecar(url, "--history-cache-bytes", str(p.cache_bytes))
         off, off_addr = await start_sidecar(url, "--history-cache-bytes", "0")
-        async with aiohttp.ClientSession() as http, grpc.aio.insecure_channel(
-            on_addr, options=[("grpc.max_receive_message_length", 64 << 20)]
-        ) as ch_on, grpc.aio.insecure_channel(
-            off_addr, options=[("grpc.max_receive_message_length", 64 << 20)]
-        ) as ch_off:
+        async with (
+            aiohttp.ClientSession() as http,
+            grpc.aio.insecure_channel(on_addr, options=[("grpc.max_receive_message_length", 64 << 20)]) as ch_on,
+            grpc.aio.insecure_channel(off_addr, options=[("grpc.max_receive_message_length", 64 << 20)]) as ch_off,
+        ):
             stub_on = stream_pb2_grpc.StreamServiceStub(ch_on)  # type: ignore[no-untyped-call]
             stub_off = stream_pb2_grpc.StreamServiceStub(ch_off)  # type: ignore[no-untyped-call]
             await fill(http, url, STREAM, p.records, p.size)

@@ -44,7 +44,9 @@ async def main(basin_name: str, prefix: str) -> dict[str, Any]:
         out["created"] = info.name
         stream = basin.stream(name)
 
-        ack = await stream.append(AppendInput(records=[Record(body=b"one"), Record(body=b"two", headers=[(b"h", b"v")])]))
+        ack = await stream.append(
+            AppendInput(records=[Record(body=b"one"), Record(body=b"two", headers=[(b"h", b"v")])])
+        )
         out["append"] = [pos(ack.start), pos(ack.end)]
 
         async with stream.append_session() as session:
@@ -55,7 +57,9 @@ async def main(basin_name: str, prefix: str) -> dict[str, Any]:
         out["check_tail"] = (await stream.check_tail()).seq_num
 
         batch = await stream.read(start=SeqNum(0))
-        out["read"] = [[r.seq_num, r.body.decode(), [[k.decode(), v.decode()] for k, v in r.headers]] for r in batch.records]
+        out["read"] = [
+            [r.seq_num, r.body.decode(), [[k.decode(), v.decode()] for k, v in r.headers]] for r in batch.records
+        ]
 
         bounded = []
         async for b in stream.read_session(start=SeqNum(1), limit=ReadLimit(count=3)):

@@ -152,7 +152,14 @@ async def test_corrupt(s2: S2, five: str) -> None:
 
 
 async def test_bad_fault_descriptions(s2: S2) -> None:
-    for bad in ({"kind": "nope", "fail": 1}, {"kind": "lists", "fail": 1}, {"fail": 1, "stall_seconds": 1}, {"kind": "read"}, {"fail": 0}, []):
+    for bad in (
+        {"kind": "nope", "fail": 1},
+        {"kind": "lists", "fail": 1},
+        {"fail": 1, "stall_seconds": 1},
+        {"kind": "read"},
+        {"fail": 0},
+        [],
+    ):
         async with s2.http.post(f"{s2.url}/_emulator/faults", json=bad) as r:
             assert r.status == 400, bad
 

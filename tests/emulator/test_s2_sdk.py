@@ -57,7 +57,9 @@ def sdk() -> Path:
 
 
 @pytest.fixture(scope="module", params=["h2c", "tls"])
-async def sdk_run(request: pytest.FixtureRequest, sdk: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Any]]:
+async def sdk_run(
+    request: pytest.FixtureRequest, sdk: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[dict[str, Any]]:
     """Run the driver once per transport against a fresh emulator; yields what it printed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("S2_")}
     config = EmulatorConfig(port=0, basins={BASIN: None}, heartbeat_min=0.2, heartbeat_max=0.3)

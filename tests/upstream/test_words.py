@@ -62,7 +62,11 @@ def test_in_words(error: BaseException, connect: bool, expected: str) -> None:
 def test_an_untrusted_certificate_names_the_ca_setting() -> None:
     err = ssl.SSLCertVerificationError(1, "certificate verify failed")
     err.verify_message = "self-signed certificate"
-    words = in_words(_caused(aiohttp.ClientSSLError.__new__(aiohttp.ClientSSLError), err), "https://x.example/v1", connect_failed=True)
+    words = in_words(
+        _caused(aiohttp.ClientSSLError.__new__(aiohttp.ClientSSLError), err),
+        "https://x.example/v1",
+        connect_failed=True,
+    )
     assert words == (
         "TLS with S2 at x.example:443 failed: certificate not trusted (self-signed certificate); "
         "check S2_BASIN_ENDPOINT, or S2_SIDECAR_UPSTREAM_CA_FILE for a private CA"
@@ -98,7 +102,9 @@ async def test_an_unresolvable_host_reaches_the_app_in_words() -> None:
 
 
 def test_a_connect_failure_without_an_os_error_keeps_the_transports_words() -> None:
-    words = in_words(H2ConnectFailed("127.0.0.1:8800 answered HTTP/1.1, not HTTP/2 (h2c prior knowledge)"), URL, connect_failed=True)
+    words = in_words(
+        H2ConnectFailed("127.0.0.1:8800 answered HTTP/1.1, not HTTP/2 (h2c prior knowledge)"), URL, connect_failed=True
+    )
     assert words == (
         "cannot connect to S2 at 127.0.0.1:8800: 127.0.0.1:8800 answered HTTP/1.1, not HTTP/2 (h2c prior knowledge); "
         "check S2_BASIN_ENDPOINT"
