@@ -2,10 +2,13 @@
 # s2-sidecar: serves S2 stream reads to the app in the same pod over localhost gRPC.
 #
 #   docker build -t s2-sidecar:0.1.0 .
-#   docker run --rm -p 50051:50051 -p 9090:9090 -e S2_SIDECAR_LISTEN=0.0.0.0:50051 s2-sidecar:0.1.0
+#   docker run --rm -p 50051:50051 -p 9090:9090 -p 8080:8080 -e S2_SIDECAR_LISTEN=0.0.0.0:50051 \
+#     -e S2_SIDECAR_EMULATOR_LISTEN=0.0.0.0:8080 s2-sidecar:0.1.0
 #
 # The gRPC API listens on 127.0.0.1:50051 by default (the app shares the pod's loopback); outside a
-# pod, set S2_SIDECAR_LISTEN as above. The admin listener (/healthz, /readyz, /metrics) is set to
+# pod, set S2_SIDECAR_LISTEN as above. With no S2_BASIN_ENDPOINT the embedded emulator serves S2's
+# API on 127.0.0.1:8080 inside the container; S2_SIDECAR_EMULATOR_LISTEN as above lets the host
+# append to it. The admin listener (/healthz, /readyz, /metrics) is set to
 # 0.0.0.0:9090 here so kubelet probes reach it on the pod IP.
 #
 # The base image is pinned by exact tag. Production builds should also pin it by digest, e.g.
