@@ -104,3 +104,20 @@ class ClientBase:
 
     def _tail_request(self, stream: str, max_staleness_ms: int | None) -> pb.CheckTailRequest:
         return pb.CheckTailRequest(basin=self.basin or "", stream=stream, max_staleness_ms=max_staleness_ms)
+
+
+class SessionView:
+    """Where an open session stands, for both clients' session objects (one definition: the async
+    and sync sessions cannot drift apart)."""
+
+    _state: SessionState
+
+    @property
+    def next_seq_num(self) -> int | None:
+        """Where the session stands: after the last record delivered, or at the last heartbeat's tail."""
+        return self._state.next_seq_num
+
+    def is_caught_up(self) -> bool:
+        """Whether the last message (a hidden heartbeat included) said every record before the tail
+        was delivered, as S2's SDKs' `is_caught_up()`; false again after a resume until one says so."""
+        return self._state.caught_up

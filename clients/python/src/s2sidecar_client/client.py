@@ -10,7 +10,7 @@ from typing import Self, TypeVar
 import grpc
 
 from s2sidecar_client import _base, _convert
-from s2sidecar_client._base import ClientBase
+from s2sidecar_client._base import ClientBase, SessionView
 from s2sidecar_client._convert import EncryptionKey
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
 from s2sidecar_client._resume import CallRetries, RetryPolicy, SessionState
@@ -185,7 +185,7 @@ class S2SidecarClient(ClientBase):
             await asyncio.sleep(delay)
 
 
-class ReadSession:
+class ReadSession(SessionView):
     """An open session: an async iterator of `ReadBatch` that resumes across sidecar restarts.
     Use it as an async context manager (or call `aclose()`) to end it early; breaking out of
     `async for` leaves that to the GC."""
@@ -205,16 +205,6 @@ class ReadSession:
         self._call: SessionCall | None = None
         self._iter: AsyncIterator[pb.ReadSessionResponse] | None = None
         self._closed = False
-
-    @property
-    def next_seq_num(self) -> int | None:
-        """Where the session stands: after the last record delivered, or at the last heartbeat's tail."""
-        return self._state.next_seq_num
-
-    def is_caught_up(self) -> bool:
-        """Whether the last message (a hidden heartbeat included) said every record before the tail
-        was delivered, as S2's SDKs' `is_caught_up()`; false again after a resume until one says so."""
-        return self._state.caught_up
 
     def __aiter__(self) -> Self:
         return self

@@ -10,7 +10,7 @@ from typing import Self, TypeVar
 import grpc
 
 from s2sidecar_client import _base, _convert
-from s2sidecar_client._base import ClientBase
+from s2sidecar_client._base import ClientBase, SessionView
 from s2sidecar_client._convert import EncryptionKey
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
 from s2sidecar_client._resume import CallRetries, RetryPolicy, SessionState
@@ -154,23 +154,13 @@ class S2SidecarSyncClient(ClientBase):
             time.sleep(delay)
 
 
-class SyncReadSession:
+class SyncReadSession(SessionView):
     """An open session of the sync client: an iterator of `ReadBatch` (a generator underneath;
     `close()` or leaving a `with` cancels the call)."""
 
     def __init__(self, batches: Generator[ReadBatch, None, None], state: SessionState) -> None:
         self._batches = batches
         self._state = state
-
-    @property
-    def next_seq_num(self) -> int | None:
-        """Where the session stands: after the last record delivered, or at the last heartbeat's tail."""
-        return self._state.next_seq_num
-
-    def is_caught_up(self) -> bool:
-        """Whether the last message (a hidden heartbeat included) said every record before the tail
-        was delivered, as S2's SDKs' `is_caught_up()`; false again after a resume until one says so."""
-        return self._state.caught_up
 
     def __iter__(self) -> Self:
         return self
