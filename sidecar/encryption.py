@@ -1,4 +1,4 @@
-"""Client-supplied encryption keys for S2's encrypted streams (README, "Encrypted streams").
+"""Client-supplied encryption keys for S2's encrypted streams (docs/encryption.md).
 
 A stream created in a basin with a `stream_cipher` is encrypted: appends and reads carry the key
 in the `s2-encryption-key` header (base64 of 32 bytes), and S2 keeps none. A read's key comes from

@@ -7,7 +7,7 @@ there `prometheus_client` costs more than it saves. Its `inc()` and `observe()` 
 calls each, with a lock: on the sidecar's metric set one `Read`'s metrics take 7.8x as long
 (0.95 vs 7.3 us), and a cached `CheckTail` runs 31 Python functions instead of 21 and 5.5% more
 CPU instructions (384.8k vs 364.8k, callgrind). `tests/bench/prometheus_cost.py` measures the
-two side by side; README, "See inside", has the figures. The collectors run once per scrape, off
+two side by side; docs/observability.md, has the figures. The collectors run once per scrape, off
 the hot path, so those are the library's (`runtime_collectors`).
 
 Everything here is meant to be used from the event loop's thread (no locks). Labels never carry

@@ -1,4 +1,4 @@
-"""The layers point one way (README, "Module map"): `api → reads → upstream → wire`, read from
+"""The layers point one way (README, "The data path"): `api → reads → upstream → wire`, read from
 the source with `ast`. Every import counts, wherever it is written (module level, inside a
 function, under `TYPE_CHECKING`), and importing `a.b.c` from outside package `a.b` also runs
 `a/b/__init__.py`, so an edge goes to that package too: that is how Python executes it.

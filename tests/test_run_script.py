@@ -106,3 +106,58 @@ async def test_memory_flag_keeps_nothing_across_a_restart(tmp_path: Path) -> Non
         with pytest.raises(grpc.aio.AioRpcError) as failed:
             await stub.Read(pb.ReadRequest(stream="gone", seq_num=0), timeout=10)
         assert failed.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _bootstrap_checkout(root: Path) -> Path:
+    """A checkout with the real `scripts/bootstrap`, its inputs, and a `.venv/bin/python` that logs
+    each `pip` run to `pip.log` (and fails it when `pip.fail` exists) instead of installing."""
+    (root / "scripts").mkdir()
+    shutil.copy(REPO / "scripts" / "bootstrap", root / "scripts" / "bootstrap")
+    shutil.copytree(REPO / "requirements", root / "requirements")
+    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    (root / ".venv" / "bin").mkdir(parents=True)
+    python = root / ".venv" / "bin" / "python"
+    python.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = -m ] && [ "$2" = pip ]; then\n'
+        f'  echo "$*" >>{root}/pip.log; [ ! -e {root}/pip.fail ]; exit $?\n'
+        "fi\n"
+        f'exec {sys.executable} "$@"\n'
+    )
+    sidecar = root / ".venv" / "bin" / "s2-sidecar"
+    sidecar.write_text("#!/bin/sh\nexit 0\n")
+    for path in (python, sidecar, root / "scripts" / "bootstrap"):
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return root
+
+
+async def _bootstrap(root: Path, *args: str) -> tuple[int, list[str]]:
+    proc = await asyncio.create_subprocess_exec(root / "scripts" / "bootstrap", *args, cwd=root)
+    rc = await proc.wait()
+    log = root / "pip.log"
+    return rc, log.read_text().splitlines() if log.exists() else []
+
+
+async def test_bootstrap_runs_pip_only_when_what_it_installs_changed(tmp_path: Path) -> None:
+    root = _bootstrap_checkout(tmp_path)
+    rc, runs = await _bootstrap(root)
+    assert rc == 0 and len(runs) == 3, runs  # pip + setuptools, the lock, the project (editable)
+    assert "requirements/run.txt" in runs[1] and runs[2].endswith("-e .")
+    assert (await _bootstrap(root)) == (0, runs)  # a second start: nothing installed, no pip at all
+    rc, more = await _bootstrap(root, "test")  # another lock: installed once
+    assert rc == 0 and len(more) == 6 and "requirements/test.txt" in more[4]
+    with (root / "requirements" / "run.txt").open("a") as lock:
+        lock.write("# a changed lock\n")
+    rc, again = await _bootstrap(root)
+    assert rc == 0 and len(again) == 9 and "requirements/run.txt" in again[7]
+
+
+async def test_a_failed_bootstrap_is_retried_at_the_next_start(tmp_path: Path) -> None:
+    root = _bootstrap_checkout(tmp_path)
+    (root / "pip.fail").touch()
+    rc, runs = await _bootstrap(root)
+    assert rc != 0 and len(runs) == 1
+    (root / "pip.fail").unlink()
+    rc, runs = await _bootstrap(root)
+    assert rc == 0 and len(runs) == 4
+    assert (await _bootstrap(root)) == (0, runs)

@@ -9,7 +9,7 @@ a valid `ReadBatch`), never rebuilt records.
 
 Records are kept per *scope* (`ReadScope`: the stream and the fingerprint of the encryption key
 the reads used, if any), and a lookup sees only its own scope: what was read with one key is never
-served to a read with another key, or none (README, "Encrypted streams"). Below, "stream" is a scope.
+served to a read with another key, or none (docs/encryption.md). Below, "stream" is a scope.
 
 Storage is a sorted list of non-overlapping *chunks* per stream (one per upstream batch, or the
 part of it not already held); contiguous chunks form the covered ranges. The whole cache is

@@ -1,4 +1,4 @@
-"""Encrypted streams through the sidecar (README, "Encrypted streams"): the key reaches S2 from the
+"""Encrypted streams through the sidecar (docs/encryption.md): the key reaches S2 from the
 app's `s2-encryption-key` metadata or the sidecar's key files; S2's answers become statuses that
 name the problem; and what reads share (single flights, live feeds, replays, the history cache)
 is shared only between reads with the same key, so a read with another key, or none, never gets

@@ -134,7 +134,7 @@ async def app_token(cmd_for: Any, token_live: Live, stream: str) -> None:
 
 
 async def encrypted_stream(cmd_for: Any, live: Live, stream: str) -> None:
-    """An encrypted stream (README, "Encrypted streams"), read and followed by a program whose
+    """An encrypted stream (docs/encryption.md), read and followed by a program whose
     `-encryption-key K` (before the command) is the client's key, handed to it as the raw bytes, and
     `-call-encryption-key K` (after it) that call's, handed over as the base64 string: either
     reads; the call's wins over the client's both ways; a wrong key is PermissionDenied, none

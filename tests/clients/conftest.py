@@ -31,7 +31,7 @@ BASIN = "local-basin"
 BASE_TS = 1_700_000_000_000  # in the past: the emulator caps client timestamps at arrival time
 N_RECORDS = 20
 
-# Encrypted streams (README, "Encrypted streams"): a basin whose streams are encrypted, the key its
+# Encrypted streams (docs/encryption.md): a basin whose streams are encrypted, the key its
 # records are written with (standard base64 of 32 bytes, as S2 takes it) and another one.
 SEALED_BASIN = "sealed-basin"
 KEY_BYTES = bytes(range(32))

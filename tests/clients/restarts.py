@@ -46,7 +46,7 @@ def driver_cmd(*program: str) -> DriverCmd:
     return cmd
 
 BASIN = "restart-basin"
-# An encrypted stream's key, standard base64 of 32 bytes (README, "Encrypted streams"); drivers take
+# An encrypted stream's key, standard base64 of 32 bytes (docs/encryption.md); drivers take
 # it as `--encryption-key` and give it to their client (RESUME.md, "The restart test's driver").
 ENCRYPTION_KEY = "c2VjcmV0LWtleS1vZi10aGUtcmVzdGFydC10ZXN0LSE="
 RESTARTS = 10  # 5 SIGTERM (drain: UNAVAILABLE with s2-next-seq-num) and 5 SIGKILL (connection reset)

@@ -1,4 +1,4 @@
-"""The Python client reads encrypted streams through a real sidecar (README, "Encrypted streams"):
+"""The Python client reads encrypted streams through a real sidecar (docs/encryption.md):
 the key given to the client (bytes or base64 str) goes with every `read` and `read_session`, a
 call's own key wins over it, and a wrong, missing or malformed key gets its status, never
 echoing the key. Resumes keep the key: test_python_resume_restarts.py."""

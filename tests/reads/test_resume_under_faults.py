@@ -29,7 +29,7 @@ BODY = 12  # bytes per record body: ~20 bytes per record on the wire, ~2 MB per 
 # progress: a larger budget than the default, and short backoff to keep the suite quick.
 FAST_RETRIES: dict[str, Any] = {"retry_attempts": 40, "retry_base_delay": 0.005, "heartbeat_timeout": 0.3}
 
-# One entry per transient failure the README's "Sessions resume" lists: what a reconnect meets
+# One entry per transient failure docs/guarantees.md's "Sessions resume" lists: what a reconnect meets
 # after each cut.
 RECONNECT_FAULTS: dict[str, dict[str, Any] | None] = {
     "connection reset": None,  # the cut alone

@@ -12,7 +12,7 @@ import (
 // EncryptionKeyHeader is the metadata an encrypted stream's key travels in, S2's own header.
 const EncryptionKeyHeader = "s2-encryption-key"
 
-// EncryptionKey is the key of an encrypted stream (the sidecar's README, "Encrypted streams"):
+// EncryptionKey is the key of an encrypted stream (the sidecar's docs/encryption.md):
 // the 32 raw bytes as a []byte (the client base64-encodes them), or their standard padded base64,
 // as S2 takes it, as a string. Its length and alphabet are the sidecar's to check: a malformed key
 // is an *Error with codes.InvalidArgument, which names no key.

@@ -56,7 +56,7 @@ const (
 //     resume); `CheckTail` needs none. It wins over the sidecar's own key files
 //     (--encryption-keys-dir). Missing for an encrypted stream:
 //     FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
-//     Never logged. README, "Encrypted streams".
+//     Never logged. docs/encryption.md.
 type StreamServiceClient interface {
 	// Reads one batch: at most 1000 records and 1 MiB of metered bytes.
 	// Returns as soon as any record is available. At the tail, `wait` > 0
@@ -146,7 +146,7 @@ func (c *streamServiceClient) CheckTail(ctx context.Context, in *CheckTailReques
 //     resume); `CheckTail` needs none. It wins over the sidecar's own key files
 //     (--encryption-keys-dir). Missing for an encrypted stream:
 //     FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
-//     Never logged. README, "Encrypted streams".
+//     Never logged. docs/encryption.md.
 type StreamServiceServer interface {
 	// Reads one batch: at most 1000 records and 1 MiB of metered bytes.
 	// Returns as soon as any record is available. At the tail, `wait` > 0

@@ -1,5 +1,5 @@
 'use strict';
-// Encrypted streams' keys (README, "Encrypted streams") against the scripted fake sidecar: which
+// Encrypted streams' keys (docs/encryption.md) against the scripted fake sidecar: which
 // `s2-encryption-key` each call sends (the client's, a call's, on every resume of a session, none
 // for checkTail), and that no error, log or inspect of the client shows a key.
 

@@ -37,7 +37,7 @@ class S2SidecarClient(ClientBase):
     `wait`; sessions have none. `retry` says how calls ride out a sidecar restart (clients/RESUME.md):
     sessions resume where they stood, `read` and `check_tail` retry within their timeout;
     `RetryPolicy(max_attempts=1)` turns that off.
-    `encryption_key` is the key of encrypted streams (README, "Encrypted streams"), sent as
+    `encryption_key` is the key of encrypted streams (docs/encryption.md), sent as
     `s2-encryption-key` with every `read` and `read_session` (and each of its resumes): the 32 raw
     bytes as `bytes`, or their base64 as `str`. Those calls take an `encryption_key` of their own,
     which wins over the client's. A key is never logged nor shown in an error.

@@ -3,7 +3,7 @@
 require "base64"
 
 module S2Sidecar
-  # The key of an encrypted stream (the sidecar's README, "Encrypted streams"), as the
+  # The key of an encrypted stream (the sidecar's docs/encryption.md), as the
   # s2-encryption-key metadata carries it: standard padded base64. Made from a binary String
   # (Encoding::BINARY, e.g. SecureRandom.random_bytes(32), File.binread, "...".b: the 32 raw bytes,
   # base64-encoded here) or any other String (the base64 text as S2 takes it). Length and alphabet

@@ -46,7 +46,7 @@ class StreamServiceStub(object):
     resume); `CheckTail` needs none. It wins over the sidecar's own key files
     (--encryption-keys-dir). Missing for an encrypted stream:
     FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
-    Never logged. README, "Encrypted streams".
+    Never logged. docs/encryption.md.
     """
 
     def __init__(self, channel):
@@ -92,7 +92,7 @@ class StreamServiceServicer(object):
     resume); `CheckTail` needs none. It wins over the sidecar's own key files
     (--encryption-keys-dir). Missing for an encrypted stream:
     FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
-    Never logged. README, "Encrypted streams".
+    Never logged. docs/encryption.md.
     """
 
     def Read(self, request, context):
@@ -172,7 +172,7 @@ class StreamService(object):
     resume); `CheckTail` needs none. It wins over the sidecar's own key files
     (--encryption-keys-dir). Missing for an encrypted stream:
     FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
-    Never logged. README, "Encrypted streams".
+    Never logged. docs/encryption.md.
     """
 
     @staticmethod

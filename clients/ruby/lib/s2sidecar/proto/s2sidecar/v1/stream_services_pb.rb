@@ -36,7 +36,7 @@ module S2Sidecar
       #   resume); `CheckTail` needs none. It wins over the sidecar's own key files
       #   (--encryption-keys-dir). Missing for an encrypted stream:
       #   FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
-      #   Never logged. README, "Encrypted streams".
+      #   Never logged. docs/encryption.md.
       class Service
 
         include ::GRPC::GenericService

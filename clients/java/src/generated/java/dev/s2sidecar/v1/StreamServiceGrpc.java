@@ -21,7 +21,7 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  *   resume); `CheckTail` needs none. It wins over the sidecar's own key files
  *   (--encryption-keys-dir). Missing for an encrypted stream:
  *   FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
- *   Never logged. README, "Encrypted streams".
+ *   Never logged. docs/encryption.md.
  * </pre>
  */
 @io.grpc.stub.annotations.GrpcGenerated
@@ -203,7 +203,7 @@ public final class StreamServiceGrpc {
    *   resume); `CheckTail` needs none. It wins over the sidecar's own key files
    *   (--encryption-keys-dir). Missing for an encrypted stream:
    *   FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
-   *   Never logged. README, "Encrypted streams".
+   *   Never logged. docs/encryption.md.
    * </pre>
    */
   public interface AsyncService {
@@ -269,7 +269,7 @@ public final class StreamServiceGrpc {
    *   resume); `CheckTail` needs none. It wins over the sidecar's own key files
    *   (--encryption-keys-dir). Missing for an encrypted stream:
    *   FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
-   *   Never logged. README, "Encrypted streams".
+   *   Never logged. docs/encryption.md.
    * </pre>
    */
   public static abstract class StreamServiceImplBase
@@ -300,7 +300,7 @@ public final class StreamServiceGrpc {
    *   resume); `CheckTail` needs none. It wins over the sidecar's own key files
    *   (--encryption-keys-dir). Missing for an encrypted stream:
    *   FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
-   *   Never logged. README, "Encrypted streams".
+   *   Never logged. docs/encryption.md.
    * </pre>
    */
   public static final class StreamServiceStub
@@ -380,7 +380,7 @@ public final class StreamServiceGrpc {
    *   resume); `CheckTail` needs none. It wins over the sidecar's own key files
    *   (--encryption-keys-dir). Missing for an encrypted stream:
    *   FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
-   *   Never logged. README, "Encrypted streams".
+   *   Never logged. docs/encryption.md.
    * </pre>
    */
   public static final class StreamServiceBlockingV2Stub
@@ -459,7 +459,7 @@ public final class StreamServiceGrpc {
    *   resume); `CheckTail` needs none. It wins over the sidecar's own key files
    *   (--encryption-keys-dir). Missing for an encrypted stream:
    *   FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
-   *   Never logged. README, "Encrypted streams".
+   *   Never logged. docs/encryption.md.
    * </pre>
    */
   public static final class StreamServiceBlockingStub
@@ -537,7 +537,7 @@ public final class StreamServiceGrpc {
    *   resume); `CheckTail` needs none. It wins over the sidecar's own key files
    *   (--encryption-keys-dir). Missing for an encrypted stream:
    *   FAILED_PRECONDITION; malformed: INVALID_ARGUMENT; wrong: PERMISSION_DENIED.
-   *   Never logged. README, "Encrypted streams".
+   *   Never logged. docs/encryption.md.
    * </pre>
    */
   public static final class StreamServiceFutureStub

@@ -7,7 +7,7 @@ import java.util.Base64;
 import java.util.Objects;
 
 /**
- * The key of an encrypted stream (the sidecar's README, "Encrypted streams"), sent as the {@code
+ * The key of an encrypted stream (the sidecar's docs/encryption.md), sent as the {@code
  * s2-encryption-key} metadata of a read. Made from the 32 raw bytes ({@link #of(byte[])}: the
  * client base64-encodes them) or from their standard padded base64 as S2 takes it ({@link
  * #ofBase64(String)}); the builder's and {@link ReadOptions}' {@code encryptionKey} overloads take
