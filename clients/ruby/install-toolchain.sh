@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the Ruby client needs, from Debian packages (no rubygems.org): Ruby, gRPC for Ruby
-# (ruby-grpc, which brings the google-protobuf runtime), and its protoc plugin (ruby-grpc-tools:
-# grpc_tools_ruby_protoc and grpc_ruby_plugin, used by tools/genproto_ruby.py).
+# (ruby-grpc, which brings the google-protobuf runtime), Bundler (ruby-bundler: Debian's ruby
+# package has only bundle3.1, not `bundle`, which an app's Gemfile is installed with) and the protoc
+# plugin (ruby-grpc-tools: grpc_tools_ruby_protoc and grpc_ruby_plugin, used by tools/genproto_ruby.py).
 # Idempotent: does nothing when everything is already there. Needs root (or sudo) and apt.
 # The gems are pinned: Debian bookworm ships exactly these versions (only its package revisions move,
 # with security fixes), and the client is tested against them; any other version fails here, loudly.
 set -euo pipefail
-pkgs=(ruby ruby-grpc ruby-grpc-tools ruby-google-protobuf)
-pinned=("grpc 1.51.1" "google-protobuf 3.21.12" "grpc-tools 1.51.1")
+pkgs=(ruby ruby-grpc ruby-grpc-tools ruby-google-protobuf ruby-bundler)
+pinned=("grpc 1.51.1" "google-protobuf 3.21.12" "grpc-tools 1.51.1" "bundler 2.3.15")
 pins_hold() {
   local pin name version
   for pin in "${pinned[@]}"; do
@@ -23,7 +24,7 @@ have() {
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || return 1
   done
-  command -v ruby >/dev/null && command -v rake >/dev/null &&
+  command -v ruby >/dev/null && command -v rake >/dev/null && command -v bundle >/dev/null &&
     command -v grpc_tools_ruby_protoc >/dev/null && command -v grpc_ruby_plugin >/dev/null &&
     ruby -e 'require "grpc"; require "google/protobuf"' 2>/dev/null
 }

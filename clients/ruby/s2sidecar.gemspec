@@ -10,8 +10,8 @@ Gem::Specification.new do |s|
   s.license = "Apache-2.0"
   s.required_ruby_version = ">= 3.1"
   s.files = Dir["lib/**/*.rb", "README.md"]
-  # From the versions Debian 12 ships (install-toolchain.sh); the generated stubs use the
-  # descriptor DSL, which google-protobuf 4 no longer has.
+  # From the versions Debian 12 ships (install-toolchain.sh). Below 4: the generated stubs (Debian's
+  # protoc 3.21) use the descriptor DSL, which google-protobuf 4 (protobuf 26 and later) removed.
   s.add_dependency "google-protobuf", ">= 3.21", "< 4"
   s.add_dependency "grpc", ">= 1.51"
 end

@@ -19,7 +19,7 @@ import pytest
 from tests.clients.conftest import ROOT, Live
 from tests.clients.quickstart import File, Step, parse
 
-LANGUAGES = ("python", "node", "go", "java")
+LANGUAGES = ("python", "node", "go", "java", "ruby")
 STREAM = "greetings"
 
 
