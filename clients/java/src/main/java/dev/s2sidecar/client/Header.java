@@ -41,15 +41,53 @@ public record Header(byte[] name, byte[] value) {
 
   /** Quoted UTF-8 text when {@code bytes} are valid UTF-8, else {@code 0x} and their hex. */
   static String show(byte[] bytes) {
-    try {
-      String text = StandardCharsets.UTF_8.newDecoder()
-          .onMalformedInput(CodingErrorAction.REPORT)
-          .onUnmappableCharacter(CodingErrorAction.REPORT)
-          .decode(ByteBuffer.wrap(bytes))
-          .toString();
-      return "\"" + text.replace("\\", "\\\\").replace("\"", "\\\"") + "\"";
-    } catch (CharacterCodingException e) {
-      return "0x" + HexFormat.of().formatHex(bytes);
+    return show(bytes, bytes.length);
+  }
+
+  /**
+   * {@link #show(byte[])} of the first {@code max} bytes, followed by {@code …} when there are
+   * more. A UTF-8 character the cut splits is left out of the quoted text rather than making it hex.
+   * Quotes, backslashes and control characters are escaped, so the text stays on one line.
+   */
+  static String show(byte[] bytes, int max) {
+    int shown = Math.min(bytes.length, max);
+    String more = shown < bytes.length ? "\u2026" : "";
+    // A cut inside a character leaves at most 3 of its bytes: try dropping them.
+    int lowest = shown < bytes.length ? Math.max(0, shown - 3) : shown;
+    for (int end = shown; end >= lowest; end--) {
+      try {
+        String text = StandardCharsets.UTF_8.newDecoder()
+            .onMalformedInput(CodingErrorAction.REPORT)
+            .onUnmappableCharacter(CodingErrorAction.REPORT)
+            .decode(ByteBuffer.wrap(bytes, 0, end))
+            .toString();
+        return "\"" + escape(text) + "\"" + more;
+      } catch (CharacterCodingException e) {
+        // not UTF-8 up to end
+      }
     }
+    return "0x" + HexFormat.of().formatHex(bytes, 0, shown) + more;
+  }
+
+  private static String escape(String text) {
+    StringBuilder out = new StringBuilder(text.length() + 2);
+    for (int i = 0; i < text.length(); i++) {
+      char c = text.charAt(i);
+      switch (c) {
+        case '"' -> out.append("\\\"");
+        case '\\' -> out.append("\\\\");
+        case '\n' -> out.append("\\n");
+        case '\r' -> out.append("\\r");
+        case '\t' -> out.append("\\t");
+        default -> {
+          if (c < 0x20 || c == 0x7f) {
+            out.append(String.format("\\u%04x", (int) c));
+          } else {
+            out.append(c);
+          }
+        }
+      }
+    }
+    return out.toString();
   }
 }

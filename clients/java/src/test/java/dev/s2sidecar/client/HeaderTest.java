@@ -18,6 +18,7 @@ class HeaderTest {
     assertEquals("Header[name=\"k\", value=\"caf\u00e9 \\\"x\\\"\"]", header("k", "caf\u00e9 \"x\"").toString());
     assertEquals("Header[name=\"bin\", value=0x00ff80]",
         new Header("bin".getBytes(StandardCharsets.UTF_8), new byte[] {0, (byte) 0xff, (byte) 0x80}).toString());
+    assertEquals("Header[name=\"k\", value=\"a\\nb\\u0001\"]", header("k", "a\nb\u0001").toString());
   }
 
   @Test
