@@ -49,8 +49,9 @@ def java(classpath: str, main: str) -> list[str]:
 
 
 def test_java_unit_tests_ran_and_passed(classpath: str) -> None:
-    """The build ran the JUnit tests (resume logic, errors, a scripted in-process service, and a
-    loopback server that starts late: calls wait for it, waitForReady names the target)."""
+    """The build ran the JUnit tests (resume logic, errors, a scripted in-process service, a
+    loopback server that starts late: calls wait for it, waitForReady names the target, and how
+    headers and records print)."""
     reports = list((TARGET / "surefire-reports").glob("TEST-*.xml"))
     suites = [ET.parse(p).getroot() for p in reports]
     assert {s.get("name") for s in suites} >= {
@@ -59,6 +60,8 @@ def test_java_unit_tests_ran_and_passed(classpath: str) -> None:
         "dev.s2sidecar.client.SidecarExceptionTest",
         "dev.s2sidecar.client.ScriptedServiceTest",
         "dev.s2sidecar.client.WaitForReadyTest",
+        "dev.s2sidecar.client.HeaderTest",
+        "dev.s2sidecar.client.SequencedRecordTest",
     }
     assert sum(int(s.get("tests", "0")) for s in suites) >= 20
     assert all(s.get("failures") == "0" and s.get("errors") == "0" for s in suites)
