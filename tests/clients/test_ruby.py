@@ -31,7 +31,8 @@ def ruby() -> str:
     )
     if probe.returncode != 0:
         pytest.fail(
-            f"Ruby's grpc gems are missing (run clients/ruby/install-toolchain.sh): {probe.stderr.strip()}", pytrace=False
+            f"Ruby's grpc gems are missing (run clients/ruby/install-toolchain.sh): {probe.stderr.strip()}",
+            pytrace=False,
         )
     return path
 
@@ -128,3 +129,30 @@ async def test_ruby_leaves_command_records_out_and_says_when_caught_up(ruby: str
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
     assert json.loads(out) == {"read": [0, 2], "seen": [0, 2], "before": False, "after": True}
+
+
+PER_CALL_TIMEOUT_APP = """
+require "json"
+require "s2sidecar"
+client = S2Sidecar::Client.new(ARGV[0], timeout: 120)
+tail = client.check_tail(ARGV[1], timeout: 10).seq_num
+batch = client.read(ARGV[1], seq_num: tail, wait: 60, timeout: 1)
+puts JSON.generate({tail: tail, records: batch.records.size})
+client.close
+"""
+
+
+async def test_ruby_per_call_timeout_bounds_a_long_poll(ruby: str, live: Live, stream: str) -> None:
+    """A read's `timeout:` is its whole deadline: a long poll of 60 s at the tail with `timeout: 1`
+    ends at that bound (the sidecar answers an empty batch before the deadline rather than letting
+    it pass), well within the 30 s this test waits; the client's 120 s plus the wait would not."""
+    await live.append(stream, [{"body": "a"}])
+    argv = [ruby, "-I", str(RUBY_DIR / "lib"), "-e", PER_CALL_TIMEOUT_APP, live.address, stream]
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    except TimeoutError:
+        proc.kill()
+        raise AssertionError("the read's timeout: did not bound its wait") from None
+    assert proc.returncode == 0, err.decode()
+    assert json.loads(out) == {"tail": 1, "records": 0}

@@ -26,6 +26,9 @@ module S2Sidecar
   # it. #wait_for_ready waits for it explicitly, at start.
   class Client
     DEFAULT_TARGET = "127.0.0.1:50051"
+    # The default of a call's timeout: keyword, which nil (no deadline) cannot be.
+    CLIENT_TIMEOUT = Object.new.freeze
+    private_constant :CLIENT_TIMEOUT
     START_FIELDS = %i[seq_num timestamp tail_offset].freeze
     # Ruby's grpc (1.51) has no per-call wait_for_ready option; a method config in the channel's
     # default service config sets it for every call on that channel.
@@ -113,12 +116,14 @@ module S2Sidecar
     # (an exclusive timestamp); clamp: starts at the tail instead of failing past it; wait:
     # (seconds, at most 60) long-polls at the tail. encryption_key: this call's key, instead of the
     # client's. ignore_command_records: true leaves command records (fence, trim) out; they still
-    # count toward count: and bytes:, as in S2's SDKs.
-    def read(stream, encryption_key: nil, **opts)
+    # count toward count: and bytes:, as in S2's SDKs. timeout: this call's deadline in seconds,
+    # its wait: included (nil: none; default: the client's timeout plus the wait).
+    def read(stream, encryption_key: nil, timeout: CLIENT_TIMEOUT, **opts)
       metadata = reads_metadata(encryption_key)
       opts = opts.compact
       req = request(V1::ReadRequest, stream, **opts)
-      retrying(@timeout && (@timeout + (opts[:wait] || 0))) do |deadline|
+      within = timeout.equal?(CLIENT_TIMEOUT) ? @timeout && (@timeout + (opts[:wait] || 0)) : timeout
+      retrying(within) do |deadline|
         stub.read(req, metadata: metadata, deadline: deadline)
       end
     rescue RangeNotSatisfiable => e
@@ -131,10 +136,11 @@ module S2Sidecar
 
     # The stream's tail as a V1::StreamPosition: the seq_num the next record will get and the last
     # record's timestamp. max_staleness_ms: how old a cached tail may be (0: ask S2 unless a live
-    # session vouches for it; nil: the sidecar's default, 1 s).
-    def check_tail(stream, max_staleness_ms: nil)
+    # session vouches for it; nil: the sidecar's default, 1 s). timeout: this call's deadline in
+    # seconds (nil: none; default: the client's).
+    def check_tail(stream, max_staleness_ms: nil, timeout: CLIENT_TIMEOUT)
       req = V1::CheckTailRequest.new(basin: @basin, stream: stream, max_staleness_ms: max_staleness_ms)
-      retrying(@timeout) { |deadline| stub.check_tail(req, metadata: @metadata, deadline: deadline) }.tail
+      retrying(timeout.equal?(CLIENT_TIMEOUT) ? @timeout : timeout) { |deadline| stub.check_tail(req, metadata: @metadata, deadline: deadline) }.tail
     end
 
     # Batches (V1::ReadSessionResponse) from a start (default: the tail), in order, each record
