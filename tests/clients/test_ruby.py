@@ -11,6 +11,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+from pathlib import Path
 from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
@@ -134,25 +135,34 @@ async def test_ruby_leaves_command_records_out_and_says_when_caught_up(ruby: str
 PER_CALL_TIMEOUT_APP = """
 require "json"
 require "s2sidecar"
-client = S2Sidecar::Client.new(ARGV[0], timeout: 120)
-tail = client.check_tail(ARGV[1], timeout: 10).seq_num
-batch = client.read(ARGV[1], seq_num: tail, wait: 60, timeout: 1)
-puts JSON.generate({tail: tail, records: batch.records.size})
+client = S2Sidecar::Client.new(ARGV[0], timeout: 120, retry_policy: S2Sidecar::RetryPolicy::NONE)
+started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+results = [[:check_tail, {timeout: 1}], [:read, {seq_num: 0, wait: 1, timeout: 1}]].map do |name, kw|
+  begin
+    client.public_send(name, ARGV[1], **kw)
+    "answered"
+  rescue S2Sidecar::Error => e
+    e.class.name
+  end
+end
+puts JSON.generate({results: results, seconds: Process.clock_gettime(Process::CLOCK_MONOTONIC) - started})
 client.close
 """
 
 
-async def test_ruby_per_call_timeout_bounds_a_long_poll(ruby: str, live: Live, stream: str) -> None:
-    """A read's `timeout:` is its whole deadline: a long poll of 60 s at the tail with `timeout: 1`
-    ends at that bound (the sidecar answers an empty batch before the deadline rather than letting
-    it pass), well within the 30 s this test waits; the client's 120 s plus the wait would not."""
-    await live.append(stream, [{"body": "a"}])
-    argv = [ruby, "-I", str(RUBY_DIR / "lib"), "-e", PER_CALL_TIMEOUT_APP, live.address, stream]
+async def test_ruby_per_call_timeout_replaces_the_clients(ruby: str, tmp_path: Path) -> None:
+    """A call's `timeout:` replaces the client's (120 s here) for that call, with the same meaning:
+    against an address where no sidecar answers, `check_tail(timeout: 1)` and `read(wait: 1,
+    timeout: 1)` each end `DeadlineExceeded` (calls wait for a sidecar that has not answered yet,
+    within their deadline), long before the client's timeout; this test gives them 60 s."""
+    argv = [ruby, "-I", str(RUBY_DIR / "lib"), "-e", PER_CALL_TIMEOUT_APP, f"unix:{tmp_path}/nobody.sock", "s"]
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
     except TimeoutError:
         proc.kill()
-        raise AssertionError("the read's timeout: did not bound its wait") from None
+        raise AssertionError("a call's timeout: did not replace the client's") from None
     assert proc.returncode == 0, err.decode()
-    assert json.loads(out) == {"tail": 1, "records": 0}
+    result = json.loads(out)
+    assert result["results"] == ["S2Sidecar::DeadlineExceeded", "S2Sidecar::DeadlineExceeded"], result
+    assert result["seconds"] >= 3, result  # 1 s, then 1 s plus the 1 s wait: the wait comes on top

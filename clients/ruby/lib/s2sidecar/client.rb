@@ -116,13 +116,14 @@ module S2Sidecar
     # (an exclusive timestamp); clamp: starts at the tail instead of failing past it; wait:
     # (seconds, at most 60) long-polls at the tail. encryption_key: this call's key, instead of the
     # client's. ignore_command_records: true leaves command records (fence, trim) out; they still
-    # count toward count: and bytes:, as in S2's SDKs. timeout: this call's deadline in seconds,
-    # its wait: included (nil: none; default: the client's timeout plus the wait).
+    # count toward count: and bytes:, as in S2's SDKs. timeout: this call's timeout in seconds,
+    # instead of the client's, with the same meaning: the wait: comes on top (nil: none).
     def read(stream, encryption_key: nil, timeout: CLIENT_TIMEOUT, **opts)
       metadata = reads_metadata(encryption_key)
       opts = opts.compact
       req = request(V1::ReadRequest, stream, **opts)
-      within = timeout.equal?(CLIENT_TIMEOUT) ? @timeout && (@timeout + (opts[:wait] || 0)) : timeout
+      timeout = @timeout if timeout.equal?(CLIENT_TIMEOUT)
+      within = timeout && (timeout + (opts[:wait] || 0))
       retrying(within) do |deadline|
         stub.read(req, metadata: metadata, deadline: deadline)
       end
