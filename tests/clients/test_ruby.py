@@ -11,8 +11,8 @@ import asyncio
 import json
 import shutil
 import subprocess
-from pathlib import Path
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 import pytest
 
