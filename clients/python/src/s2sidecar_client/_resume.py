@@ -121,14 +121,16 @@ class SessionState:
         self.attempts = Attempts(policy, rng)
         self.next_seq_num: int | None = None  # None until a record or heartbeat says where we are
         self.delivered_count = 0
-        self.delivered_bytes = 0
+        self.delivered_bytes = 0  # counted only under a bytes limit, the one use of it
+        self._metered = request.bytes > 0
         self.caught_up = False  # as the last message said; a new call (a resume) starts behind
 
     def on_batch(self, batch: ReadBatch) -> None:
         if batch.records:
             self.next_seq_num = batch.records[-1].seq_num + 1
             self.delivered_count += len(batch.records)
-            self.delivered_bytes += sum(metered_bytes(r) for r in batch.records)
+            if self._metered:
+                self.delivered_bytes += sum(metered_bytes(r) for r in batch.records)
         elif batch.tail is not None:
             # a heartbeat: caught up at the tail, so a follower that has seen no record yet still
             # reads what is appended while the sidecar is down
