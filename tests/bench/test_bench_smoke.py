@@ -5,11 +5,20 @@ Not a performance test: nothing here depends on how fast the machine is."""
 from __future__ import annotations
 
 import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
+
+from tests.bench.common import ROOT
 from tests.bench.fanout import FanoutParams, format_fanout, run_fanout
 from tests.bench.throughput import ThroughputParams, format_throughput, run_throughput
 from tests.bench.unary import UnaryParams, format_unary, run_unary
-from tests.bench.vs_sdk import VsSdkParams, format_vs_sdk, run_vs_sdk
+from tests.bench.vs_sdk import CLIENT_SRC, VsSdkParams, format_vs_sdk, run_vs_sdk
+from tests.emulator.test_s2_sdk import sdk_python
 
 
 def positive(*values: float) -> bool:
@@ -92,3 +101,24 @@ async def test_vs_sdk_section() -> None:
     assert len(r.emulator) == 2 and all(positive(b, a) for _, b, a in r.emulator), text
     for heading in ("s2-sdk", "http2/http1", "TCP connections", "after/before"):
         assert heading in text, text
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [(), ("--embedded", "--no-history-cache", "--before-src", str(CLIENT_SRC))],
+    ids=["separate-emulator", "embedded-before"],
+)
+def test_client_vs_sdk_script(extra: tuple[str, ...], tmp_path: Path) -> None:
+    env = {**os.environ, "S2_SDK_PYTHON": str(sdk_python())}
+    args = ["--records", "3000", "--rounds", "2", "--profile", str(tmp_path), *extra]
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.bench.client_vs_sdk", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    readers = ["s2-sdk", "client", *(["before"] if extra else [])]
+    rates = re.findall(r"^  (\S+) +([\d,]+) rec/s", out.stdout, re.MULTILINE)
+    assert [name for name, _ in rates] == readers * 2, out.stdout
+    assert all(int(rate.replace(",", "")) > 0 for _, rate in rates), out.stdout
+    assert re.search(r"^median client/s2-sdk over 2 rounds: \d+\.\d\dx$", out.stdout, re.MULTILINE), out.stdout
+    assert (tmp_path / "client.prof").stat().st_size > 0

@@ -33,6 +33,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -88,18 +89,25 @@ def before_tree(p: VsSdkParams) -> Path:
     return p.before_tree
 
 
-async def reader(python: Path, mode: str, target: str, stream: str, p: VsSdkParams, env: dict[str, str]) -> float:
-    """Median records/s of one reader process."""
+async def run_reader(
+    python: Path, mode: str, target: str, stream: str, records: int, runs: int, env: dict[str, str], *pre: str
+) -> dict[str, Any]:
+    """What one reader process printed (`vs_sdk_reader.py`); `pre`: interpreter options before the script."""
     proc = await asyncio.create_subprocess_exec(
-        str(python), str(READER), mode, target, BASIN, stream, str(p.records), str(p.runs),
+        str(python), *pre, str(READER), mode, target, BASIN, stream, str(records), str(runs),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **MALLOC_ENV, **env}, cwd=ROOT,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 600)
     if proc.returncode != 0:
         raise RuntimeError(f"{mode} reader failed ({proc.returncode}):\n{err.decode()[-3000:]}")
-    rates: list[float] = json.loads(out.decode().strip().splitlines()[-1])["rates"]
-    return median(rates)
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
+async def reader(python: Path, mode: str, target: str, stream: str, p: VsSdkParams, env: dict[str, str]) -> float:
+    """Median records/s of one reader process."""
+    return median((await run_reader(python, mode, target, stream, p.records, p.runs, env))["rates"])
 
 
 async def h2_hook_connections(http: aiohttp.ClientSession, url: str) -> int:
@@ -186,15 +194,15 @@ async def run_vs_sdk(p: VsSdkParams) -> VsSdkResult:
                     await catch_up(address, f"bench-{size}", min(p.records, 10_000))  # warm up
                     rates[proto] = median([await catch_up(address, f"bench-{size}", p.records) for _ in range(p.runs)])
                 r.catchup.append((size, rates["http1"], rates["http2"]))
-            for proto in (UpstreamProtocol.HTTP2, UpstreamProtocol.HTTP1):
+            for upstream in (UpstreamProtocol.HTTP2, UpstreamProtocol.HTTP1):
                 baseline = await h2_hook_connections(http, url)  # the http2 sidecar's own connection
                 seen: list[int] = []
 
                 async def probe(seen: list[int] = seen) -> None:
                     seen.append(await h2_hook_connections(http, url))
 
-                conns, open_sessions = await many_sessions(url, "bench-live", p.sessions, proto, probe)
-                r.connections[proto.value] = (conns, open_sessions, seen[0] - baseline)
+                conns, open_sessions = await many_sessions(url, "bench-live", p.sessions, upstream, probe)
+                r.connections[upstream.value] = (conns, open_sessions, seen[0] - baseline)
     finally:
         for proc, _ in sidecars.values():
             await stop(proc)

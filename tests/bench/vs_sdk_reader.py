@@ -6,7 +6,8 @@
 Runs as a script in its own interpreter: the `sdk` mode in the s2-sdk venv (protobuf < 7), the
 `sidecar` mode in the project's venv with clients/python/src importable. Plain asyncio (what a user
 gets by default). One warm-up run, then RUNS timed runs; prints one JSON line
-{"rates": [records/s per run], "bytes": body bytes of the last run}. Every record's body is touched
+{"rates": [records/s per run], "cpu": [this process's CPU seconds per run], "bytes": body bytes of
+the last run}. Every record's body is touched
 (summed lengths) so neither side can skip building its record objects.
 """
 
@@ -57,12 +58,13 @@ async def sdk_reader(basin: str, stream: str, n: int) -> Callable[[], Awaitable[
 async def main(mode: str, target: str, basin: str, stream: str, n: int, runs: int) -> None:
     once = await (sidecar_reader(target, basin, stream, n) if mode == "sidecar" else sdk_reader(basin, stream, n))
     size = await once()  # warm up: connections, channels, code paths
-    rates = []
+    rates, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         size = await once()
         rates.append(n / (time.perf_counter() - t0))
-    print(json.dumps({"rates": rates, "bytes": size}), flush=True)
+        cpu.append(time.process_time() - c0)
+    print(json.dumps({"rates": rates, "cpu": cpu, "bytes": size}), flush=True)
 
 
 if __name__ == "__main__":
