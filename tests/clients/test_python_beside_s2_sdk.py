@@ -74,7 +74,10 @@ async def test_one_venv_appends_with_s2_sdk_and_reads_with_the_client(
     install = [py, "-m", "pip", "install", "-q", str(wheel), f"s2-sdk=={locked['s2-sdk']}", "-c", str(constraints)]
     result = await asyncio.to_thread(subprocess.run, install, capture_output=True, text=True, timeout=500)
     assert result.returncode == 0, result.stderr[-3000:]
-    check = await asyncio.to_thread(subprocess.run, [py, "-m", "pip", "check"], capture_output=True, text=True)
+    alone = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the venv's packages only
+    check = await asyncio.to_thread(
+        subprocess.run, [py, "-m", "pip", "check"], capture_output=True, text=True, env=alone
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("S2_")}

@@ -4,6 +4,9 @@ clients differ only in how they wait: `await` or block."""
 
 from __future__ import annotations
 
+import enum
+from typing import Final, Literal
+
 from s2sidecar_client import _convert
 from s2sidecar_client._convert import EncryptionKey
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
@@ -12,6 +15,15 @@ from s2sidecar_client.errors import RangeNotSatisfiable
 from s2sidecar_client.types import ReadLimit, Start, Timestamp
 
 Metadata = tuple[tuple[str, str], ...]
+
+
+class _ClientTimeout(enum.Enum):
+    CLIENT_TIMEOUT = enum.auto()
+
+
+# The default of a call's `timeout`: the client's. `None` cannot be it, as it means "no deadline".
+CLIENT_TIMEOUT: Final = _ClientTimeout.CLIENT_TIMEOUT
+CallTimeout = float | None | Literal[_ClientTimeout.CLIENT_TIMEOUT]
 
 # (method path, request serializer, response deserializer) of each call, for `channel.unary_*`.
 READ = (_convert.SERVICE + "Read", pb.ReadRequest.SerializeToString, pb.ReadResponse.FromString)
@@ -61,12 +73,19 @@ class ClientBase:
         clamp: bool,
         wait: int | None,
         ignore_command_records: bool,
+        timeout: CallTimeout,
     ) -> tuple[pb.ReadRequest, float | None]:
-        """A `Read`'s request, and its time budget: the client's timeout on top of any `wait`."""
+        """A `Read`'s request, and its time budget: the call's timeout (else the client's) on top
+        of any `wait`."""
         req = _convert.read_request(
             pb.ReadRequest, self.basin, stream, start, limit, until, clamp, wait, ignore_command_records
         )
-        return req, None if self.timeout is None else self.timeout + (wait or 0)
+        within = self._within(timeout)
+        return req, None if within is None else within + (wait or 0)
+
+    def _within(self, timeout: CallTimeout) -> float | None:
+        """A call's timeout: its own, else the client's."""
+        return self.timeout if timeout is CLIENT_TIMEOUT else timeout
 
     @staticmethod
     def _note_tail_read(err: BaseException, req: pb.ReadRequest) -> None:

@@ -10,7 +10,7 @@ from typing import Self, TypeVar
 import grpc
 
 from s2sidecar_client import _base, _convert
-from s2sidecar_client._base import ClientBase, SessionView
+from s2sidecar_client._base import CLIENT_TIMEOUT, CallTimeout, ClientBase, SessionView
 from s2sidecar_client._convert import EncryptionKey
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
 from s2sidecar_client._resume import CallRetries, RetryPolicy, SessionState
@@ -100,14 +100,17 @@ class S2SidecarClient(ClientBase):
         *,
         encryption_key: EncryptionKey | None = None,
         ignore_command_records: bool = False,
+        timeout: CallTimeout = CLIENT_TIMEOUT,  # noqa: ASYNC109  (the client's meaning, as in the sync client)
     ) -> ReadBatch:
         """One batch (at most 1000 records / 1 MiB metered). `start=None` (the default) means the
         tail, as the proto says, where nothing is yet: pass a start, or `wait`; `until`
         is an exclusive timestamp in ms; `wait` (seconds, at most 60) long-polls at the tail;
         `encryption_key` (bytes or base64 str) replaces the client's for this call.
         `ignore_command_records` leaves command records (fence, trim) out; they still count
-        toward `limit`, as in S2's SDKs, so the batch may hold fewer records than asked."""
-        req, timeout = self._read_request(stream, start, limit, until, clamp, wait, ignore_command_records)
+        toward `limit`, as in S2's SDKs, so the batch may hold fewer records than asked.
+        `timeout` (seconds; None: none) replaces the client's for this call, with its meaning: the
+        `wait` comes on top, retries are included."""
+        req, timeout = self._read_request(stream, start, limit, until, clamp, wait, ignore_command_records, timeout)
         metadata = self._reads_metadata(encryption_key)
         try:
             resp = await self._retrying(
@@ -157,15 +160,22 @@ class S2SidecarClient(ClientBase):
             on_answer=self._answer,
         )
 
-    async def check_tail(self, stream: str, *, max_staleness_ms: int | None = None) -> StreamPosition:
+    async def check_tail(
+        self,
+        stream: str,
+        *,
+        max_staleness_ms: int | None = None,
+        timeout: CallTimeout = CLIENT_TIMEOUT,  # noqa: ASYNC109  (the client's meaning, as in the sync client)
+    ) -> StreamPosition:
         """The seq_num the next record will get, and the last record's timestamp.
 
         `max_staleness_ms`: how old a tail the sidecar may answer from its cache (0: ask S2,
-        unless a live session vouches for the tail); None: the sidecar's default (1 s)."""
+        unless a live session vouches for the tail); None: the sidecar's default (1 s).
+        `timeout` (seconds; None: none) replaces the client's for this call, retries included."""
         req = self._tail_request(stream, max_staleness_ms)
         resp = await self._retrying(
             lambda t: self._check_tail(req, timeout=t, metadata=self._metadata, wait_for_ready=not self._answered),
-            self.timeout,
+            self._within(timeout),
         )
         return _convert.position(resp.tail)
 

@@ -10,7 +10,7 @@ from typing import Self, TypeVar
 import grpc
 
 from s2sidecar_client import _base, _convert
-from s2sidecar_client._base import ClientBase, SessionView
+from s2sidecar_client._base import CLIENT_TIMEOUT, CallTimeout, ClientBase, SessionView
 from s2sidecar_client._convert import EncryptionKey
 from s2sidecar_client._proto.s2sidecar.v1 import stream_pb2 as pb
 from s2sidecar_client._resume import CallRetries, RetryPolicy, SessionState
@@ -79,8 +79,9 @@ class S2SidecarSyncClient(ClientBase):
         *,
         encryption_key: EncryptionKey | None = None,
         ignore_command_records: bool = False,
+        timeout: CallTimeout = CLIENT_TIMEOUT,
     ) -> ReadBatch:
-        req, timeout = self._read_request(stream, start, limit, until, clamp, wait, ignore_command_records)
+        req, timeout = self._read_request(stream, start, limit, until, clamp, wait, ignore_command_records, timeout)
         metadata = self._reads_metadata(encryption_key)
         try:
             resp = self._retrying(
@@ -130,11 +131,13 @@ class S2SidecarSyncClient(ClientBase):
                 raise err
             time.sleep(delay)
 
-    def check_tail(self, stream: str, *, max_staleness_ms: int | None = None) -> StreamPosition:
+    def check_tail(
+        self, stream: str, *, max_staleness_ms: int | None = None, timeout: CallTimeout = CLIENT_TIMEOUT
+    ) -> StreamPosition:
         req = self._tail_request(stream, max_staleness_ms)
         resp = self._retrying(
             lambda t: self._check_tail(req, timeout=t, metadata=self._metadata, wait_for_ready=not self._answered),
-            self.timeout,
+            self._within(timeout),
         )
         return _convert.position(resp.tail)
 
