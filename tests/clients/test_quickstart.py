@@ -72,3 +72,11 @@ async def test_the_quick_start_reads_a_record_as_written(language: str, live: Li
         assert proc.returncode == 0, f"{where}: exit code {proc.returncode}\n$ {script}\n{output[-6000:]}"
         for expected in step.expect:
             assert expected in output, f"{where}: missing {expected!r}\n$ {script}\n{output[-6000:]}"
+
+
+def test_the_readmes_first_read_is_the_python_quick_starts_app() -> None:
+    """The top-level README shows the Python quick start's app: the same text, so it is tested too."""
+    (app,) = [s for s in parse((ROOT / "clients" / "python" / "README.md").read_text()) if isinstance(s, File)]
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## A first read in each language") :]
+    assert f"```python\n{app.text}```" in section
