@@ -1,17 +1,20 @@
 """The Java client (`clients/java`): built offline with Maven (its JUnit tests run in the build),
 then its example CLI against a real sidecar (the shared scenarios) and its restart driver across
 real sidecar restarts (tests/clients/restarts.py), and its first call waiting for a sidecar that
-starts after it.
+starts after it, and a call's own timeout replacing the client's.
 
 Needs `clients/java/install-toolchain.sh` first (it fills the local Maven repository); skips,
 saying why, only when java or mvn is missing."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -42,10 +45,14 @@ def classpath() -> str:
     return f"{TARGET / 'classes'}:{(TARGET / 'classpath.txt').read_text().strip()}"
 
 
-def java(classpath: str, main: str) -> list[str]:
+def jvm(classpath: str) -> list[str]:
     java_bin = shutil.which("java")
     assert java_bin is not None
-    return [java_bin, *JVM_FLAGS, "-cp", classpath, f"{PACKAGE}.{main}"]
+    return [java_bin, *JVM_FLAGS, "-cp", classpath]
+
+
+def java(classpath: str, main: str) -> list[str]:
+    return [*jvm(classpath), f"{PACKAGE}.{main}"]
 
 
 def test_java_unit_tests_ran_and_passed(classpath: str) -> None:
@@ -121,3 +128,58 @@ async def test_java_session_keeps_its_key_across_sidecar_restarts(driver: restar
 
 async def test_java_first_call_waits_for_a_sidecar_that_starts_later(cmd_for: Callable[[str], list[str]]) -> None:
     await cli_scenarios.first_call_waits_for_a_late_sidecar(cmd_for)
+
+
+# Run by java's source launcher (one file, compiled in memory): a client with a 120 s timeout and
+# retries off; a call's own 1 s must end each call first.
+PER_CALL_TIMEOUT_APP = r"""
+import dev.s2sidecar.client.*;
+import java.time.Duration;
+import java.util.Locale;
+import java.util.function.Supplier;
+
+public class PerCallTimeout {
+  static String outcome(Supplier<?> call) {
+    try {
+      call.get();
+      return "answered";
+    } catch (SidecarException e) {
+      return e.getClass().getSimpleName();
+    }
+  }
+
+  public static void main(String[] args) {
+    var second = Duration.ofSeconds(1);
+    try (var client = S2SidecarClient.builder().target(args[0]).timeout(Duration.ofSeconds(120)).resume(false).build()) {
+      String tail = outcome(() -> client.checkTail(args[1], CheckTailOptions.DEFAULT.timeout(second)));
+      long started = System.nanoTime();
+      String read = outcome(() -> client.read(args[1], ReadOptions.from(ReadStart.seqNum(0)).waitSeconds(1).timeout(second)));
+      double readSeconds = (System.nanoTime() - started) / 1e9;
+      System.out.printf(Locale.ROOT, "{\"results\": [\"%s\", \"%s\"], \"read_seconds\": %.3f}%n", tail, read, readSeconds);
+    }
+  }
+}
+"""
+
+
+async def test_java_per_call_timeout_replaces_the_clients(classpath: str, tmp_path: Path) -> None:
+    """A call's timeout (`CheckTailOptions.timeout`, `ReadOptions.timeout`) replaces the client's
+    (120 s here) for that call, with the same meaning: against an address where no sidecar
+    answers, `checkTail` with 1 s and `read` with `waitSeconds(1)` and 1 s each end
+    `DeadlineExceeded` (calls wait for a sidecar that has not answered yet, within their deadline),
+    long before the client's timeout, the read after at least 2 s (the wait on top); this test
+    gives them 60 s."""
+    app = tmp_path / "PerCallTimeout.java"
+    app.write_text(PER_CALL_TIMEOUT_APP)
+    argv = [*jvm(classpath), str(app), f"unix:{tmp_path}/nobody.sock", "s"]
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError("a call's timeout did not replace the client's") from None
+    assert proc.returncode == 0, err.decode()
+    result = json.loads(out)
+    assert result["results"] == ["DeadlineExceeded", "DeadlineExceeded"], result
+    assert result["read_seconds"] >= 2, result  # 1 s plus the 1 s wait: the wait comes on top

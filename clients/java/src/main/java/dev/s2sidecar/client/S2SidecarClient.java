@@ -109,15 +109,16 @@ public final class S2SidecarClient implements AutoCloseable {
    * One batch: at most 1000 records and 1 MiB of metered bytes, from {@code options.start()} (none:
    * the tail, as the proto says). With {@code waitSeconds} it long-polls at the tail; without it a
    * read at the tail throws {@link SidecarException.RangeNotSatisfiable}. Retried within the deadline
-   * (the timeout plus the wait) when the sidecar is restarting.
+   * (the timeout, the options' else the client's, plus the wait) when the sidecar is restarting.
    */
   public ReadBatch read(String stream, ReadOptions options) {
     var request = Convert.readRequest(basin, stream, options);
     Duration wait = Duration.ofSeconds(options.waitSeconds().orElse(0));
+    Duration within = options.timeout().orElse(timeout).plus(wait);
     Optional<EncryptionKey> key = keyFor(options);
     dev.s2sidecar.v1.ReadResponse response;
     try {
-      response = unary("Read", wait, key, s -> s.read(request));
+      response = unary("Read", within, key, s -> s.read(request));
     } catch (SidecarException.RangeNotSatisfiable e) {
       if (options.start().isEmpty() && options.waitSeconds().isEmpty()) {
         throw e.withMessage(e.getMessage() + " (a read with no start reads at the tail, as the proto says: pass a"
@@ -132,11 +133,16 @@ public final class S2SidecarClient implements AutoCloseable {
    * Streams batches from {@code options.start()} (none: the tail, i.e. new records only). With no
    * stop (count, bytes, until) it follows the stream live for ever; close the session to end it.
    *
-   * @throws IllegalArgumentException with {@code ignoreCommandRecords} and a count or bytes limit:
-   *     the records left out count toward the limit but are never delivered, so a resume could not
-   *     reduce it exactly
+   * @throws IllegalArgumentException with a {@code timeout} (a session has no deadline), or with
+   *     {@code ignoreCommandRecords} and a count or bytes limit: the records left out count toward
+   *     the limit but are never delivered, so a resume could not reduce it exactly
    */
   public ReadSession readSession(String stream, ReadOptions options) {
+    if (options.timeout().isPresent()) {
+      throw new IllegalArgumentException(
+          "readSession: a session has no deadline (close() ends it, and waitSeconds ends it after"
+              + " that long without a new record); timeout is a read's");
+    }
     ReadLimit limit = options.limit();
     if (options.ignoreCommandRecords()
         && (limit.count().orElse(0) > 0 || limit.bytes().orElse(0) > 0)) {
@@ -159,7 +165,7 @@ public final class S2SidecarClient implements AutoCloseable {
    * configured).
    */
   public StreamPosition checkTail(String stream) {
-    return checkTail(CheckTailRequest.newBuilder().setBasin(basin).setStream(stream).build());
+    return checkTail(stream, CheckTailOptions.DEFAULT);
   }
 
   /**
@@ -167,16 +173,19 @@ public final class S2SidecarClient implements AutoCloseable {
    * live session on this sidecar vouches for the tail.
    */
   public StreamPosition checkTail(String stream, Duration maxStaleness) {
-    return checkTail(CheckTailRequest.newBuilder()
-        .setBasin(basin)
-        .setStream(stream)
-        .setMaxStalenessMs(Math.toIntExact(maxStaleness.toMillis()))
-        .build());
+    return checkTail(stream, CheckTailOptions.DEFAULT.maxStaleness(maxStaleness));
   }
 
-  private StreamPosition checkTail(CheckTailRequest request) {
+  /**
+   * The stream's tail, as old as {@code options.maxStaleness()} allows, within {@code
+   * options.timeout()} (else the client's timeout), retries included.
+   */
+  public StreamPosition checkTail(String stream, CheckTailOptions options) {
+    var request = CheckTailRequest.newBuilder().setBasin(basin).setStream(stream);
+    options.maxStaleness().ifPresent(d -> request.setMaxStalenessMs(Math.toIntExact(d.toMillis())));
+    Duration within = options.timeout().orElse(timeout);
     // No key: S2 answers tails without one.
-    return Convert.position(unary("CheckTail", Duration.ZERO, Optional.empty(), s -> s.checkTail(request)).getTail());
+    return Convert.position(unary("CheckTail", within, Optional.empty(), s -> s.checkTail(request.build())).getTail());
   }
 
   /**
@@ -272,8 +281,8 @@ public final class S2SidecarClient implements AutoCloseable {
   }
 
   private <T> T unary(
-      String method, Duration extra, Optional<EncryptionKey> key, Function<StreamServiceBlockingStub, T> call) {
-    Deadline deadline = Deadline.after(timeout.plus(extra).toNanos(), TimeUnit.NANOSECONDS);
+      String method, Duration within, Optional<EncryptionKey> key, Function<StreamServiceBlockingStub, T> call) {
+    Deadline deadline = Deadline.after(within.toNanos(), TimeUnit.NANOSECONDS);
     Attempts attempts = new Attempts(retryPolicy, Math::random);
     while (true) {
       try {
@@ -347,7 +356,10 @@ public final class S2SidecarClient implements AutoCloseable {
       return this;
     }
 
-    /** The deadline of {@code read} (plus its wait) and {@code checkTail}, retries included. Default 30 s. */
+    /**
+     * The deadline of {@code read} (plus its wait) and {@code checkTail}, retries included. Default
+     * 30 s. A call's own ({@link ReadOptions#timeout}, {@link CheckTailOptions#timeout}) replaces it.
+     */
     public Builder timeout(Duration timeout) {
       this.timeout = Objects.requireNonNull(timeout);
       return this;

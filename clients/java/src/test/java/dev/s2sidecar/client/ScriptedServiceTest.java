@@ -13,6 +13,8 @@ import dev.s2sidecar.v1.ReadResponse;
 import dev.s2sidecar.v1.ReadSessionRequest;
 import dev.s2sidecar.v1.ReadSessionResponse;
 import dev.s2sidecar.v1.StreamServiceGrpc;
+import io.grpc.Context;
+import io.grpc.Deadline;
 import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
 import io.grpc.Server;
@@ -29,10 +31,13 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
+import java.util.OptionalInt;
 import java.util.OptionalLong;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.util.function.BiConsumer;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -50,6 +55,7 @@ class ScriptedServiceTest {
   private final List<Object> requests = new ArrayList<>();
   private final List<String> authorizations = new ArrayList<>();
   private final List<String> keys = new ArrayList<>(); // each call's s2-encryption-key (null: none)
+  private final List<Deadline> deadlines = new ArrayList<>(); // each call's, as the server saw it
   private Server server;
   private ManagedChannel channel;
 
@@ -58,6 +64,7 @@ class ScriptedServiceTest {
     private void play(Object request, StreamObserver observer) {
       synchronized (requests) {
         requests.add(request);
+        deadlines.add(Context.current().getDeadline());
       }
       var step = script.poll();
       if (step == null) {
@@ -413,5 +420,44 @@ class ScriptedServiceTest {
           SidecarException.RangeNotSatisfiable.class, () -> client.read("s", ReadOptions.from(ReadStart.seqNum(4))));
       assertFalse(fromStart.getMessage().contains("pass a start"), fromStart.getMessage());
     }
+  }
+
+  @Test
+  void aCallsTimeoutReplacesTheClientsAndAReadsWaitComesOnTop() {
+    var tail = CheckTailResponse.newBuilder().setTail(dev.s2sidecar.v1.StreamPosition.newBuilder().setSeqNum(3)).build();
+    step(ReadResponse.getDefaultInstance());
+    step(ReadResponse.getDefaultInstance());
+    step(tail);
+    step(tail);
+    var fromZero = ReadOptions.from(ReadStart.seqNum(0)).waitSeconds(3);
+    try (var client = S2SidecarClient.builder().channel(channel).timeout(Duration.ofSeconds(120)).build()) {
+      client.read("s", fromZero);
+      client.read("s", fromZero.timeout(Duration.ofSeconds(2)));
+      client.checkTail("s");
+      client.checkTail("s", CheckTailOptions.DEFAULT.maxStaleness(Duration.ZERO).timeout(Duration.ofSeconds(2)));
+    }
+    // What the server saw left of each deadline: at most the timeout (plus the wait), and not much
+    // less (2 s of slack for a slow machine, less than any two of these are apart).
+    List<Long> expected = List.of(123_000L, 5_000L, 120_000L, 2_000L);
+    for (int i = 0; i < expected.size(); i++) {
+      long left = deadlines.get(i).timeRemaining(TimeUnit.MILLISECONDS);
+      assertTrue(left <= expected.get(i) && left > expected.get(i) - 2_000, "call " + i + ": " + left + " ms left");
+    }
+    assertEquals(0, ((CheckTailRequest) requests.get(3)).getMaxStalenessMs());
+    assertTrue(((CheckTailRequest) requests.get(3)).hasMaxStalenessMs());
+    assertFalse(((CheckTailRequest) requests.get(2)).hasMaxStalenessMs());
+  }
+
+  @Test
+  void aSessionWithATimeoutIsRefusedBeforeAnyCall() {
+    try (var client = client(true)) {
+      var options = ReadOptions.from(ReadStart.seqNum(0)).timeout(Duration.ofSeconds(1));
+      var e = assertThrows(IllegalArgumentException.class, () -> client.readSession("s", options));
+      assertTrue(e.getMessage().contains("no deadline"), e.getMessage());
+    }
+    assertEquals(0, requests.size());
+    // Options built with the seven components of before have no timeout of their own.
+    var before = new ReadOptions(Optional.empty(), ReadLimit.NONE, OptionalLong.empty(), false, OptionalInt.empty(), Optional.empty(), false);
+    assertTrue(before.timeout().isEmpty());
   }
 }
