@@ -131,8 +131,11 @@ def _bootstrap_checkout(root: Path) -> Path:
     return root
 
 
-async def _bootstrap(root: Path, *args: str) -> tuple[int, list[str]]:
-    proc = await asyncio.create_subprocess_exec(root / "scripts" / "bootstrap", *args, cwd=root)
+async def _bootstrap(root: Path, *args: str, in_scripts: bool = False) -> tuple[int, list[str]]:
+    if in_scripts:  # as `cd scripts && ./bootstrap`
+        proc = await asyncio.create_subprocess_exec("./bootstrap", *args, cwd=root / "scripts")
+    else:
+        proc = await asyncio.create_subprocess_exec(root / "scripts" / "bootstrap", *args, cwd=root)
     rc = await proc.wait()
     log = root / "pip.log"
     return rc, log.read_text().splitlines() if log.exists() else []
@@ -161,3 +164,9 @@ async def test_a_failed_bootstrap_is_retried_at_the_next_start(tmp_path: Path) -
     rc, runs = await _bootstrap(root)
     assert rc == 0 and len(runs) == 4
     assert (await _bootstrap(root)) == (0, runs)
+
+
+async def test_bootstrap_runs_by_a_relative_path_from_another_folder(tmp_path: Path) -> None:
+    root = _bootstrap_checkout(tmp_path)
+    rc, runs = await _bootstrap(root, in_scripts=True)  # it changes to the checkout's root first
+    assert rc == 0 and len(runs) == 3, runs
